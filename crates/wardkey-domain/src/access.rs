@@ -1,0 +1,500 @@
+use crate::validate;
+use crate::{
+    ApiTokenId, DomainError, FieldError, GrantId, GroupId, ResourceId, ResourceTypeId, RoleId, Scope,
+    ServiceAccountId, Timestamp, UserId,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A kind of protected thing (`dataset`, `application`, `record_set`) and the actions that
+/// can be done on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ResourceType {
+    pub id: ResourceTypeId,
+    pub name: String,
+    pub description: Option<String>,
+    /// Sorted, unique action names (`read`, `write`, `delete`, `export`, ...).
+    pub actions: Vec<String>,
+    /// Whether resources of this type hold protected health information.
+    pub phi: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+fn validate_actions(errors: &mut Vec<FieldError>, actions: &[String]) {
+    if actions.is_empty() {
+        errors.push(FieldError::new("actions", "must name at least one action"));
+    }
+    validate::list_len(errors, "actions", actions, 64);
+    for (i, a) in actions.iter().enumerate() {
+        validate::name(errors, &format!("actions[{i}]"), a);
+    }
+}
+
+/// Sorted and deduplicated, so that equal sets compare and store equal.
+pub fn normalise_actions(actions: &mut Vec<String>) {
+    actions.sort();
+    actions.dedup();
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewResourceType {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub actions: Vec<String>,
+    #[serde(default)]
+    pub phi: bool,
+}
+
+impl NewResourceType {
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let mut errors = Vec::new();
+        validate::name(&mut errors, "name", &self.name);
+        validate::opt_text(&mut errors, "description", &self.description, validate::MAX_TEXT);
+        validate_actions(&mut errors, &self.actions);
+        validate::finish(errors)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceTypeUpdate {
+    pub version: i64,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Replaces the action list. Removing an action still used by a role is refused.
+    #[serde(default)]
+    pub actions: Option<Vec<String>>,
+    #[serde(default)]
+    pub phi: Option<bool>,
+}
+
+impl ResourceTypeUpdate {
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let mut errors = Vec::new();
+        validate::opt_text(&mut errors, "description", &self.description, validate::MAX_TEXT);
+        if let Some(actions) = &self.actions {
+            validate_actions(&mut errors, actions);
+        }
+        validate::finish(errors)
+    }
+}
+
+/// A protected thing. Resources form a tree (facility → department → dataset); a grant
+/// scoped to a resource covers all of its descendants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Resource {
+    pub id: ResourceId,
+    pub type_id: ResourceTypeId,
+    pub name: String,
+    pub parent_id: Option<ResourceId>,
+    pub description: Option<String>,
+    /// Free-form string attributes (e.g. `department`, `sensitivity`), used by conditions.
+    pub attributes: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+fn validate_attributes(errors: &mut Vec<FieldError>, attributes: &BTreeMap<String, String>) {
+    if attributes.len() > 64 {
+        errors.push(FieldError::new("attributes", "must have at most 64 entries"));
+    }
+    for (k, v) in attributes {
+        validate::name(errors, &format!("attributes.{k}"), k);
+        validate::text(errors, &format!("attributes.{k}"), v, validate::MAX_SHORT);
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewResource {
+    pub type_id: ResourceTypeId,
+    pub name: String,
+    #[serde(default)]
+    pub parent_id: Option<ResourceId>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl NewResource {
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let mut errors = Vec::new();
+        validate::name(&mut errors, "name", &self.name);
+        validate::opt_text(&mut errors, "description", &self.description, validate::MAX_TEXT);
+        validate_attributes(&mut errors, &self.attributes);
+        validate::finish(errors)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceUpdate {
+    pub version: i64,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub attributes: Option<BTreeMap<String, String>>,
+    /// Moves the resource under another parent. Cycles are refused. `null` is not a move;
+    /// use `move_to_root` to detach.
+    #[serde(default)]
+    pub parent_id: Option<ResourceId>,
+    #[serde(default)]
+    pub move_to_root: bool,
+}
+
+impl ResourceUpdate {
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let mut errors = Vec::new();
+        validate::opt_text(&mut errors, "description", &self.description, validate::MAX_TEXT);
+        if let Some(attrs) = &self.attributes {
+            validate_attributes(&mut errors, attrs);
+        }
+        if self.move_to_root && self.parent_id.is_some() {
+            errors.push(FieldError::new("parent_id", "give either parent_id or move_to_root, not both"));
+        }
+        validate::finish(errors)
+    }
+}
+
+/// Refuses a parent change that would make `resource` its own ancestor.
+/// `ancestors_of_new_parent` lists the new parent and all of its ancestors.
+pub fn check_no_cycle(resource: ResourceId, ancestors_of_new_parent: &[ResourceId]) -> Result<(), DomainError> {
+    if ancestors_of_new_parent.contains(&resource) {
+        Err(DomainError::invalid("parent_id", "would make the resource its own ancestor"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Actions allowed on one resource type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Permission {
+    /// Name of the resource type.
+    pub resource_type: String,
+    pub actions: Vec<String>,
+}
+
+/// A bundle of permissions. Least privilege: a role grants nothing it does not list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Role {
+    pub id: RoleId,
+    pub name: String,
+    pub description: Option<String>,
+    pub permissions: Vec<Permission>,
+    /// Privileged roles are flagged in reviews and (later) need step-up to grant.
+    pub privileged: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+impl Role {
+    pub fn allows(&self, resource_type: &str, action: &str) -> bool {
+        self.permissions
+            .iter()
+            .any(|p| p.resource_type == resource_type && p.actions.iter().any(|a| a == action))
+    }
+}
+
+fn validate_permissions(
+    errors: &mut Vec<FieldError>,
+    permissions: &[Permission],
+    types: &[ResourceType],
+) {
+    validate::list_len(errors, "permissions", permissions, 256);
+    for (i, p) in permissions.iter().enumerate() {
+        let Some(rt) = types.iter().find(|t| t.name == p.resource_type) else {
+            errors.push(FieldError::new(
+                format!("permissions[{i}].resource_type"),
+                format!("no resource type named {:?}", truncate(&p.resource_type)),
+            ));
+            continue;
+        };
+        if p.actions.is_empty() {
+            errors.push(FieldError::new(format!("permissions[{i}].actions"), "must name at least one action"));
+        }
+        for (j, a) in p.actions.iter().enumerate() {
+            if !rt.actions.contains(a) {
+                errors.push(FieldError::new(
+                    format!("permissions[{i}].actions[{j}]"),
+                    format!("resource type {} has no action {:?}", rt.name, truncate(a)),
+                ));
+            }
+        }
+    }
+}
+
+/// Merges permissions per resource type and sorts them, so equal roles store equal.
+pub fn normalise_permissions(permissions: Vec<Permission>) -> Vec<Permission> {
+    let mut by_type: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in permissions {
+        by_type.entry(p.resource_type).or_default().extend(p.actions);
+    }
+    by_type
+        .into_iter()
+        .map(|(resource_type, mut actions)| {
+            normalise_actions(&mut actions);
+            Permission { resource_type, actions }
+        })
+        .collect()
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRole {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub permissions: Vec<Permission>,
+    #[serde(default)]
+    pub privileged: bool,
+}
+
+impl NewRole {
+    /// `types` are the resource types the permissions may name.
+    pub fn validate(&self, types: &[ResourceType]) -> Result<(), DomainError> {
+        let mut errors = Vec::new();
+        validate::name(&mut errors, "name", &self.name);
+        validate::opt_text(&mut errors, "description", &self.description, validate::MAX_TEXT);
+        validate_permissions(&mut errors, &self.permissions, types);
+        validate::finish(errors)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleUpdate {
+    pub version: i64,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub permissions: Option<Vec<Permission>>,
+    #[serde(default)]
+    pub privileged: Option<bool>,
+}
+
+impl RoleUpdate {
+    pub fn validate(&self, types: &[ResourceType]) -> Result<(), DomainError> {
+        let mut errors = Vec::new();
+        validate::opt_text(&mut errors, "description", &self.description, validate::MAX_TEXT);
+        if let Some(p) = &self.permissions {
+            validate_permissions(&mut errors, p, types);
+        }
+        validate::finish(errors)
+    }
+}
+
+/// Who or what a grant gives access to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+pub enum Subject {
+    User(UserId),
+    Group(GroupId),
+    ServiceAccount(ServiceAccountId),
+}
+
+impl Subject {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Subject::User(_) => "user",
+            Subject::Group(_) => "group",
+            Subject::ServiceAccount(_) => "service_account",
+        }
+    }
+    pub fn uuid(&self) -> uuid::Uuid {
+        match self {
+            Subject::User(id) => id.0,
+            Subject::Group(id) => id.0,
+            Subject::ServiceAccount(id) => id.0,
+        }
+    }
+    pub fn target(&self) -> String {
+        format!("{}:{}", self.kind(), self.uuid())
+    }
+    pub fn from_parts(kind: &str, id: uuid::Uuid) -> Option<Subject> {
+        match kind {
+            "user" => Some(Subject::User(UserId(id))),
+            "group" => Some(Subject::Group(GroupId(id))),
+            "service_account" => Some(Subject::ServiceAccount(ServiceAccountId(id))),
+            _ => None,
+        }
+    }
+}
+
+/// Where a grant came from; evidence reports and reviews show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantSource {
+    /// Made directly by an administrator.
+    Manual,
+    /// Approved access request.
+    Request,
+    /// Birthright role from a role template.
+    Template,
+    /// Emergency access.
+    BreakGlass,
+    /// Pushed by an identity provider over SCIM.
+    Scim,
+    /// HR roster import.
+    Hr,
+}
+
+impl GrantSource {
+    pub const ALL: [GrantSource; 6] = [
+        GrantSource::Manual,
+        GrantSource::Request,
+        GrantSource::Template,
+        GrantSource::BreakGlass,
+        GrantSource::Scim,
+        GrantSource::Hr,
+    ];
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            GrantSource::Manual => "manual",
+            GrantSource::Request => "request",
+            GrantSource::Template => "template",
+            GrantSource::BreakGlass => "break_glass",
+            GrantSource::Scim => "scim",
+            GrantSource::Hr => "hr",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        GrantSource::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+}
+
+/// Subject → role, optionally scoped to a resource subtree, with its provenance and
+/// validity window. Revoked grants are kept (with who revoked them and when) for evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Grant {
+    pub id: GrantId,
+    pub subject: Subject,
+    pub role_id: RoleId,
+    /// `None`: every resource the role's permissions name.
+    pub resource_id: Option<ResourceId>,
+    pub source: GrantSource,
+    /// Principal that asked for the access.
+    pub requester: Option<String>,
+    /// Principal that approved it; never the requester.
+    pub approver: Option<String>,
+    pub justification: Option<String>,
+    pub starts_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_by: Option<String>,
+    pub version: i64,
+}
+
+impl Grant {
+    /// Whether the grant gives access at `now`: started, not expired, not revoked.
+    pub fn is_effective_at(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.starts_at <= now && self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewGrant {
+    pub subject: Subject,
+    pub role_id: RoleId,
+    #[serde(default)]
+    pub resource_id: Option<ResourceId>,
+    #[serde(default)]
+    pub source: Option<GrantSource>,
+    #[serde(default)]
+    pub requester: Option<String>,
+    #[serde(default)]
+    pub approver: Option<String>,
+    #[serde(default)]
+    pub justification: Option<String>,
+    #[serde(default)]
+    pub starts_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl NewGrant {
+    pub fn validate(&self, now: Timestamp) -> Result<(), DomainError> {
+        let mut errors = Vec::new();
+        validate::opt_text(&mut errors, "requester", &self.requester, validate::MAX_SHORT);
+        validate::opt_text(&mut errors, "approver", &self.approver, validate::MAX_SHORT);
+        validate::opt_text(&mut errors, "justification", &self.justification, validate::MAX_TEXT);
+        if let (Some(r), Some(a)) = (&self.requester, &self.approver)
+            && r == a
+        {
+            errors.push(FieldError::new("approver", "the approver must not be the requester"));
+        }
+        let starts = self.starts_at.unwrap_or(now);
+        if let Some(exp) = self.expires_at {
+            if exp <= starts {
+                errors.push(FieldError::new("expires_at", "must be after starts_at"));
+            } else if exp <= now {
+                errors.push(FieldError::new("expires_at", "must be in the future"));
+            }
+        }
+        validate::finish(errors)
+    }
+}
+
+/// Metadata of an API token. The secret itself is shown once at creation and stored only
+/// as a hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApiToken {
+    pub id: ApiTokenId,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl ApiToken {
+    pub fn is_usable_at(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
+    }
+    pub fn has_scope(&self, needed: Scope) -> bool {
+        self.scopes.iter().any(|s| s.satisfies(needed))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiToken {
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl NewApiToken {
+    pub fn validate(&self, now: Timestamp) -> Result<(), DomainError> {
+        let mut errors = Vec::new();
+        validate::name(&mut errors, "name", &self.name);
+        if self.scopes.is_empty() {
+            errors.push(FieldError::new("scopes", "must name at least one scope"));
+        }
+        if let Some(e) = self.expires_at
+            && e <= now
+        {
+            errors.push(FieldError::new("expires_at", "must be in the future"));
+        }
+        validate::finish(errors)
+    }
+}
