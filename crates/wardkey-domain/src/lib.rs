@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod actor;
+pub mod clock;
 pub mod directory;
 pub mod error;
 pub mod ids;
@@ -15,6 +16,7 @@ pub mod validate;
 
 pub use access::*;
 pub use actor::*;
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use directory::*;
 pub use error::{DomainError, FieldError};
 pub use ids::*;
