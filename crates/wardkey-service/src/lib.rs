@@ -1,1 +1,101 @@
+//! Wardkey's services: every operation an API, the CLI or a background job can perform.
+//!
+//! A service method takes typed input and an [`Authorized`] handle that can only be obtained
+//! by passing the scope check (or, for the local operator, by having shell access to the
+//! store). It validates with the domain crate, then performs its change and its audit
+//! event(s) in one store write job, so one commits only with the other.
 
+pub mod access;
+pub mod audit;
+pub mod auth;
+pub mod directory;
+pub mod error;
+
+pub use auth::{Admin, AuditRead, Authorized, Caller, RequestMeta, ScopeRequirement};
+pub use error::{Result, ServiceError};
+pub use wardkey_store::Committed;
+
+use std::sync::Arc;
+use wardkey_audit::AuditDraft;
+use wardkey_domain::Clock;
+use wardkey_store::Store;
+
+/// Limits that keep every list bounded.
+pub const MAX_PAGE: u32 = 500;
+pub const DEFAULT_PAGE: u32 = 100;
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Record an `api.read` audit event for every authenticated read of the directory or
+    /// the audit log (HIPAA: access to access-control data is itself accountable).
+    pub audit_reads: bool,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig { audit_reads: true }
+    }
+}
+
+#[derive(Clone)]
+pub struct Services {
+    store: Store,
+    config: Arc<ServiceConfig>,
+}
+
+impl Services {
+    pub fn new(store: Store, config: ServiceConfig) -> Self {
+        Services { store, config: Arc::new(config) }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        self.store.clock()
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+}
+
+/// An audit draft attributed to `caller`, with the request's source address and id.
+pub(crate) fn draft(caller: &Caller, action: &str, target: Option<String>) -> AuditDraft {
+    let mut d = AuditDraft::new(caller.actor.principal(), action, wardkey_audit::Outcome::Success);
+    d.target = target;
+    d.source_ip = caller.meta.source_ip.clone();
+    d.request_id = caller.meta.request_id.clone();
+    d
+}
+
+/// A page request from the API: cursor and a limit clamped to [`MAX_PAGE`].
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+}
+
+impl PageRequest {
+    pub(crate) fn to_store(&self) -> wardkey_store::Page {
+        wardkey_store::Page {
+            after: self.after.clone(),
+            limit: self.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE),
+        }
+    }
+}
+
+/// One page of results and the cursor for the next, if there may be more.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Paged<T> {
+    pub(crate) fn new(items: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> String) -> Self {
+        let next_cursor = if items.len() as u32 >= limit { items.last().map(cursor_of) } else { None };
+        Paged { items, next_cursor }
+    }
+}

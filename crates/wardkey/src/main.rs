@@ -1,1 +1,274 @@
-fn main() {}
+//! `wardkey`: the server and its command line.
+
+mod client;
+mod config;
+mod keys;
+mod local;
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "wardkey", version, about = "Identity lifecycle and access management for organisations that handle PHI")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (embedded SQLite under ./wardkey-data on 127.0.0.1:8080 unless told otherwise).
+    Serve(ServeArgs),
+    /// Operator tasks that act on the store directly (needs access to the data directory or database).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Manage users over the API.
+    #[command(subcommand)]
+    User(client::UserCommand),
+    /// Manage groups over the API.
+    #[command(subcommand)]
+    Group(client::GroupCommand),
+    /// Manage resource types over the API.
+    #[command(subcommand, name = "resource-type")]
+    ResourceType(client::ResourceTypeCommand),
+    /// Manage resources over the API.
+    #[command(subcommand)]
+    Resource(client::ResourceCommand),
+    /// Manage roles over the API.
+    #[command(subcommand)]
+    Role(client::RoleCommand),
+    /// Grant, list and revoke access over the API.
+    #[command(subcommand)]
+    Grant(client::GrantCommand),
+    /// Verify and export the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// Where the store is. `--database-url` (or WARDKEY_DATABASE_URL) selects PostgreSQL;
+/// otherwise the embedded SQLite store in the data directory is used.
+#[derive(Args, Clone)]
+pub struct StoreArgs {
+    /// Data directory: the SQLite database and the audit signing key live here.
+    #[arg(long, env = "WARDKEY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL, e.g. postgres://wardkey@db.internal/wardkey (the key files stay in --data-dir).
+    #[arg(long, env = "WARDKEY_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// TOML configuration file.
+    #[arg(long, short = 'c', env = "WARDKEY_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, env = "WARDKEY_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// TLS certificate chain (PEM). Required to listen on a non-loopback address.
+    #[arg(long, env = "WARDKEY_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "WARDKEY_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address (only behind a TLS-terminating proxy on a trusted network).
+    #[arg(long, env = "WARDKEY_INSECURE_HTTP")]
+    insecure_http: bool,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token and print it once. Recorded in the audit log as a local operator action.
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// A name that says who or what uses the token.
+        #[arg(long)]
+        name: String,
+        /// Scope: admin, scim, pdp or audit:read. Repeat for several.
+        #[arg(long = "scope", required = true, value_parser = parse_scope)]
+        scopes: Vec<wardkey_domain::Scope>,
+        /// Expire the token after this many days.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        /// Print JSON instead of the bare token.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List API tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API token at once.
+    Revoke {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Token id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the Merkle tree from the stored events, check every signed checkpoint and
+    /// every consistency step. Exits non-zero naming the first bad index.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Public verifier key file (default: audit-signing.pub in the data directory).
+        #[arg(long)]
+        verifier_key: Option<PathBuf>,
+        /// Treat events not yet covered by a signed checkpoint as a failure.
+        #[arg(long)]
+        require_signed_tail: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write every event as one JSON object per line.
+    Export {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Output format.
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
+        format: String,
+        /// Output file (default: standard output).
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        /// Only events with index ≥ this.
+        #[arg(long)]
+        from_index: Option<u64>,
+    },
+}
+
+fn parse_scope(s: &str) -> Result<wardkey_domain::Scope, String> {
+    wardkey_domain::Scope::parse(s).ok_or_else(|| format!("unknown scope {s:?}; use admin, scim, pdp or audit:read"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Admin(AdminCommand::Token(cmd)) => match cmd {
+                TokenCommand::Create { store, name, scopes, expires_in_days, json } => {
+                    local::token_create(&store, name, scopes, expires_in_days, json).await
+                }
+                TokenCommand::List { store, json } => local::token_list(&store, json).await,
+                TokenCommand::Revoke { store, id } => local::token_revoke(&store, &id).await,
+            },
+            Command::User(cmd) => client::run_user(cmd).await,
+            Command::Group(cmd) => client::run_group(cmd).await,
+            Command::ResourceType(cmd) => client::run_resource_type(cmd).await,
+            Command::Resource(cmd) => client::run_resource(cmd).await,
+            Command::Role(cmd) => client::run_role(cmd).await,
+            Command::Grant(cmd) => client::run_grant(cmd).await,
+            Command::Audit(AuditCommand::Verify { store, verifier_key, require_signed_tail, json }) => {
+                local::audit_verify(&store, verifier_key.as_deref(), require_signed_tail, json).await
+            }
+            Command::Audit(AuditCommand::Export { store, format: _, output, from_index }) => {
+                local::audit_export(&store, output.as_deref(), from_index).await
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WARDKEY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let file = match &args.store.config {
+        Some(p) => config::load_file(p)?,
+        None => config::FileConfig::default(),
+    };
+    let location = config::StoreLocation::resolve(args.store.data_dir.clone(), args.store.database_url.clone(), &file);
+    let listen: SocketAddr = match args.listen.or(file.listen) {
+        Some(a) => a,
+        None => config::DEFAULT_LISTEN.parse().map_err(|e| format!("default listen address: {e}"))?,
+    };
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert_path), Some(key_path)) => Some(wardkey_server::TlsConfig { cert_path, key_path }),
+        _ => file.tls.as_ref().map(|t| wardkey_server::TlsConfig { cert_path: t.cert.clone(), key_path: t.key.clone() }),
+    };
+    let audit = config::AuditSettings::from_file(&file);
+    let server_config = wardkey_server::ServerConfig {
+        listen,
+        tls,
+        insecure_http: args.insecure_http || file.insecure_http.unwrap_or(false),
+        checkpoint_interval: audit.checkpoint_interval,
+        checkpoint_every_events: audit.checkpoint_every_events,
+        ..wardkey_server::ServerConfig::default()
+    };
+    // Refuse a dangerous bind before creating anything on disk.
+    wardkey_server::check_bind_policy(&server_config).map_err(|e| e.to_string())?;
+
+    let (services, created_key) = local::open_services(&location, audit.audit_reads, true).await?;
+    if created_key {
+        eprintln!(
+            "Created the audit signing key in {} (keep {} secret; give auditors {}).",
+            location.data_dir.display(),
+            keys::SIGNING_KEY_FILE,
+            keys::VERIFIER_KEY_FILE
+        );
+    }
+    if let Some(token) = services.bootstrap().await.map_err(|e| format!("bootstrap failed: {e}"))? {
+        eprintln!();
+        eprintln!("  First start: one-time bootstrap admin API token (shown only now, store it safely):");
+        eprintln!();
+        eprintln!("    {token}");
+        eprintln!();
+        eprintln!("  Create named tokens for people and systems, then revoke this one.");
+        eprintln!();
+    }
+    eprintln!("wardkey listening on {}://{listen} (store: {})", if server_config.tls.is_some() { "https" } else { "http" }, location.describe());
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+    };
+    wardkey_server::run(server_config, services, shutdown).await.map_err(|e| e.to_string())?;
+    eprintln!("wardkey stopped; final audit checkpoint written");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,258 @@
+//! Extractors: bodies, queries and paths that fail as problem+json, bearer authentication with
+//! a scope check, and `If-Match`.
+
+use crate::AppState;
+use crate::problem::{Kind, Problem, clip};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::de::DeserializeOwned;
+use wardkey_service::{Authorized, Caller, RequestMeta, ScopeRequirement};
+
+/// Per-request facts the middleware establishes before any handler runs.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub source_ip: Option<String>,
+}
+
+impl RequestContext {
+    pub fn meta(&self) -> RequestMeta {
+        RequestMeta { source_ip: self.source_ip.clone(), request_id: Some(self.request_id.clone()) }
+    }
+}
+
+fn request_meta(parts: &Parts) -> RequestMeta {
+    parts.extensions.get::<RequestContext>().map(RequestContext::meta).unwrap_or_default()
+}
+
+/// `"<METHOD> <route template>"`, as recorded in `auth.denied` and `api.read` events.
+pub(crate) fn operation(parts: &Parts) -> String {
+    let path = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| parts.uri.path().to_owned());
+    format!("{} {}", parts.method, path)
+}
+
+/// Resolves `Authorization: Bearer <token>` to a caller. A missing or non-bearer header is
+/// refused without touching the store; a presented token is checked (and a failure audited)
+/// by the service.
+pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Problem> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Err(Problem::unauthenticated("send an API token as `Authorization: Bearer <token>`", None));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return Err(Problem::unauthenticated(
+            "the Authorization header must use the Bearer scheme: `Authorization: Bearer <token>`",
+            Some("invalid_request"),
+        ));
+    };
+    state.services.authenticate(token, request_meta(parts)).await.map_err(Problem::from)
+}
+
+/// An authenticated caller holding scope `S` (`Admin`, `AuditRead`). A refusal is audited by
+/// the service as `auth.denied` and answered 403.
+pub struct Auth<S: ScopeRequirement> {
+    pub authorized: Authorized<S>,
+    /// `"<METHOD> <route template>"`.
+    pub op: String,
+}
+
+impl<S: ScopeRequirement> Auth<S> {
+    pub fn caller(&self) -> &Caller {
+        self.authorized.caller()
+    }
+}
+
+impl<S> FromRequestParts<AppState> for Auth<S>
+where
+    S: ScopeRequirement + Send + Sync + 'static,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = authenticate(parts, state).await?;
+        let op = operation(parts);
+        let authorized = state.services.authorize::<S>(&caller, &op).await?;
+        Ok(Auth { authorized, op })
+    }
+}
+
+/// A JSON body. Wrong content type: 415. Too large: 413. Not JSON, unknown fields, wrong
+/// types: 400 `malformed-request`, with serde's message and the path of the field at fault.
+pub struct ApiJson<T>(pub T);
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+pub(crate) fn payload_too_large() -> Problem {
+    Problem::new(Kind::PayloadTooLarge, "the request body exceeds the configured limit")
+}
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(Problem::new(Kind::UnsupportedMediaType, "send the request body as application/json"));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                payload_too_large()
+            } else {
+                Problem::malformed("the request body could not be read")
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                if path == "." || path.is_empty() {
+                    Problem::malformed(clip(&inner.to_string()))
+                } else {
+                    Problem::malformed(clip(&format!("{path}: {inner}"))).with("field", clip(&path))
+                }
+            }
+            _ => Problem::malformed(clip(&format!("the body is not valid JSON: {inner}"))),
+        }
+    })?;
+    de.end().map_err(|e| Problem::malformed(clip(&format!("the body is not valid JSON: {e}"))))?;
+    Ok(value)
+}
+
+/// A query string; anything it cannot parse is a 400 naming the parameter.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::try_from_uri(&parts.uri) {
+            Ok(Query(v)) => Ok(ApiQuery(v)),
+            Err(rejection) => Err(Problem::malformed(clip(&rejection.body_text()))),
+        }
+    }
+}
+
+/// Path parameters; a malformed id is a 400.
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(ApiPath(v)),
+            Err(rejection) if rejection.status().is_server_error() => {
+                tracing::error!(error = %rejection.body_text(), "path extraction failed");
+                Err(Problem::internal())
+            }
+            Err(rejection) => Err(Problem::malformed(clip(&rejection.body_text()))),
+        }
+    }
+}
+
+/// The `If-Match` request header, read as an entity version (`ETag: "<version>"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMatch {
+    Absent,
+    /// `*`: any current representation.
+    Any,
+    Version(i64),
+    /// A weak or unparseable tag: it can match no version.
+    Unmatchable,
+}
+
+impl IfMatch {
+    pub fn parse(headers: &HeaderMap) -> IfMatch {
+        let Some(v) = headers.get(header::IF_MATCH) else { return IfMatch::Absent };
+        let Ok(s) = v.to_str() else { return IfMatch::Unmatchable };
+        let s = s.trim();
+        if s == "*" {
+            return IfMatch::Any;
+        }
+        s.strip_prefix('"')
+            .and_then(|rest| rest.strip_suffix('"'))
+            .and_then(|n| n.parse::<i64>().ok())
+            .map(IfMatch::Version)
+            .unwrap_or(IfMatch::Unmatchable)
+    }
+
+    /// Whether the client made the write conditional on a version it named: a version
+    /// conflict then answers 412 Precondition Failed instead of 409.
+    pub fn conditional(self) -> bool {
+        matches!(self, IfMatch::Version(_))
+    }
+
+    fn unmatchable() -> Problem {
+        Problem::new(Kind::PreconditionFailed, "If-Match names no version of this resource (expected a strong ETag such as \"3\")")
+    }
+
+    /// Checks the header against the version named in the request body.
+    pub fn check(self, body_version: i64) -> Result<(), Problem> {
+        match self {
+            IfMatch::Absent | IfMatch::Any => Ok(()),
+            IfMatch::Unmatchable => Err(Self::unmatchable()),
+            IfMatch::Version(v) if v == body_version => Ok(()),
+            IfMatch::Version(v) => Err(Problem::malformed(format!(
+                "If-Match names version {v} but the request body names version {body_version}"
+            ))
+            .with("field", "version")),
+        }
+    }
+
+    /// The expected version of a body-less write (DELETE): `?version=N`, `If-Match: "N"`, or
+    /// both when they agree.
+    pub fn resolve(self, query_version: Option<i64>) -> Result<i64, Problem> {
+        match (self, query_version) {
+            (IfMatch::Unmatchable, _) => Err(Self::unmatchable()),
+            (IfMatch::Version(v), None) => Ok(v),
+            (IfMatch::Version(_), Some(q)) | (IfMatch::Absent | IfMatch::Any, Some(q)) => {
+                self.check(q)?;
+                Ok(q)
+            }
+            (IfMatch::Absent | IfMatch::Any, None) => Err(Problem::malformed(
+                "name the version you read: the `version` query parameter or an `If-Match: \"<version>\"` header",
+            )
+            .with("field", "version")),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(IfMatch::parse(&parts.headers))
+    }
+}

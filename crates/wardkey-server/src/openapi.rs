@@ -1,0 +1,87 @@
+//! The OpenAPI document, generated from the handlers' `#[utoipa::path]` annotations.
+
+use crate::problem::{FieldErrorDoc, ProblemDoc};
+use crate::respond::Page;
+use crate::routes::{access, audit, directory, ops, tokens};
+use utoipa::Modify;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A Wardkey API token: `Authorization: Bearer wkt_...`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Wardkey API",
+        description = "Identity lifecycle and access management for organisations handling PHI. \
+            Errors are RFC 9457 problem documents (`application/problem+json`) with stable `type` URIs \
+            under https://wardkey.dev/problems/. Writes name the version they read (body `version`, \
+            `?version=` on DELETE, or `If-Match: \"<version>\"`); responses carry `ETag: \"<version>\"` \
+            and `X-Wardkey-Revision`. Every request may carry `X-Request-ID` (echoed, and recorded in audit events)."
+    ),
+    paths(
+        directory::create_user, directory::list_users, directory::get_user, directory::update_user,
+        directory::delete_user, directory::set_user_status, directory::verify_identity,
+        directory::create_group, directory::list_groups, directory::get_group, directory::update_group,
+        directory::delete_group, directory::list_members, directory::add_member, directory::remove_member,
+        directory::create_service_account, directory::list_service_accounts, directory::get_service_account,
+        directory::update_service_account, directory::delete_service_account,
+        access::create_resource_type, access::list_resource_types, access::get_resource_type,
+        access::update_resource_type, access::delete_resource_type,
+        access::create_resource, access::list_resources, access::get_resource, access::update_resource,
+        access::delete_resource,
+        access::create_role, access::list_roles, access::get_role, access::update_role, access::delete_role,
+        access::create_role_template, access::list_role_templates, access::get_role_template,
+        access::update_role_template, access::delete_role_template,
+        access::create_sod_rule, access::list_sod_rules, access::get_sod_rule, access::update_sod_rule,
+        access::delete_sod_rule,
+        access::create_grant, access::list_grants, access::get_grant, access::revoke_grant,
+        tokens::create_token, tokens::list_tokens, tokens::revoke_token,
+        audit::list_events, audit::checkpoint, audit::inclusion_proof, audit::consistency_proof,
+        ops::healthz, ops::readyz, ops::metrics, ops::openapi,
+    ),
+    components(schemas(
+        ProblemDoc, FieldErrorDoc,
+        Page<wardkey_domain::User>,
+        directory::StatusChange, directory::VerifyIdentity, directory::MembershipChange,
+        tokens::CreatedToken,
+        audit::CheckpointView, audit::InclusionProofView, audit::ConsistencyProofView,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "users", description = "People: lifecycle, identity verification, HR attributes"),
+        (name = "groups", description = "Groups and their members"),
+        (name = "service-accounts", description = "Non-human accounts, each owned by a person"),
+        (name = "access", description = "Resource types, resources, roles, role templates, SoD rules, grants"),
+        (name = "tokens", description = "API tokens"),
+        (name = "audit", description = "Tamper-evident audit log (scope audit:read or admin)"),
+        (name = "operations", description = "Health, readiness, metrics, this document (unauthenticated)"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as JSON bytes.
+pub fn document() -> Vec<u8> {
+    match ApiDoc::openapi().to_json() {
+        Ok(s) => s.into_bytes(),
+        Err(e) => {
+            tracing::error!(error = %e, "could not render the OpenAPI document");
+            b"{}".to_vec()
+        }
+    }
+}

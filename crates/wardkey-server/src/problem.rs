@@ -1,0 +1,286 @@
+//! RFC 9457 problem details: every error this server returns, with a stable `type` URI.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use wardkey_service::ServiceError;
+
+/// Base of every problem `type` URI. The URIs are stable: clients may switch on them.
+pub const PROBLEM_BASE: &str = "https://wardkey.dev/problems/";
+
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// Problem kinds, each one `type` URI (`PROBLEM_BASE` + slug).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Validation,
+    NotFound,
+    Duplicate,
+    VersionConflict,
+    PreconditionFailed,
+    Conflict,
+    IllegalTransition,
+    SodViolation,
+    Unauthenticated,
+    Forbidden,
+    MalformedRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    MethodNotAllowed,
+    Unavailable,
+    Internal,
+}
+
+impl Kind {
+    pub fn slug(self) -> &'static str {
+        match self {
+            Kind::Validation => "validation",
+            Kind::NotFound => "not-found",
+            Kind::Duplicate => "duplicate",
+            Kind::VersionConflict => "version-conflict",
+            Kind::PreconditionFailed => "precondition-failed",
+            Kind::Conflict => "conflict",
+            Kind::IllegalTransition => "illegal-transition",
+            Kind::SodViolation => "sod-violation",
+            Kind::Unauthenticated => "unauthenticated",
+            Kind::Forbidden => "forbidden",
+            Kind::MalformedRequest => "malformed-request",
+            Kind::PayloadTooLarge => "payload-too-large",
+            Kind::UnsupportedMediaType => "unsupported-media-type",
+            Kind::MethodNotAllowed => "method-not-allowed",
+            Kind::Unavailable => "unavailable",
+            Kind::Internal => "internal",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Kind::Validation => StatusCode::UNPROCESSABLE_ENTITY,
+            Kind::NotFound => StatusCode::NOT_FOUND,
+            Kind::Duplicate
+            | Kind::VersionConflict
+            | Kind::Conflict
+            | Kind::IllegalTransition
+            | Kind::SodViolation => StatusCode::CONFLICT,
+            Kind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Kind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Kind::Forbidden => StatusCode::FORBIDDEN,
+            Kind::MalformedRequest => StatusCode::BAD_REQUEST,
+            Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Kind::Validation => "The request is not valid",
+            Kind::NotFound => "Not found",
+            Kind::Duplicate => "Already exists",
+            Kind::VersionConflict => "Version conflict",
+            Kind::PreconditionFailed => "Precondition failed",
+            Kind::Conflict => "Conflict with the current state",
+            Kind::IllegalTransition => "Illegal lifecycle transition",
+            Kind::SodViolation => "Separation-of-duties violation",
+            Kind::Unauthenticated => "Authentication required",
+            Kind::Forbidden => "Forbidden",
+            Kind::MalformedRequest => "Malformed request",
+            Kind::PayloadTooLarge => "Payload too large",
+            Kind::UnsupportedMediaType => "Unsupported media type",
+            Kind::MethodNotAllowed => "Method not allowed",
+            Kind::Unavailable => "Service unavailable",
+            Kind::Internal => "Internal server error",
+        }
+    }
+
+    pub fn type_uri(self) -> String {
+        format!("{PROBLEM_BASE}{}", self.slug())
+    }
+}
+
+/// One problem response. Build with [`Problem::new`] and the `with_*` methods.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub kind: Kind,
+    pub detail: String,
+    pub extensions: Map<String, Value>,
+    /// Extra value for `WWW-Authenticate` on 401 (e.g. `error="invalid_token"`).
+    pub bearer_error: Option<&'static str>,
+}
+
+/// Upper bound on echoed client input inside problem details.
+const MAX_ECHO: usize = 200;
+
+pub(crate) fn clip(s: &str) -> String {
+    if s.chars().count() <= MAX_ECHO {
+        s.to_owned()
+    } else {
+        let mut out: String = s.chars().take(MAX_ECHO).collect();
+        out.push('…');
+        out
+    }
+}
+
+impl Problem {
+    pub fn new(kind: Kind, detail: impl Into<String>) -> Self {
+        Problem { kind, detail: detail.into(), extensions: Map::new(), bearer_error: None }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extensions.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn malformed(detail: impl Into<String>) -> Self {
+        Problem::new(Kind::MalformedRequest, detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Problem::new(Kind::NotFound, detail)
+    }
+
+    /// 422 with one field at fault.
+    pub fn invalid_field(field: &str, message: &str) -> Self {
+        Problem::new(Kind::Validation, format!("{field}: {message}"))
+            .with("errors", json!([{ "field": field, "message": message }]))
+    }
+
+    pub fn internal() -> Self {
+        Problem::new(
+            Kind::Internal,
+            "The server could not complete the request. Quote the X-Request-ID response header when reporting this.",
+        )
+    }
+
+    pub fn unauthenticated(detail: impl Into<String>, bearer_error: Option<&'static str>) -> Self {
+        let mut p = Problem::new(Kind::Unauthenticated, detail);
+        p.bearer_error = bearer_error;
+        p
+    }
+
+    /// Maps a service error. `conditional` says whether the client sent `If-Match`: a version
+    /// conflict then answers 412 instead of 409.
+    pub fn from_service(err: ServiceError, conditional: bool) -> Self {
+        match err {
+            ServiceError::Unauthenticated => {
+                Problem::unauthenticated("the bearer token is missing, malformed, unknown, expired or revoked", Some("invalid_token"))
+            }
+            ServiceError::Forbidden { needed } => {
+                Problem::new(Kind::Forbidden, format!("the credential lacks the {needed} scope"))
+                    .with("needed_scope", needed.as_str())
+            }
+            ServiceError::NotFound { kind, id } => {
+                Problem::not_found(format!("{kind} {} not found", clip(&id))).with("kind", kind)
+            }
+            ServiceError::Invalid(errors) => {
+                let summary = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+                let list: Vec<Value> =
+                    errors.iter().map(|e| json!({ "field": e.field, "message": e.message })).collect();
+                Problem::new(Kind::Validation, summary).with("errors", Value::Array(list))
+            }
+            ServiceError::Duplicate { kind, field, value: _ } => {
+                Problem::new(Kind::Duplicate, format!("a {kind} with this {field} already exists"))
+                    .with("field", field)
+                    .with("kind", kind)
+            }
+            ServiceError::VersionConflict { kind, id, expected, actual } => {
+                let k = if conditional { Kind::PreconditionFailed } else { Kind::VersionConflict };
+                Problem::new(
+                    k,
+                    format!("{kind} {} is at version {actual}, not {expected}; read it again and retry", clip(&id)),
+                )
+                .with("expected_version", expected)
+                .with("current_version", actual)
+            }
+            ServiceError::Conflict { kind, message } => {
+                Problem::new(Kind::Conflict, message).with("kind", kind)
+            }
+            ServiceError::IllegalTransition { from, to } => {
+                Problem::new(Kind::IllegalTransition, format!("a user cannot move from {from} to {to}"))
+                    .with("from", from)
+                    .with("to", to)
+            }
+            ServiceError::SodViolation { rule_id, rule_name, left, right } => Problem::new(
+                Kind::SodViolation,
+                format!("separation-of-duties rule {rule_name} forbids holding both {left} and {right}"),
+            )
+            .with("rule_id", rule_id)
+            .with("rule_name", rule_name)
+            .with("left", left)
+            .with("right", right),
+            ServiceError::Internal(detail) => {
+                // The span around this request carries its id; the client sees none of this.
+                tracing::error!(error = %detail, "internal error");
+                Problem::internal()
+            }
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("type".into(), Value::String(self.kind.type_uri()));
+        m.insert("title".into(), Value::String(self.kind.title().into()));
+        m.insert("status".into(), Value::from(self.kind.status().as_u16()));
+        m.insert("detail".into(), Value::String(self.detail.clone()));
+        for (k, v) in &self.extensions {
+            m.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        Value::Object(m)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.kind.status();
+        let body = serde_json::to_vec(&self.body()).unwrap_or_else(|_| b"{}".to_vec());
+        let mut res = (status, body).into_response();
+        let headers = res.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::UNAUTHORIZED {
+            let value = match self.bearer_error {
+                Some("invalid_token") => HeaderValue::from_static("Bearer realm=\"wardkey\", error=\"invalid_token\""),
+                _ => HeaderValue::from_static("Bearer realm=\"wardkey\""),
+            };
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        res
+    }
+}
+
+impl From<ServiceError> for Problem {
+    fn from(e: ServiceError) -> Self {
+        Problem::from_service(e, false)
+    }
+}
+
+/// Schema of a problem document, for the OpenAPI description.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+#[allow(dead_code)]
+pub struct ProblemDoc {
+    /// Stable URI naming the kind of problem, e.g. `https://wardkey.dev/problems/validation`.
+    #[serde(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    detail: String,
+    /// Validation problems: every field at fault.
+    errors: Option<Vec<FieldErrorDoc>>,
+    /// Duplicates: the field whose value is taken.
+    field: Option<String>,
+    /// Version conflicts: the version the request named.
+    expected_version: Option<i64>,
+    /// Version conflicts: the stored version.
+    current_version: Option<i64>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = FieldError)]
+#[allow(dead_code)]
+pub struct FieldErrorDoc {
+    field: String,
+    message: String,
+}

@@ -1,0 +1,56 @@
+//! API tokens.
+
+use super::directory::PageQuery;
+use crate::AppState;
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
+use crate::problem::ProblemDoc;
+use crate::respond::{ApiResult, Page, json_written, no_content, page_of};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::ToSchema;
+use wardkey_domain::{ApiToken, ApiTokenId, NewApiToken};
+use wardkey_service::Admin;
+
+/// A new token and its secret. The secret is shown only in this response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedToken {
+    pub token: ApiToken,
+    /// Send as `Authorization: Bearer <secret>`. Never shown again.
+    pub secret: String,
+}
+
+/// Create an API token with the given scopes (`admin`, `scim`, `pdp`, `audit:read`).
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewApiToken,
+    responses((status = 201, description = "Created; the secret is shown once", body = CreatedToken),
+        (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn create_token(State(s): State<AppState>, auth: Auth<Admin>, ApiJson(input): ApiJson<NewApiToken>) -> ApiResult {
+    let c = s.services.create_token(&auth.authorized, input).await?;
+    let (token, secret) = c.value.clone();
+    let mut res = json_written(StatusCode::CREATED, &c, &CreatedToken { token, secret });
+    res.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+/// List API tokens (metadata only; secrets are never stored in clear).
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", params(PageQuery),
+    responses((status = 200, description = "One page", body = Page<ApiToken>),
+        (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list_tokens(State(s): State<AppState>, auth: Auth<Admin>, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult {
+    let all = s.services.list_tokens(&auth.authorized).await?;
+    s.services.record_read(auth.caller(), &auth.op, None).await?;
+    Ok(page_of(all, q.after.as_deref(), q.limit, |t| t.id.to_string()).into_response())
+}
+
+/// Revoke an API token; it stops working at once.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = Uuid, Path, description = "Token id")),
+    responses((status = 204, description = "Revoked"),
+        (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn revoke_token(State(s): State<AppState>, auth: Auth<Admin>, ApiPath(id): ApiPath<ApiTokenId>) -> ApiResult {
+    let c = s.services.revoke_token(&auth.authorized, id).await?;
+    Ok(no_content(c))
+}

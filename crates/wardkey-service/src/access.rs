@@ -1,0 +1,654 @@
+//! Resource types, resources, roles, role templates, SoD rules and grants.
+
+use crate::auth::{Admin, Authorized};
+use crate::{Committed, PageRequest, Paged, Result, ServiceError, Services, draft};
+use serde_json::json;
+use wardkey_domain::{
+    Grant, GrantId, GrantSource, Member, NewGrant, NewResource, NewResourceType, NewRole, NewRoleTemplate, NewSodRule,
+    Resource, ResourceId, ResourceType, ResourceTypeId, ResourceTypeUpdate, ResourceUpdate, Role, RoleId, RoleTemplate,
+    RoleTemplateId, RoleTemplateUpdate, RoleUpdate, SodItem, SodRule, SodRuleId, SodRuleUpdate, Subject, UserStatus,
+    ServiceAccountStatus, check_no_cycle, check_sod, normalise_actions, normalise_permissions,
+};
+use wardkey_store::{GrantQuery, ResourceQuery, WriteTx};
+
+fn not_found(kind: &'static str, id: impl ToString) -> ServiceError {
+    ServiceError::NotFound { kind, id: id.to_string() }
+}
+
+/// Roles a subject holds through live grants made to it directly.
+pub(crate) async fn roles_of_grants(tx: &mut WriteTx, subject: Subject) -> Result<Vec<Role>> {
+    let now = tx.now();
+    let mut ids: Vec<RoleId> = tx.live_grants_for_subject(subject, now).await?.into_iter().map(|g| g.role_id).collect();
+    ids.sort();
+    ids.dedup();
+    Ok(tx.get_roles(&ids).await?)
+}
+
+/// Roles a subject holds directly or through the groups it belongs to.
+pub(crate) async fn roles_held(tx: &mut WriteTx, subject: Subject) -> Result<Vec<Role>> {
+    let mut roles = roles_of_grants(tx, subject).await?;
+    let member = match subject {
+        Subject::User(u) => Some(Member::User(u)),
+        Subject::ServiceAccount(s) => Some(Member::ServiceAccount(s)),
+        Subject::Group(_) => None,
+    };
+    if let Some(member) = member {
+        for g in tx.groups_of(member).await? {
+            roles.extend(roles_of_grants(tx, Subject::Group(g)).await?);
+        }
+    }
+    roles.sort_by_key(|r| r.id);
+    roles.dedup_by_key(|r| r.id);
+    Ok(roles)
+}
+
+/// The subject must exist and be able to hold access.
+async fn check_subject(tx: &mut WriteTx, subject: Subject) -> Result<()> {
+    let field = "subject";
+    match subject {
+        Subject::User(id) => {
+            let u = tx.get_user(id).await?.ok_or_else(|| ServiceError::invalid(field, "no such user"))?;
+            if u.status == UserStatus::Disabled {
+                return Err(ServiceError::invalid(field, "the user is disabled"));
+            }
+        }
+        Subject::Group(id) => {
+            tx.get_group(id).await?.ok_or_else(|| ServiceError::invalid(field, "no such group"))?;
+        }
+        Subject::ServiceAccount(id) => {
+            let s = tx.get_service_account(id).await?.ok_or_else(|| ServiceError::invalid(field, "no such service account"))?;
+            if s.status == ServiceAccountStatus::Disabled {
+                return Err(ServiceError::invalid(field, "the service account is disabled"));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Services {
+    pub async fn create_resource_type(&self, by: &Authorized<Admin>, mut input: NewResourceType) -> Result<Committed<ResourceType>> {
+        input.validate()?;
+        normalise_actions(&mut input.actions);
+        let caller = by.caller().clone();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let now = tx.now();
+                    let rt = ResourceType {
+                        id: ResourceTypeId::generate(),
+                        name: input.name,
+                        description: input.description,
+                        actions: input.actions,
+                        phi: input.phi,
+                        created_at: now,
+                        updated_at: now,
+                        version: 1,
+                    };
+                    tx.insert_resource_type(&rt).await?;
+                    let mut e = draft(&caller, "resource_type.create", Some(rt.id.target()));
+                    e.details = json!({ "name": rt.name, "actions": rt.actions, "phi": rt.phi });
+                    tx.audit(e);
+                    Ok(rt)
+                })
+            })
+            .await
+    }
+
+    pub async fn get_resource_type(&self, _by: &Authorized<Admin>, id: ResourceTypeId) -> Result<ResourceType> {
+        self.store.read().await?.get_resource_type(id).await?.ok_or_else(|| not_found("resource_type", id))
+    }
+
+    pub async fn list_resource_types(&self, _by: &Authorized<Admin>) -> Result<Vec<ResourceType>> {
+        Ok(self.store.read().await?.list_resource_types().await?)
+    }
+
+    pub async fn update_resource_type(
+        &self,
+        by: &Authorized<Admin>,
+        id: ResourceTypeId,
+        input: ResourceTypeUpdate,
+    ) -> Result<Committed<ResourceType>> {
+        input.validate()?;
+        let caller = by.caller().clone();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let mut rt = tx.get_resource_type(id).await?.ok_or_else(|| not_found("resource_type", id))?;
+                    let before = rt.clone();
+                    if let Some(mut actions) = input.actions {
+                        normalise_actions(&mut actions);
+                        // An action still named by a role must not disappear under it.
+                        let mut roles = Vec::new();
+                        let mut page = wardkey_store::Page { after: None, limit: 500 };
+                        loop {
+                            let batch = tx.list_roles(&page).await?;
+                            let done = batch.len() < page.limit as usize;
+                            page.after = batch.last().map(|r| r.id.to_string());
+                            roles.extend(batch);
+                            if done {
+                                break;
+                            }
+                        }
+                        for role in &roles {
+                            for p in role.permissions.iter().filter(|p| p.resource_type == rt.name) {
+                                if let Some(a) = p.actions.iter().find(|a| !actions.contains(a)) {
+                                    return Err(ServiceError::Conflict {
+                                        kind: "resource_type",
+                                        message: format!("action {a:?} is still used by role {}", role.name),
+                                    });
+                                }
+                            }
+                        }
+                        rt.actions = actions;
+                    }
+                    if let Some(d) = input.description {
+                        rt.description = Some(d);
+                    }
+                    if let Some(phi) = input.phi {
+                        rt.phi = phi;
+                    }
+                    rt.updated_at = tx.now();
+                    let rt = tx.update_resource_type(&rt, input.version).await?;
+                    let mut e = draft(&caller, "resource_type.update", Some(id.target()));
+                    e.details = json!({ "actions_before": before.actions, "actions_after": rt.actions, "phi": rt.phi });
+                    tx.audit(e);
+                    Ok(rt)
+                })
+            })
+            .await
+    }
+
+    pub async fn delete_resource_type(&self, by: &Authorized<Admin>, id: ResourceTypeId, version: i64) -> Result<Committed<()>> {
+        let caller = by.caller().clone();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let rt = tx.get_resource_type(id).await?.ok_or_else(|| not_found("resource_type", id))?;
+                    let mut page = wardkey_store::Page { after: None, limit: 500 };
+                    loop {
+                        let batch = tx.list_roles(&page).await?;
+                        if let Some(role) = batch.iter().find(|r| r.permissions.iter().any(|p| p.resource_type == rt.name)) {
+                            return Err(ServiceError::Conflict {
+                                kind: "resource_type",
+                                message: format!("role {} still has permissions on this type", role.name),
+                            });
+                        }
+                        if batch.len() < page.limit as usize {
+                            break;
+                        }
+                        page.after = batch.last().map(|r| r.id.to_string());
+                    }
+                    tx.delete_resource_type(id, version).await?;
+                    let mut e = draft(&caller, "resource_type.delete", Some(id.target()));
+                    e.details = json!({ "name": rt.name });
+                    tx.audit(e);
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub async fn create_resource(&self, by: &Authorized<Admin>, input: NewResource) -> Result<Committed<Resource>> {
+        input.validate()?;
+        let caller = by.caller().clone();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    tx.get_resource_type(input.type_id).await?.ok_or_else(|| ServiceError::invalid("type_id", "no such resource type"))?;
+                    if let Some(parent) = input.parent_id {
+                        tx.get_resource(parent).await?.ok_or_else(|| ServiceError::invalid("parent_id", "no such resource"))?;
+                    }
+                    let now = tx.now();
+                    let r = Resource {
+                        id: ResourceId::generate(),
+                        type_id: input.type_id,
+                        name: input.name,
+                        parent_id: input.parent_id,
+                        description: input.description,
+                        attributes: input.attributes,
+                        created_at: now,
+                        updated_at: now,
+                        version: 1,
+                    };
+                    tx.insert_resource(&r).await?;
+                    let mut e = draft(&caller, "resource.create", Some(r.id.target()));
+                    e.details = json!({ "name": r.name, "type": r.type_id.target(), "parent": r.parent_id.map(|p| p.target()) });
+                    tx.audit(e);
+                    Ok(r)
+                })
+            })
+            .await
+    }
+
+    pub async fn get_resource(&self, _by: &Authorized<Admin>, id: ResourceId) -> Result<Resource> {
+        self.store.read().await?.get_resource(id).await?.ok_or_else(|| not_found("resource", id))
+    }
+
+    pub async fn list_resources(&self, _by: &Authorized<Admin>, query: ResourceQuery, page: PageRequest) -> Result<Paged<Resource>> {
+        let page = page.to_store();
+        let items = self.store.read().await?.list_resources(&query, &page).await?;
+        Ok(Paged::new(items, page.limit, |r| r.id.to_string()))
+    }
+
+    pub async fn update_resource(&self, by: &Authorized<Admin>, id: ResourceId, input: ResourceUpdate) -> Result<Committed<Resource>> {
+        input.validate()?;
+        let caller = by.caller().clone();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let mut r = tx.get_resource(id).await?.ok_or_else(|| not_found("resource", id))?;
+                    let parent_before = r.parent_id;
+                    if let Some(parent) = input.parent_id {
+                        tx.get_resource(parent).await?.ok_or_else(|| ServiceError::invalid("parent_id", "no such resource"))?;
+                        let mut chain = vec![parent];
+                        chain.extend(tx.ancestors(parent).await?);
+                        check_no_cycle(id, &chain)?;
+                        r.parent_id = Some(parent);
+                    } else if input.move_to_root {
+                        r.parent_id = None;
+                    }
+                    if let Some(d) = input.description {
+                        r.description = Some(d);
+                    }
+                    if let Some(a) = input.attributes {
+                        r.attributes = a;
+                    }
+                    r.updated_at = tx.now();
+                    let r = tx.update_resource(&r, input.version).await?;
+                    let mut e = draft(&caller, "resource.update", Some(id.target()));
+                    e.details = json!({
+                        "parent_before": parent_before.map(|p| p.target()),
+                        "parent_after": r.parent_id.map(|p| p.target()),
+                        "attributes": r.attributes,
+                    });
+                    tx.audit(e);
+                    Ok(r)
+                })
+            })
+            .await
+    }
+
+    pub async fn delete_resource(&self, by: &Authorized<Admin>, id: ResourceId, version: i64) -> Result<Committed<()>> {
+        let caller = by.caller().clone();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let r = tx.get_resource(id).await?.ok_or_else(|| not_found("resource", id))?;
+                    tx.delete_resource(id, version).await?;
+                    let mut e = draft(&caller, "resource.delete", Some(id.target()));
+                    e.details = json!({ "name": r.name });
+                    tx.audit(e);
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub async fn create_role(&self, by: &Authorized<Admin>, input: NewRole) -> Result<Committed<Role>> {
+        let caller = by.caller().clone();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let types = tx.list_resource_types().await?;
+                    input.validate(&types)?;
+                    let now = tx.now();
+                    let role = Role {
+                        id: RoleId::generate(),
+                        name: input.name,
+                        description: input.description,
+                        permissions: normalise_permissions(input.permissions),
+                        privileged: input.privileged,
+                        created_at: now,
+                        updated_at: now,
+                        version: 1,
+                    };
+                    tx.insert_role(&role).await?;
+                    let mut e = draft(&caller, "role.create", Some(role.id.target()));
+                    e.details = json!({ "name": role.name, "permissions": role.permissions, "privileged": role.privileged });
+                    tx.audit(e);
+                    Ok(role)
+                })
+            })
+            .await
+    }
+
+    pub async fn get_role(&self, _by: &Authorized<Admin>, id: RoleId) -> Result<Role> {
+        self.store.read().await?.get_role(id).await?.ok_or_else(|| not_found("role", id))
+    }
+
+    pub async fn list_roles(&self, _by: &Authorized<Admin>, page: PageRequest) -> Result<Paged<Role>> {
+        let page = page.to_store();
+        let items = self.store.read().await?.list_roles(&page).await?;
+        Ok(Paged::new(items, page.limit, |r| r.id.to_string()))
+    }
+
+    pub async fn update_role(&self, by: &Authorized<Admin>, id: RoleId, input: RoleUpdate) -> Result<Committed<Role>> {
+        let caller = by.caller().clone();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let types = tx.list_resource_types().await?;
+                    input.validate(&types)?;
+                    let mut role = tx.get_role(id).await?.ok_or_else(|| not_found("role", id))?;
+                    let before = role.permissions.clone();
+                    if let Some(p) = input.permissions {
+                        role.permissions = normalise_permissions(p);
+                    }
+                    if let Some(d) = input.description {
+                        role.description = Some(d);
+                    }
+                    if let Some(p) = input.privileged {
+                        role.privileged = p;
+                    }
+                    role.updated_at = tx.now();
+                    let role = tx.update_role(&role, input.version).await?;
+                    let mut e = draft(&caller, "role.update", Some(id.target()));
+                    e.details = json!({ "permissions_before": before, "permissions_after": role.permissions, "privileged": role.privileged });
+                    tx.audit(e);
+                    Ok(role)
+                })
+            })
+            .await
+    }
+
+    pub async fn delete_role(&self, by: &Authorized<Admin>, id: RoleId, version: i64) -> Result<Committed<()>> {
+        let caller = by.caller().clone();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let role = tx.get_role(id).await?.ok_or_else(|| not_found("role", id))?;
+                    tx.delete_role(id, version).await?;
+                    let mut e = draft(&caller, "role.delete", Some(id.target()));
+                    e.details = json!({ "name": role.name });
+                    tx.audit(e);
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub async fn create_role_template(&self, by: &Authorized<Admin>, mut input: NewRoleTemplate) -> Result<Committed<RoleTemplate>> {
+        input.validate()?;
+        input.role_ids.sort();
+        input.role_ids.dedup();
+        let caller = by.caller().clone();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    check_roles_exist(tx, &input.role_ids, "role_ids").await?;
+                    let now = tx.now();
+                    let t = RoleTemplate {
+                        id: RoleTemplateId::generate(),
+                        name: input.name,
+                        description: input.description,
+                        rule: input.rule,
+                        role_ids: input.role_ids,
+                        created_at: now,
+                        updated_at: now,
+                        version: 1,
+                    };
+                    tx.insert_role_template(&t).await?;
+                    let mut e = draft(&caller, "role_template.create", Some(t.id.target()));
+                    e.details = json!({ "name": t.name, "rule": t.rule, "role_ids": t.role_ids });
+                    tx.audit(e);
+                    Ok(t)
+                })
+            })
+            .await
+    }
+
+    pub async fn get_role_template(&self, _by: &Authorized<Admin>, id: RoleTemplateId) -> Result<RoleTemplate> {
+        self.store.read().await?.get_role_template(id).await?.ok_or_else(|| not_found("role_template", id))
+    }
+
+    pub async fn list_role_templates(&self, _by: &Authorized<Admin>) -> Result<Vec<RoleTemplate>> {
+        Ok(self.store.read().await?.list_role_templates().await?)
+    }
+
+    pub async fn update_role_template(
+        &self,
+        by: &Authorized<Admin>,
+        id: RoleTemplateId,
+        input: RoleTemplateUpdate,
+    ) -> Result<Committed<RoleTemplate>> {
+        input.validate()?;
+        let caller = by.caller().clone();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let mut t = tx.get_role_template(id).await?.ok_or_else(|| not_found("role_template", id))?;
+                    if let Some(mut ids) = input.role_ids {
+                        ids.sort();
+                        ids.dedup();
+                        check_roles_exist(tx, &ids, "role_ids").await?;
+                        t.role_ids = ids;
+                    }
+                    if let Some(rule) = input.rule {
+                        t.rule = rule;
+                    }
+                    if let Some(d) = input.description {
+                        t.description = Some(d);
+                    }
+                    t.updated_at = tx.now();
+                    let t = tx.update_role_template(&t, input.version).await?;
+                    let mut e = draft(&caller, "role_template.update", Some(id.target()));
+                    e.details = json!({ "rule": t.rule, "role_ids": t.role_ids });
+                    tx.audit(e);
+                    Ok(t)
+                })
+            })
+            .await
+    }
+
+    pub async fn delete_role_template(&self, by: &Authorized<Admin>, id: RoleTemplateId, version: i64) -> Result<Committed<()>> {
+        let caller = by.caller().clone();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    tx.get_role_template(id).await?.ok_or_else(|| not_found("role_template", id))?;
+                    tx.delete_role_template(id, version).await?;
+                    tx.audit(draft(&caller, "role_template.delete", Some(id.target())));
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub async fn create_sod_rule(&self, by: &Authorized<Admin>, input: NewSodRule) -> Result<Committed<SodRule>> {
+        input.validate()?;
+        let caller = by.caller().clone();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    for (field, item) in [("left", &input.left), ("right", &input.right)] {
+                        if let SodItem::Role { role_id } = item {
+                            tx.get_role(*role_id).await?.ok_or_else(|| ServiceError::invalid(format!("{field}.role_id"), "no such role"))?;
+                        }
+                    }
+                    let now = tx.now();
+                    let rule = SodRule {
+                        id: SodRuleId::generate(),
+                        name: input.name,
+                        description: input.description,
+                        left: input.left,
+                        right: input.right,
+                        created_at: now,
+                        updated_at: now,
+                        version: 1,
+                    };
+                    tx.insert_sod_rule(&rule).await?;
+                    let mut e = draft(&caller, "sod_rule.create", Some(rule.id.target()));
+                    e.details = json!({ "name": rule.name, "left": rule.left, "right": rule.right });
+                    tx.audit(e);
+                    Ok(rule)
+                })
+            })
+            .await
+    }
+
+    pub async fn get_sod_rule(&self, _by: &Authorized<Admin>, id: SodRuleId) -> Result<SodRule> {
+        self.store.read().await?.get_sod_rule(id).await?.ok_or_else(|| not_found("sod_rule", id))
+    }
+
+    pub async fn list_sod_rules(&self, _by: &Authorized<Admin>) -> Result<Vec<SodRule>> {
+        Ok(self.store.read().await?.list_sod_rules().await?)
+    }
+
+    pub async fn update_sod_rule(&self, by: &Authorized<Admin>, id: SodRuleId, input: SodRuleUpdate) -> Result<Committed<SodRule>> {
+        input.validate()?;
+        let caller = by.caller().clone();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let mut rule = tx.get_sod_rule(id).await?.ok_or_else(|| not_found("sod_rule", id))?;
+                    if let Some(d) = input.description {
+                        rule.description = Some(d);
+                    }
+                    rule.updated_at = tx.now();
+                    let rule = tx.update_sod_rule(&rule, input.version).await?;
+                    tx.audit(draft(&caller, "sod_rule.update", Some(id.target())));
+                    Ok(rule)
+                })
+            })
+            .await
+    }
+
+    pub async fn delete_sod_rule(&self, by: &Authorized<Admin>, id: SodRuleId, version: i64) -> Result<Committed<()>> {
+        let caller = by.caller().clone();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let rule = tx.get_sod_rule(id).await?.ok_or_else(|| not_found("sod_rule", id))?;
+                    tx.delete_sod_rule(id, version).await?;
+                    let mut e = draft(&caller, "sod_rule.delete", Some(id.target()));
+                    e.details = json!({ "name": rule.name });
+                    tx.audit(e);
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Grants a role. Refused when the subject cannot hold access, a reference dangles, the
+    /// approver is the requester or the subject, or a separation-of-duties rule would break
+    /// for the subject (or, for a group, for any of its members).
+    pub async fn create_grant(&self, by: &Authorized<Admin>, input: NewGrant) -> Result<Committed<Grant>> {
+        let now = self.clock().now();
+        input.validate(now)?;
+        let caller = by.caller().clone();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let now = tx.now();
+                    let role = tx.get_role(input.role_id).await?.ok_or_else(|| ServiceError::invalid("role_id", "no such role"))?;
+                    check_subject(tx, input.subject).await?;
+                    if let Some(r) = input.resource_id {
+                        tx.get_resource(r).await?.ok_or_else(|| ServiceError::invalid("resource_id", "no such resource"))?;
+                    }
+                    let requester = input.requester.clone().unwrap_or_else(|| caller.actor.principal());
+                    if input.approver.as_deref() == Some(requester.as_str()) {
+                        return Err(ServiceError::invalid("approver", "the approver must not be the requester"));
+                    }
+                    if input.approver.as_deref() == Some(input.subject.target().as_str()) {
+                        return Err(ServiceError::invalid("approver", "nobody approves their own access"));
+                    }
+                    let rules = tx.list_sod_rules().await?;
+                    let added = vec![role.clone()];
+                    match input.subject {
+                        Subject::Group(g) => {
+                            for member in tx.list_members(g).await? {
+                                let s = match member {
+                                    Member::User(u) => Subject::User(u),
+                                    Member::ServiceAccount(s) => Subject::ServiceAccount(s),
+                                };
+                                let held = roles_held(tx, s).await?;
+                                check_sod(&rules, &held, &added)?;
+                            }
+                        }
+                        s => {
+                            let held = roles_held(tx, s).await?;
+                            check_sod(&rules, &held, &added)?;
+                        }
+                    }
+                    let grant = Grant {
+                        id: GrantId::generate(),
+                        subject: input.subject,
+                        role_id: role.id,
+                        resource_id: input.resource_id,
+                        source: input.source.unwrap_or(GrantSource::Manual),
+                        requester: Some(requester),
+                        approver: input.approver,
+                        justification: input.justification,
+                        starts_at: input.starts_at.map(wardkey_audit::truncate_to_micros).unwrap_or(now),
+                        expires_at: input.expires_at.map(wardkey_audit::truncate_to_micros),
+                        created_at: now,
+                        created_by: caller.actor.principal(),
+                        revoked_at: None,
+                        revoked_by: None,
+                        version: 1,
+                    };
+                    tx.insert_grant(&grant).await?;
+                    let mut e = draft(&caller, "grant.create", Some(grant.id.target()));
+                    e.approver = grant.approver.clone();
+                    e.details = json!({
+                        "subject": grant.subject.target(),
+                        "role": role.id.target(),
+                        "role_name": role.name,
+                        "privileged": role.privileged,
+                        "resource": grant.resource_id.map(|r| r.target()),
+                        "source": grant.source,
+                        "requester": grant.requester,
+                        "justification": grant.justification,
+                        "starts_at": grant.starts_at,
+                        "expires_at": grant.expires_at,
+                    });
+                    tx.audit(e);
+                    Ok(grant)
+                })
+            })
+            .await
+    }
+
+    pub async fn get_grant(&self, _by: &Authorized<Admin>, id: GrantId) -> Result<Grant> {
+        self.store.read().await?.get_grant(id).await?.ok_or_else(|| not_found("grant", id))
+    }
+
+    pub async fn list_grants(&self, _by: &Authorized<Admin>, query: GrantQuery, page: PageRequest) -> Result<Paged<Grant>> {
+        let page = page.to_store();
+        let items = self.store.read().await?.list_grants(&query, &page).await?;
+        Ok(Paged::new(items, page.limit, |g| g.id.to_string()))
+    }
+
+    /// Revokes a grant. The row stays, with who revoked it and when, for evidence.
+    pub async fn revoke_grant(&self, by: &Authorized<Admin>, id: GrantId, version: i64, reason: Option<String>) -> Result<Committed<Grant>> {
+        if let Some(r) = &reason {
+            let mut errors = Vec::new();
+            wardkey_domain::validate::text(&mut errors, "reason", r, wardkey_domain::validate::MAX_TEXT);
+            wardkey_domain::validate::finish(errors)?;
+        }
+        let caller = by.caller().clone();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let now = tx.now();
+                    let grant = tx.revoke_grant(id, version, now, &caller.actor.principal()).await?;
+                    let mut e = draft(&caller, "grant.revoke", Some(id.target()));
+                    e.reason = reason;
+                    e.details = json!({ "subject": grant.subject.target(), "role": grant.role_id.target() });
+                    tx.audit(e);
+                    Ok(grant)
+                })
+            })
+            .await
+    }
+}
+
+async fn check_roles_exist(tx: &mut WriteTx, ids: &[RoleId], field: &str) -> Result<()> {
+    let found = tx.get_roles(ids).await?;
+    for (i, id) in ids.iter().enumerate() {
+        if !found.iter().any(|r| r.id == *id) {
+            return Err(ServiceError::invalid(format!("{field}[{i}]"), "no such role"));
+        }
+    }
+    Ok(())
+}

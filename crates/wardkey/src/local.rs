@@ -1,0 +1,190 @@
+//! Commands that act on the store directly, as the local operator.
+
+use crate::StoreArgs;
+use crate::config::{self, FileConfig, StoreLocation};
+use crate::keys;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use wardkey_domain::{ApiTokenId, NewApiToken, Scope, SystemClock};
+use wardkey_service::{ServiceConfig, Services};
+use wardkey_store::{AuditQuery, Store};
+
+fn location(args: &StoreArgs) -> Result<StoreLocation, String> {
+    let file = match &args.config {
+        Some(p) => config::load_file(p)?,
+        None => FileConfig::default(),
+    };
+    Ok(StoreLocation::resolve(args.data_dir.clone(), args.database_url.clone(), &file))
+}
+
+pub async fn open_store(loc: &StoreLocation) -> Result<Store, String> {
+    let clock = Arc::new(SystemClock);
+    let result = match &loc.database_url {
+        Some(url) => Store::open(url, clock).await,
+        None => Store::open_sqlite_dir(&loc.data_dir, clock).await,
+    };
+    result.map_err(|e| format!("cannot open the store ({}): {e}", loc.describe()))
+}
+
+/// Opens the store with its signing key (created on first use when `create_key`).
+pub async fn open_services(loc: &StoreLocation, audit_reads: bool, create_key: bool) -> Result<(Services, bool), String> {
+    let key_exists = keys::signing_key_path(&loc.data_dir).exists();
+    if !key_exists && !create_key {
+        return Err(format!(
+            "no audit signing key in {}; start `wardkey serve` once with this data directory first",
+            loc.data_dir.display()
+        ));
+    }
+    let (signer, created) = keys::load_or_create_signer(&loc.data_dir)?;
+    let store = open_store(loc).await?;
+    store.set_signer(signer);
+    Ok((Services::new(store, ServiceConfig { audit_reads }), created))
+}
+
+fn os_user() -> String {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+pub async fn token_create(
+    args: &StoreArgs,
+    name: String,
+    scopes: Vec<Scope>,
+    expires_in_days: Option<u32>,
+    json: bool,
+) -> Result<ExitCode, String> {
+    let loc = location(args)?;
+    let (services, _) = open_services(&loc, true, true).await?;
+    let operator = services.operator(&os_user());
+    let expires_at = expires_in_days.map(|d| services.clock().now() + chrono::Duration::days(i64::from(d)));
+    let result = services.create_token(&operator, NewApiToken { name, scopes, expires_at }).await;
+    services.store().close().await;
+    let committed = result.map_err(|e| e.to_string())?;
+    let (token, secret) = committed.value;
+    if json {
+        let out = serde_json::json!({ "token": token, "secret": secret });
+        println!("{out}");
+    } else {
+        println!("{secret}");
+        eprintln!("token {} ({}) with scopes {} created; the secret above is shown only once",
+            token.id, token.name, token.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn token_list(args: &StoreArgs, json: bool) -> Result<ExitCode, String> {
+    let loc = location(args)?;
+    let (services, _) = open_services(&loc, true, false).await?;
+    let operator = services.operator(&os_user());
+    let result = services.list_tokens(&operator).await;
+    services.store().close().await;
+    let tokens = result.map_err(|e| e.to_string())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tokens).map_err(|e| e.to_string())?);
+    } else {
+        for t in tokens {
+            let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
+            println!("{}  {:<24} {:<8} {}", t.id, t.name, state, t.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn token_revoke(args: &StoreArgs, id: &str) -> Result<ExitCode, String> {
+    let id: ApiTokenId = id.parse().map_err(|_| format!("{id:?} is not a token id"))?;
+    let loc = location(args)?;
+    let (services, _) = open_services(&loc, true, false).await?;
+    let operator = services.operator(&os_user());
+    let result = services.revoke_token(&operator, id).await;
+    services.store().close().await;
+    result.map_err(|e| e.to_string())?;
+    eprintln!("token {id} revoked");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn audit_verify(args: &StoreArgs, verifier_key: Option<&Path>, require_signed_tail: bool, json: bool) -> Result<ExitCode, String> {
+    let loc = location(args)?;
+    let verifier = keys::load_verifier(&loc.data_dir, verifier_key)?;
+    let store = open_store(&loc).await?;
+    let started = std::time::Instant::now();
+    let result = store.verify_audit(&verifier).await;
+    store.close().await;
+    let elapsed = started.elapsed();
+    match result {
+        Ok(report) => {
+            let tail_fails = require_signed_tail && report.unchecked_events > 0;
+            if json {
+                let out = serde_json::json!({
+                    "ok": !tail_fails,
+                    "events": report.tree_size,
+                    "checkpoints": report.checkpoints,
+                    "unsigned_tail": report.unchecked_events,
+                    "first_bad_index": if tail_fails { Some(report.tree_size - report.unchecked_events) } else { None },
+                    "seconds": elapsed.as_secs_f64(),
+                });
+                println!("{out}");
+            } else if tail_fails {
+                println!(
+                    "audit log verification failed at index {}: {} event(s) not covered by any signed checkpoint",
+                    report.tree_size - report.unchecked_events,
+                    report.unchecked_events
+                );
+            } else {
+                println!(
+                    "audit log OK: {} events, {} signed checkpoints verified, {} event(s) newer than the last checkpoint ({:.2}s)",
+                    report.tree_size,
+                    report.checkpoints,
+                    report.unchecked_events,
+                    elapsed.as_secs_f64()
+                );
+            }
+            Ok(if tail_fails { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Err(failure) => {
+            if json {
+                let out = serde_json::json!({ "ok": false, "first_bad_index": failure.index, "reason": failure.reason });
+                println!("{out}");
+            } else {
+                println!("{failure}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+pub async fn audit_export(args: &StoreArgs, output: Option<&Path>, from_index: Option<u64>) -> Result<ExitCode, String> {
+    let loc = location(args)?;
+    let store = open_store(&loc).await?;
+    let mut out: Box<dyn Write> = match output {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut after = from_index.and_then(|i| i.checked_sub(1));
+    let mut count = 0u64;
+    let query = AuditQuery::default();
+    loop {
+        let mut reader = store.read().await.map_err(|e| e.to_string())?;
+        let events = reader.audit_events(&query, after, 1000).await.map_err(|e| e.to_string())?;
+        drop(reader);
+        let Some(last) = events.last() else { break };
+        after = Some(last.index);
+        for e in &events {
+            serde_json::to_writer(&mut out, e).map_err(|e| e.to_string())?;
+            out.write_all(b"\n").map_err(|e| e.to_string())?;
+            count += 1;
+        }
+        if events.len() < 1000 {
+            break;
+        }
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    store.close().await;
+    eprintln!("exported {count} audit events");
+    Ok(ExitCode::SUCCESS)
+}
