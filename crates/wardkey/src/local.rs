@@ -109,7 +109,12 @@ pub async fn token_revoke(args: &StoreArgs, id: &str) -> Result<ExitCode, String
 pub async fn audit_verify(args: &StoreArgs, verifier_key: Option<&Path>, require_signed_tail: bool, json: bool) -> Result<ExitCode, String> {
     let loc = location(args)?;
     let verifier = keys::load_verifier(&loc.data_dir, verifier_key)?;
-    let store = open_store(&loc).await?;
+    // Read-only: verification must not migrate, write or sign anything.
+    let url = match &loc.database_url {
+        Some(u) => u.clone(),
+        None => format!("sqlite://{}", loc.data_dir.join(wardkey_store::SQLITE_FILE).display()),
+    };
+    let store = Store::open_for_verify(&url).await.map_err(|e| format!("cannot open the store ({}): {e}", loc.describe()))?;
     let started = std::time::Instant::now();
     let result = store.verify_audit(&verifier).await;
     store.close().await;

@@ -1,0 +1,298 @@
+//! Wardkey benchmarks. Every figure is compared with a peer or a bound measured in the same
+//! run, because these machines are shared and noisy: we print medians and ratios.
+//!
+//! ```text
+//! cargo run --release -p wardkey-bench -- audit-append   # write path vs plain INSERT loops
+//! cargo run --release -p wardkey-bench -- verify         # audit verify on 1,000,000 events; inclusion proofs
+//! cargo run --release -p wardkey-bench -- users          # 100,000 users through the service layer
+//! cargo run --release -p wardkey-bench -- all
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wardkey_audit::{AuditDraft, LogSigner, LogVerifier, Outcome};
+use wardkey_domain::{NewUser, SystemClock};
+use wardkey_service::{ServiceConfig, Services};
+use wardkey_store::{StoreError, Store};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_owned()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn sample_draft(i: u64) -> AuditDraft {
+    AuditDraft::new(format!("token:bench-{}", i % 17), "grant.create", Outcome::Success)
+        .with_target(format!("grant:{:032x}", i))
+        .with_request_id(format!("req-{i}"))
+        .with_details(serde_json::json!({ "subject": format!("user:{:032x}", i * 7), "role": "cardiology-reader" }))
+}
+
+async fn open_sqlite(dir: &std::path::Path) -> Store {
+    let store = Store::open_sqlite_dir(dir, Arc::new(SystemClock)).await.unwrap_or_else(|e| panic!("open store: {e}"));
+    store.set_signer(LogSigner::generate("wardkey.bench/1"));
+    store
+}
+
+/// Events through the real write path: `concurrency` callers, each job one audited event.
+async fn write_path_run(events: u64, concurrency: u64) -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_sqlite(dir.path()).await;
+    let started = Instant::now();
+    let per_task = events / concurrency;
+    let mut tasks = Vec::new();
+    for t in 0..concurrency {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_task {
+                let d = sample_draft(t * per_task + i);
+                store
+                    .write(move |tx| {
+                        Box::pin(async move {
+                            tx.audit(d);
+                            Ok::<_, StoreError>(())
+                        })
+                    })
+                    .await
+                    .expect("write");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    store.close().await;
+    (per_task * concurrency) as f64 / secs
+}
+
+const PEER_SCHEMA: &str = "CREATE TABLE ev (idx INTEGER PRIMARY KEY, time INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, \
+    target TEXT, outcome TEXT NOT NULL, reason TEXT, source_ip TEXT, request_id TEXT, approver TEXT, request_ref TEXT, \
+    details TEXT NOT NULL, leaf BLOB NOT NULL, hashes BLOB NOT NULL)";
+
+async fn peer_pool(dir: &std::path::Path) -> sqlx::SqlitePool {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+    let opts = SqliteConnectOptions::new()
+        .filename(dir.join("peer.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full);
+    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.expect("peer db");
+    sqlx::query(PEER_SCHEMA).execute(&pool).await.expect("schema");
+    pool
+}
+
+async fn peer_insert(conn: &mut sqlx::SqliteConnection, i: u64) {
+    let d = sample_draft(i);
+    sqlx::query("INSERT INTO ev (idx, time, actor, action, target, outcome, reason, source_ip, request_id, approver, request_ref, details, leaf, hashes) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)")
+        .bind(i as i64)
+        .bind(1_763_800_000_000_000i64 + i as i64)
+        .bind(&d.actor)
+        .bind(&d.action)
+        .bind(&d.target)
+        .bind(d.outcome.as_str())
+        .bind(&d.reason)
+        .bind(&d.source_ip)
+        .bind(&d.request_id)
+        .bind(&d.approver)
+        .bind(&d.request_ref)
+        .bind(d.details.to_string())
+        .bind(vec![7u8; 32])
+        .bind(vec![9u8; 64])
+        .execute(conn)
+        .await
+        .expect("insert");
+}
+
+/// Plain INSERT loop, one durable commit per row (what an unbatched audit log does).
+async fn peer_autocommit_run(rows: u64) -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pool = peer_pool(dir.path()).await;
+    let mut conn = pool.acquire().await.expect("conn");
+    let started = Instant::now();
+    for i in 0..rows {
+        peer_insert(&mut conn, i).await;
+    }
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Plain INSERT loop inside one transaction: the ceiling for these rows on this disk.
+async fn peer_one_tx_run(rows: u64) -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pool = peer_pool(dir.path()).await;
+    let mut tx = pool.begin().await.expect("begin");
+    let started = Instant::now();
+    for i in 0..rows {
+        peer_insert(&mut tx, i).await;
+    }
+    tx.commit().await.expect("commit");
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn bench_audit_append() {
+    let runs = 5;
+    let events = 100_000;
+    let concurrency = 256;
+    println!("== audit append on SQLite (durable commits: WAL, synchronous=FULL) ==");
+    let (mut ours, mut auto, mut one_tx) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..runs {
+        // Interleave so that machine noise hits every contender alike.
+        ours.push(write_path_run(events, concurrency).await);
+        auto.push(peer_autocommit_run(2_000).await);
+        one_tx.push(peer_one_tx_run(events).await);
+        println!("  run {r}: write path {:>9.0} ev/s | INSERT+COMMIT per row {:>8.0} rows/s | INSERT loop in one tx {:>9.0} rows/s",
+            ours[r], auto[r], one_tx[r]);
+    }
+    let (o, a, t) = (median(ours), median(auto), median(one_tx));
+    println!("  median: write path {o:.0} events/s ({events} events, {concurrency} concurrent callers, each job = 1 audited event acknowledged only after COMMIT)");
+    println!("  median: plain INSERT loop, durable commit per row: {a:.0} rows/s  -> write path is {:.1}x", o / a);
+    println!("  median: plain INSERT loop, all rows in one transaction: {t:.0} rows/s  -> write path is {:.2}x of that ceiling", o / t);
+    println!("  bound: >= 20,000 events/s -> {} ({:.2}x the bound)", if o >= 20_000.0 { "MET" } else { "NOT MET" }, o / 20_000.0);
+}
+
+async fn bench_verify() {
+    let n: u64 = std::env::var("WK_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    println!("== audit verify on {n} events (SQLite) ==");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let signer = LogSigner::generate("wardkey.bench/1");
+    let verifier = LogVerifier::from_signer(&signer);
+    {
+        let store = Store::open_sqlite_dir(dir.path(), Arc::new(SystemClock)).await.expect("open");
+        store.set_signer(signer);
+        let fill = Instant::now();
+        let batch = 1000u64;
+        let mut tasks = Vec::new();
+        for t in 0..4u64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut i = t * batch;
+                while i < n {
+                    let drafts: Vec<AuditDraft> = (i..(i + batch).min(n)).map(sample_draft).collect();
+                    store.append_audit(drafts).await.expect("append");
+                    i += 4 * batch;
+                }
+            }));
+        }
+        for (k, t) in tasks.into_iter().enumerate() {
+            t.await.expect("fill task");
+            let _ = k;
+        }
+        store.checkpoint_now().await.expect("checkpoint");
+        println!("  filled in {:.1}s", fill.elapsed().as_secs_f64());
+        store.close().await;
+    }
+    let url = format!("sqlite://{}", dir.path().join(wardkey_store::SQLITE_FILE).display());
+    let mut times = Vec::new();
+    for r in 0..3 {
+        let store = Store::open_for_verify(&url).await.expect("open for verify");
+        let started = Instant::now();
+        let report = store.verify_audit(&verifier).await.unwrap_or_else(|f| panic!("verify failed: {f}"));
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(report.tree_size, n);
+        println!("  run {r}: verified {} events, {} checkpoints in {secs:.2}s", report.tree_size, report.checkpoints);
+        times.push(secs);
+        store.close().await;
+    }
+    let m = median(times);
+    println!("  median verify time {m:.2}s; bound 5 s -> {} ({:.2}x of the bound)", if m <= 5.0 { "MET" } else { "NOT MET" }, m / 5.0);
+
+    let store = Store::open_for_verify(&url).await.expect("open");
+    let mut lat = Vec::new();
+    let mut rng_state = 0x2545F4914F6CDD1Du64;
+    for _ in 0..2000 {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        let index = rng_state % n;
+        let started = Instant::now();
+        let mut r = store.read().await.expect("read");
+        let proof = r.inclusion_proof(index, n).await.expect("proof");
+        lat.push(started.elapsed().as_secs_f64() * 1000.0);
+        std::hint::black_box(proof);
+    }
+    let (p50, p99) = (percentile(lat.clone(), 0.5), percentile(lat, 0.99));
+    println!("  inclusion proof (random index, tree of {n}): median {p50:.3} ms, p99 {p99:.3} ms; bound 1 ms -> {} ({:.2}x of the bound)",
+        if p50 <= 1.0 { "MET" } else { "NOT MET" }, p50);
+    store.close().await;
+}
+
+async fn bench_users() {
+    let n: u64 = std::env::var("WK_BENCH_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    println!("== {n} users through the service layer (SQLite) ==");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_sqlite(dir.path()).await;
+    let services = Services::new(store.clone(), ServiceConfig::default());
+    let rss_before = peak_rss_mib();
+    let started = Instant::now();
+    let concurrency = 64u64;
+    let mut tasks = Vec::new();
+    for t in 0..concurrency {
+        let services = services.clone();
+        tasks.push(tokio::spawn(async move {
+            let op = services.operator("bench");
+            let mut i = t;
+            while i < n {
+                let input = NewUser {
+                    username: format!("user{i:07}"),
+                    display_name: Some(format!("User {i}")),
+                    email: Some(format!("user{i}@hospital.example")),
+                    status: None,
+                    hr: wardkey_domain::HrAttributes {
+                        employee_id: Some(format!("E{i:07}")),
+                        department: Some(["Cardiology", "Oncology", "ED", "Radiology"][(i % 4) as usize].into()),
+                        job_code: Some("RN".into()),
+                        ..Default::default()
+                    },
+                };
+                services.create_user(&op, input).await.expect("create user");
+                i += concurrency;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let size = store.read().await.expect("read").audit_tree_size().await.expect("size");
+    println!("  created {n} users in {secs:.1}s ({:.0} users/s, {concurrency} concurrent callers); audit events {size}", n as f64 / secs);
+    println!("  peak RSS {:.0} MiB (before: {rss_before:.0} MiB)", peak_rss_mib());
+    store.close().await;
+}
+
+fn main() {
+    let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let started = Instant::now();
+        match what.as_str() {
+            "audit-append" => bench_audit_append().await,
+            "verify" => bench_verify().await,
+            "users" => bench_users().await,
+            "all" => {
+                bench_audit_append().await;
+                bench_verify().await;
+                bench_users().await;
+            }
+            other => {
+                eprintln!("unknown benchmark {other:?}; use audit-append, verify, users or all");
+                std::process::exit(2);
+            }
+        }
+        let _ = Duration::from_secs(0);
+        eprintln!("(benchmarks took {:.0}s)", started.elapsed().as_secs_f64());
+    });
+}
