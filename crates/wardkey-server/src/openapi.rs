@@ -85,3 +85,26 @@ pub fn document() -> Vec<u8> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_lists_every_route_and_schema() {
+        let doc: serde_json::Value = serde_json::from_slice(&document()).expect("valid JSON");
+        if let Ok(path) = std::env::var("WARDKEY_DUMP_OPENAPI") {
+            std::fs::write(path, serde_json::to_string_pretty(&doc).expect("pretty")).expect("dump");
+        }
+        let paths = doc["paths"].as_object().expect("paths");
+        assert_eq!(paths.len(), 32, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+        // Every `$ref` resolves.
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        for part in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = part.split('"').next().unwrap_or_default();
+            assert!(schemas.contains_key(name), "dangling $ref to {name}");
+        }
+    }
+}
