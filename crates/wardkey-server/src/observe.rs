@@ -6,6 +6,7 @@
 
 use crate::AppState;
 use crate::extract::{RequestContext, payload_too_large};
+use crate::problem::Problem;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -16,7 +17,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use futures::FutureExt as _;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -136,7 +139,14 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let mut res = if too_large {
         payload_too_large().into_response()
     } else {
-        next.run(req).instrument(span.clone()).await
+        // A panic is a bug, but it must still answer as a problem, not drop the connection.
+        match AssertUnwindSafe(next.run(req).instrument(span.clone())).catch_unwind().await {
+            Ok(res) => res,
+            Err(_) => {
+                tracing::error!(parent: &span, "handler panicked");
+                Problem::internal().into_response()
+            }
+        }
     };
 
     let status = res.status();

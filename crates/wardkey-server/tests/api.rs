@@ -397,12 +397,42 @@ async fn malformed_input(h: &Harness) {
     let r = Resp::read(r.expect("sent")).await;
     r.problem(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large");
 
+    // Without Content-Length (chunked), the limit applies while reading.
+    let raw = chunked_post(h, "/api/v1/users", &vec![b'b'; 128 * 1024]).await;
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+    assert!(raw.contains("payload-too-large"), "{raw}");
+
     h.get("/api/v1/nowhere").await.problem(StatusCode::NOT_FOUND, "not-found");
     h.call(Method::PUT, "/api/v1/users", Some(&h.admin), Some(json!({}))).await.problem(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
     h.get("/api/v1/users/not-a-uuid").await.problem(StatusCode::BAD_REQUEST, "malformed-request");
     h.get(&format!("/api/v1/users/{}", uuid::Uuid::now_v7())).await.problem(StatusCode::NOT_FOUND, "not-found");
     h.get("/api/v1/users?limit=lots").await.problem(StatusCode::BAD_REQUEST, "malformed-request");
     h.get("/api/v1/users?stauts=active").await.problem(StatusCode::BAD_REQUEST, "malformed-request");
+}
+
+/// A raw HTTP/1.1 POST with a chunked body; returns the whole response text.
+async fn chunked_post(h: &Harness, path: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = h.base.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        h.admin
+    );
+    let _ = s.write_all(head.as_bytes()).await;
+    for chunk in body.chunks(16 * 1024) {
+        let mut frame = format!("{:x}\r\n", chunk.len()).into_bytes();
+        frame.extend_from_slice(chunk);
+        frame.extend_from_slice(b"\r\n");
+        if s.write_all(&frame).await.is_err() {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n").await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn lifecycle(h: &Harness) {
@@ -655,4 +685,73 @@ async fn missing_tls_files_fail_before_serving() {
     let err = wardkey_server::spawn(config, services.clone()).await.err().expect("refused");
     assert!(matches!(err, ServerError::Tls { .. }), "{err}");
     services.store().close().await;
+}
+
+/// HTTPS with a throw-away self-signed certificate made by the `openssl` command (skipped,
+/// loudly, where that command is missing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_with_configured_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    match made {
+        Ok(out) if out.status.success() => {}
+        _ => {
+            eprintln!("\n*** HTTPS test SKIPPED: the openssl command is not available to make a certificate ***\n");
+            return;
+        }
+    }
+    let store = Store::open_sqlite_dir(&dir.path().join("data"), Arc::new(SystemClock)).await.expect("store");
+    store.set_signer(signer());
+    let services = Services::new(store, ServiceConfig::default());
+    let admin = services.bootstrap().await.expect("bootstrap").expect("token");
+    let config = ServerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        tls: Some(wardkey_server::TlsConfig { cert_path: cert.clone(), key_path: key }),
+        ..ServerConfig::default()
+    };
+    let server = wardkey_server::spawn(config, services.clone()).await.expect("server starts");
+    assert!(server.base_url().starts_with("https://"));
+    let pem = std::fs::read(&cert).expect("cert");
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("pem")])
+        .build()
+        .expect("client");
+    let r = http.get(format!("{}/healthz", server.base_url())).send().await.expect("https request");
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = http
+        .post(format!("{}/api/v1/users", server.base_url()))
+        .bearer_auth(&admin)
+        .header("x-request-id", "tls-1")
+        .json(&json!({ "username": "tls-user" }))
+        .send()
+        .await
+        .expect("https request");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mut reader = services.store().read().await.expect("read");
+    let size = reader.audit_tree_size().await.expect("size");
+    drop(reader);
+    server.shutdown().await.expect("clean shutdown");
+    // The final checkpoint written on close covers everything.
+    let store = Store::open_sqlite_dir(&dir.path().join("data"), Arc::new(SystemClock)).await.expect("reopen");
+    let cp = store.read().await.expect("read").latest_checkpoint().await.expect("checkpoint").expect("one exists");
+    assert_eq!(cp.size, size);
+    let events = store
+        .read()
+        .await
+        .expect("read")
+        .audit_events(&wardkey_store::AuditQuery { action: Some("user.create".into()), ..Default::default() }, None, 10)
+        .await
+        .expect("events");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].draft.request_id.as_deref(), Some("tls-1"));
+    assert_eq!(events[0].draft.source_ip.as_deref(), Some("127.0.0.1"));
+    store.close().await;
 }

@@ -84,6 +84,9 @@ pub trait Backend: Send + Sync + 'static {
     fn migrations(&self) -> &'static [Migration];
     /// Statement that opens a write transaction.
     fn begin_write(&self) -> &'static str;
+    /// Statements that open a read-only snapshot and pin it (the snapshot starts at the first
+    /// read on both databases).
+    fn begin_snapshot(&self) -> &'static str;
     /// Statement run first in every write transaction to take the audit sequencer, if the
     /// backend needs one (SQLite's single writer connection already is the sequencer).
     fn sequencer_lock(&self) -> Option<&'static str>;
@@ -227,6 +230,9 @@ impl Backend for SqliteBackend {
         // Take the write lock at once: the writer never needs to upgrade a read lock.
         "BEGIN IMMEDIATE"
     }
+    fn begin_snapshot(&self) -> &'static str {
+        "BEGIN; SELECT COUNT(*) FROM meta"
+    }
     fn sequencer_lock(&self) -> Option<&'static str> {
         None
     }
@@ -303,6 +309,9 @@ impl Backend for PostgresBackend {
     }
     fn begin_write(&self) -> &'static str {
         "BEGIN"
+    }
+    fn begin_snapshot(&self) -> &'static str {
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT COUNT(*) FROM meta"
     }
     fn sequencer_lock(&self) -> Option<&'static str> {
         Some(PG_LOCK_SEQUENCER)

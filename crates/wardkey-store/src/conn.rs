@@ -159,9 +159,38 @@ impl Conn {
     }
 }
 
-/// A pooled reader connection (not a transaction: each statement sees the latest commit).
+/// A pooled reader connection. From [`Store::read`](crate::Store::read) it is not a
+/// transaction (each statement sees the latest commit); from
+/// [`Store::read_snapshot`](crate::Store::read_snapshot) every read sees one snapshot until
+/// [`ReadTx::end`]. A snapshot dropped without `end` closes its connection instead of
+/// returning it to the pool with the transaction open.
 pub struct ReadTx {
     pub(crate) conn: Conn,
+    pub(crate) in_tx: bool,
+}
+
+impl ReadTx {
+    /// Whether this reader holds a snapshot (read transaction).
+    pub fn is_snapshot(&self) -> bool {
+        self.in_tx
+    }
+
+    /// Ends the snapshot, if any, and returns the connection to the pool.
+    pub async fn end(mut self) -> Result<(), StoreError> {
+        if self.in_tx {
+            sqlx::raw_sql("ROLLBACK").execute(self.conn.ex()).await?;
+            self.in_tx = false;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ReadTx {
+    fn drop(&mut self) {
+        if self.in_tx {
+            self.conn.db.close_on_drop();
+        }
+    }
 }
 
 impl Deref for ReadTx {

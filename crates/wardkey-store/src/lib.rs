@@ -26,7 +26,7 @@ pub use backend::{Backend, BackendKind, Migration, PostgresBackend, SqliteBacken
 pub use conn::{Conn, MAX_PAGE, Page, ReadTx};
 pub use directory::UserQuery;
 pub use error::StoreError;
-pub use writer::{Committed, WriteTx};
+pub use writer::{Committed, WriteStats, WriteTx};
 
 use futures::future::BoxFuture;
 use std::path::{Path, PathBuf};
@@ -122,6 +122,7 @@ impl Store {
             clock: Arc::new(SystemClock),
             signer: std::sync::Mutex::new(None),
             max_batch: options.max_batch,
+            stats: Default::default(),
         });
         Ok(Store { inner: Arc::new(Inner { shared, queue: None, writer: tokio::sync::Mutex::new(None) }) })
     }
@@ -134,6 +135,7 @@ impl Store {
             clock,
             signer: std::sync::Mutex::new(None),
             max_batch: options.max_batch.max(1),
+            stats: Default::default(),
         });
         let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
         let handle = tokio::spawn(Writer::new(shared.clone()).run(rx));
@@ -195,7 +197,7 @@ impl Store {
         .await
     }
 
-    /// A pooled reader connection.
+    /// A pooled reader connection (each statement sees the latest commit).
     pub async fn read(&self) -> Result<ReadTx, StoreError> {
         let shared = &self.inner.shared;
         let db = shared.backend.reader_pool().acquire().await?;
@@ -207,7 +209,24 @@ impl Store {
                 fixed_now: None,
                 stmt_savepoints: shared.backend.statement_savepoints(),
             },
+            in_tx: false,
         })
+    }
+
+    /// A reader inside a read-only transaction: all its reads see one consistent snapshot,
+    /// including `audit_tree_size` (the revision the data is at). Call [`ReadTx::end`] when
+    /// done. For rebuilding in-memory indexes.
+    pub async fn read_snapshot(&self) -> Result<ReadTx, StoreError> {
+        let mut r = self.read().await?;
+        let begin = self.inner.shared.backend.begin_snapshot();
+        r.in_tx = true;
+        sqlx::raw_sql(begin).execute(r.conn.ex()).await?;
+        Ok(r)
+    }
+
+    /// Counters of the writer since the store was opened.
+    pub fn write_stats(&self) -> WriteStats {
+        self.inner.shared.stats.snapshot()
     }
 
     /// Sets the key [`Store::checkpoint_now`] (and `close`) sign checkpoints with.

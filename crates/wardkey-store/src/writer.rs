@@ -12,6 +12,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::Any;
 use std::ops::{Deref, DerefMut};
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use wardkey_audit::{AuditDraft, LogSigner};
@@ -143,12 +144,52 @@ pub(crate) enum Cmd {
     Close(oneshot::Sender<()>),
 }
 
+/// Counters of the writer (for metrics and tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Transactions committed by the writer (batches with at least one committed job).
+    pub commits: u64,
+    /// Jobs committed.
+    pub jobs_committed: u64,
+    /// Jobs rolled back (job error, no audit event, append failure, failed commit).
+    pub jobs_failed: u64,
+    /// Audit events appended and committed.
+    pub events: u64,
+    /// Largest number of jobs in one transaction.
+    pub max_batch: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    commits: AtomicU64,
+    jobs_committed: AtomicU64,
+    jobs_failed: AtomicU64,
+    events: AtomicU64,
+    max_batch: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn snapshot(&self) -> WriteStats {
+        WriteStats {
+            commits: self.commits.load(Ordering::Relaxed),
+            jobs_committed: self.jobs_committed.load(Ordering::Relaxed),
+            jobs_failed: self.jobs_failed.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            max_batch: self.max_batch.load(Ordering::Relaxed),
+        }
+    }
+    fn failed(&self, n: usize) {
+        self.jobs_failed.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
 /// State shared by the store handle and the writer task.
 pub(crate) struct Shared {
     pub backend: Box<dyn Backend>,
     pub clock: Arc<dyn Clock>,
     pub signer: Mutex<Option<Arc<LogSigner>>>,
     pub max_batch: usize,
+    pub stats: Stats,
 }
 
 impl Shared {
@@ -272,6 +313,7 @@ impl Writer {
             Err(e) => {
                 let msg = e.to_string();
                 tracing::error!(error = %msg, "cannot start a write transaction");
+                self.shared.stats.failed(batch.len());
                 for j in batch {
                     (j.abort)(StoreError::Database(msg.clone()));
                 }
@@ -309,6 +351,7 @@ impl Writer {
             self.rollback(&mut conn).await;
             conn.close_on_drop();
             self.reset_tree();
+            self.shared.stats.failed(committed.len() + jobs.len());
             for (finish, _, _) in committed {
                 finish(Err(StoreError::Database(msg.clone())));
             }
@@ -324,6 +367,11 @@ impl Writer {
         match exec(&mut conn, "COMMIT").await {
             Ok(()) => {
                 self.tree.cache.retain_frontier(self.tree.size);
+                let st = &self.shared.stats;
+                st.commits.fetch_add(1, Ordering::Relaxed);
+                st.jobs_committed.fetch_add(committed.len() as u64, Ordering::Relaxed);
+                st.events.fetch_add(committed.iter().map(|c| c.2.len() as u64).sum(), Ordering::Relaxed);
+                st.max_batch.fetch_max(committed.len() as u64, Ordering::Relaxed);
                 for (finish, revision, indices) in committed {
                     finish(Ok((revision, indices)));
                 }
@@ -334,6 +382,7 @@ impl Writer {
                 self.rollback(&mut conn).await;
                 conn.close_on_drop();
                 self.reset_tree();
+                self.shared.stats.failed(committed.len());
                 for (finish, _, _) in committed {
                     finish(Err(StoreError::Database(msg.clone())));
                 }
@@ -350,6 +399,7 @@ impl Writer {
         wtx.conn.fixed_now = Some(now);
         wtx.drafts.clear();
         if let Err(e) = exec(&mut wtx.conn.db, "SAVEPOINT wk_job").await {
+            self.shared.stats.failed(1);
             (job.abort)(StoreError::Database(e.to_string()));
             return Err(e);
         }
@@ -382,7 +432,11 @@ impl Writer {
                 }
                 match err {
                     None => {
-                        exec(&mut wtx.conn.db, "RELEASE SAVEPOINT wk_job").await?;
+                        if let Err(e) = exec(&mut wtx.conn.db, "RELEASE SAVEPOINT wk_job").await {
+                            self.shared.stats.failed(1);
+                            finish(Err(StoreError::Database(e.to_string())));
+                            return Err(e);
+                        }
                         return Ok(Some((finish, self.tree.size, indices)));
                     }
                     Some(e) => {
@@ -399,6 +453,7 @@ impl Writer {
             exec(&mut wtx.conn.db, "RELEASE SAVEPOINT wk_job").await
         }
         .await;
+        self.shared.stats.failed(1);
         if let (Some(finish), e) = failure {
             finish(Err(e));
         }

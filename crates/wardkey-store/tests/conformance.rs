@@ -184,7 +184,31 @@ conformance!(
     tamper_rewrite_caught_by_checkpoint,
     reopen_continues_the_log,
     pagination,
+    panicking_job_is_contained,
+    snapshot_reads_are_consistent,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_settings() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("wardkey-data");
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let store = Store::open_sqlite_dir(&data, clock).await.unwrap();
+    assert_eq!(store.backend(), BackendKind::Sqlite);
+    assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
+    store.append_audit(vec![draft("x")]).await.unwrap();
+    let url = format!("sqlite://{}", data.join(SQLITE_FILE).display());
+    let mut c = AnyConnection::connect(&url).await.unwrap();
+    let row = sqlx::query("PRAGMA journal_mode").fetch_one(&mut c).await.unwrap();
+    let mode: String = sqlx::Row::try_get(&row, 0).unwrap();
+    assert_eq!(mode, "wal");
+    let _ = c.close().await;
+    // Readers cannot write, even by mistake.
+    let mut r = store.read().await.unwrap();
+    assert_eq!(r.audit_tree_size().await.unwrap(), 1);
+    store.close().await;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Builders
@@ -592,6 +616,58 @@ async fn group_commit_isolates_failing_job(db: &Db) {
     ok_indices.sort();
     assert_eq!(ok_indices, (1..=16).collect::<Vec<u64>>());
     assert_eq!(r.audit_tree_size().await.unwrap(), 17);
+    let stats = db.store.write_stats();
+    assert_eq!((stats.jobs_committed, stats.jobs_failed, stats.events), (17, 4, 17));
+    // The jobs that queued behind the slow one went in together.
+    assert!(stats.max_batch >= 10 && stats.commits <= 7, "{stats:?}");
+}
+
+async fn panicking_job_is_contained(db: &Db) {
+    let u = user(db, "before");
+    w(db, "user.create", job!(|tx| tx.insert_user(&u).await)).await.unwrap();
+    let boom = user(db, "boom");
+    let id = boom.id;
+    let r = db
+        .store
+        .write(move |tx: &mut WriteTx| {
+            Box::pin(async move {
+                tx.insert_user(&boom).await?;
+                tx.audit(draft("user.create"));
+                if tx.queued_events() == 1 {
+                    panic!("job bug");
+                }
+                Ok::<_, StoreError>(())
+            })
+        })
+        .await;
+    assert!(matches!(r, Err(StoreError::Database(_))), "{r:?}");
+    assert_eq!(db.store.read().await.unwrap().get_user(id).await.unwrap(), None);
+    let c = db.store.append_audit(vec![draft("after")]).await.unwrap();
+    assert_eq!(c.event_indices, vec![1]);
+}
+
+async fn snapshot_reads_are_consistent(db: &Db) {
+    db.events(3).await;
+    let mut snap = db.store.read_snapshot().await.unwrap();
+    assert!(snap.is_snapshot());
+    assert_eq!(snap.audit_tree_size().await.unwrap(), 3);
+    let u = insert_user(db, "later").await;
+    assert_eq!(snap.audit_tree_size().await.unwrap(), 3);
+    assert_eq!(snap.get_user(u.id).await.unwrap(), None);
+    snap.end().await.unwrap();
+    let mut r = db.store.read().await.unwrap();
+    assert_eq!(r.audit_tree_size().await.unwrap(), 4);
+    assert!(r.get_user(u.id).await.unwrap().is_some());
+    drop(r);
+    // A snapshot dropped without end() does not leak its transaction into the pool.
+    for _ in 0..6 {
+        let mut s = db.store.read_snapshot().await.unwrap();
+        assert_eq!(s.audit_tree_size().await.unwrap(), 4);
+    }
+    db.events(1).await;
+    for _ in 0..6 {
+        assert_eq!(db.size().await, 5);
+    }
 }
 
 async fn revision_equals_tree_size(db: &Db) {
