@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Tests of wardkey-audit: canonical encoding, Merkle tree cross-checked against ct-merkle,
 //! signed checkpoints, and the offline verifier.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark harness: failing loudly is right
 //! Wardkey benchmarks. Every figure is compared with a peer or a bound measured in the same
 //! run, because these machines are shared and noisy: we print medians and ratios.
 //!

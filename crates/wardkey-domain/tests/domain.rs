@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Unit and property tests of the domain rules.
 
 use chrono::{Duration, TimeZone, Utc};

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The REST API end to end: the real server in-process on a free port, a fresh store per test
 //! (SQLite in a temporary directory; PostgreSQL in a fresh database when reachable), driven
 //! over HTTP with reqwest.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! End-to-end tests of the `wardkey` binary: the server as a process, the CLI against it, and
 //! `wardkey audit verify` against logs tampered with directly in SQLite and PostgreSQL.
 
