@@ -118,18 +118,7 @@ impl Services {
                     if let Some(mut actions) = input.actions {
                         normalise_actions(&mut actions);
                         // An action still named by a role must not disappear under it.
-                        let mut roles = Vec::new();
-                        let mut page = wardkey_store::Page { after: None, limit: 500 };
-                        loop {
-                            let batch = tx.list_roles(&page).await?;
-                            let done = batch.len() < page.limit as usize;
-                            page.after = batch.last().map(|r| r.id.to_string());
-                            roles.extend(batch);
-                            if done {
-                                break;
-                            }
-                        }
-                        for role in &roles {
+                        for role in &all_roles(tx).await? {
                             for p in role.permissions.iter().filter(|p| p.resource_type == rt.name) {
                                 if let Some(a) = p.actions.iter().find(|a| !actions.contains(a)) {
                                     return Err(ServiceError::Conflict {
@@ -164,19 +153,11 @@ impl Services {
             .write(move |tx| {
                 Box::pin(async move {
                     let rt = tx.get_resource_type(id).await?.ok_or_else(|| not_found("resource_type", id))?;
-                    let mut page = wardkey_store::Page { after: None, limit: 500 };
-                    loop {
-                        let batch = tx.list_roles(&page).await?;
-                        if let Some(role) = batch.iter().find(|r| r.permissions.iter().any(|p| p.resource_type == rt.name)) {
-                            return Err(ServiceError::Conflict {
-                                kind: "resource_type",
-                                message: format!("role {} still has permissions on this type", role.name),
-                            });
-                        }
-                        if batch.len() < page.limit as usize {
-                            break;
-                        }
-                        page.after = batch.last().map(|r| r.id.to_string());
+                    if let Some(role) = all_roles(tx).await?.iter().find(|r| r.permissions.iter().any(|p| p.resource_type == rt.name)) {
+                        return Err(ServiceError::Conflict {
+                            kind: "resource_type",
+                            message: format!("role {} still has permissions on this type", role.name),
+                        });
                     }
                     tx.delete_resource_type(id, version).await?;
                     let mut e = draft(&caller, "resource_type.delete", Some(id.target()));
@@ -640,6 +621,21 @@ impl Services {
                 })
             })
             .await
+    }
+}
+
+/// Every role, page by page (roles number in the hundreds, not millions).
+async fn all_roles(tx: &mut WriteTx) -> Result<Vec<Role>> {
+    let mut roles = Vec::new();
+    let mut page = wardkey_store::Page { after: None, limit: 500 };
+    loop {
+        let batch = tx.list_roles(&page).await?;
+        let done = batch.len() < page.limit as usize;
+        page.after = batch.last().map(|r| r.id.to_string());
+        roles.extend(batch);
+        if done {
+            return Ok(roles);
+        }
     }
 }
 

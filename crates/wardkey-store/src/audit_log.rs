@@ -1,16 +1,16 @@
 //! The audit log in the database: appending events with their Merkle hashes, reading events,
 //! checkpoints and proofs, and streaming verification.
 
-use crate::conn::{Arg, Conn, Filter, RowExt, micros, truncate_micros};
 use crate::StoreError;
+use crate::conn::{Arg, Conn, Filter, RowExt, micros, truncate_micros};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe};
 use wardkey_audit::{
-    AuditDraft, AuditEvent, Hash, HashCache, HashExt, LogVerifier, Outcome, TreeVerifier, VerifyFailure,
-    VerifyReport, append_hashes, encode_hashes, indices_for_consistency, indices_for_inclusion, indices_for_root,
-    records_for_indices,
+    AuditDraft, AuditEvent, Hash, HashCache, HashExt, LogVerifier, Outcome, TreeVerifier,
+    VerifyFailure, VerifyReport, append_hashes, encode_hashes, indices_for_consistency,
+    indices_for_inclusion, indices_for_root, records_for_indices,
 };
 
 /// Filters of [`Conn::audit_events`]; all optional, combined with AND.
@@ -49,7 +49,10 @@ fn u64_of(v: i64, what: &str) -> Result<u64, StoreError> {
 }
 
 fn i64_of(v: u64, field: &'static str) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Invalid { field, message: "out of range".into() })
+    i64::try_from(v).map_err(|_| StoreError::Invalid {
+        field,
+        message: "out of range".into(),
+    })
 }
 
 pub(crate) fn event_from_row(r: &AnyRow) -> Result<AuditEvent, StoreError> {
@@ -62,13 +65,15 @@ pub(crate) fn event_from_row(r: &AnyRow) -> Result<AuditEvent, StoreError> {
             actor: r.text("actor")?,
             action: r.text("action")?,
             target: r.opt_text("target")?,
-            outcome: Outcome::parse(&outcome).map_err(|e| StoreError::corrupt(format!("outcome: {e}")))?,
+            outcome: Outcome::parse(&outcome)
+                .map_err(|e| StoreError::corrupt(format!("outcome: {e}")))?,
             reason: r.opt_text("reason")?,
             source_ip: r.opt_text("source_ip")?,
             request_id: r.opt_text("request_id")?,
             approver: r.opt_text("approver")?,
             request_ref: r.opt_text("request_ref")?,
-            details: serde_json::from_str(&details).map_err(|e| StoreError::corrupt(format!("details: {e}")))?,
+            details: serde_json::from_str(&details)
+                .map_err(|e| StoreError::corrupt(format!("details: {e}")))?,
         },
     })
 }
@@ -76,7 +81,8 @@ pub(crate) fn event_from_row(r: &AnyRow) -> Result<AuditEvent, StoreError> {
 fn checkpoint_from_row(r: &AnyRow) -> Result<StoredCheckpoint, StoreError> {
     Ok(StoredCheckpoint {
         size: u64_of(r.int("size")?, "checkpoint size")?,
-        root: Hash::from_slice(&r.bytes("root")?).map_err(|e| StoreError::corrupt(format!("root: {e}")))?,
+        root: Hash::from_slice(&r.bytes("root")?)
+            .map_err(|e| StoreError::corrupt(format!("root: {e}")))?,
         time: r.ts("time")?,
         note: r.text("note")?,
     })
@@ -103,24 +109,37 @@ pub(crate) fn normalise_draft(mut d: AuditDraft) -> Result<(AuditDraft, String),
     clean_opt(&mut d.request_id);
     clean_opt(&mut d.approver);
     clean_opt(&mut d.request_ref);
-    let text = serde_json::to_string(&d.details)
-        .map_err(|e| StoreError::Invalid { field: "details", message: format!("not encodable: {e}") })?;
-    d.details = serde_json::from_str(&text)
-        .map_err(|e| StoreError::Invalid { field: "details", message: format!("does not round-trip: {e}") })?;
+    let text = serde_json::to_string(&d.details).map_err(|e| StoreError::Invalid {
+        field: "details",
+        message: format!("not encodable: {e}"),
+    })?;
+    d.details = serde_json::from_str(&text).map_err(|e| StoreError::Invalid {
+        field: "details",
+        message: format!("does not round-trip: {e}"),
+    })?;
     Ok((d, text))
 }
 
 /// Tree size = next index, read from the table.
 pub(crate) async fn stored_tree_size(conn: &mut AnyConnection) -> Result<u64, StoreError> {
-    let row = sqlx::query("SELECT COALESCE(MAX(idx) + 1, 0) AS n FROM audit_events").fetch_one(conn).await?;
+    let row = sqlx::query("SELECT COALESCE(MAX(idx) + 1, 0) AS n FROM audit_events")
+        .fetch_one(conn)
+        .await?;
     u64_of(row.int("n")?, "tree size")
 }
 
 /// Loads the hashes blobs of `records` into `cache`.
-pub(crate) async fn load_records(conn: &mut AnyConnection, cache: &mut HashCache, records: &[u64]) -> Result<(), StoreError> {
+pub(crate) async fn load_records(
+    conn: &mut AnyConnection,
+    cache: &mut HashCache,
+    records: &[u64],
+) -> Result<(), StoreError> {
     for chunk in records.chunks(500) {
         let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT idx, hashes FROM audit_events WHERE idx IN ({})", placeholders.join(", "));
+        let sql = format!(
+            "SELECT idx, hashes FROM audit_events WHERE idx IN ({})",
+            placeholders.join(", ")
+        );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for &n in chunk {
             q = q.bind(i64_of(n, "index")?);
@@ -141,7 +160,11 @@ pub(crate) async fn load_records(conn: &mut AnyConnection, cache: &mut HashCache
 }
 
 /// Makes sure `cache` holds the stored hashes at `indices`.
-pub(crate) async fn ensure_indices(conn: &mut AnyConnection, cache: &mut HashCache, indices: &[u64]) -> Result<(), StoreError> {
+pub(crate) async fn ensure_indices(
+    conn: &mut AnyConnection,
+    cache: &mut HashCache,
+    indices: &[u64],
+) -> Result<(), StoreError> {
     let missing = cache.missing(indices);
     if !missing.is_empty() {
         load_records(conn, cache, &records_for_indices(&missing)).await?;
@@ -214,11 +237,17 @@ impl Conn {
     }
 
     pub async fn audit_event(&mut self, index: u64) -> Result<Option<AuditEvent>, StoreError> {
-        let Ok(i) = i64::try_from(index) else { return Ok(None) };
-        let row = sqlx::query(concat!("SELECT ", event_cols!(), " FROM audit_events WHERE idx = $1"))
-            .bind(i)
-            .fetch_optional(self.ex())
-            .await?;
+        let Ok(i) = i64::try_from(index) else {
+            return Ok(None);
+        };
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            event_cols!(),
+            " FROM audit_events WHERE idx = $1"
+        ))
+        .bind(i)
+        .fetch_optional(self.ex())
+        .await?;
         row.as_ref().map(event_from_row).transpose()
     }
 
@@ -251,7 +280,11 @@ impl Conn {
         }
         f.args.push(Arg::Int(i64::from(limit.min(MAX_AUDIT_PAGE))));
         let sql = format!(
-            concat!("SELECT ", event_cols!(), " FROM audit_events{} ORDER BY idx LIMIT ${}"),
+            concat!(
+                "SELECT ",
+                event_cols!(),
+                " FROM audit_events{} ORDER BY idx LIMIT ${}"
+            ),
             f.where_sql(),
             f.args.len()
         );
@@ -260,24 +293,30 @@ impl Conn {
     }
 
     pub async fn latest_checkpoint(&mut self) -> Result<Option<StoredCheckpoint>, StoreError> {
-        let row = sqlx::query("SELECT size, time, root, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1")
-            .fetch_optional(self.ex())
-            .await?;
+        let row = sqlx::query(
+            "SELECT size, time, root, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+        )
+        .fetch_optional(self.ex())
+        .await?;
         row.as_ref().map(checkpoint_from_row).transpose()
     }
 
     /// Every checkpoint, ascending by size.
     pub async fn list_checkpoints(&mut self) -> Result<Vec<StoredCheckpoint>, StoreError> {
-        let rows = sqlx::query("SELECT size, time, root, note FROM audit_checkpoints ORDER BY size")
-            .fetch_all(self.ex())
-            .await?;
+        let rows =
+            sqlx::query("SELECT size, time, root, note FROM audit_checkpoints ORDER BY size")
+                .fetch_all(self.ex())
+                .await?;
         rows.iter().map(checkpoint_from_row).collect()
     }
 
     async fn check_size(&mut self, size: u64) -> Result<(), StoreError> {
         let have = self.audit_tree_size().await?;
         if size > have {
-            return Err(StoreError::Invalid { field: "size", message: format!("the log has only {have} events") });
+            return Err(StoreError::Invalid {
+                field: "size",
+                message: format!("the log has only {have} events"),
+            });
         }
         Ok(())
     }
@@ -291,9 +330,16 @@ impl Conn {
     }
 
     /// RFC 9162 inclusion proof of event `index` in the tree of `size` events.
-    pub async fn inclusion_proof(&mut self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+    pub async fn inclusion_proof(
+        &mut self,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>, StoreError> {
         if index >= size {
-            return Err(StoreError::Invalid { field: "index", message: format!("index {index} is not below size {size}") });
+            return Err(StoreError::Invalid {
+                field: "index",
+                message: format!("index {index} is not below size {size}"),
+            });
         }
         self.check_size(size).await?;
         let mut cache = HashCache::new();
@@ -305,7 +351,10 @@ impl Conn {
     /// RFC 9162 consistency proof from the tree of `from` events to the tree of `to` events.
     pub async fn consistency_proof(&mut self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
         if from > to {
-            return Err(StoreError::Invalid { field: "from", message: format!("from {from} is above to {to}") });
+            return Err(StoreError::Invalid {
+                field: "from",
+                message: format!("from {from} is above to {to}"),
+            });
         }
         self.check_size(to).await?;
         let mut cache = HashCache::new();
@@ -316,34 +365,53 @@ impl Conn {
 }
 
 fn fail(index: u64, reason: impl Into<String>) -> VerifyFailure {
-    VerifyFailure { index, reason: reason.into() }
+    VerifyFailure {
+        index,
+        reason: reason.into(),
+    }
 }
 
 /// Streams every event row, in index order, through a [`TreeVerifier`] primed with the signed
 /// checkpoints, then checks the checkpoints against the recomputed tree.
-pub(crate) async fn verify(conn: &mut AnyConnection, verifier: &LogVerifier) -> Result<VerifyReport, VerifyFailure> {
+pub(crate) async fn verify(
+    conn: &mut AnyConnection,
+    verifier: &LogVerifier,
+) -> Result<VerifyReport, VerifyFailure> {
     let rows = sqlx::query("SELECT size, time, root, note FROM audit_checkpoints ORDER BY size")
         .fetch_all(&mut *conn)
         .await
         .map_err(|e| fail(0, format!("cannot read checkpoints: {e}")))?;
     let mut stored = Vec::with_capacity(rows.len());
     for r in &rows {
-        stored.push(checkpoint_from_row(r).map_err(|e| fail(0, format!("unreadable checkpoint row: {e}")))?);
+        stored.push(
+            checkpoint_from_row(r)
+                .map_err(|e| fail(0, format!("unreadable checkpoint row: {e}")))?,
+        );
     }
     let notes: Vec<&str> = stored.iter().map(|c| c.note.as_str()).collect();
     let checkpoints = wardkey_audit::open_checkpoints(verifier, &notes)?;
     let mut prev = 0;
     for (s, c) in stored.iter().zip(&checkpoints) {
         if s.size != c.size || s.root != c.root {
-            return Err(fail(prev, format!("checkpoint row of size {} differs from its signed note", s.size)));
+            return Err(fail(
+                prev,
+                format!(
+                    "checkpoint row of size {} differs from its signed note",
+                    s.size
+                ),
+            ));
         }
         prev = c.size;
     }
 
     let mut tree = TreeVerifier::for_checkpoints(&checkpoints);
     {
-        let mut stream = sqlx::query(concat!("SELECT ", event_cols!(), ", leaf, hashes FROM audit_events ORDER BY idx"))
-            .fetch(&mut *conn);
+        let mut stream = sqlx::query(concat!(
+            "SELECT ",
+            event_cols!(),
+            ", leaf, hashes FROM audit_events ORDER BY idx"
+        ))
+        .fetch(&mut *conn);
         loop {
             let row = match stream.try_next().await {
                 Ok(Some(r)) => r,
@@ -351,12 +419,15 @@ pub(crate) async fn verify(conn: &mut AnyConnection, verifier: &LogVerifier) -> 
                 Err(e) => return Err(fail(tree.size(), format!("cannot read the audit log: {e}"))),
             };
             let at = tree.size();
-            let event = event_from_row(&row).map_err(|e| fail(at, format!("unreadable event row: {e}")))?;
+            let event =
+                event_from_row(&row).map_err(|e| fail(at, format!("unreadable event row: {e}")))?;
             let leaf = row
                 .bytes("leaf")
                 .and_then(|b| Hash::from_slice(&b).map_err(StoreError::from))
                 .map_err(|e| fail(at, format!("unreadable leaf hash: {e}")))?;
-            let hashes = row.bytes("hashes").map_err(|e| fail(at, format!("unreadable hashes: {e}")))?;
+            let hashes = row
+                .bytes("hashes")
+                .map_err(|e| fail(at, format!("unreadable hashes: {e}")))?;
             tree.push(&event, Some(leaf), Some(&hashes))?;
         }
     }
@@ -372,7 +443,9 @@ pub(crate) async fn write_checkpoint(
     now: DateTime<Utc>,
 ) -> Result<Option<StoredCheckpoint>, StoreError> {
     let size = tree.size;
-    let row = sqlx::query("SELECT COALESCE(MAX(size), -1) AS n FROM audit_checkpoints").fetch_one(&mut *conn).await?;
+    let row = sqlx::query("SELECT COALESCE(MAX(size), -1) AS n FROM audit_checkpoints")
+        .fetch_one(&mut *conn)
+        .await?;
     let last = row.int("n")?;
     if size == 0 || i64_of(size, "size")? <= last {
         return Ok(None);
@@ -388,5 +461,10 @@ pub(crate) async fn write_checkpoint(
         .bind(note.clone())
         .execute(&mut *conn)
         .await?;
-    Ok(Some(StoredCheckpoint { size, root, time, note }))
+    Ok(Some(StoredCheckpoint {
+        size,
+        root,
+        time,
+        note,
+    }))
 }

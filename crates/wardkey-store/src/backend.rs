@@ -67,11 +67,17 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-const SQLITE_MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") }];
+const SQLITE_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../migrations/sqlite/0001_init.sql"),
+}];
 
-const POSTGRES_MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") }];
+const POSTGRES_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../migrations/postgres/0001_init.sql"),
+}];
 
 /// The database-specific half of the store. Two implementations: [`SqliteBackend`] and
 /// [`PostgresBackend`].
@@ -115,15 +121,24 @@ pub struct SqliteBackend {
 }
 
 impl SqliteBackend {
-    pub async fn connect(path: &Path, options: &StoreOptions, read_only: bool) -> Result<SqliteBackend, StoreError> {
+    pub async fn connect(
+        path: &Path,
+        options: &StoreOptions,
+        read_only: bool,
+    ) -> Result<SqliteBackend, StoreError> {
         install_drivers();
-        let path = std::path::absolute(path)
-            .map_err(|e| StoreError::Invalid { field: "database_url", message: format!("bad path: {e}") })?;
+        let path = std::path::absolute(path).map_err(|e| StoreError::Invalid {
+            field: "database_url",
+            message: format!("bad path: {e}"),
+        })?;
         if !read_only && let Some(parent) = path.parent() {
             create_private_dir(parent)?;
         }
         let Some(path_str) = path.to_str() else {
-            return Err(StoreError::Invalid { field: "database_url", message: "path is not UTF-8".into() });
+            return Err(StoreError::Invalid {
+                field: "database_url",
+                message: "path is not UTF-8".into(),
+            });
         };
         let mode = if read_only { "ro" } else { "rwc" };
         let url = format!("sqlite://{}?mode={mode}", encode_path(path_str));
@@ -161,9 +176,11 @@ impl SqliteBackend {
             .acquire_timeout(options.acquire_timeout)
             .after_connect(|conn, _| {
                 Box::pin(async move {
-                    for pragma in
-                        ["PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 10000", "PRAGMA query_only = ON"]
-                    {
+                    for pragma in [
+                        "PRAGMA foreign_keys = ON",
+                        "PRAGMA busy_timeout = 10000",
+                        "PRAGMA query_only = ON",
+                    ] {
                         sqlx::query(pragma).fetch_all(&mut *conn).await?;
                     }
                     Ok(())
@@ -173,7 +190,11 @@ impl SqliteBackend {
             .await?;
         // A read-only store has no writer; its "writer pool" is never used for writes.
         let writer = writer.unwrap_or_else(|| readers.clone());
-        Ok(SqliteBackend { path, writer, readers })
+        Ok(SqliteBackend {
+            path,
+            writer,
+            readers,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -193,9 +214,10 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
         use std::os::unix::fs::DirBuilderExt;
         builder.mode(0o700);
     }
-    builder
-        .create(dir)
-        .map_err(|e| StoreError::Invalid { field: "data_dir", message: format!("cannot create {}: {e}", dir.display()) })
+    builder.create(dir).map_err(|e| StoreError::Invalid {
+        field: "data_dir",
+        message: format!("cannot create {}: {e}", dir.display()),
+    })
 }
 
 /// Percent-encodes what would end the path part of a `sqlite://` URL.
@@ -265,15 +287,18 @@ pub struct PostgresBackend {
 /// Advisory-lock key space of Wardkey (first half of the two-int key); the second half is
 /// derived from the schema, and advisory locks are per database, so parallel databases or
 /// schemas never contend.
-const PG_LOCK_SEQUENCER: &str =
-    "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(2037412197, hashtext(current_schema()))) AS l";
+const PG_LOCK_SEQUENCER: &str = "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(2037412197, hashtext(current_schema()))) AS l";
 const PG_LOCK_MIGRATE: &str =
     "SELECT count(*) FROM (SELECT pg_advisory_lock(2037412198, hashtext(current_schema()))) AS l";
 const PG_UNLOCK_MIGRATE: &str =
     "SELECT count(*) FROM (SELECT pg_advisory_unlock(2037412198, hashtext(current_schema()))) AS l";
 
 impl PostgresBackend {
-    pub async fn connect(url: &str, options: &StoreOptions, read_only: bool) -> Result<PostgresBackend, StoreError> {
+    pub async fn connect(
+        url: &str,
+        options: &StoreOptions,
+        read_only: bool,
+    ) -> Result<PostgresBackend, StoreError> {
         install_drivers();
         let connect = AnyConnectOptions::from_str(url)?;
         let pool = AnyPoolOptions::new()
@@ -283,7 +308,9 @@ impl PostgresBackend {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if read_only {
-                        sqlx::query("SET default_transaction_read_only = on").execute(&mut *conn).await?;
+                        sqlx::query("SET default_transaction_read_only = on")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -356,8 +383,15 @@ fn mig_err(version: i64, e: impl std::fmt::Display) -> StoreError {
     StoreError::Migration(format!("migration {version}: {e}"))
 }
 
-async fn run_migrations(conn: &mut AnyConnection, migrations: &[Migration], begin: &'static str) -> Result<(), StoreError> {
-    sqlx::raw_sql(CREATE_MIGRATIONS_TABLE).execute(&mut *conn).await.map_err(|e| mig_err(0, e))?;
+async fn run_migrations(
+    conn: &mut AnyConnection,
+    migrations: &[Migration],
+    begin: &'static str,
+) -> Result<(), StoreError> {
+    sqlx::raw_sql(CREATE_MIGRATIONS_TABLE)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| mig_err(0, e))?;
     let rows = sqlx::query("SELECT version, checksum FROM wardkey_migrations ORDER BY version")
         .fetch_all(&mut *conn)
         .await
@@ -376,7 +410,10 @@ async fn run_migrations(conn: &mut AnyConnection, migrations: &[Migration], begi
                 )));
             }
             Some(m) if checksum(m.sql) != *sum => {
-                return Err(mig_err(*version, "was changed after it was applied (checksum differs)"));
+                return Err(mig_err(
+                    *version,
+                    "was changed after it was applied (checksum differs)",
+                ));
             }
             Some(_) => {}
         }
@@ -385,8 +422,15 @@ async fn run_migrations(conn: &mut AnyConnection, migrations: &[Migration], begi
         if applied.iter().any(|(v, _)| *v == m.version) {
             continue;
         }
-        tracing::info!(version = m.version, name = m.name, "applying database migration");
-        sqlx::raw_sql(begin).execute(&mut *conn).await.map_err(|e| mig_err(m.version, e))?;
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "applying database migration"
+        );
+        sqlx::raw_sql(begin)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| mig_err(m.version, e))?;
         let result = async {
             sqlx::raw_sql(m.sql).execute(&mut *conn).await?;
             sqlx::query("INSERT INTO wardkey_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)")

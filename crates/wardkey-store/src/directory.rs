@@ -4,11 +4,11 @@ use crate::conn::{Arg, Conn, Filter, Page, RowExt, fold, like_prefix, micros, to
 use crate::error::{Unique, map_write_err};
 use crate::{StoreError, WriteTx};
 use chrono::{DateTime, Utc};
-use sqlx::any::AnyRow;
 use sqlx::AssertSqlSafe;
+use sqlx::any::AnyRow;
 use wardkey_domain::{
-    Group, GroupId, HrAttributes, Member, ServiceAccount, ServiceAccountId, ServiceAccountStatus, User, UserId,
-    UserStatus,
+    Group, GroupId, HrAttributes, Member, ServiceAccount, ServiceAccountId, ServiceAccountStatus,
+    User, UserId, UserStatus,
 };
 
 /// Filters of [`Conn::list_users`].
@@ -46,7 +46,8 @@ fn user_from_row(r: &AnyRow) -> Result<User, StoreError> {
         username: r.text("username")?,
         display_name: r.opt_text("display_name")?,
         email: r.opt_text("email")?,
-        status: UserStatus::parse(&status).ok_or_else(|| StoreError::corrupt(format!("user status {status:?}")))?,
+        status: UserStatus::parse(&status)
+            .ok_or_else(|| StoreError::corrupt(format!("user status {status:?}")))?,
         hr: r.json::<HrAttributes>("hr")?,
         verification: r.opt_json("verification")?,
         created_at: r.ts("created_at")?,
@@ -99,7 +100,13 @@ fn username_unique(value: &str) -> [Unique<'_>; 1] {
 }
 
 fn group_unique(value: &str) -> [Unique<'_>; 1] {
-    [Unique { index: "groups_name_live", sqlite_columns: "groups.name_key", kind: "group", field: "name", value }]
+    [Unique {
+        index: "groups_name_live",
+        sqlite_columns: "groups.name_key",
+        kind: "group",
+        field: "name",
+        value,
+    }]
 }
 
 fn sa_unique(value: &str) -> [Unique<'_>; 1] {
@@ -117,10 +124,14 @@ impl Conn {
 
     /// A live user.
     pub async fn get_user(&mut self, id: UserId) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1 AND deleted_at IS NULL"))
-            .bind(id.to_string())
-            .fetch_optional(self.ex())
-            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users WHERE id = $1 AND deleted_at IS NULL"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(self.ex())
+        .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -130,10 +141,14 @@ impl Conn {
         &mut self,
         id: UserId,
     ) -> Result<Option<(User, Option<DateTime<Utc>>)>, StoreError> {
-        let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(self.ex())
-            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(self.ex())
+        .await?;
         match row {
             None => Ok(None),
             Some(r) => Ok(Some((user_from_row(&r)?, r.opt_ts("deleted_at")?))),
@@ -141,7 +156,10 @@ impl Conn {
     }
 
     /// The live user with this username, ignoring case.
-    pub async fn get_user_by_username(&mut self, username: &str) -> Result<Option<User>, StoreError> {
+    pub async fn get_user_by_username(
+        &mut self,
+        username: &str,
+    ) -> Result<Option<User>, StoreError> {
         let row = sqlx::query(concat!(
             "SELECT ",
             user_cols!(),
@@ -154,7 +172,10 @@ impl Conn {
     }
 
     /// Live users with this HR employee id (HR imports match on it).
-    pub async fn get_users_by_employee_id(&mut self, employee_id: &str) -> Result<Vec<User>, StoreError> {
+    pub async fn get_users_by_employee_id(
+        &mut self,
+        employee_id: &str,
+    ) -> Result<Vec<User>, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             user_cols!(),
@@ -166,7 +187,11 @@ impl Conn {
         rows.iter().map(user_from_row).collect()
     }
 
-    pub async fn list_users(&mut self, q: &UserQuery, page: &Page) -> Result<Vec<User>, StoreError> {
+    pub async fn list_users(
+        &mut self,
+        q: &UserQuery,
+        page: &Page,
+    ) -> Result<Vec<User>, StoreError> {
         let mut f = Filter::default();
         if !q.include_deleted {
             f.push("deleted_at IS NULL", []);
@@ -175,13 +200,20 @@ impl Conn {
             f.push("status = ?", [Arg::Text(s.as_str().to_owned())]);
         }
         if let Some(p) = &q.username_prefix {
-            f.push("username_key LIKE ? ESCAPE '\\'", [Arg::Text(like_prefix(&fold(p)))]);
+            f.push(
+                "username_key LIKE ? ESCAPE '\\'",
+                [Arg::Text(like_prefix(&fold(p)))],
+            );
         }
         if let Some(d) = &q.department {
             f.push("department = ?", [Arg::Text(d.clone())]);
         }
         let tail = f.page(page, "id")?;
-        let sql = format!(concat!("SELECT ", user_cols!(), " FROM users{}{}"), f.where_sql(), tail);
+        let sql = format!(
+            concat!("SELECT ", user_cols!(), " FROM users{}{}"),
+            f.where_sql(),
+            tail
+        );
         let rows = f.fetch_all(self.ex(), sql).await?;
         rows.iter().map(user_from_row).collect()
     }
@@ -189,20 +221,27 @@ impl Conn {
     // ----- groups -----
 
     pub async fn get_group(&mut self, id: GroupId) -> Result<Option<Group>, StoreError> {
-        let row = sqlx::query(concat!("SELECT ", group_cols!(), " FROM groups WHERE id = $1 AND deleted_at IS NULL"))
-            .bind(id.to_string())
-            .fetch_optional(self.ex())
-            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            group_cols!(),
+            " FROM groups WHERE id = $1 AND deleted_at IS NULL"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(self.ex())
+        .await?;
         row.as_ref().map(group_from_row).transpose()
     }
 
     /// The live group with this name, ignoring case.
     pub async fn get_group_by_name(&mut self, name: &str) -> Result<Option<Group>, StoreError> {
-        let row =
-            sqlx::query(concat!("SELECT ", group_cols!(), " FROM groups WHERE name_key = $1 AND deleted_at IS NULL"))
-                .bind(fold(name))
-                .fetch_optional(self.ex())
-                .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            group_cols!(),
+            " FROM groups WHERE name_key = $1 AND deleted_at IS NULL"
+        ))
+        .bind(fold(name))
+        .fetch_optional(self.ex())
+        .await?;
         row.as_ref().map(group_from_row).transpose()
     }
 
@@ -210,7 +249,11 @@ impl Conn {
         let mut f = Filter::default();
         f.push("deleted_at IS NULL", []);
         let tail = f.page(page, "id")?;
-        let sql = format!(concat!("SELECT ", group_cols!(), " FROM groups{}{}"), f.where_sql(), tail);
+        let sql = format!(
+            concat!("SELECT ", group_cols!(), " FROM groups{}{}"),
+            f.where_sql(),
+            tail
+        );
         let rows = f.fetch_all(self.ex(), sql).await?;
         rows.iter().map(group_from_row).collect()
     }
@@ -247,12 +290,17 @@ impl Conn {
         .bind(id)
         .fetch_all(self.ex())
         .await?;
-        rows.iter().map(|r| Ok(GroupId(r.uuid("group_id")?))).collect()
+        rows.iter()
+            .map(|r| Ok(GroupId(r.uuid("group_id")?)))
+            .collect()
     }
 
     // ----- service accounts -----
 
-    pub async fn get_service_account(&mut self, id: ServiceAccountId) -> Result<Option<ServiceAccount>, StoreError> {
+    pub async fn get_service_account(
+        &mut self,
+        id: ServiceAccountId,
+    ) -> Result<Option<ServiceAccount>, StoreError> {
         let row = sqlx::query(concat!(
             "SELECT ",
             sa_cols!(),
@@ -264,7 +312,10 @@ impl Conn {
         row.as_ref().map(sa_from_row).transpose()
     }
 
-    pub async fn get_service_account_by_name(&mut self, name: &str) -> Result<Option<ServiceAccount>, StoreError> {
+    pub async fn get_service_account_by_name(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<ServiceAccount>, StoreError> {
         let row = sqlx::query(concat!(
             "SELECT ",
             sa_cols!(),
@@ -276,17 +327,27 @@ impl Conn {
         row.as_ref().map(sa_from_row).transpose()
     }
 
-    pub async fn list_service_accounts(&mut self, page: &Page) -> Result<Vec<ServiceAccount>, StoreError> {
+    pub async fn list_service_accounts(
+        &mut self,
+        page: &Page,
+    ) -> Result<Vec<ServiceAccount>, StoreError> {
         let mut f = Filter::default();
         f.push("deleted_at IS NULL", []);
         let tail = f.page(page, "id")?;
-        let sql = format!(concat!("SELECT ", sa_cols!(), " FROM service_accounts{}{}"), f.where_sql(), tail);
+        let sql = format!(
+            concat!("SELECT ", sa_cols!(), " FROM service_accounts{}{}"),
+            f.where_sql(),
+            tail
+        );
         let rows = f.fetch_all(self.ex(), sql).await?;
         rows.iter().map(sa_from_row).collect()
     }
 
     /// Live service accounts owned by `owner`.
-    pub async fn service_accounts_owned_by(&mut self, owner: UserId) -> Result<Vec<ServiceAccount>, StoreError> {
+    pub async fn service_accounts_owned_by(
+        &mut self,
+        owner: UserId,
+    ) -> Result<Vec<ServiceAccount>, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             sa_cols!(),
@@ -321,13 +382,20 @@ impl WriteTx {
         .bind(micros(u.created_at))
         .bind(micros(u.updated_at))
         .bind(u.version);
-        self.conn.guarded(q).await.map_err(|e| map_write_err(e, &username_unique(&u.username), None))?;
+        self.conn
+            .guarded(q)
+            .await
+            .map_err(|e| map_write_err(e, &username_unique(&u.username), None))?;
         Ok(())
     }
 
     /// Writes `u` over the live user with `expected_version`; returns it as stored (version
     /// `expected_version + 1`).
-    pub async fn update_user(&mut self, u: &User, expected_version: i64) -> Result<User, StoreError> {
+    pub async fn update_user(
+        &mut self,
+        u: &User,
+        expected_version: i64,
+    ) -> Result<User, StoreError> {
         let id = u.id.to_string();
         let q = sqlx::query(
             "UPDATE users SET username = $1, username_key = $2, display_name = $3, email = $4, status = $5, \
@@ -347,18 +415,33 @@ impl WriteTx {
         .bind(expected_version + 1)
         .bind(id.clone())
         .bind(expected_version);
-        let row =
-            self.conn.guarded_optional(q).await.map_err(|e| map_write_err(e, &username_unique(&u.username), None))?;
+        let row = self
+            .conn
+            .guarded_optional(q)
+            .await
+            .map_err(|e| map_write_err(e, &username_unique(&u.username), None))?;
         let Some(row) = row else {
-            return Err(self.conn.version_miss("users", true, "user", &id, expected_version).await);
+            return Err(self
+                .conn
+                .version_miss("users", true, "user", &id, expected_version)
+                .await);
         };
-        Ok(User { created_at: row.ts("created_at")?, version: expected_version + 1, ..u.clone() })
+        Ok(User {
+            created_at: row.ts("created_at")?,
+            version: expected_version + 1,
+            ..u.clone()
+        })
     }
 
     /// Tombstones the user: the id is never reused, the username is free again. Removes the
     /// user's group memberships.
-    pub async fn delete_user(&mut self, id: UserId, expected_version: i64) -> Result<(), StoreError> {
-        self.tombstone("users", "user", &id.to_string(), expected_version).await?;
+    pub async fn delete_user(
+        &mut self,
+        id: UserId,
+        expected_version: i64,
+    ) -> Result<(), StoreError> {
+        self.tombstone("users", "user", &id.to_string(), expected_version)
+            .await?;
         sqlx::query("DELETE FROM group_members WHERE member_kind = 'user' AND member_id = $1")
             .bind(id.to_string())
             .execute(self.conn.ex())
@@ -386,7 +469,10 @@ impl WriteTx {
             .await?
             .rows_affected();
         if n == 0 {
-            return Err(self.conn.version_miss(table, true, kind, id, expected_version).await);
+            return Err(self
+                .conn
+                .version_miss(table, true, kind, id, expected_version)
+                .await);
         }
         Ok(())
     }
@@ -405,11 +491,18 @@ impl WriteTx {
         .bind(micros(g.created_at))
         .bind(micros(g.updated_at))
         .bind(g.version);
-        self.conn.guarded(q).await.map_err(|e| map_write_err(e, &group_unique(&g.name), None))?;
+        self.conn
+            .guarded(q)
+            .await
+            .map_err(|e| map_write_err(e, &group_unique(&g.name), None))?;
         Ok(())
     }
 
-    pub async fn update_group(&mut self, g: &Group, expected_version: i64) -> Result<Group, StoreError> {
+    pub async fn update_group(
+        &mut self,
+        g: &Group,
+        expected_version: i64,
+    ) -> Result<Group, StoreError> {
         let id = g.id.to_string();
         let q = sqlx::query(
             "UPDATE groups SET name = $1, name_key = $2, description = $3, updated_at = $4, version = $5 \
@@ -422,16 +515,32 @@ impl WriteTx {
         .bind(expected_version + 1)
         .bind(id.clone())
         .bind(expected_version);
-        let row = self.conn.guarded_optional(q).await.map_err(|e| map_write_err(e, &group_unique(&g.name), None))?;
+        let row = self
+            .conn
+            .guarded_optional(q)
+            .await
+            .map_err(|e| map_write_err(e, &group_unique(&g.name), None))?;
         let Some(row) = row else {
-            return Err(self.conn.version_miss("groups", true, "group", &id, expected_version).await);
+            return Err(self
+                .conn
+                .version_miss("groups", true, "group", &id, expected_version)
+                .await);
         };
-        Ok(Group { created_at: row.ts("created_at")?, version: expected_version + 1, ..g.clone() })
+        Ok(Group {
+            created_at: row.ts("created_at")?,
+            version: expected_version + 1,
+            ..g.clone()
+        })
     }
 
     /// Tombstones the group and removes its memberships.
-    pub async fn delete_group(&mut self, id: GroupId, expected_version: i64) -> Result<(), StoreError> {
-        self.tombstone("groups", "group", &id.to_string(), expected_version).await?;
+    pub async fn delete_group(
+        &mut self,
+        id: GroupId,
+        expected_version: i64,
+    ) -> Result<(), StoreError> {
+        self.tombstone("groups", "group", &id.to_string(), expected_version)
+            .await?;
         sqlx::query("DELETE FROM group_members WHERE group_id = $1")
             .bind(id.to_string())
             .execute(self.conn.ex())
@@ -441,11 +550,22 @@ impl WriteTx {
 
     /// Adds `member` to the live group; false if it already was a member.
     pub async fn add_member(&mut self, group: GroupId, member: Member) -> Result<bool, StoreError> {
-        if !self.conn.exists_live("groups", true, &group.to_string()).await? {
-            return Err(StoreError::NotFound { kind: "group", id: group.to_string() });
+        if !self
+            .conn
+            .exists_live("groups", true, &group.to_string())
+            .await?
+        {
+            return Err(StoreError::NotFound {
+                kind: "group",
+                id: group.to_string(),
+            });
         }
         let (kind, id) = member_parts(&member);
-        let table = if kind == "user" { "users" } else { "service_accounts" };
+        let table = if kind == "user" {
+            "users"
+        } else {
+            "service_accounts"
+        };
         if !self.conn.exists_live(table, true, &id).await? {
             return Err(StoreError::NotFound { kind, id });
         }
@@ -464,23 +584,36 @@ impl WriteTx {
     }
 
     /// Removes `member` from the group; false if it was not a member.
-    pub async fn remove_member(&mut self, group: GroupId, member: Member) -> Result<bool, StoreError> {
+    pub async fn remove_member(
+        &mut self,
+        group: GroupId,
+        member: Member,
+    ) -> Result<bool, StoreError> {
         let (kind, id) = member_parts(&member);
-        let n = sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND member_kind = $2 AND member_id = $3")
-            .bind(group.to_string())
-            .bind(kind)
-            .bind(id)
-            .execute(self.conn.ex())
-            .await?
-            .rows_affected();
+        let n = sqlx::query(
+            "DELETE FROM group_members WHERE group_id = $1 AND member_kind = $2 AND member_id = $3",
+        )
+        .bind(group.to_string())
+        .bind(kind)
+        .bind(id)
+        .execute(self.conn.ex())
+        .await?
+        .rows_affected();
         Ok(n == 1)
     }
 
     // ----- service accounts -----
 
     pub async fn insert_service_account(&mut self, s: &ServiceAccount) -> Result<(), StoreError> {
-        if !self.conn.exists_live("users", true, &s.owner_id.to_string()).await? {
-            return Err(StoreError::NotFound { kind: "user", id: s.owner_id.to_string() });
+        if !self
+            .conn
+            .exists_live("users", true, &s.owner_id.to_string())
+            .await?
+        {
+            return Err(StoreError::NotFound {
+                kind: "user",
+                id: s.owner_id.to_string(),
+            });
         }
         let q = sqlx::query(
             "INSERT INTO service_accounts (id, name, name_key, description, owner_id, status, created_at, \
@@ -495,10 +628,13 @@ impl WriteTx {
         .bind(micros(s.created_at))
         .bind(micros(s.updated_at))
         .bind(s.version);
-        self.conn
-            .guarded(q)
-            .await
-            .map_err(|e| map_write_err(e, &sa_unique(&s.name), Some(("user", s.owner_id.to_string()))))?;
+        self.conn.guarded(q).await.map_err(|e| {
+            map_write_err(
+                e,
+                &sa_unique(&s.name),
+                Some(("user", s.owner_id.to_string())),
+            )
+        })?;
         Ok(())
     }
 
@@ -508,8 +644,15 @@ impl WriteTx {
         expected_version: i64,
     ) -> Result<ServiceAccount, StoreError> {
         let id = s.id.to_string();
-        if !self.conn.exists_live("users", true, &s.owner_id.to_string()).await? {
-            return Err(StoreError::NotFound { kind: "user", id: s.owner_id.to_string() });
+        if !self
+            .conn
+            .exists_live("users", true, &s.owner_id.to_string())
+            .await?
+        {
+            return Err(StoreError::NotFound {
+                kind: "user",
+                id: s.owner_id.to_string(),
+            });
         }
         let q = sqlx::query(
             "UPDATE service_accounts SET name = $1, name_key = $2, description = $3, owner_id = $4, status = $5, \
@@ -524,24 +667,51 @@ impl WriteTx {
         .bind(expected_version + 1)
         .bind(id.clone())
         .bind(expected_version);
-        let row = self
-            .conn
-            .guarded_optional(q)
-            .await
-            .map_err(|e| map_write_err(e, &sa_unique(&s.name), Some(("user", s.owner_id.to_string()))))?;
+        let row = self.conn.guarded_optional(q).await.map_err(|e| {
+            map_write_err(
+                e,
+                &sa_unique(&s.name),
+                Some(("user", s.owner_id.to_string())),
+            )
+        })?;
         let Some(row) = row else {
-            return Err(self.conn.version_miss("service_accounts", true, "service_account", &id, expected_version).await);
+            return Err(self
+                .conn
+                .version_miss(
+                    "service_accounts",
+                    true,
+                    "service_account",
+                    &id,
+                    expected_version,
+                )
+                .await);
         };
-        Ok(ServiceAccount { created_at: row.ts("created_at")?, version: expected_version + 1, ..s.clone() })
+        Ok(ServiceAccount {
+            created_at: row.ts("created_at")?,
+            version: expected_version + 1,
+            ..s.clone()
+        })
     }
 
     /// Tombstones the service account and removes its group memberships.
-    pub async fn delete_service_account(&mut self, id: ServiceAccountId, expected_version: i64) -> Result<(), StoreError> {
-        self.tombstone("service_accounts", "service_account", &id.to_string(), expected_version).await?;
-        sqlx::query("DELETE FROM group_members WHERE member_kind = 'service_account' AND member_id = $1")
-            .bind(id.to_string())
-            .execute(self.conn.ex())
-            .await?;
+    pub async fn delete_service_account(
+        &mut self,
+        id: ServiceAccountId,
+        expected_version: i64,
+    ) -> Result<(), StoreError> {
+        self.tombstone(
+            "service_accounts",
+            "service_account",
+            &id.to_string(),
+            expected_version,
+        )
+        .await?;
+        sqlx::query(
+            "DELETE FROM group_members WHERE member_kind = 'service_account' AND member_id = $1",
+        )
+        .bind(id.to_string())
+        .execute(self.conn.ex())
+        .await?;
         Ok(())
     }
 }

@@ -86,16 +86,25 @@ impl Store {
     }
 
     /// [`Store::open`] with tuning options.
-    pub async fn open_with(url: &str, clock: Arc<dyn Clock>, options: StoreOptions) -> Result<Store, StoreError> {
+    pub async fn open_with(
+        url: &str,
+        clock: Arc<dyn Clock>,
+        options: StoreOptions,
+    ) -> Result<Store, StoreError> {
         let backend: Box<dyn Backend> = match parse_url(url)? {
             Target::Sqlite(path) => Box::new(SqliteBackend::connect(&path, &options, false).await?),
-            Target::Postgres(url) => Box::new(PostgresBackend::connect(&url, &options, false).await?),
+            Target::Postgres(url) => {
+                Box::new(PostgresBackend::connect(&url, &options, false).await?)
+            }
         };
         Store::start(backend, clock, options).await
     }
 
     /// Opens `<data_dir>/wardkey.db`, creating the directory (mode 0700) if missing.
-    pub async fn open_sqlite_dir(data_dir: &Path, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
+    pub async fn open_sqlite_dir(
+        data_dir: &Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store, StoreError> {
         let options = StoreOptions::default();
         let backend = SqliteBackend::connect(&data_dir.join(SQLITE_FILE), &options, false).await?;
         Store::start(Box::new(backend), clock, options).await
@@ -115,7 +124,9 @@ impl Store {
                 }
                 Box::new(SqliteBackend::connect(&path, &options, true).await?)
             }
-            Target::Postgres(url) => Box::new(PostgresBackend::connect(&url, &options, true).await?),
+            Target::Postgres(url) => {
+                Box::new(PostgresBackend::connect(&url, &options, true).await?)
+            }
         };
         let shared = Arc::new(Shared {
             backend,
@@ -124,11 +135,21 @@ impl Store {
             max_batch: options.max_batch,
             stats: Default::default(),
         });
-        Ok(Store { inner: Arc::new(Inner { shared, queue: None, writer: tokio::sync::Mutex::new(None) }) })
+        Ok(Store {
+            inner: Arc::new(Inner {
+                shared,
+                queue: None,
+                writer: tokio::sync::Mutex::new(None),
+            }),
+        })
     }
 
     /// Migrates and starts the writer task over an already connected backend.
-    pub async fn start(backend: Box<dyn Backend>, clock: Arc<dyn Clock>, options: StoreOptions) -> Result<Store, StoreError> {
+    pub async fn start(
+        backend: Box<dyn Backend>,
+        clock: Arc<dyn Clock>,
+        options: StoreOptions,
+    ) -> Result<Store, StoreError> {
         backend.migrate().await?;
         let shared = Arc::new(Shared {
             backend,
@@ -140,7 +161,11 @@ impl Store {
         let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
         let handle = tokio::spawn(Writer::new(shared.clone()).run(rx));
         Ok(Store {
-            inner: Arc::new(Inner { shared, queue: Some(tx), writer: tokio::sync::Mutex::new(Some(handle)) }),
+            inner: Arc::new(Inner {
+                shared,
+                queue: Some(tx),
+                writer: tokio::sync::Mutex::new(Some(handle)),
+            }),
         })
     }
 
@@ -176,7 +201,9 @@ impl Store {
         self.submit(Cmd::Job(job)).await.map_err(E::from)?;
         match rx.await {
             Ok(r) => r,
-            Err(_) => Err(E::from(StoreError::Database("the write job was dropped before it finished".into()))),
+            Err(_) => Err(E::from(StoreError::Database(
+                "the write job was dropped before it finished".into(),
+            ))),
         }
     }
 
@@ -231,7 +258,12 @@ impl Store {
 
     /// Sets the key [`Store::checkpoint_now`] (and `close`) sign checkpoints with.
     pub fn set_signer(&self, signer: LogSigner) {
-        *self.inner.shared.signer.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(signer));
+        *self
+            .inner
+            .shared
+            .signer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(signer));
     }
 
     /// If the log grew since the last checkpoint: computes the root, signs it and appends the
@@ -244,7 +276,10 @@ impl Store {
 
     /// Re-computes the whole Merkle tree from the event rows (streamed in index order) and
     /// checks every signed checkpoint against it. The failure names the first index at fault.
-    pub async fn verify_audit(&self, verifier: &LogVerifier) -> Result<VerifyReport, VerifyFailure> {
+    pub async fn verify_audit(
+        &self,
+        verifier: &LogVerifier,
+    ) -> Result<VerifyReport, VerifyFailure> {
         let mut conn = self
             .inner
             .shared
@@ -252,12 +287,16 @@ impl Store {
             .reader_pool()
             .acquire()
             .await
-            .map_err(|e| VerifyFailure { index: 0, reason: format!("cannot connect to the database: {e}") })?;
+            .map_err(|e| VerifyFailure {
+                index: 0,
+                reason: format!("cannot connect to the database: {e}"),
+            })?;
         audit_log::verify(&mut conn, verifier).await
     }
 
     /// Finishes the queued writes, writes a final checkpoint if a signer is set, stops the
-    /// writer and closes the pools. Later writes fail with [`StoreError::Closed`].
+    /// writer and closes the pools (waiting for readers still holding a connection to drop
+    /// it). Later writes fail with [`StoreError::Closed`].
     pub async fn close(&self) {
         let mut writer = self.inner.writer.lock().await;
         if let Some(handle) = writer.take() {
@@ -277,11 +316,23 @@ mod tests {
 
     #[test]
     fn parses_urls() {
-        assert!(matches!(parse_url("sqlite:///tmp/x/wardkey.db"), Ok(Target::Sqlite(p)) if p == Path::new("/tmp/x/wardkey.db")));
-        assert!(matches!(parse_url("sqlite://rel.db"), Ok(Target::Sqlite(p)) if p == Path::new("rel.db")));
-        assert!(matches!(parse_url("sqlite:rel.db?mode=rwc"), Ok(Target::Sqlite(p)) if p == Path::new("rel.db")));
-        assert!(matches!(parse_url("postgres://u@h/db"), Ok(Target::Postgres(_))));
-        assert!(matches!(parse_url("postgresql://u@h/db"), Ok(Target::Postgres(_))));
+        assert!(
+            matches!(parse_url("sqlite:///tmp/x/wardkey.db"), Ok(Target::Sqlite(p)) if p == Path::new("/tmp/x/wardkey.db"))
+        );
+        assert!(
+            matches!(parse_url("sqlite://rel.db"), Ok(Target::Sqlite(p)) if p == Path::new("rel.db"))
+        );
+        assert!(
+            matches!(parse_url("sqlite:rel.db?mode=rwc"), Ok(Target::Sqlite(p)) if p == Path::new("rel.db"))
+        );
+        assert!(matches!(
+            parse_url("postgres://u@h/db"),
+            Ok(Target::Postgres(_))
+        ));
+        assert!(matches!(
+            parse_url("postgresql://u@h/db"),
+            Ok(Target::Postgres(_))
+        ));
         assert!(parse_url("sqlite::memory:").is_err());
         assert!(parse_url("mysql://x").is_err());
     }

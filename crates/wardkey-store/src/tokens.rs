@@ -28,11 +28,18 @@ fn token_from_row(r: &AnyRow) -> Result<ApiToken, StoreError> {
 
 impl Conn {
     /// The token and the stored hash of its secret.
-    pub async fn get_api_token(&mut self, id: ApiTokenId) -> Result<Option<(ApiToken, Vec<u8>)>, StoreError> {
-        let row = sqlx::query(concat!("SELECT ", token_cols!(), ", secret_hash FROM api_tokens WHERE id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(self.ex())
-            .await?;
+    pub async fn get_api_token(
+        &mut self,
+        id: ApiTokenId,
+    ) -> Result<Option<(ApiToken, Vec<u8>)>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            token_cols!(),
+            ", secret_hash FROM api_tokens WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(self.ex())
+        .await?;
         match row {
             None => Ok(None),
             Some(r) => Ok(Some((token_from_row(&r)?, r.bytes("secret_hash")?))),
@@ -41,8 +48,13 @@ impl Conn {
 
     /// All tokens (revoked and expired included), in id order.
     pub async fn list_api_tokens(&mut self) -> Result<Vec<ApiToken>, StoreError> {
-        let rows =
-            sqlx::query(concat!("SELECT ", token_cols!(), " FROM api_tokens ORDER BY id")).fetch_all(self.ex()).await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            token_cols!(),
+            " FROM api_tokens ORDER BY id"
+        ))
+        .fetch_all(self.ex())
+        .await?;
         rows.iter().map(token_from_row).collect()
     }
 
@@ -56,7 +68,11 @@ impl Conn {
 }
 
 impl WriteTx {
-    pub async fn insert_api_token(&mut self, t: &ApiToken, secret_hash: &[u8]) -> Result<(), StoreError> {
+    pub async fn insert_api_token(
+        &mut self,
+        t: &ApiToken,
+        secret_hash: &[u8],
+    ) -> Result<(), StoreError> {
         let q = sqlx::query(
             "INSERT INTO api_tokens (id, name, scopes, created_by, created_at, expires_at, revoked_at, last_used_at, \
              secret_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -70,25 +86,43 @@ impl WriteTx {
         .bind(opt_micros(t.revoked_at))
         .bind(opt_micros(t.last_used_at))
         .bind(secret_hash.to_vec());
-        let unique =
-            [Unique { index: "api_tokens_pkey", sqlite_columns: "api_tokens.id", kind: "api_token", field: "id", value: "" }];
-        self.conn.guarded(q).await.map_err(|e| map_write_err(e, &unique, None))?;
+        let unique = [Unique {
+            index: "api_tokens_pkey",
+            sqlite_columns: "api_tokens.id",
+            kind: "api_token",
+            field: "id",
+            value: "",
+        }];
+        self.conn
+            .guarded(q)
+            .await
+            .map_err(|e| map_write_err(e, &unique, None))?;
         Ok(())
     }
 
     /// Revokes the token; false if it does not exist or was already revoked.
-    pub async fn revoke_api_token(&mut self, id: ApiTokenId, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let n = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(micros(at))
-            .bind(id.to_string())
-            .execute(self.conn.ex())
-            .await?
-            .rows_affected();
+    pub async fn revoke_api_token(
+        &mut self,
+        id: ApiTokenId,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(micros(at))
+        .bind(id.to_string())
+        .execute(self.conn.ex())
+        .await?
+        .rows_affected();
         Ok(n == 1)
     }
 
     /// Records when the token was last used.
-    pub async fn touch_api_token(&mut self, id: ApiTokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn touch_api_token(
+        &mut self,
+        id: ApiTokenId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
             .bind(micros(at))
             .bind(id.to_string())
