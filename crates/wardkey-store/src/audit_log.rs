@@ -8,7 +8,7 @@ use futures::TryStreamExt;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe};
 use wardkey_audit::{
-    AuditDraft, AuditEvent, Hash, HashCache, HashExt, LogVerifier, Outcome, TreeVerifier,
+    AuditDraft, Checkpoint, AuditEvent, Hash, HashCache, HashExt, LogVerifier, Outcome, TreeVerifier,
     VerifyFailure, VerifyReport, append_hashes, encode_hashes, indices_for_consistency,
     indices_for_inclusion, indices_for_root, records_for_indices,
 };
@@ -179,14 +179,26 @@ pub(crate) struct TreeState {
     pub cache: HashCache,
 }
 
+/// An event with its index, leaf and tree hashes computed, waiting for the batch's INSERT.
+pub(crate) struct PreparedEvent {
+    event: AuditEvent,
+    details: String,
+    leaf: Hash,
+    hashes: Vec<u8>,
+}
+
+/// Rows per multi-row INSERT: 64 × 14 parameters stays far below both databases' limits.
+const INSERT_CHUNK: usize = 64;
+
 impl TreeState {
-    /// Appends one event at index `self.size` on `conn` (inside the writer's transaction).
-    pub(crate) async fn append(
+    /// Gives the next event its index and Merkle hashes (in memory). The row is written by
+    /// [`insert_prepared`] in the same transaction, before COMMIT.
+    pub(crate) async fn prepare(
         &mut self,
         conn: &mut AnyConnection,
         time: DateTime<Utc>,
         draft: AuditDraft,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<PreparedEvent, StoreError> {
         let (draft, details) = normalise_draft(draft)?;
         let n = self.size;
         let event = AuditEvent::new(n, time, draft);
@@ -202,32 +214,64 @@ impl TreeState {
                 Err(missing) => return Err(StoreError::Audit(missing.into())),
             }
         };
-        let d = &event.draft;
-        sqlx::query(
-            "INSERT INTO audit_events (idx, time, actor, action, target, outcome, reason, source_ip, request_id, \
-             approver, request_ref, details, leaf, hashes) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(i64_of(n, "index")?)
-        .bind(micros(event.time))
-        .bind(d.actor.clone())
-        .bind(d.action.clone())
-        .bind(d.target.clone())
-        .bind(d.outcome.as_str())
-        .bind(d.reason.clone())
-        .bind(d.source_ip.clone())
-        .bind(d.request_id.clone())
-        .bind(d.approver.clone())
-        .bind(d.request_ref.clone())
-        .bind(details)
-        .bind(leaf.as_bytes().to_vec())
-        .bind(encode_hashes(&hashes))
-        .execute(&mut *conn)
-        .await?;
         self.cache.insert_record(n, &hashes);
         self.size = n + 1;
-        Ok(n)
+        Ok(PreparedEvent { event, details, leaf, hashes: encode_hashes(&hashes) })
     }
+
+    /// Forgets events prepared after `size` (their job failed before they were written).
+    pub(crate) fn truncate(&mut self, size: u64) {
+        self.size = size;
+        self.cache.retain_frontier(size);
+    }
+}
+
+/// Writes prepared events with multi-row INSERTs: a batch of hundreds of events costs a
+/// handful of statements instead of one each.
+pub(crate) async fn insert_prepared(conn: &mut AnyConnection, events: &[PreparedEvent]) -> Result<(), StoreError> {
+    const COLS: usize = 14;
+    for chunk in events.chunks(INSERT_CHUNK) {
+        let mut sql = String::with_capacity(200 + chunk.len() * 80);
+        sql.push_str(
+            "INSERT INTO audit_events (idx, time, actor, action, target, outcome, reason, source_ip, request_id, \
+             approver, request_ref, details, leaf, hashes) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for c in 0..COLS {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('$');
+                sql.push_str(&(i * COLS + c + 1).to_string());
+            }
+            sql.push(')');
+        }
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for p in chunk {
+            let d = &p.event.draft;
+            q = q
+                .bind(i64_of(p.event.index, "index")?)
+                .bind(micros(p.event.time))
+                .bind(d.actor.clone())
+                .bind(d.action.clone())
+                .bind(d.target.clone())
+                .bind(d.outcome.as_str())
+                .bind(d.reason.clone())
+                .bind(d.source_ip.clone())
+                .bind(d.request_id.clone())
+                .bind(d.approver.clone())
+                .bind(d.request_ref.clone())
+                .bind(p.details.clone())
+                .bind(p.leaf.as_bytes().to_vec())
+                .bind(p.hashes.clone());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 impl Conn {
@@ -371,47 +415,36 @@ fn fail(index: u64, reason: impl Into<String>) -> VerifyFailure {
     }
 }
 
+/// Checks the stored checkpoint rows against their signed notes; returns the opened notes.
+fn open_stored(stored: &[StoredCheckpoint], verifier: &LogVerifier) -> Result<Vec<Checkpoint>, VerifyFailure> {
+    let notes: Vec<&str> = stored.iter().map(|c| c.note.as_str()).collect();
+    let checkpoints = wardkey_audit::open_checkpoints(verifier, &notes)?;
+    let mut prev = 0;
+    for (s, c) in stored.iter().zip(&checkpoints) {
+        if s.size != c.size || s.root != c.root {
+            return Err(fail(prev, format!("checkpoint row of size {} differs from its signed note", s.size)));
+        }
+        prev = c.size;
+    }
+    Ok(checkpoints)
+}
+
 /// Streams every event row, in index order, through a [`TreeVerifier`] primed with the signed
 /// checkpoints, then checks the checkpoints against the recomputed tree.
-pub(crate) async fn verify(
-    conn: &mut AnyConnection,
-    verifier: &LogVerifier,
-) -> Result<VerifyReport, VerifyFailure> {
+pub(crate) async fn verify(conn: &mut AnyConnection, verifier: &LogVerifier) -> Result<VerifyReport, VerifyFailure> {
     let rows = sqlx::query("SELECT size, time, root, note FROM audit_checkpoints ORDER BY size")
         .fetch_all(&mut *conn)
         .await
         .map_err(|e| fail(0, format!("cannot read checkpoints: {e}")))?;
     let mut stored = Vec::with_capacity(rows.len());
     for r in &rows {
-        stored.push(
-            checkpoint_from_row(r)
-                .map_err(|e| fail(0, format!("unreadable checkpoint row: {e}")))?,
-        );
+        stored.push(checkpoint_from_row(r).map_err(|e| fail(0, format!("unreadable checkpoint row: {e}")))?);
     }
-    let notes: Vec<&str> = stored.iter().map(|c| c.note.as_str()).collect();
-    let checkpoints = wardkey_audit::open_checkpoints(verifier, &notes)?;
-    let mut prev = 0;
-    for (s, c) in stored.iter().zip(&checkpoints) {
-        if s.size != c.size || s.root != c.root {
-            return Err(fail(
-                prev,
-                format!(
-                    "checkpoint row of size {} differs from its signed note",
-                    s.size
-                ),
-            ));
-        }
-        prev = c.size;
-    }
-
+    let checkpoints = open_stored(&stored, verifier)?;
     let mut tree = TreeVerifier::for_checkpoints(&checkpoints);
     {
-        let mut stream = sqlx::query(concat!(
-            "SELECT ",
-            event_cols!(),
-            ", leaf, hashes FROM audit_events ORDER BY idx"
-        ))
-        .fetch(&mut *conn);
+        let mut stream = sqlx::query(concat!("SELECT ", event_cols!(), ", leaf, hashes FROM audit_events ORDER BY idx"))
+            .fetch(&mut *conn);
         loop {
             let row = match stream.try_next().await {
                 Ok(Some(r)) => r,
@@ -419,17 +452,81 @@ pub(crate) async fn verify(
                 Err(e) => return Err(fail(tree.size(), format!("cannot read the audit log: {e}"))),
             };
             let at = tree.size();
-            let event =
-                event_from_row(&row).map_err(|e| fail(at, format!("unreadable event row: {e}")))?;
+            let event = event_from_row(&row).map_err(|e| fail(at, format!("unreadable event row: {e}")))?;
             let leaf = row
                 .bytes("leaf")
                 .and_then(|b| Hash::from_slice(&b).map_err(StoreError::from))
                 .map_err(|e| fail(at, format!("unreadable leaf hash: {e}")))?;
-            let hashes = row
-                .bytes("hashes")
-                .map_err(|e| fail(at, format!("unreadable hashes: {e}")))?;
+            let hashes = row.bytes("hashes").map_err(|e| fail(at, format!("unreadable hashes: {e}")))?;
             tree.push(&event, Some(leaf), Some(&hashes))?;
         }
+    }
+    wardkey_audit::verify_checkpoints(&tree, &checkpoints)
+}
+
+/// The same verification for a SQLite file, read in-process with rusqlite (blocking; run it on
+/// a blocking thread). Opened read-only: verification never writes.
+pub(crate) fn verify_sqlite_file(path: &std::path::Path, verifier: &LogVerifier) -> Result<VerifyReport, VerifyFailure> {
+    use rusqlite::{Connection, OpenFlags};
+    let db = |e: rusqlite::Error| fail(0, format!("cannot read the database: {e}"));
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(db)?;
+    let mut stmt = conn.prepare("SELECT size, time, root, note FROM audit_checkpoints ORDER BY size").map_err(db)?;
+    let mut stored = Vec::new();
+    let mut rows = stmt.query([]).map_err(db)?;
+    while let Some(r) = rows.next().map_err(db)? {
+        let bad = |what: &str| fail(0, format!("unreadable checkpoint row: {what}"));
+        let size: i64 = r.get(0).map_err(|_| bad("size"))?;
+        let time: i64 = r.get(1).map_err(|_| bad("time"))?;
+        let root: Vec<u8> = r.get(2).map_err(|_| bad("root"))?;
+        stored.push(StoredCheckpoint {
+            size: u64::try_from(size).map_err(|_| bad("size"))?,
+            root: Hash::from_slice(&root).map_err(|_| bad("root"))?,
+            time: crate::conn::from_micros(time).map_err(|_| bad("time"))?,
+            note: r.get(3).map_err(|_| bad("note"))?,
+        });
+    }
+    let checkpoints = open_stored(&stored, verifier)?;
+    let mut tree = TreeVerifier::for_checkpoints(&checkpoints);
+    let mut stmt = conn
+        .prepare(concat!("SELECT ", event_cols!(), ", leaf, hashes FROM audit_events ORDER BY idx"))
+        .map_err(db)?;
+    let mut rows = stmt.query([]).map_err(db)?;
+    loop {
+        let at = tree.size();
+        let row = match rows.next() {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e) => return Err(fail(at, format!("cannot read the audit log: {e}"))),
+        };
+        let bad = |what: &str| fail(at, format!("unreadable event row: {what}"));
+        let idx: i64 = row.get(0).map_err(|_| bad("idx"))?;
+        let time: i64 = row.get(1).map_err(|_| bad("time"))?;
+        let outcome: String = row.get(5).map_err(|_| bad("outcome"))?;
+        let details: String = row.get(11).map_err(|_| bad("details"))?;
+        let event = AuditEvent {
+            index: u64::try_from(idx).map_err(|_| bad("idx"))?,
+            time: crate::conn::from_micros(time).map_err(|_| bad("time"))?,
+            draft: AuditDraft {
+                actor: row.get(2).map_err(|_| bad("actor"))?,
+                action: row.get(3).map_err(|_| bad("action"))?,
+                target: row.get(4).map_err(|_| bad("target"))?,
+                outcome: Outcome::parse(&outcome).map_err(|_| bad("outcome"))?,
+                reason: row.get(6).map_err(|_| bad("reason"))?,
+                source_ip: row.get(7).map_err(|_| bad("source_ip"))?,
+                request_id: row.get(8).map_err(|_| bad("request_id"))?,
+                approver: row.get(9).map_err(|_| bad("approver"))?,
+                request_ref: row.get(10).map_err(|_| bad("request_ref"))?,
+                details: serde_json::from_str(&details).map_err(|_| bad("details"))?,
+            },
+        };
+        let leaf = row
+            .get_ref(12)
+            .ok()
+            .and_then(|v| v.as_blob().ok())
+            .and_then(|b| Hash::from_slice(b).ok())
+            .ok_or_else(|| fail(at, "unreadable leaf hash"))?;
+        let hashes = row.get_ref(13).ok().and_then(|v| v.as_blob().ok()).ok_or_else(|| fail(at, "unreadable hashes"))?;
+        tree.push(&event, Some(leaf), Some(hashes))?;
     }
     wardkey_audit::verify_checkpoints(&tree, &checkpoints)
 }

@@ -83,6 +83,10 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[Migration {
 /// [`PostgresBackend`].
 pub trait Backend: Send + Sync + 'static {
     fn kind(&self) -> BackendKind;
+    /// The database file, for a SQLite backend (verification reads it in-process).
+    fn sqlite_file(&self) -> Option<&Path> {
+        None
+    }
     /// Where the single writer takes its connection from.
     fn writer_pool(&self) -> &AnyPool;
     /// Where `Store::read` takes connections from.
@@ -238,6 +242,9 @@ fn encode_path(path: &str) -> String {
 impl Backend for SqliteBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Sqlite
+    }
+    fn sqlite_file(&self) -> Option<&Path> {
+        Some(&self.path)
     }
     fn writer_pool(&self) -> &AnyPool {
         &self.writer

@@ -213,15 +213,12 @@ impl Store {
         if drafts.is_empty() {
             return Err(StoreError::NoAuditEvent);
         }
-        self.write(move |tx: &mut WriteTx| {
-            Box::pin(async move {
-                for d in drafts {
-                    tx.audit(d);
-                }
-                Ok::<(), StoreError>(())
-            })
-        })
-        .await
+        let (job, rx) = writer::make_audit_job(drafts);
+        self.submit(Cmd::Job(job)).await?;
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Database("the write job was dropped before it finished".into())),
+        }
     }
 
     /// A pooled reader connection (each statement sees the latest commit).
@@ -291,6 +288,13 @@ impl Store {
                 index: 0,
                 reason: format!("cannot connect to the database: {e}"),
             })?;
+        if let Some(path) = self.inner.shared.backend.sqlite_file() {
+            drop(conn);
+            let (path, verifier) = (path.to_owned(), verifier.clone());
+            return tokio::task::spawn_blocking(move || audit_log::verify_sqlite_file(&path, &verifier))
+                .await
+                .unwrap_or_else(|e| Err(VerifyFailure { index: 0, reason: format!("verification task failed: {e}") }));
+        }
         audit_log::verify(&mut conn, verifier).await
     }
 

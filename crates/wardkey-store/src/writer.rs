@@ -2,7 +2,7 @@
 //! transaction per batch (group commit), each job inside its own savepoint, appends the audit
 //! events each job queued right after it, commits durably, and only then answers.
 
-use crate::audit_log::{self, StoredCheckpoint, TreeState};
+use crate::audit_log::{self, PreparedEvent, StoredCheckpoint, TreeState};
 use crate::conn::{Conn, truncate_micros};
 use crate::{Backend, StoreError};
 use chrono::{DateTime, Utc};
@@ -93,6 +93,9 @@ type RunFn = Box<dyn for<'t> FnOnce(&'t mut WriteTx) -> BoxFuture<'t, JobOutcome
 pub(crate) struct Job {
     run: RunFn,
     abort: Box<dyn FnOnce(StoreError) + Send>,
+    /// Jobs that only queue audit events write nothing of their own, so they need no
+    /// savepoint to be undone (two statements fewer per event on the audit-only path).
+    savepoint: bool,
 }
 
 type Reply<T, E> = Arc<Mutex<Option<oneshot::Sender<Result<Committed<T>, E>>>>>;
@@ -149,7 +152,21 @@ where
     let reply2 = reply.clone();
     let run: RunFn = Box::new(move |wtx| run_job(job, reply, wtx));
     let abort = Box::new(move |e: StoreError| send(&reply2, Err(E::from(e))));
-    (Job { run, abort }, rx)
+    (Job { run, abort, savepoint: true }, rx)
+}
+
+/// A job that queues audit events and touches nothing else.
+pub(crate) fn make_audit_job(drafts: Vec<AuditDraft>) -> (Job, oneshot::Receiver<Result<Committed<()>, StoreError>>) {
+    let (mut job, rx) = make_job(move |tx: &mut WriteTx| {
+        Box::pin(async move {
+            for d in drafts {
+                tx.audit(d);
+            }
+            Ok::<(), StoreError>(())
+        })
+    });
+    job.savepoint = false;
+    (job, rx)
 }
 
 pub(crate) enum Cmd {
@@ -219,6 +236,8 @@ impl Shared {
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     tree: TreeState,
+    /// Events of the current batch, written with multi-row INSERTs just before COMMIT.
+    pending: Vec<PreparedEvent>,
 }
 
 async fn exec(conn: &mut PoolConnection<Any>, sql: &'static str) -> Result<(), StoreError> {
@@ -230,7 +249,7 @@ impl Writer {
     pub(crate) fn new(shared: Arc<Shared>) -> Writer {
         Writer {
             shared,
-            tree: TreeState::default(),
+            tree: TreeState::default(), pending: Vec::new(),
         }
     }
 
@@ -368,6 +387,14 @@ impl Writer {
             }
         }
         let mut conn = wtx.conn.db;
+        let pending = std::mem::take(&mut self.pending);
+        if broken.is_none()
+            && !pending.is_empty()
+            && let Err(e) = audit_log::insert_prepared(&mut conn, &pending).await
+        {
+            broken = Some(format!("appending audit events failed: {e}"));
+        }
+        drop(pending);
         if let Some(msg) = broken {
             // The transaction is in an unknown state: give up the whole batch.
             tracing::error!(error = %msg, "write transaction broken; rolling back the batch");
@@ -430,12 +457,13 @@ impl Writer {
         wtx.now = now;
         wtx.conn.fixed_now = Some(now);
         wtx.drafts.clear();
-        if let Err(e) = exec(&mut wtx.conn.db, "SAVEPOINT wk_job").await {
+        let savepoint = job.savepoint;
+        if savepoint && let Err(e) = exec(&mut wtx.conn.db, "SAVEPOINT wk_job").await {
             self.shared.stats.failed(1);
             (job.abort)(StoreError::Database(e.to_string()));
             return Err(e);
         }
-        let Job { run, abort } = job;
+        let Job { run, abort, .. } = job;
         let outcome = AssertUnwindSafe(run(wtx)).catch_unwind().await;
         let failure: (Option<Finish>, StoreError) = match outcome {
             Err(_) => {
@@ -450,12 +478,16 @@ impl Writer {
             }
             Ok(JobOutcome { ok: true, finish }) => {
                 let start = self.tree.size;
+                let pending_start = self.pending.len();
                 let drafts = std::mem::take(&mut wtx.drafts);
                 let mut indices = Vec::with_capacity(drafts.len());
                 let mut err = None;
                 for d in drafts {
-                    match self.tree.append(&mut wtx.conn.db, now, d).await {
-                        Ok(i) => indices.push(i),
+                    match self.tree.prepare(&mut wtx.conn.db, now, d).await {
+                        Ok(p) => {
+                            indices.push(start + indices.len() as u64);
+                            self.pending.push(p);
+                        }
                         Err(e) => {
                             err = Some(e);
                             break;
@@ -464,7 +496,7 @@ impl Writer {
                 }
                 match err {
                     None => {
-                        if let Err(e) = exec(&mut wtx.conn.db, "RELEASE SAVEPOINT wk_job").await {
+                        if savepoint && let Err(e) = exec(&mut wtx.conn.db, "RELEASE SAVEPOINT wk_job").await {
                             self.shared.stats.failed(1);
                             finish(Err(StoreError::Database(e.to_string())));
                             return Err(e);
@@ -473,14 +505,17 @@ impl Writer {
                     }
                     Some(e) => {
                         tracing::error!(error = %e, "appending audit events failed; job rolled back");
-                        self.tree.size = start;
-                        self.tree.cache.clear();
+                        self.pending.truncate(pending_start);
+                        self.tree.truncate(start);
                         (Some(finish), e)
                     }
                 }
             }
         };
         let undo = async {
+            if !savepoint {
+                return Ok(());
+            }
             exec(&mut wtx.conn.db, "ROLLBACK TO SAVEPOINT wk_job").await?;
             exec(&mut wtx.conn.db, "RELEASE SAVEPOINT wk_job").await
         }
