@@ -83,6 +83,11 @@ async fn write_path_run(events: u64, concurrency: u64, with_job: bool) -> f64 {
         t.await.expect("task");
     }
     let secs = started.elapsed().as_secs_f64();
+    let stats = store.write_stats();
+    if std::env::var("WK_BENCH_VERBOSE").is_ok() {
+        eprintln!("    {} commits, {:.1} jobs per commit on average, largest batch {}", stats.commits,
+            stats.jobs_committed as f64 / stats.commits.max(1) as f64, stats.max_batch);
+    }
     store.close().await;
     (per_task * concurrency) as f64 / secs
 }
@@ -151,19 +156,26 @@ async fn peer_one_tx_run(rows: u64) -> f64 {
 }
 
 async fn bench_audit_append() {
-    let runs = 5;
+    let runs: usize = std::env::var("WK_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     let events = 100_000;
-    let concurrency = 256;
+    let concurrency: u64 = std::env::var("WK_BENCH_CALLERS").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
     println!("== audit append on SQLite (durable commits: WAL, synchronous=FULL) ==");
     let (mut ours, mut jobs, mut auto, mut one_tx) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in 0..runs {
         // Interleave so that machine noise hits every contender alike.
         ours.push(write_path_run(events, concurrency, false).await);
+        if std::env::var("WK_BENCH_ONLY_APPEND").is_ok() {
+            println!("  run {r}: append_audit {:>9.0} ev/s", ours[r]);
+            continue;
+        }
         jobs.push(write_path_run(events / 4, concurrency, true).await);
         auto.push(peer_autocommit_run(2_000).await);
         one_tx.push(peer_one_tx_run(events).await);
         println!("  run {r}: append_audit {:>9.0} ev/s | write job {:>8.0} ev/s | INSERT+COMMIT per row {:>8.0} rows/s | INSERT loop in one tx {:>9.0} rows/s",
             ours[r], jobs[r], auto[r], one_tx[r]);
+    }
+    if std::env::var("WK_BENCH_ONLY_APPEND").is_ok() {
+        return;
     }
     let (o, j, a, t) = (median(ours), median(jobs), median(auto), median(one_tx));
     println!("  median: append_audit {o:.0} events/s ({events} events, {concurrency} concurrent callers, each call = 1 event acknowledged only after its durable COMMIT)");

@@ -390,7 +390,7 @@ impl Writer {
         let pending = std::mem::take(&mut self.pending);
         if broken.is_none()
             && !pending.is_empty()
-            && let Err(e) = audit_log::insert_prepared(&mut conn, &pending).await
+            && let Err(e) = audit_log::insert_prepared(&mut conn, &pending, self.shared.backend.kind() == crate::BackendKind::Postgres).await
         {
             broken = Some(format!("appending audit events failed: {e}"));
         }
