@@ -182,7 +182,7 @@ pub struct NewUser {
     pub display_name: Option<String>,
     #[serde(default)]
     pub email: Option<String>,
-    /// Defaults to `pending_verification`; only `pending_verification` or `active` may be given.
+    /// Always `pending_verification` (may be given explicitly); activation follows identity verification.
     #[serde(default)]
     pub status: Option<UserStatus>,
     #[serde(default)]
@@ -198,9 +198,10 @@ impl NewUser {
             validate::email(&mut errors, "email", email);
         }
         if let Some(status) = self.status
-            && !matches!(status, UserStatus::PendingVerification | UserStatus::Active)
+            && status != UserStatus::PendingVerification
         {
-            errors.push(FieldError::new("status", "a new user starts as pending_verification or active"));
+            // Activation needs a recorded identity verification: POST .../verify-identity, then .../status.
+            errors.push(FieldError::new("status", "a new user starts as pending_verification; verify the identity, then activate"));
         }
         self.hr.validate(&mut errors);
         validate::finish(errors)

@@ -533,9 +533,26 @@ async fn separation_of_duties(h: &Harness) {
     let g = h.post("/api/v1/grants", json!({ "subject": subject, "role_id": id(&requester) })).await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     let r = h.post("/api/v1/grants", json!({ "subject": subject, "role_id": id(&approver) })).await;
-    let p = r.problem(StatusCode::CONFLICT, "sod-violation");
+        let p = r.problem(StatusCode::CONFLICT, "sod-violation");
     assert_eq!(p["rule_name"], "request-vs-approve");
     assert_eq!(p["rule_id"], id(&rule.body));
+
+    // The same rule guards group membership: grace may not join a group holding the approver role.
+    let group = h.post("/api/v1/groups", json!({ "name": "approvers" })).await;
+    assert_eq!(group.status, StatusCode::CREATED, "{}", group.text);
+    let gid = id(&group.body);
+    let gg = h.post("/api/v1/grants", json!({ "subject": { "type": "group", "id": gid }, "role_id": id(&approver) })).await;
+    assert_eq!(gg.status, StatusCode::CREATED, "{}", gg.text);
+    let before = h.tree_size().await;
+    let m = h.post(&format!("/api/v1/groups/{gid}/members"), json!({ "type": "user", "id": id(&u) })).await;
+    m.problem(StatusCode::CONFLICT, "sod-violation");
+    assert_eq!(h.tree_size().await, before, "a refused membership writes nothing");
+
+    // A role that a rule names cannot be deleted out from under the rule.
+    let v = approver["version"].as_i64().unwrap_or(1);
+    let del = h.delete(&format!("/api/v1/roles/{}?version={v}", id(&approver))).await;
+    let p = del.problem(StatusCode::CONFLICT, "conflict");
+    assert!(p["detail"].as_str().unwrap_or_default().contains("request-vs-approve"), "{p}");
 }
 
 async fn request_ids(h: &Harness) {

@@ -338,6 +338,14 @@ impl Services {
             .write(move |tx| {
                 Box::pin(async move {
                     let role = tx.get_role(id).await?.ok_or_else(|| not_found("role", id))?;
+                    // A rule naming a deleted role would silently stop protecting anything.
+                    let named = |item: &SodItem| matches!(item, SodItem::Role { role_id } if *role_id == id);
+                    if let Some(rule) = tx.list_sod_rules().await?.into_iter().find(|r| named(&r.left) || named(&r.right)) {
+                        return Err(ServiceError::Conflict {
+                            kind: "role",
+                            message: format!("separation-of-duties rule {} names this role; change or delete it first", rule.name),
+                        });
+                    }
                     tx.delete_role(id, version).await?;
                     let mut e = draft(&caller, "role.delete", Some(id.target()));
                     e.details = json!({ "name": role.name });
@@ -426,9 +434,11 @@ impl Services {
         self.store
             .write(move |tx| {
                 Box::pin(async move {
-                    tx.get_role_template(id).await?.ok_or_else(|| not_found("role_template", id))?;
+                    let t = tx.get_role_template(id).await?.ok_or_else(|| not_found("role_template", id))?;
                     tx.delete_role_template(id, version).await?;
-                    tx.audit(draft(&caller, "role_template.delete", Some(id.target())));
+                    let mut e = draft(&caller, "role_template.delete", Some(id.target()));
+                    e.details = json!({ "name": t.name, "rule": t.rule, "role_ids": t.role_ids });
+                    tx.audit(e);
                     Ok(())
                 })
             })
@@ -502,7 +512,7 @@ impl Services {
                     let rule = tx.get_sod_rule(id).await?.ok_or_else(|| not_found("sod_rule", id))?;
                     tx.delete_sod_rule(id, version).await?;
                     let mut e = draft(&caller, "sod_rule.delete", Some(id.target()));
-                    e.details = json!({ "name": rule.name });
+                    e.details = json!({ "name": rule.name, "left": rule.left, "right": rule.right });
                     tx.audit(e);
                     Ok(())
                 })

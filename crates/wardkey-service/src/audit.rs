@@ -13,6 +13,7 @@ impl Services {
         after_index: Option<u64>,
         limit: Option<u32>,
     ) -> Result<(Vec<AuditEvent>, Option<u64>)> {
+                crate::check_filters(&[("actor", &query.actor), ("target", &query.target), ("action", &query.action)])?;
         let limit = limit.unwrap_or(100).clamp(1, MAX_PAGE);
         let events = self.store.read().await?.audit_events(&query, after_index, limit).await?;
         let next = if events.len() as u32 >= limit { events.last().map(|e| e.index) } else { None };

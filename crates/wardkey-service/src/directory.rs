@@ -32,6 +32,18 @@ pub(crate) async fn revoke_everything(tx: &mut WriteTx, caller: &Caller, subject
     Ok(revoked.len())
 }
 
+/// Removes `member` from every group, one event per membership.
+pub(crate) async fn leave_all_groups(tx: &mut WriteTx, caller: &Caller, member: Member, why: &str) -> Result<()> {
+    for g in tx.groups_of(member).await? {
+        tx.remove_member(g, member).await?;
+        let mut e = draft(caller, "group.member_remove", Some(g.target()));
+        e.reason = Some(why.to_owned());
+        e.details = json!({ "member": member.target() });
+        tx.audit(e);
+    }
+    Ok(())
+}
+
 impl Services {
     pub async fn create_user(&self, by: &Authorized<Admin>, input: NewUser) -> Result<Committed<User>> {
         input.validate()?;
@@ -62,6 +74,7 @@ impl Services {
     }
 
     pub async fn list_users(&self, _by: &Authorized<Admin>, query: UserQuery, page: PageRequest) -> Result<Paged<User>> {
+        crate::check_filters(&[("username_prefix", &query.username_prefix), ("department", &query.department), ("after", &page.after)])?;
         let page = page.to_store();
         let items = self.store.read().await?.list_users(&query, &page).await?;
         Ok(Paged::new(items, page.limit, |u| u.id.to_string()))
@@ -134,6 +147,8 @@ impl Services {
                     tx.audit(e);
                     if to == UserStatus::Disabled {
                         revoke_everything(tx, &caller, Subject::User(id), "user disabled").await?;
+                        // Group access goes too: a rehire is approved again, not restored.
+                        leave_all_groups(tx, &caller, Member::User(id), "user disabled").await?;
                     }
                     Ok(user)
                 })
@@ -177,9 +192,7 @@ impl Services {
                 Box::pin(async move {
                     let user = live_user(tx, id).await?;
                     revoke_everything(tx, &caller, Subject::User(id), "user deleted").await?;
-                    for g in tx.groups_of(Member::User(id)).await? {
-                        tx.remove_member(g, Member::User(id)).await?;
-                    }
+                    leave_all_groups(tx, &caller, Member::User(id), "user deleted").await?;
                     tx.delete_user(id, version).await?;
                     let mut e = draft(&caller, "user.delete", Some(id.target()));
                     e.details = json!({ "username": user.username });
@@ -274,10 +287,15 @@ impl Services {
                     tx.get_group(group).await?.ok_or_else(|| not_found("group", group))?;
                     match member {
                         Member::User(u) => {
-                            live_user(tx, u).await?;
+                            if live_user(tx, u).await?.status == UserStatus::Disabled {
+                                return Err(ServiceError::invalid("id", "the user is disabled"));
+                            }
                         }
                         Member::ServiceAccount(s) => {
-                            tx.get_service_account(s).await?.ok_or_else(|| not_found("service_account", s))?;
+                            let sa = tx.get_service_account(s).await?.ok_or_else(|| not_found("service_account", s))?;
+                            if sa.status == ServiceAccountStatus::Disabled {
+                                return Err(ServiceError::invalid("id", "the service account is disabled"));
+                            }
                         }
                     }
                     let member_subject = match member {
@@ -391,6 +409,7 @@ impl Services {
                     tx.audit(e);
                     if sa.status == ServiceAccountStatus::Disabled && before.status != ServiceAccountStatus::Disabled {
                         revoke_everything(tx, &caller, Subject::ServiceAccount(id), "service account disabled").await?;
+                        leave_all_groups(tx, &caller, Member::ServiceAccount(id), "service account disabled").await?;
                     }
                     Ok(sa)
                 })
@@ -405,9 +424,7 @@ impl Services {
                 Box::pin(async move {
                     tx.get_service_account(id).await?.ok_or_else(|| not_found("service_account", id))?;
                     revoke_everything(tx, &caller, Subject::ServiceAccount(id), "service account deleted").await?;
-                    for g in tx.groups_of(Member::ServiceAccount(id)).await? {
-                        tx.remove_member(g, Member::ServiceAccount(id)).await?;
-                    }
+                    leave_all_groups(tx, &caller, Member::ServiceAccount(id), "service account deleted").await?;
                     tx.delete_service_account(id, version).await?;
                     tx.audit(draft(&caller, "service_account.delete", Some(id.target())));
                     Ok(())

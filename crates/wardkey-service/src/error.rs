@@ -54,6 +54,7 @@ impl From<StoreError> for ServiceError {
                 ServiceError::VersionConflict { kind, id, expected, actual }
             }
             StoreError::InUse { kind, message, .. } => ServiceError::Conflict { kind, message },
+            StoreError::Conflict { kind, message, .. } => ServiceError::Conflict { kind, message },
             StoreError::Invalid { field, message } => ServiceError::invalid(field, message),
             other => ServiceError::Internal(other.to_string()),
         }

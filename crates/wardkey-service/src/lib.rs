@@ -70,6 +70,17 @@ pub(crate) fn draft(caller: &Caller, action: &str, target: Option<String>) -> Au
     d
 }
 
+/// Filters arrive as query strings; like every other input they are bounded.
+pub(crate) fn check_filters(filters: &[(&str, &Option<String>)]) -> Result<()> {
+    let mut errors = Vec::new();
+    for (field, value) in filters {
+        if let Some(v) = value {
+            wardkey_domain::validate::text(&mut errors, field, v, wardkey_domain::validate::MAX_SHORT);
+        }
+    }
+    Ok(wardkey_domain::validate::finish(errors)?)
+}
+
 /// A page request from the API: cursor and a limit clamped to [`MAX_PAGE`].
 #[derive(Debug, Clone, Default)]
 pub struct PageRequest {

@@ -8,8 +8,8 @@ use std::time::Duration;
 pub const DEFAULT_DATA_DIR: &str = "./wardkey-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
-/// The TOML file. Every key is optional.
-#[derive(Debug, Default, Deserialize)]
+/// The TOML file. Every key is optional. (No `Debug`: it may hold a database password.)
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
@@ -46,8 +46,8 @@ pub fn load_file(path: &Path) -> Result<FileConfig, String> {
     toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
 }
 
-/// Where the store lives, resolved.
-#[derive(Debug, Clone)]
+/// Where the store lives, resolved. (No `Debug`: print it with [`StoreLocation::describe`].)
+#[derive(Clone)]
 pub struct StoreLocation {
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
@@ -71,14 +71,29 @@ impl StoreLocation {
 
 /// Drops any password from a database URL before it is printed or logged.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (url, query) = match url.split_once('?') {
+        Some((u, q)) => (u, Some(q)),
+        None => (url, None),
+    };
+    let query = query.map(|q| {
+        let parts: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        format!("?{}", parts.join("&"))
+    });
+    let base = match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
             let user = userinfo.split(':').next().unwrap_or("");
             format!("{}://{}{}@{}", &url[..scheme_end], user, if userinfo.contains(':') { ":***" } else { "" }, &url[at + 1..])
         }
-        _ => url.to_owned(),
-    }
+                _ => url.to_owned(),
+    };
+    format!("{base}{}", query.unwrap_or_default())
 }
 
 pub struct AuditSettings {
@@ -107,6 +122,7 @@ mod tests {
         assert_eq!(redact_url("postgres://wk:s3cret@db:5432/wk"), "postgres://wk:***@db:5432/wk");
         assert_eq!(redact_url("postgres://wk@db/wk"), "postgres://wk@db/wk");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(redact_url("postgres://db/wk?user=wk&password=s3cret&sslmode=require"), "postgres://db/wk?user=wk&password=***&sslmode=require");
     }
 
     #[test]

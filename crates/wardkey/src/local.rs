@@ -37,8 +37,21 @@ pub async fn open_services(loc: &StoreLocation, audit_reads: bool, create_key: b
             loc.data_dir.display()
         ));
     }
-    let (signer, created) = keys::load_or_create_signer(&loc.data_dir)?;
     let store = open_store(loc).await?;
+    if !key_exists {
+        // A log already signed by some key must not quietly continue under a new one (a new
+        // key on one PostgreSQL node would fork the log's signatures).
+        let signed = store.read().await.map_err(|e| e.to_string())?.latest_checkpoint().await.map_err(|e| e.to_string())?;
+        if signed.is_some() {
+            store.close().await;
+            return Err(format!(
+                "the audit log already has signed checkpoints but {} is missing: restore the signing key \
+                 (every node sharing a database needs the same key file)",
+                keys::signing_key_path(&loc.data_dir).display()
+            ));
+        }
+    }
+    let (signer, created) = keys::load_or_create_signer(&loc.data_dir)?;
     store.set_signer(signer);
     Ok((Services::new(store, ServiceConfig { audit_reads }), created))
 }
@@ -121,7 +134,9 @@ pub async fn audit_verify(args: &StoreArgs, verifier_key: Option<&Path>, require
     let elapsed = started.elapsed();
     match result {
         Ok(report) => {
-            let tail_fails = require_signed_tail && report.unchecked_events > 0;
+                        // Events but no signed checkpoint at all: nothing vouches for any of them, and
+            // a rewrite with recomputed hashes would look intact. Always a failure.
+            let tail_fails = report.unchecked_events > 0 && (require_signed_tail || report.checkpoints == 0);
             if json {
                 let out = serde_json::json!({
                     "ok": !tail_fails,

@@ -194,7 +194,9 @@ fn walkthrough_from_the_readme_over_the_cli() {
     assert!(text(&refused.stderr).contains("verif"), "{}", text(&refused.stderr));
     server.cli_ok(&["user", "verify-identity", "a.nurse", "--method", "in_person_government_id"]);
     server.cli_ok(&["user", "set-status", "a.nurse", "active"]);
-    server.cli_ok(&["grant", "create", "--user", "a.nurse", "--role", "cardiology-reader", "--justification", "ward rotation"]);
+        server.cli_ok(&["grant", "create", "--user", "a.nurse", "--role", "cardiology-reader", "--justification", "ward rotation"]);
+    let group = json(&server.cli_ok(&["group", "create", "--name", "cardiology-ward", "--json"]));
+    server.cli_ok(&["group", "add-member", "cardiology-ward", "a.nurse"]);
 
     let grants = json(&server.cli_ok(&["grant", "list", "--user", "a.nurse", "--json"]));
     let grants = grants.as_array().expect("array");
@@ -206,8 +208,13 @@ fn walkthrough_from_the_readme_over_the_cli() {
 
     // Leaver: disabling revokes the grant before the command returns.
     server.cli_ok(&["user", "set-status", "a.nurse", "disabled", "--reason", "left"]);
-    let live = json(&server.cli_ok(&["grant", "list", "--user", "a.nurse", "--json"]));
+        let live = json(&server.cli_ok(&["grant", "list", "--user", "a.nurse", "--json"]));
     assert_eq!(live.as_array().map(Vec::len), Some(0), "no live grant after disable: {live}");
+    // ... and no group access either.
+    let members = http_get::blocking_client()(&format!("{}/api/v1/groups/{}/members", server.base, group["id"].as_str().expect("id")), &server.token);
+    assert_eq!(members["items"].as_array().map(Vec::len), Some(0), "no membership after disable: {members}");
+    let refused = server.cli(&["group", "add-member", "cardiology-ward", "a.nurse"]);
+    assert!(!refused.status.success(), "a disabled user cannot join a group");
 
     server.stop();
 
@@ -319,6 +326,31 @@ fn build_log(data: &Path, database_url: Option<&str>, n: usize) {
     }
     let out = verify(data, database_url);
     assert!(out.status.success(), "intact log must verify: {}{}", text(&out.stdout), text(&out.stderr));
+}
+
+#[test]
+fn a_log_without_any_signed_checkpoint_fails_and_a_lost_key_is_not_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    build_log(&data, None, 3);
+    // The signing key disappears: nothing may continue the log under a fresh key.
+    std::fs::remove_file(data.join("audit-signing.key")).expect("rm key");
+    let out = run(wardkey().args(["admin", "token", "create", "--name", "x", "--scope", "pdp"]).arg("--data-dir").arg(&data));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("restore the signing key"), "{}", text(&out.stderr));
+    assert!(!data.join("audit-signing.key").exists(), "no new key was made");
+
+    // Someone deletes every checkpoint: events nobody vouches for are a failure, not "OK".
+    rt().block_on(async {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", data.join("wardkey.db").display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open sqlite");
+        sqlx::query("DROP TRIGGER audit_checkpoints_no_delete").execute(&mut conn).await.expect("drop trigger");
+        sqlx::query("DELETE FROM audit_checkpoints").execute(&mut conn).await.expect("delete");
+        conn.close().await.expect("close");
+    });
+    let out = verify(&data, None);
+    assert_verify_names(&out, 0, Tamper::Delete);
 }
 
 #[derive(Clone, Copy, Debug)]
