@@ -264,18 +264,18 @@ pub(crate) async fn insert_prepared(conn: &mut AnyConnection, events: &[Prepared
             q = q
                 .bind(i64_of(p.event.index, "index")?)
                 .bind(micros(p.event.time))
-                .bind(d.actor.clone())
-                .bind(d.action.clone())
-                .bind(d.target.clone())
+                .bind(d.actor.as_str())
+                .bind(d.action.as_str())
+                .bind(d.target.as_deref())
                 .bind(d.outcome.as_str())
-                .bind(d.reason.clone())
-                .bind(d.source_ip.clone())
-                .bind(d.request_id.clone())
-                .bind(d.approver.clone())
-                .bind(d.request_ref.clone())
-                .bind(p.details.clone())
-                .bind(p.leaf.as_bytes().to_vec())
-                .bind(p.hashes.clone());
+                .bind(d.reason.as_deref())
+                .bind(d.source_ip.as_deref())
+                .bind(d.request_id.as_deref())
+                .bind(d.approver.as_deref())
+                .bind(d.request_ref.as_deref())
+                .bind(p.details.as_str())
+                .bind(p.leaf.as_bytes().as_slice())
+                .bind(p.hashes.as_slice());
         }
         q.execute(&mut *conn).await?;
     }
