@@ -551,8 +551,42 @@ async fn separation_of_duties(h: &Harness) {
     // A role that a rule names cannot be deleted out from under the rule.
     let v = approver["version"].as_i64().unwrap_or(1);
     let del = h.delete(&format!("/api/v1/roles/{}?version={v}", id(&approver))).await;
-    let p = del.problem(StatusCode::CONFLICT, "conflict");
+        let p = del.problem(StatusCode::CONFLICT, "conflict");
     assert!(p["detail"].as_str().unwrap_or_default().contains("request-vs-approve"), "{p}");
+
+    // Permission-based rule: editing a role someone already holds may not complete a conflict.
+    let t = h.post("/api/v1/resource-types", json!({ "name": "payment", "actions": ["request", "approve"] })).await;
+    assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
+    let rule = h
+        .post(
+            "/api/v1/sod-rules",
+            json!({
+                "name": "no-self-payment",
+                "left": { "kind": "permission", "resource_type": "payment", "action": "request" },
+                "right": { "kind": "permission", "resource_type": "payment", "action": "approve" },
+            }),
+        )
+        .await;
+    assert_eq!(rule.status, StatusCode::CREATED, "{}", rule.text);
+    let clerk = h.post("/api/v1/roles", json!({ "name": "clerk", "permissions": [{ "resource_type": "payment", "actions": ["request"] }] })).await;
+    let helper = h.create_role("helper").await;
+    let heidi = h.create_user("heidi").await;
+    for role in [&clerk.body, &helper] {
+        let g = h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": id(&heidi) }, "role_id": id(role) })).await;
+        assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
+    }
+    let before = h.tree_size().await;
+    let edit = h
+        .patch(
+            &format!("/api/v1/roles/{}", id(&helper)),
+            json!({ "version": helper["version"], "permissions": [{ "resource_type": "payment", "actions": ["approve"] }] }),
+        )
+        .await;
+    let p = edit.problem(StatusCode::CONFLICT, "sod-violation");
+    assert_eq!(p["rule_name"], "no-self-payment");
+    assert_eq!(h.tree_size().await, before, "the refused edit wrote nothing");
+    let still = h.get(&format!("/api/v1/roles/{}", id(&helper))).await;
+    assert_eq!(still.body["permissions"], json!([]));
 }
 
 async fn request_ids(h: &Harness) {

@@ -321,7 +321,18 @@ impl Services {
                     if let Some(p) = input.privileged {
                         role.privileged = p;
                     }
-                    role.updated_at = tx.now();
+                                        role.updated_at = tx.now();
+                    if role.permissions != before {
+                        // New permissions may complete a permission-based SoD conflict for
+                        // someone who already holds the role.
+                        let rules = tx.list_sod_rules().await?;
+                        if !rules.is_empty() {
+                            for subject in holders_of_role(tx, id).await? {
+                                let held: Vec<Role> = roles_held(tx, subject).await?.into_iter().filter(|r| r.id != id).collect();
+                                check_sod(&rules, &held, std::slice::from_ref(&role))?;
+                            }
+                        }
+                    }
                     let role = tx.update_role(&role, input.version).await?;
                     let mut e = draft(&caller, "role.update", Some(id.target()));
                     e.details = json!({ "permissions_before": before, "permissions_after": role.permissions, "privileged": role.privileged });
@@ -632,6 +643,38 @@ impl Services {
             })
             .await
     }
+}
+
+/// Everyone who holds `role` through a live grant: the grantees, and the members of groups
+/// that are grantees.
+async fn holders_of_role(tx: &mut WriteTx, role: RoleId) -> Result<Vec<Subject>> {
+    let query = GrantQuery { role_id: Some(role), ..Default::default() };
+    let mut page = wardkey_store::Page { after: None, limit: 500 };
+    let mut subjects = Vec::new();
+    loop {
+        let batch = tx.list_grants(&query, &page).await?;
+        let done = batch.len() < page.limit as usize;
+        page.after = batch.last().map(|g| g.id.to_string());
+        for g in batch {
+            match g.subject {
+                Subject::Group(gid) => {
+                    for m in tx.list_members(gid).await? {
+                        subjects.push(match m {
+                            Member::User(u) => Subject::User(u),
+                            Member::ServiceAccount(s) => Subject::ServiceAccount(s),
+                        });
+                    }
+                }
+                s => subjects.push(s),
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    subjects.sort();
+    subjects.dedup();
+    Ok(subjects)
 }
 
 /// Every role, page by page (roles number in the hundreds, not millions).
