@@ -57,6 +57,8 @@ impl<S: ScopeRequirement> Authorized<S> {
 }
 
 const TOKEN_PREFIX: &str = "wkt_";
+/// `last_used_at` is kept to this resolution (and `api_token.use` recorded at most this often).
+const TOKEN_USE_RESOLUTION_SECS: i64 = 60;
 const SECRET_BYTES: usize = 32;
 
 fn secret_hash(secret: &str) -> Vec<u8> {
@@ -124,12 +126,14 @@ impl Services {
                             "revoked token"
                         } else if !token.is_usable_at(now) {
                             "expired token"
-                        } else {
-                            return Ok(Caller {
+                                                } else {
+                            let caller = Caller {
                                 actor: Actor::Token { token_id: token.id, name: token.name.clone() },
                                 scopes: token.scopes.clone(),
                                 meta,
-                            });
+                            };
+                            self.note_token_use(&caller, &token, now).await?;
+                            return Ok(caller);
                         }
                     }
                 }
@@ -146,29 +150,35 @@ impl Services {
         Err(ServiceError::Unauthenticated)
     }
 
-    /// Records that `caller` read something (`api.read`), when configured to.
-    pub async fn record_read(&self, caller: &Caller, what: &str, target: Option<String>) -> Result<()> {
-        if !self.config().audit_reads {
+        /// Keeps `last_used_at` true to the minute for every token, whatever it is used for, with
+    /// an `api_token.use` event; at most one write per token per minute.
+    async fn note_token_use(&self, caller: &Caller, token: &ApiToken, now: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        if token.last_used_at.is_some_and(|t| now - t < chrono::Duration::seconds(TOKEN_USE_RESOLUTION_SECS)) {
             return Ok(());
         }
-        let mut event = draft(caller, "api.read", target);
-        event.details = serde_json::json!({ "read": truncate(what, 256) });
-        let token = match &caller.actor {
-            Actor::Token { token_id, .. } => Some(*token_id),
-            _ => None,
-        };
+        let id = token.id;
+        let event = draft(caller, "api_token.use", Some(id.target()));
         self.store
             .write(move |tx| {
                 Box::pin(async move {
-                    if let Some(id) = token {
-                        let now = tx.now();
-                        tx.touch_api_token(id, now).await?;
-                    }
+                    let now = tx.now();
+                    tx.touch_api_token(id, now).await?;
                     tx.audit(event);
                     Ok::<_, ServiceError>(())
                 })
             })
             .await?;
+        Ok(())
+    }
+
+    /// Records that `caller` read something (`api.read`), when configured to.
+    pub async fn record_read(&self, caller: &Caller, what: &str, target: Option<String>) -> Result<()> {
+        if !self.config().audit_reads {
+            return Ok(());
+        }
+                let mut event = draft(caller, "api.read", target);
+        event.details = serde_json::json!({ "read": truncate(what, 256) });
+        self.store.append_audit(vec![event]).await?;
         Ok(())
     }
 

@@ -288,9 +288,19 @@ fn admin_token_create_acts_on_the_store_and_is_audited() {
     let items = events["items"].as_array().expect("items");
     assert!(items.iter().any(|e| e["actor"].as_str().is_some_and(|a| a.starts_with("operator:"))), "{events}");
     // The audit:read token cannot manage users.
-    let status = status_of(&format!("{}/api/v1/users", server.base), &secret);
+        let status = status_of(&format!("{}/api/v1/users", server.base), &secret);
     assert_eq!(status, 403);
     server.stop();
+
+    // Its use is on record: last_used_at is set and an api_token.use event names it.
+    let out = run(wardkey().args(["admin", "token", "list", "--json"]).arg("--data-dir").arg(&data));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let tokens = json(&text(&out.stdout));
+    let auditor = tokens.as_array().and_then(|t| t.iter().find(|t| t["name"] == "auditor")).cloned().expect("auditor token listed");
+    assert!(auditor["last_used_at"].is_string(), "{auditor}");
+    let out = run(wardkey().args(["audit", "export", "--format", "jsonl"]).arg("--data-dir").arg(&data));
+    let token_target = format!("api_token:{}", auditor["id"].as_str().expect("id"));
+    assert!(text(&out.stdout).lines().map(json).any(|e| e["action"] == "api_token.use" && e["target"] == token_target.as_str()));
 }
 
 mod http_get {
