@@ -205,7 +205,7 @@ async fn bench_verify() {
                     let drafts: Vec<AuditDraft> = (i..(i + batch).min(n)).map(sample_draft).collect();
                     store.append_audit(drafts).await.expect("append");
                     // A checkpoint every ~10,000 events, as a busy server would sign them.
-                    if (i / batch) % 10 == 0 {
+                    if (i / batch).is_multiple_of(10) {
                         store.checkpoint_now().await.expect("checkpoint");
                     }
                     i += 4 * batch;

@@ -137,14 +137,14 @@ fn sod_blocks_the_grant_that_completes_a_conflict() {
     );
     for r in [&by_role, &by_perm] {
         let rules = vec![r.clone()];
-        assert!(check_sod(&rules, &[requester.clone()], &[approver.clone()]).is_err());
-        assert!(check_sod(&rules, &[approver.clone()], &[requester.clone()]).is_err(), "symmetric");
+        assert!(check_sod(&rules, std::slice::from_ref(&requester), std::slice::from_ref(&approver)).is_err());
+        assert!(check_sod(&rules, std::slice::from_ref(&approver), std::slice::from_ref(&requester)).is_err(), "symmetric");
         assert!(check_sod(&rules, &[], &[requester.clone(), approver.clone()]).is_err(), "both at once");
-        assert!(check_sod(&rules, &[requester.clone()], &[reader.clone()]).is_ok());
+        assert!(check_sod(&rules, std::slice::from_ref(&requester), std::slice::from_ref(&reader)).is_ok());
         // A conflict that predates the rule does not block unrelated grants.
-        assert!(check_sod(&rules, &[requester.clone(), approver.clone()], &[reader.clone()]).is_ok());
+        assert!(check_sod(&rules, &[requester.clone(), approver.clone()], std::slice::from_ref(&reader)).is_ok());
     }
-    match check_sod(&[by_role.clone()], &[requester], &[approver]) {
+    match check_sod(std::slice::from_ref(&by_role), &[requester], &[approver]) {
         Err(DomainError::SodViolation { rule_id, .. }) => assert_eq!(rule_id, by_role.id),
         other => panic!("{other:?}"),
     }

@@ -247,27 +247,6 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_round_trip() {
-        let id = ApiTokenId::generate();
-        let t = format_token(id, "c2VjcmV0");
-        let (pid, secret) = parse_token(&t).expect("parses");
-        assert_eq!(pid, id);
-        assert_eq!(secret, "c2VjcmV0");
-    }
-
-    #[test]
-    fn malformed_tokens_are_refused() {
-        for bad in ["", "wkt_", "wkt_abc_def", "Bearer x", "wkt_0123456789abcdef0123456789abcdef_", "xyz_0123456789abcdef0123456789abcdef_s"] {
-            assert!(parse_token(bad).is_none(), "{bad}");
-        }
-    }
-}
-
 const BOOTSTRAP_META: &str = "bootstrap_token_issued_at";
 
 impl Services {
@@ -322,5 +301,26 @@ impl Services {
             })
             .await?;
         Ok(issued.value.then_some(plain))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_round_trip() {
+        let id = ApiTokenId::generate();
+        let t = format_token(id, "c2VjcmV0");
+        let (pid, secret) = parse_token(&t).expect("parses");
+        assert_eq!(pid, id);
+        assert_eq!(secret, "c2VjcmV0");
+    }
+
+    #[test]
+    fn malformed_tokens_are_refused() {
+        for bad in ["", "wkt_", "wkt_abc_def", "Bearer x", "wkt_0123456789abcdef0123456789abcdef_", "xyz_0123456789abcdef0123456789abcdef_s"] {
+            assert!(parse_token(bad).is_none(), "{bad}");
+        }
     }
 }
