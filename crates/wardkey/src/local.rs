@@ -121,7 +121,10 @@ pub async fn token_revoke(args: &StoreArgs, id: &str) -> Result<ExitCode, String
 
 pub async fn audit_verify(args: &StoreArgs, verifier_key: Option<&Path>, require_signed_tail: bool, json: bool) -> Result<ExitCode, String> {
     let loc = location(args)?;
-    let verifier = keys::load_verifier(&loc.data_dir, verifier_key)?;
+        let verifier = keys::load_verifier(&loc.data_dir, verifier_key)?;
+    // Name the key: an auditor compares it with the verifier key they hold, since a key file
+    // beside the data can be replaced by whoever can rewrite the data.
+    let key_name = format!("{}+{:08x}", verifier.origin(), verifier.key_id());
     // Read-only: verification must not migrate, write or sign anything.
     let url = match &loc.database_url {
         Some(u) => u.clone(),
@@ -138,8 +141,9 @@ pub async fn audit_verify(args: &StoreArgs, verifier_key: Option<&Path>, require
             // a rewrite with recomputed hashes would look intact. Always a failure.
             let tail_fails = report.unchecked_events > 0 && (require_signed_tail || report.checkpoints == 0);
             if json {
-                let out = serde_json::json!({
+                                let out = serde_json::json!({
                     "ok": !tail_fails,
+                    "verifier_key": key_name,
                     "events": report.tree_size,
                     "checkpoints": report.checkpoints,
                     "unsigned_tail": report.unchecked_events,
@@ -154,8 +158,8 @@ pub async fn audit_verify(args: &StoreArgs, verifier_key: Option<&Path>, require
                     report.unchecked_events
                 );
             } else {
-                println!(
-                    "audit log OK: {} events, {} signed checkpoints verified, {} event(s) newer than the last checkpoint ({:.2}s)",
+                                println!(
+                    "audit log OK: {} events, {} signed checkpoints verified with key {key_name}, {} event(s) newer than the last checkpoint ({:.2}s)",
                     report.tree_size,
                     report.checkpoints,
                     report.unchecked_events,
@@ -166,7 +170,7 @@ pub async fn audit_verify(args: &StoreArgs, verifier_key: Option<&Path>, require
         }
         Err(failure) => {
             if json {
-                let out = serde_json::json!({ "ok": false, "first_bad_index": failure.index, "reason": failure.reason });
+                                let out = serde_json::json!({ "ok": false, "verifier_key": key_name, "first_bad_index": failure.index, "reason": failure.reason });
                 println!("{out}");
             } else {
                 println!("{failure}");
