@@ -203,8 +203,10 @@ fn main() -> ExitCode {
 async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WARDKEY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                        tracing_subscriber::EnvFilter::try_from_env("WARDKEY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let file = match &args.store.config {
         Some(p) => config::load_file(p)?,
