@@ -1,0 +1,20 @@
+//! Authentication building blocks for Wardkey (issue 3): password policy per NIST SP 800-63B-4,
+//! Argon2id hashing on a bounded blocking pool, TOTP (RFC 6238) and single-use recovery codes.
+//!
+//! Nothing here does I/O or reads the system clock: time is always a parameter, so callers
+//! inject the domain `Clock`. Randomness comes from the operating system.
+
+pub mod hash;
+pub mod password;
+pub mod recovery;
+pub mod totp;
+
+pub use hash::{
+    HashError, HashParams, PasswordHasher, dummy_verify, hash_password, verify_password,
+};
+pub use password::{
+    ContextField, PasswordContext, PasswordPolicy, PasswordRejection, PolicyError, TrivialKind,
+    normalize,
+};
+pub use recovery::{RecoveryCodes, RecoveryError, verify_and_consume};
+pub use totp::{TotpError, TotpSecret};
