@@ -135,8 +135,11 @@ impl SqliteBackend {
             field: "database_url",
             message: format!("bad path: {e}"),
         })?;
-        if !read_only && let Some(parent) = path.parent() {
+                if !read_only && let Some(parent) = path.parent() {
             create_private_dir(parent)?;
+        }
+        if !read_only {
+            create_private_file(&path)?;
         }
         let Some(path_str) = path.to_str() else {
             return Err(StoreError::Invalid {
@@ -227,6 +230,23 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
         field: "data_dir",
         message: format!("cannot create {}: {e}", dir.display()),
     })
+}
+
+/// Creates the database file readable by its owner only (SQLite gives its -wal and -shm files
+/// the same permissions). An existing file is left as it is.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Invalid { field: "database_url", message: format!("cannot create {}: {e}", path.display()) }),
+    }
 }
 
 /// Percent-encodes what would end the path part of a `sqlite://` URL.

@@ -216,7 +216,17 @@ fn walkthrough_from_the_readme_over_the_cli() {
     let refused = server.cli(&["group", "add-member", "cardiology-ward", "a.nurse"]);
     assert!(!refused.status.success(), "a disabled user cannot join a group");
 
-    server.stop();
+        server.stop();
+
+    // The directory, the database and the signing key are the owner's alone.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for p in [data.clone(), data.join("wardkey.db"), data.join("audit-signing.key")] {
+            let mode = std::fs::metadata(&p).expect("metadata").permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{} is mode {:o}", p.display(), mode);
+        }
+    }
 
     let out = verify(&data, None);
     assert!(out.status.success(), "verify: {}{}", text(&out.stdout), text(&out.stderr));
