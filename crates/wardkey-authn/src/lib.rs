@@ -1,5 +1,6 @@
 //! Authentication building blocks for Wardkey (issue 3): password policy per NIST SP 800-63B-4,
-//! Argon2id hashing on a bounded blocking pool, TOTP (RFC 6238) and single-use recovery codes.
+//! Argon2id hashing on a bounded blocking pool, TOTP (RFC 6238), single-use recovery codes,
+//! session ids, timeouts and cookies, and login throttling.
 //!
 //! Nothing here does I/O or reads the system clock: time is always a parameter, so callers
 //! inject the domain `Clock`. Randomness comes from the operating system.
@@ -7,6 +8,8 @@
 pub mod hash;
 pub mod password;
 pub mod recovery;
+pub mod session;
+pub mod throttle;
 pub mod totp;
 
 pub use hash::{
@@ -17,4 +20,12 @@ pub use password::{
     normalize,
 };
 pub use recovery::{RecoveryCodes, RecoveryError, verify_and_consume};
+pub use session::{
+    CookieSpec, RolePolicyOverride, SessionCheck, SessionId, SessionIdError, SessionPolicy,
+    SessionPolicyError, SessionState,
+};
+pub use throttle::{
+    AccountFailures, FailureOutcome, LockoutPolicy, LockoutPolicyError, RateLimitError,
+    SourceRateLimiter,
+};
 pub use totp::{TotpError, TotpSecret};

@@ -576,3 +576,651 @@ fn recovery_codes_refuse_wrong_and_malformed() {
     let other = RecoveryCodes::generate().unwrap();
     assert!(!recovery::verify_and_consume(&mut stored, &other.codes[0]));
 }
+
+// ---------------------------------------------------------------- Sessions
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use chrono::TimeDelta;
+use wardkey_authn::session::{
+    self, CookieSpec, RolePolicyOverride, SessionCheck, SessionId, SessionIdError, SessionPolicy,
+    SessionPolicyError, SessionState,
+};
+use wardkey_authn::throttle::{
+    self, AccountFailures, LockoutPolicy, LockoutPolicyError, RateLimitError, SourceRateLimiter,
+};
+
+const T0: i64 = 1_800_000_000;
+
+fn mins(m: i64) -> TimeDelta {
+    TimeDelta::minutes(m)
+}
+
+fn secs(s: i64) -> TimeDelta {
+    TimeDelta::seconds(s)
+}
+
+#[test]
+fn session_id_round_trip_and_hash() {
+    let id = SessionId::generate().unwrap();
+    let encoded = id.encode();
+    assert_eq!(encoded.len(), session::SESSION_ID_ENCODED_LEN);
+    assert!(
+        encoded
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
+    let parsed = SessionId::parse(&encoded).unwrap();
+    assert_eq!(parsed, id);
+    assert!(parsed.ct_eq(&id));
+    assert_eq!(parsed.hash(), id.hash());
+    assert!(id.matches_hash(&id.hash()));
+    assert!(!id.matches_hash(&id.hash()[..31]));
+    assert!(!id.matches_hash(&[]));
+    // Two ids differ, and so do their hashes; the hash is not the id.
+    let other = SessionId::generate().unwrap();
+    assert_ne!(other, id);
+    assert!(!other.ct_eq(&id));
+    assert_ne!(other.hash(), id.hash());
+    assert!(!other.matches_hash(&id.hash()));
+    assert!(session::hash_eq(&id.hash(), &parsed.hash()));
+    assert!(!session::hash_eq(&id.hash(), &other.hash()));
+    assert!(!format!("{id:?}").contains(&encoded));
+}
+
+#[test]
+fn session_id_malformed_refused() {
+    let good = SessionId::generate().unwrap().encode();
+    let huge = "A".repeat(1 << 20);
+    let bad: Vec<String> = vec![
+        String::new(),
+        good[..42].to_string(),
+        format!("{good}A"),
+        format!("{good}="),
+        format!("{}=", &good[..42]),
+        format!("{}+", &good[..42]),
+        format!("{}/", &good[..42]),
+        format!("{} ", &good[..42]),
+        format!("{}é", &good[..41]),
+        format!("{}\0", &good[..42]),
+        huge,
+        // Last symbol carries 4 bits plus 2 that must be zero: 'B' (000001) is non-canonical.
+        format!("{}B", &good[..42]),
+    ];
+    for s in &bad {
+        assert_eq!(
+            SessionId::parse(s),
+            Err(SessionIdError::Malformed),
+            "{:?}",
+            &s[..s.len().min(60)]
+        );
+    }
+    // All-zero and all-one ids in canonical form parse.
+    assert!(SessionId::parse(&"A".repeat(43)).is_ok());
+    assert!(SessionId::parse(&format!("{}w", "_".repeat(42))).is_ok());
+}
+
+#[test]
+fn session_policy_defaults_and_validation() {
+    let p = SessionPolicy::default();
+    assert_eq!(p.idle_timeout, mins(15));
+    assert_eq!(p.absolute_lifetime, TimeDelta::hours(12));
+    assert_eq!(p.step_up_window, mins(5));
+    assert_eq!(p.validate(), Ok(()));
+
+    let with = |f: &dyn Fn(&mut SessionPolicy)| {
+        let mut p = SessionPolicy::default();
+        f(&mut p);
+        p.validate()
+    };
+    assert_eq!(
+        with(&|p| p.idle_timeout = TimeDelta::zero()),
+        Err(SessionPolicyError::IdleTimeout)
+    );
+    assert_eq!(
+        with(&|p| p.idle_timeout = secs(-1)),
+        Err(SessionPolicyError::IdleTimeout)
+    );
+    assert_eq!(
+        with(&|p| p.idle_timeout = TimeDelta::hours(25)),
+        Err(SessionPolicyError::IdleTimeout)
+    );
+    assert_eq!(
+        with(&|p| p.absolute_lifetime = TimeDelta::zero()),
+        Err(SessionPolicyError::AbsoluteLifetime)
+    );
+    assert_eq!(
+        with(&|p| p.absolute_lifetime = TimeDelta::days(31)),
+        Err(SessionPolicyError::AbsoluteLifetime)
+    );
+    assert_eq!(
+        with(&|p| {
+            p.idle_timeout = mins(20);
+            p.absolute_lifetime = mins(10);
+        }),
+        Err(SessionPolicyError::IdleExceedsAbsolute)
+    );
+    assert_eq!(
+        with(&|p| {
+            p.idle_timeout = mins(10);
+            p.absolute_lifetime = mins(10);
+        }),
+        Ok(())
+    );
+    assert_eq!(
+        with(&|p| p.step_up_window = TimeDelta::zero()),
+        Err(SessionPolicyError::StepUpWindow)
+    );
+    assert_eq!(
+        with(&|p| p.step_up_window = TimeDelta::hours(2)),
+        Err(SessionPolicyError::StepUpWindow)
+    );
+    assert_eq!(
+        RolePolicyOverride {
+            idle_timeout: Some(TimeDelta::zero()),
+            absolute_lifetime: None
+        }
+        .validate(),
+        Err(SessionPolicyError::IdleTimeout)
+    );
+    assert_eq!(
+        RolePolicyOverride {
+            idle_timeout: None,
+            absolute_lifetime: Some(TimeDelta::days(365))
+        }
+        .validate(),
+        Err(SessionPolicyError::AbsoluteLifetime)
+    );
+    assert_eq!(RolePolicyOverride::default().validate(), Ok(()));
+}
+
+#[test]
+fn strictest_policy_wins() {
+    let global = SessionPolicy::default();
+    assert_eq!(SessionPolicy::strictest(&global, &[]), global);
+    let overrides = [
+        // A clinician role on shared workstations: 5-minute idle.
+        RolePolicyOverride {
+            idle_timeout: Some(mins(5)),
+            absolute_lifetime: None,
+        },
+        // An admin role: 8-hour lifetime, a looser idle that must not loosen anything.
+        RolePolicyOverride {
+            idle_timeout: Some(mins(30)),
+            absolute_lifetime: Some(TimeDelta::hours(8)),
+        },
+        // A role that loosens the lifetime: ignored.
+        RolePolicyOverride {
+            idle_timeout: None,
+            absolute_lifetime: Some(TimeDelta::hours(24)),
+        },
+        RolePolicyOverride::default(),
+    ];
+    let p = SessionPolicy::strictest(&global, &overrides);
+    assert_eq!(p.idle_timeout, mins(5));
+    assert_eq!(p.absolute_lifetime, TimeDelta::hours(8));
+    assert_eq!(p.step_up_window, global.step_up_window);
+    assert_eq!(p.validate(), Ok(()));
+    // Order does not matter.
+    let mut reversed = overrides;
+    reversed.reverse();
+    assert_eq!(SessionPolicy::strictest(&global, &reversed), p);
+    // Loosening alone leaves the global policy.
+    let loose = [RolePolicyOverride {
+        idle_timeout: Some(TimeDelta::hours(1)),
+        absolute_lifetime: Some(TimeDelta::days(2)),
+    }];
+    assert_eq!(SessionPolicy::strictest(&global, &loose), global);
+    // A lifetime below the idle timeout pulls the idle timeout down with it.
+    let short = [RolePolicyOverride {
+        idle_timeout: None,
+        absolute_lifetime: Some(mins(10)),
+    }];
+    let p = SessionPolicy::strictest(&global, &short);
+    assert_eq!(p.absolute_lifetime, mins(10));
+    assert_eq!(p.idle_timeout, mins(10));
+    assert_eq!(p.validate(), Ok(()));
+}
+
+#[test]
+fn idle_expiry_exactly_at_boundary() {
+    let policy = SessionPolicy::default();
+    let mut s = SessionState::new(at(T0));
+    assert_eq!(s.check(&policy, at(T0)), SessionCheck::Active);
+    let almost = at(T0) + mins(15) - TimeDelta::nanoseconds(1);
+    assert_eq!(s.check(&policy, almost), SessionCheck::Active);
+    assert_eq!(
+        s.check(&policy, at(T0) + mins(15)),
+        SessionCheck::IdleExpired {
+            since: at(T0) + mins(15)
+        }
+    );
+    assert_eq!(
+        s.check(&policy, at(T0) + mins(40)),
+        SessionCheck::IdleExpired {
+            since: at(T0) + mins(15)
+        }
+    );
+    // Activity moves the idle deadline.
+    s.touch(at(T0) + mins(14));
+    assert_eq!(s.check(&policy, at(T0) + mins(28)), SessionCheck::Active);
+    assert_eq!(
+        s.check(&policy, at(T0) + mins(29)),
+        SessionCheck::IdleExpired {
+            since: at(T0) + mins(29)
+        }
+    );
+    // touch never moves backwards.
+    s.touch(at(T0));
+    assert_eq!(s.last_seen_at, at(T0) + mins(14));
+    // A stricter role policy expires earlier.
+    let strict = SessionPolicy::strictest(
+        &policy,
+        &[RolePolicyOverride {
+            idle_timeout: Some(mins(5)),
+            absolute_lifetime: None,
+        }],
+    );
+    assert_eq!(
+        s.check(&strict, at(T0) + mins(19)),
+        SessionCheck::IdleExpired {
+            since: at(T0) + mins(19)
+        }
+    );
+}
+
+#[test]
+fn absolute_expiry_even_when_active() {
+    let policy = SessionPolicy::default();
+    let start = at(T0);
+    let mut s = SessionState::new(start);
+    // Used every 10 minutes for 12 hours.
+    let mut now = start;
+    while now + mins(10) < start + TimeDelta::hours(12) {
+        now += mins(10);
+        assert_eq!(s.check(&policy, now), SessionCheck::Active, "{now}");
+        s.touch(now);
+    }
+    let end = start + TimeDelta::hours(12);
+    assert_eq!(
+        s.check(&policy, end - TimeDelta::nanoseconds(1)),
+        SessionCheck::Active
+    );
+    s.touch(end - secs(1));
+    assert_eq!(
+        s.check(&policy, end),
+        SessionCheck::AbsoluteExpired { since: end }
+    );
+    // Both passed: the earlier deadline is the reason.
+    let mut idle_first = SessionState::new(start);
+    idle_first.touch(start + mins(30));
+    assert_eq!(
+        idle_first.check(&policy, start + TimeDelta::hours(13)),
+        SessionCheck::IdleExpired {
+            since: start + mins(45)
+        }
+    );
+}
+
+#[test]
+fn ended_sessions_stay_ended() {
+    let policy = SessionPolicy::default();
+    let mut s = SessionState::new(at(T0));
+    s.end(at(T0) + mins(1));
+    s.end(at(T0) + mins(2));
+    assert_eq!(s.ended_at, Some(at(T0) + mins(1)));
+    assert_eq!(s.check(&policy, at(T0) + mins(1)), SessionCheck::Ended);
+    assert_eq!(s.check(&policy, at(T0) + mins(100)), SessionCheck::Ended);
+}
+
+#[test]
+fn step_up_freshness() {
+    let policy = SessionPolicy::default();
+    let mut s = SessionState::new(at(T0));
+    assert!(s.needs_step_up(&policy, at(T0)));
+    s.record_second_factor(at(T0) + mins(1), false);
+    assert_eq!(s.mfa_at, Some(at(T0) + mins(1)));
+    assert_eq!(s.last_seen_at, at(T0) + mins(1));
+    assert!(!s.needs_step_up(&policy, at(T0) + mins(1)));
+    assert!(!s.needs_step_up(&policy, at(T0) + mins(6) - TimeDelta::nanoseconds(1)));
+    assert!(s.needs_step_up(&policy, at(T0) + mins(6)));
+    // A factor stamped in the future is not trusted.
+    assert!(s.needs_step_up(&policy, at(T0)));
+    // TOTP is not phishing resistant.
+    assert!(!s.has_phishing_resistant(at(T0) + mins(1), TimeDelta::hours(12)));
+    s.record_second_factor(at(T0) + mins(10), true);
+    assert!(!s.needs_step_up(&policy, at(T0) + mins(12)));
+    assert!(s.has_phishing_resistant(at(T0) + mins(10), mins(5)));
+    assert!(s.has_phishing_resistant(at(T0) + mins(15) - TimeDelta::nanoseconds(1), mins(5)));
+    assert!(!s.has_phishing_resistant(at(T0) + mins(15), mins(5)));
+    assert!(s.has_phishing_resistant(at(T0) + mins(15), TimeDelta::hours(12)));
+    assert!(!s.has_phishing_resistant(at(T0) + mins(9), TimeDelta::hours(12)));
+    // A later TOTP step-up keeps the earlier WebAuthn time.
+    s.record_second_factor(at(T0) + mins(20), false);
+    assert_eq!(s.phishing_resistant_at, Some(at(T0) + mins(10)));
+}
+
+#[test]
+fn session_cookie_attributes() {
+    let id = SessionId::generate().unwrap();
+    let header = CookieSpec::default().set_cookie(&id);
+    let parts: Vec<&str> = header.split("; ").collect();
+    assert_eq!(parts[0], format!("__Host-wardkey_session={}", id.encode()));
+    for attr in ["Path=/", "Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(parts.contains(&attr), "{attr} missing from {header}");
+    }
+    assert!(!header.to_ascii_lowercase().contains("domain"));
+    assert!(!header.contains("Max-Age"));
+    assert!(!header.contains("Expires"));
+
+    let with_age = CookieSpec::for_policy(&SessionPolicy::default()).set_cookie(&id);
+    assert!(
+        with_age.split("; ").any(|p| p == "Max-Age=43200"),
+        "{with_age}"
+    );
+    assert!(!with_age.to_ascii_lowercase().contains("domain"));
+
+    let clear = CookieSpec::clear_cookie();
+    let parts: Vec<&str> = clear.split("; ").collect();
+    assert_eq!(parts[0], "__Host-wardkey_session=");
+    for attr in [
+        "Path=/",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Max-Age=0",
+    ] {
+        assert!(parts.contains(&attr), "{attr} missing from {clear}");
+    }
+    assert!(!clear.to_ascii_lowercase().contains("domain"));
+}
+
+#[test]
+fn session_cookie_from_request_header() {
+    let id = SessionId::generate().unwrap();
+    let enc = id.encode();
+    let found = CookieSpec::session_id_from_cookie_header(&format!(
+        "a=1; __Host-wardkey_session={enc}; b=2"
+    ));
+    assert_eq!(found, Some(id));
+    assert_eq!(CookieSpec::session_id_from_cookie_header(""), None);
+    assert_eq!(CookieSpec::session_id_from_cookie_header("a=1; b"), None);
+    assert_eq!(
+        CookieSpec::session_id_from_cookie_header("__Host-wardkey_session=forged"),
+        None
+    );
+    // Without the prefix the cookie could have been set by a sibling host: ignored.
+    assert_eq!(
+        CookieSpec::session_id_from_cookie_header(&format!("wardkey_session={enc}")),
+        None
+    );
+    // Two session cookies: refused.
+    let other = SessionId::generate().unwrap().encode();
+    assert_eq!(
+        CookieSpec::session_id_from_cookie_header(&format!(
+            "__Host-wardkey_session={enc}; __Host-wardkey_session={other}"
+        )),
+        None
+    );
+}
+
+// ---------------------------------------------------------------- Throttling
+
+fn lockout(lock_duration: Option<TimeDelta>) -> LockoutPolicy {
+    LockoutPolicy {
+        lock_duration,
+        ..LockoutPolicy::default()
+    }
+}
+
+#[test]
+fn lockout_policy_validation() {
+    assert_eq!(LockoutPolicy::default().lock_after, 10);
+    assert_eq!(LockoutPolicy::default().validate(), Ok(()));
+    assert_eq!(lockout(None).validate(), Ok(()));
+    for (n, ok) in [
+        (0, false),
+        (1, true),
+        (100, true),
+        (101, false),
+        (u32::MAX, false),
+    ] {
+        let p = LockoutPolicy {
+            lock_after: n,
+            ..LockoutPolicy::default()
+        };
+        let want = if ok {
+            Ok(())
+        } else {
+            Err(LockoutPolicyError::LockAfter)
+        };
+        assert_eq!(p.validate(), want, "lock_after = {n}");
+    }
+    let p = LockoutPolicy {
+        base_delay: secs(-1),
+        ..LockoutPolicy::default()
+    };
+    assert_eq!(p.validate(), Err(LockoutPolicyError::BaseDelay));
+    let p = LockoutPolicy {
+        base_delay: secs(10),
+        max_delay: secs(5),
+        ..LockoutPolicy::default()
+    };
+    assert_eq!(p.validate(), Err(LockoutPolicyError::MaxDelay));
+    let p = LockoutPolicy {
+        max_delay: TimeDelta::hours(2),
+        ..LockoutPolicy::default()
+    };
+    assert_eq!(p.validate(), Err(LockoutPolicyError::MaxDelay));
+    assert_eq!(
+        lockout(Some(TimeDelta::zero())).validate(),
+        Err(LockoutPolicyError::LockDuration)
+    );
+}
+
+#[test]
+fn lockout_after_exactly_n_failures_with_growing_capped_delay() {
+    let policy = lockout(None);
+    let mut acct = AccountFailures::default();
+    assert_eq!(acct.earliest_next_attempt(&policy), None);
+    let want_delays = [1, 2, 4, 8, 16, 32, 60, 60, 60];
+    let mut now = at(T0);
+    for (i, want) in want_delays.iter().enumerate() {
+        assert!(
+            !acct.is_locked(&policy, now),
+            "locked before failure {}",
+            i + 1
+        );
+        let out = acct.record_failure(&policy, now);
+        assert_eq!(out.delay_before_next, secs(*want), "failure {}", i + 1);
+        assert!(!out.locked_now, "failure {}", i + 1);
+        assert_eq!(acct.consecutive, i as u32 + 1);
+        assert_eq!(acct.earliest_next_attempt(&policy), Some(now + secs(*want)));
+        now += secs(*want);
+    }
+    assert!(!acct.is_locked(&policy, now));
+    let out = acct.record_failure(&policy, now);
+    assert!(out.locked_now);
+    assert_eq!(out.delay_before_next, secs(60));
+    assert_eq!(acct.locked_at, Some(now));
+    assert!(acct.is_locked(&policy, now));
+    // Locked until an admin unlocks: no time will do.
+    assert!(acct.is_locked(&policy, now + TimeDelta::days(3650)));
+    assert_eq!(
+        acct.earliest_next_attempt(&policy),
+        Some(chrono::DateTime::<Utc>::MAX_UTC)
+    );
+    // Further failures are counted but do not lock "again".
+    let out = acct.record_failure(&policy, now + secs(1));
+    assert!(!out.locked_now);
+    assert_eq!(acct.consecutive, 11);
+    assert_eq!(acct.locked_at, Some(now));
+    // Admin unlock clears everything.
+    acct.admin_unlock();
+    assert_eq!(acct, AccountFailures::default());
+    assert!(!acct.is_locked(&policy, now));
+}
+
+#[test]
+fn lock_after_one_and_hundred() {
+    for n in [1u32, 100] {
+        let policy = LockoutPolicy {
+            lock_after: n,
+            ..lockout(None)
+        };
+        let mut acct = AccountFailures::default();
+        for i in 1..n {
+            assert!(
+                !acct
+                    .record_failure(&policy, at(T0 + i64::from(i)))
+                    .locked_now
+            );
+        }
+        assert!(
+            acct.record_failure(&policy, at(T0 + 1000)).locked_now,
+            "n = {n}"
+        );
+        assert_eq!(acct.consecutive, n);
+    }
+}
+
+#[test]
+fn success_resets_failures() {
+    let policy = LockoutPolicy::default();
+    let mut acct = AccountFailures::default();
+    for i in 0..9 {
+        acct.record_failure(&policy, at(T0 + i * 100));
+    }
+    acct.record_success();
+    assert_eq!(acct, AccountFailures::default());
+    assert_eq!(acct.earliest_next_attempt(&policy), None);
+    // The count starts again from zero: nine more failures do not lock.
+    for i in 0..9 {
+        let out = acct.record_failure(&policy, at(T0 + 10_000 + i * 100));
+        assert!(!out.locked_now);
+    }
+    assert_eq!(
+        acct.record_failure(&policy, at(T0 + 20_000))
+            .delay_before_next,
+        secs(60)
+    );
+    assert!(acct.is_locked(&policy, at(T0 + 20_000)));
+}
+
+#[test]
+fn auto_unlock_after_lock_duration() {
+    let policy = lockout(Some(mins(30)));
+    let mut acct = AccountFailures::default();
+    let mut locked_at = None;
+    for i in 0..10 {
+        let now = at(T0) + secs(i * 60);
+        if acct.record_failure(&policy, now).locked_now {
+            locked_at = Some(now);
+        }
+    }
+    let locked_at = locked_at.unwrap();
+    assert_eq!(
+        acct.earliest_next_attempt(&policy),
+        Some(locked_at + mins(30))
+    );
+    assert!(acct.is_locked(&policy, locked_at + mins(30) - TimeDelta::nanoseconds(1)));
+    assert!(!acct.is_locked(&policy, locked_at + mins(30)));
+    // The next failure after the lock ran out starts a fresh count.
+    let out = acct.record_failure(&policy, locked_at + mins(31));
+    assert!(!out.locked_now);
+    assert_eq!(acct.consecutive, 1);
+    assert_eq!(acct.locked_at, None);
+    assert_eq!(out.delay_before_next, secs(1));
+}
+
+fn v4(n: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(n))
+}
+
+#[test]
+fn rate_limiter_validation() {
+    assert_eq!(
+        SourceRateLimiter::new(0, 1.0, 10).err(),
+        Some(RateLimitError::Capacity)
+    );
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        assert_eq!(
+            SourceRateLimiter::new(5, bad, 10).err(),
+            Some(RateLimitError::Refill)
+        );
+    }
+    assert_eq!(
+        SourceRateLimiter::new(5, 1.0, 0).err(),
+        Some(RateLimitError::MaxSources)
+    );
+}
+
+#[test]
+fn rate_limiter_capacity_refill_and_isolation() {
+    // 5 at once, then one every 2 seconds.
+    let mut rl = SourceRateLimiter::new(5, 0.5, 1000).unwrap();
+    let a = v4(0xC000_0201);
+    let b = v4(0xC000_0202);
+    let t = at(T0);
+    for i in 0..5 {
+        assert!(rl.check(a, t), "request {i}");
+    }
+    assert!(!rl.check(a, t));
+    assert!(!rl.check(a, t));
+    // Another source is unaffected.
+    for _ in 0..5 {
+        assert!(rl.check(b, t));
+    }
+    assert!(!rl.check(b, t));
+    // Refill: half a token after 1 s is not enough; one token after 2 s.
+    assert!(!rl.check(a, t + secs(1)));
+    assert!(rl.check(a, t + secs(2)));
+    assert!(!rl.check(a, t + secs(2)));
+    // A long quiet spell refills to capacity and no more.
+    let later = t + TimeDelta::hours(1);
+    for _ in 0..5 {
+        assert!(rl.check(a, later));
+    }
+    assert!(!rl.check(a, later));
+    // Time going backwards grants nothing.
+    assert!(!rl.check(a, t));
+    // Addresses in one IPv6 /64 share a bucket; another /64 does not.
+    let n1: Ipv6Addr = "2001:db8:aa:1::1".parse().unwrap();
+    let n2: Ipv6Addr = "2001:db8:aa:1:dead:beef:0:2".parse().unwrap();
+    let n3: Ipv6Addr = "2001:db8:aa:2::1".parse().unwrap();
+    for _ in 0..5 {
+        assert!(rl.check(n1.into(), t));
+    }
+    assert!(!rl.check(n2.into(), t));
+    assert!(rl.check(n3.into(), t));
+    assert_eq!(rl.tracked_sources(), 4);
+    // Full buckets are pruned; exhausted ones are kept.
+    rl.prune(later);
+    assert_eq!(rl.tracked_sources(), 1); // only `a`, exhausted at `later`
+    assert!(!rl.check(a, later));
+}
+
+#[test]
+fn rate_limiter_tracked_sources_bounded_under_spraying() {
+    let cap = throttle::DEFAULT_MAX_SOURCES;
+    let mut rl = SourceRateLimiter::new(3, 0.1, cap).unwrap();
+    let t = at(T0);
+    let victim = v4(0x0A00_0001);
+    for _ in 0..3 {
+        assert!(rl.check(victim, t));
+    }
+    assert!(!rl.check(victim, t));
+    for i in 0..200_000u32 {
+        // 11.0.0.0 onwards: never the victim.
+        assert!(rl.check(v4(0x0B00_0000 + i), t));
+        assert!(rl.tracked_sources() <= cap);
+    }
+    assert_eq!(rl.tracked_sources(), cap);
+    // The most recent sources are still tracked (and limited); the oldest were evicted.
+    let last = v4(0x0B00_0000 + 199_999);
+    assert!(rl.check(last, t));
+    assert!(rl.check(last, t));
+    assert!(!rl.check(last, t));
+    assert!(rl.check(victim, t)); // evicted long ago: starts afresh
+    assert_eq!(rl.tracked_sources(), cap);
+}

@@ -102,7 +102,13 @@ pub trait Backend: Send + Sync + 'static {
     fn sequencer_lock(&self) -> Option<&'static str>;
     /// Whether a failed statement poisons the whole transaction (PostgreSQL), so that
     /// statements that may fail on a constraint run inside their own savepoint.
-    fn statement_savepoints(&self) -> bool;
+        fn statement_savepoints(&self) -> bool;
+    /// Whether the writer releases each job's savepoint when the job succeeds. SQLite keeps
+    /// them stacked until COMMIT (one statement fewer per job; ROLLBACK TO still names the
+    /// newest); PostgreSQL releases them to keep its subtransaction bookkeeping small.
+    fn release_job_savepoints(&self) -> bool {
+        true
+    }
     /// Applies the migrations this binary knows and the database has not seen.
     fn migrate(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     fn close(&self) -> BoxFuture<'_, ()>;
@@ -290,7 +296,10 @@ impl Backend for SqliteBackend {
     fn sequencer_lock(&self) -> Option<&'static str> {
         None
     }
-    fn statement_savepoints(&self) -> bool {
+        fn statement_savepoints(&self) -> bool {
+        false
+    }
+    fn release_job_savepoints(&self) -> bool {
         false
     }
     fn migrate(&self) -> BoxFuture<'_, Result<(), StoreError>> {
