@@ -109,12 +109,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Whether a failed statement poisons the whole transaction (PostgreSQL), so that
     /// statements that may fail on a constraint run inside their own savepoint.
         fn statement_savepoints(&self) -> bool;
-    /// Whether the writer releases each job's savepoint when the job succeeds. SQLite keeps
-    /// them stacked until COMMIT (one statement fewer per job; ROLLBACK TO still names the
-    /// newest); PostgreSQL releases them to keep its subtransaction bookkeeping small.
-    fn release_job_savepoints(&self) -> bool {
-        true
-    }
+    
     /// Applies the migrations this binary knows and the database has not seen.
     fn migrate(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     fn close(&self) -> BoxFuture<'_, ()>;
@@ -305,9 +300,7 @@ impl Backend for SqliteBackend {
         fn statement_savepoints(&self) -> bool {
         false
     }
-    fn release_job_savepoints(&self) -> bool {
-        false
-    }
+    
     fn migrate(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let mut conn = self.writer.acquire().await?;

@@ -496,10 +496,7 @@ impl Writer {
                 }
                 match err {
                     None => {
-                        if savepoint
-                            && self.shared.backend.release_job_savepoints()
-                            && let Err(e) = exec(&mut wtx.conn.db, "RELEASE SAVEPOINT wk_job").await
-                        {
+                        if savepoint && let Err(e) = exec(&mut wtx.conn.db, "RELEASE SAVEPOINT wk_job").await {
                             self.shared.stats.failed(1);
                             finish(Err(StoreError::Database(e.to_string())));
                             return Err(e);
