@@ -7,6 +7,7 @@
 //! cargo run --release -p wardkey-bench -- verify         # audit verify on 1,000,000 events; inclusion proofs
 //! cargo run --release -p wardkey-bench -- users          # 100,000 users through the service layer
 //! cargo run --release -p wardkey-bench -- all
+//! WK_BENCH_DB=postgres cargo run --release -p wardkey-bench -- all   # the same on PostgreSQL
 //! ```
 
 use std::sync::Arc;
@@ -43,16 +44,70 @@ fn sample_draft(i: u64) -> AuditDraft {
         .with_details(serde_json::json!({ "subject": format!("user:{:032x}", i * 7), "role": "cardiology-reader" }))
 }
 
-async fn open_sqlite(dir: &std::path::Path) -> Store {
-    let store = Store::open_sqlite_dir(dir, Arc::new(SystemClock)).await.unwrap_or_else(|e| panic!("open store: {e}"));
-    store.set_signer(LogSigner::generate("wardkey.bench/1"));
-    store
+/// A fresh database for one measurement: a SQLite file in a temporary directory, or (with
+/// `WK_BENCH_DB=postgres`) a new PostgreSQL database dropped afterwards.
+enum Db {
+    Sqlite(tempfile::TempDir),
+    Postgres { url: String, name: String },
+}
+
+fn pg_base() -> String {
+    std::env::var("WARDKEY_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn on_postgres() -> bool {
+    std::env::var("WK_BENCH_DB").is_ok_and(|v| v == "postgres")
+}
+
+fn db_label() -> &'static str {
+    if on_postgres() { "PostgreSQL" } else { "SQLite" }
+}
+
+impl Db {
+    async fn fresh() -> Db {
+        if !on_postgres() {
+            return Db::Sqlite(tempfile::tempdir().expect("tempdir"));
+        }
+        use sqlx::Connection;
+        let base = pg_base();
+        let name = format!("wk_bench_{:016x}", rand::random::<u64>());
+        let mut conn = sqlx::PgConnection::connect(&base).await.expect("connect to PostgreSQL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create database");
+        let (prefix, _) = base.rsplit_once('/').expect("URL with a database");
+        Db::Postgres { url: format!("{prefix}/{name}"), name }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Db::Sqlite(dir) => format!("sqlite://{}", dir.path().join(wardkey_store::SQLITE_FILE).display()),
+            Db::Postgres { url, .. } => url.clone(),
+        }
+    }
+
+    async fn open(&self) -> Store {
+        let store = match self {
+            Db::Sqlite(dir) => Store::open_sqlite_dir(dir.path(), Arc::new(SystemClock)).await,
+            Db::Postgres { url, .. } => Store::open(url, Arc::new(SystemClock)).await,
+        }
+        .unwrap_or_else(|e| panic!("open store: {e}"));
+        store.set_signer(LogSigner::generate("wardkey.bench/1"));
+        store
+    }
+
+    async fn drop_db(self) {
+        if let Db::Postgres { name, .. } = self {
+            use sqlx::Connection;
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_base()).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await;
+            }
+        }
+    }
 }
 
 /// Events through the real write path: `concurrency` callers, each job one audited event.
 async fn write_path_run(events: u64, concurrency: u64, with_job: bool) -> f64 {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open_sqlite(dir.path()).await;
+        let db = Db::fresh().await;
+    let store = db.open().await;
     let started = Instant::now();
     let per_task = events / concurrency;
     let mut tasks = Vec::new();
@@ -88,40 +143,63 @@ async fn write_path_run(events: u64, concurrency: u64, with_job: bool) -> f64 {
         eprintln!("    {} commits, {:.1} jobs per commit on average, largest batch {}", stats.commits,
             stats.jobs_committed as f64 / stats.commits.max(1) as f64, stats.max_batch);
     }
-    store.close().await;
+        store.close().await;
+    db.drop_db().await;
     (per_task * concurrency) as f64 / secs
 }
 
-const PEER_SCHEMA: &str = "CREATE TABLE ev (idx INTEGER PRIMARY KEY, time INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, \
-    target TEXT, outcome TEXT NOT NULL, reason TEXT, source_ip TEXT, request_id TEXT, approver TEXT, request_ref TEXT, \
-    details TEXT NOT NULL, leaf BLOB NOT NULL, hashes BLOB NOT NULL)";
+fn peer_schema() -> &'static str {
+    if on_postgres() {
+        "CREATE TABLE ev (idx BIGINT PRIMARY KEY, time BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, \
+         target TEXT, outcome TEXT NOT NULL, reason TEXT, source_ip TEXT, request_id TEXT, approver TEXT, request_ref TEXT, \
+         details TEXT NOT NULL, leaf BYTEA NOT NULL, hashes BYTEA NOT NULL)"
+    } else {
+        "CREATE TABLE ev (idx INTEGER PRIMARY KEY, time INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, \
+         target TEXT, outcome TEXT NOT NULL, reason TEXT, source_ip TEXT, request_id TEXT, approver TEXT, request_ref TEXT, \
+         details TEXT NOT NULL, leaf BLOB NOT NULL, hashes BLOB NOT NULL)"
+    }
+}
 
-async fn peer_pool(dir: &std::path::Path) -> sqlx::SqlitePool {
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-    let opts = SqliteConnectOptions::new()
-        .filename(dir.join("peer.db"))
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full);
-    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.expect("peer db");
-    sqlx::query(PEER_SCHEMA).execute(&pool).await.expect("schema");
+/// The peer's own database, with the same durability settings as the store's.
+async fn peer_pool(db: &Db) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = match db {
+        Db::Sqlite(dir) => format!("sqlite://{}?mode=rwc", dir.path().join("peer.db").display()),
+        Db::Postgres { url, .. } => url.clone(),
+    };
+    let sqlite = matches!(db, Db::Sqlite(_));
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if sqlite {
+                    sqlx::query("PRAGMA journal_mode = WAL").fetch_all(&mut *conn).await?;
+                    sqlx::query("PRAGMA synchronous = FULL").fetch_all(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await
+        .expect("peer db");
+    sqlx::query(peer_schema()).execute(&pool).await.expect("schema");
     pool
 }
 
-async fn peer_insert(conn: &mut sqlx::SqliteConnection, i: u64) {
+async fn peer_insert(conn: &mut sqlx::AnyConnection, i: u64) {
     let d = sample_draft(i);
     sqlx::query("INSERT INTO ev (idx, time, actor, action, target, outcome, reason, source_ip, request_id, approver, request_ref, details, leaf, hashes) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)")
         .bind(i as i64)
         .bind(1_763_800_000_000_000i64 + i as i64)
-        .bind(&d.actor)
-        .bind(&d.action)
-        .bind(&d.target)
+        .bind(d.actor.clone())
+        .bind(d.action.clone())
+        .bind(d.target.clone())
         .bind(d.outcome.as_str())
-        .bind(&d.reason)
-        .bind(&d.source_ip)
-        .bind(&d.request_id)
-        .bind(&d.approver)
-        .bind(&d.request_ref)
+        .bind(d.reason.clone())
+        .bind(d.source_ip.clone())
+        .bind(d.request_id.clone())
+        .bind(d.approver.clone())
+        .bind(d.request_ref.clone())
         .bind(d.details.to_string())
         .bind(vec![7u8; 32])
         .bind(vec![9u8; 64])
@@ -132,34 +210,45 @@ async fn peer_insert(conn: &mut sqlx::SqliteConnection, i: u64) {
 
 /// Plain INSERT loop, one durable commit per row (what an unbatched audit log does).
 async fn peer_autocommit_run(rows: u64) -> f64 {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pool = peer_pool(dir.path()).await;
+    let db = Db::fresh().await;
+    let pool = peer_pool(&db).await;
     let mut conn = pool.acquire().await.expect("conn");
     let started = Instant::now();
     for i in 0..rows {
         peer_insert(&mut conn, i).await;
     }
-    rows as f64 / started.elapsed().as_secs_f64()
+    let rate = rows as f64 / started.elapsed().as_secs_f64();
+    drop(conn);
+    pool.close().await;
+    db.drop_db().await;
+    rate
 }
 
 /// Plain INSERT loop inside one transaction: the ceiling for these rows on this disk.
 async fn peer_one_tx_run(rows: u64) -> f64 {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pool = peer_pool(dir.path()).await;
+    let db = Db::fresh().await;
+    let pool = peer_pool(&db).await;
     let mut tx = pool.begin().await.expect("begin");
     let started = Instant::now();
     for i in 0..rows {
         peer_insert(&mut tx, i).await;
     }
     tx.commit().await.expect("commit");
-    rows as f64 / started.elapsed().as_secs_f64()
+    let rate = rows as f64 / started.elapsed().as_secs_f64();
+    pool.close().await;
+    db.drop_db().await;
+    rate
 }
 
 async fn bench_audit_append() {
     let runs: usize = std::env::var("WK_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     let events = 100_000;
     let concurrency: u64 = std::env::var("WK_BENCH_CALLERS").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
-    println!("== audit append on SQLite (durable commits: WAL, synchronous=FULL) ==");
+    if on_postgres() {
+        println!("== audit append on PostgreSQL (default durability: synchronous_commit=on) ==");
+    } else {
+        println!("== audit append on SQLite (durable commits: WAL, synchronous=FULL) ==");
+    }
     let (mut ours, mut jobs, mut auto, mut one_tx) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in 0..runs {
         // Interleave so that machine noise hits every contender alike.
@@ -187,12 +276,12 @@ async fn bench_audit_append() {
 
 async fn bench_verify() {
     let n: u64 = std::env::var("WK_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    println!("== audit verify on {n} events (SQLite) ==");
-    let dir = tempfile::tempdir().expect("tempdir");
+        println!("== audit verify on {n} events ({}) ==", db_label());
+    let db = Db::fresh().await;
     let signer = LogSigner::generate("wardkey.bench/1");
     let verifier = LogVerifier::from_signer(&signer);
     {
-        let store = Store::open_sqlite_dir(dir.path(), Arc::new(SystemClock)).await.expect("open");
+        let store = db.open().await;
         store.set_signer(signer);
         let fill = Instant::now();
         let batch = 1000u64;
@@ -220,7 +309,7 @@ async fn bench_verify() {
         println!("  filled in {:.1}s", fill.elapsed().as_secs_f64());
         store.close().await;
     }
-    let url = format!("sqlite://{}", dir.path().join(wardkey_store::SQLITE_FILE).display());
+        let url = db.url();
     let mut times = Vec::new();
     for r in 0..3 {
         let store = Store::open_for_verify(&url).await.expect("open for verify");
@@ -253,13 +342,14 @@ async fn bench_verify() {
     println!("  inclusion proof (random index, tree of {n}): median {p50:.3} ms, p99 {p99:.3} ms; bound 1 ms -> {} ({:.2}x of the bound)",
         if p50 <= 1.0 { "MET" } else { "NOT MET" }, p50);
     store.close().await;
+    db.drop_db().await;
 }
 
 async fn bench_users() {
     let n: u64 = std::env::var("WK_BENCH_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
-    println!("== {n} users through the service layer (SQLite) ==");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open_sqlite(dir.path()).await;
+    println!("== {n} users through the service layer ({}) ==", db_label());
+    let db = Db::fresh().await;
+    let store = db.open().await;
     let services = Services::new(store.clone(), ServiceConfig::default());
     let rss_before = peak_rss_mib();
     let started = Instant::now();
@@ -296,6 +386,7 @@ async fn bench_users() {
     println!("  created {n} users in {secs:.1}s ({:.0} users/s, {concurrency} concurrent callers); audit events {size}", n as f64 / secs);
     println!("  peak RSS {:.0} MiB (before: {rss_before:.0} MiB)", peak_rss_mib());
     store.close().await;
+    db.drop_db().await;
 }
 
 fn main() {
