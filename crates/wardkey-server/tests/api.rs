@@ -176,7 +176,7 @@ fn pg_unreachable(url: &str, why: &str) -> Option<Harness> {
     if std::env::var("WARDKEY_REQUIRE_PG").is_ok_and(|v| v == "1") {
         panic!("PostgreSQL at {url} is required (WARDKEY_REQUIRE_PG=1) but unreachable: {why}");
     }
-    eprintln!("\n*** PostgreSQL SKIPPED: {url} unreachable ({why}); set WARDKEY_REQUIRE_PG=1 to make this fail ***\n");
+    say_loudly(&format!("\n*** PostgreSQL SKIPPED: {url} unreachable ({why}); set WARDKEY_REQUIRE_PG=1 to make this fail ***\n"));
     None
 }
 
@@ -756,7 +756,7 @@ async fn serves_https_with_configured_certificate() {
     match made {
         Ok(out) if out.status.success() => {}
         _ => {
-            eprintln!("\n*** HTTPS test SKIPPED: the openssl command is not available to make a certificate ***\n");
+            say_loudly("\n*** HTTPS test SKIPPED: the openssl command is not available to make a certificate ***\n");
             return;
         }
     }
@@ -806,4 +806,12 @@ async fn serves_https_with_configured_certificate() {
     assert_eq!(events[0].draft.request_id.as_deref(), Some("tls-1"));
     assert_eq!(events[0].draft.source_ip.as_deref(), Some("127.0.0.1"));
     store.close().await;
+}
+
+/// Writes straight to the process's standard error: the test harness captures `eprintln!` of
+/// passing tests, and a skipped suite must be visible in a plain `cargo test`.
+fn say_loudly(message: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(message.as_bytes());
+    let _ = std::io::stderr().write_all(b"\n");
 }

@@ -166,7 +166,7 @@ fn fresh_pg_database(rt: &tokio::runtime::Runtime) -> Option<String> {
             if std::env::var("WARDKEY_REQUIRE_PG").as_deref() == Ok("1") {
                 panic!("PostgreSQL is required (WARDKEY_REQUIRE_PG=1) but unreachable at {base}: {e}");
             }
-            eprintln!("!!! PostgreSQL SKIPPED: cannot reach {base} ({e}); set WARDKEY_TEST_PG_URL or start PostgreSQL");
+            say_loudly(&format!("\n*** PostgreSQL SKIPPED: cannot reach {base} ({e}); set WARDKEY_TEST_PG_URL or start PostgreSQL ***\n"));
             None
         }
     }
@@ -472,4 +472,12 @@ fn postgres_serve_walkthrough() {
     server.stop();
     let out = verify(&dir.path().join("keys"), Some(&url));
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+}
+
+/// Writes straight to the process's standard error: the test harness captures `eprintln!` of
+/// passing tests, and a skipped suite must be visible in a plain `cargo test`.
+fn say_loudly(message: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(message.as_bytes());
+    let _ = std::io::stderr().write_all(b"\n");
 }
