@@ -589,6 +589,38 @@ async fn separation_of_duties(h: &Harness) {
     assert_eq!(still.body["permissions"], json!([]));
 }
 
+async fn approvers(h: &Harness) {
+    let role = h.create_role("auditor-viewer").await;
+    let ivan = h.create_user("ivan").await;
+    let judy = h.create_user("judy").await;
+    let subject = json!({ "type": "user", "id": id(&ivan) });
+    let before = h.tree_size().await;
+    for (approver, why) in [
+        ("somebody".to_owned(), "user:<id>"),
+        (format!("user:{}", uuid::Uuid::now_v7()), "no such user"),
+        (format!("user:{}", id(&judy)), "not an active user"),
+    ] {
+        let r = h.post("/api/v1/grants", json!({ "subject": subject, "role_id": id(&role), "approver": approver })).await;
+        let p = r.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+        assert_eq!(p["errors"][0]["field"], "approver", "{p}");
+        assert!(p["errors"][0]["message"].as_str().unwrap_or_default().contains(why), "{p}");
+    }
+    assert_eq!(h.tree_size().await, before, "refused grants write nothing");
+    // An active person approves: recorded on the grant and in its audit event.
+    let jid = id(&judy);
+    let v = h.post(&format!("/api/v1/users/{jid}/verify-identity"), json!({ "version": 1, "method": "in_person_government_id" })).await;
+    assert_eq!(v.status, StatusCode::OK, "{}", v.text);
+    let a = h.post(&format!("/api/v1/users/{jid}/status"), json!({ "version": 2, "status": "active" })).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let approver = format!("user:{jid}");
+    let g = h.post("/api/v1/grants", json!({ "subject": subject, "role_id": id(&role), "approver": approver, "justification": "audit season" })).await;
+    assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
+    assert_eq!(g.body["approver"], approver.as_str());
+    let events = h.events(&format!("action=grant.create&target=grant:{}", id(&g.body))).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["approver"], approver.as_str());
+}
+
 async fn request_ids(h: &Harness) {
     let r = h
         .http
@@ -704,6 +736,7 @@ on_both_stores!(
     duplicates,
     versions,
     separation_of_duties,
+    approvers,
     request_ids,
     listing,
     operations,

@@ -6,7 +6,7 @@ use serde_json::json;
 use wardkey_domain::{
     Grant, GrantId, GrantSource, Member, NewGrant, NewResource, NewResourceType, NewRole, NewRoleTemplate, NewSodRule,
     Resource, ResourceId, ResourceType, ResourceTypeId, ResourceTypeUpdate, ResourceUpdate, Role, RoleId, RoleTemplate,
-    RoleTemplateId, RoleTemplateUpdate, RoleUpdate, SodItem, SodRule, SodRuleId, SodRuleUpdate, Subject, UserStatus,
+        RoleTemplateId, RoleTemplateUpdate, RoleUpdate, SodItem, SodRule, SodRuleId, SodRuleUpdate, Subject, UserId, UserStatus,
     ServiceAccountStatus, check_no_cycle, check_sod, normalise_actions, normalise_permissions,
 };
 use wardkey_store::{GrantQuery, ResourceQuery, WriteTx};
@@ -551,8 +551,19 @@ impl Services {
                     if input.approver.as_deref() == Some(requester.as_str()) {
                         return Err(ServiceError::invalid("approver", "the approver must not be the requester"));
                     }
-                    if input.approver.as_deref() == Some(input.subject.target().as_str()) {
+                                        if input.approver.as_deref() == Some(input.subject.target().as_str()) {
                         return Err(ServiceError::invalid("approver", "nobody approves their own access"));
+                    }
+                    if let Some(approver) = &input.approver {
+                        // Evidence must name someone real and accountable, not free text.
+                        let id = approver
+                            .strip_prefix("user:")
+                            .and_then(|s| s.parse::<UserId>().ok())
+                            .ok_or_else(|| ServiceError::invalid("approver", "must name a person as user:<id>"))?;
+                        let person = tx.get_user(id).await?.ok_or_else(|| ServiceError::invalid("approver", "no such user"))?;
+                        if person.status != UserStatus::Active {
+                            return Err(ServiceError::invalid("approver", "the approver is not an active user"));
+                        }
                     }
                     let rules = tx.list_sod_rules().await?;
                     let added = vec![role.clone()];

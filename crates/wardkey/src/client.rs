@@ -494,7 +494,7 @@ pub enum GrantCommand {
         resource: Option<String>,
         #[arg(long)]
         justification: Option<String>,
-        /// Principal who approved the access (never the requester).
+        /// Who approved the access: `user:<id>` of an active person (never the requester or the subject).
         #[arg(long)]
         approver: Option<String>,
         /// When access ends (RFC 3339, e.g. 2026-12-31T23:59:59Z).
