@@ -191,6 +191,10 @@ pub struct Role {
     pub permissions: Vec<Permission>,
     /// Privileged roles are flagged in reviews and (later) need step-up to grant.
     pub privileged: bool,
+    /// What holding this role asks of a session (passkey, tighter timeouts) and the Wardkey
+    /// scopes it gives a holder's session.
+    #[serde(default)]
+    pub session_policy: crate::RoleSessionPolicy,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
@@ -261,6 +265,8 @@ pub struct NewRole {
     pub permissions: Vec<Permission>,
     #[serde(default)]
     pub privileged: bool,
+    #[serde(default)]
+    pub session_policy: crate::RoleSessionPolicy,
 }
 
 impl NewRole {
@@ -270,6 +276,7 @@ impl NewRole {
         validate::name(&mut errors, "name", &self.name);
         validate::opt_text(&mut errors, "description", &self.description, validate::MAX_TEXT);
         validate_permissions(&mut errors, &self.permissions, types);
+        self.session_policy.validate(&mut errors);
         validate::finish(errors)
     }
 }
@@ -284,6 +291,8 @@ pub struct RoleUpdate {
     pub permissions: Option<Vec<Permission>>,
     #[serde(default)]
     pub privileged: Option<bool>,
+    #[serde(default)]
+    pub session_policy: Option<crate::RoleSessionPolicy>,
 }
 
 impl RoleUpdate {
@@ -292,6 +301,9 @@ impl RoleUpdate {
         validate::opt_text(&mut errors, "description", &self.description, validate::MAX_TEXT);
         if let Some(p) = &self.permissions {
             validate_permissions(&mut errors, p, types);
+        }
+        if let Some(p) = &self.session_policy {
+            p.validate(&mut errors);
         }
         validate::finish(errors)
     }

@@ -61,3 +61,7 @@ id_type!(RoleTemplateId, "role_template");
 id_type!(SodRuleId, "sod_rule");
 id_type!(GrantId, "grant");
 id_type!(ApiTokenId, "api_token");
+id_type!(/// A sign-in session's public handle (listing, ending). Never the cookie secret.
+    SessionId, "session");
+id_type!(/// An enrolled second factor (a TOTP app or a passkey).
+    FactorId, "factor");

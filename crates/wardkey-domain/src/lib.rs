@@ -5,6 +5,7 @@
 //! deterministic and tested with plain unit and property tests.
 
 pub mod access;
+pub mod authn;
 pub mod actor;
 pub mod clock;
 pub mod directory;
@@ -15,6 +16,7 @@ pub mod template;
 pub mod validate;
 
 pub use access::*;
+pub use authn::*;
 pub use actor::*;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use directory::*;

@@ -115,6 +115,7 @@ fn role(name: &str, perms: &[(&str, &[&str])]) -> Role {
             .map(|(t, a)| Permission { resource_type: (*t).into(), actions: a.iter().map(|s| (*s).into()).collect() })
             .collect(),
         privileged: false,
+        session_policy: Default::default(),
         created_at: now(),
         updated_at: now(),
         version: 1,
@@ -266,7 +267,7 @@ fn roles_only_name_existing_types_and_actions() {
         updated_at: now(),
         version: 1,
     };
-    let ok = NewRole { name: "r".into(), description: None, permissions: vec![Permission { resource_type: "dataset".into(), actions: vec!["read".into()] }], privileged: false };
+    let ok = NewRole { name: "r".into(), description: None, permissions: vec![Permission { resource_type: "dataset".into(), actions: vec!["read".into()] }], privileged: false, session_policy: Default::default() };
     assert!(ok.validate(std::slice::from_ref(&dataset)).is_ok());
     let bad_action = NewRole { permissions: vec![Permission { resource_type: "dataset".into(), actions: vec!["delete".into()] }], ..ok.clone() };
     assert!(matches!(bad_action.validate(std::slice::from_ref(&dataset)), Err(DomainError::Invalid(e)) if e[0].field == "permissions[0].actions[0]"));

@@ -45,7 +45,7 @@ macro_rules! res_cols {
 }
 macro_rules! role_cols {
     () => {
-        "id, name, description, permissions, privileged, created_at, updated_at, version"
+        "id, name, description, permissions, privileged, session_policy, created_at, updated_at, version"
     };
 }
 macro_rules! tpl_cols {
@@ -99,6 +99,7 @@ fn role_from_row(r: &AnyRow) -> Result<Role, StoreError> {
         description: r.opt_text("description")?,
         permissions: r.json::<Vec<Permission>>("permissions")?,
         privileged: r.flag("privileged")?,
+        session_policy: r.json("session_policy")?,
         created_at: r.ts("created_at")?,
         updated_at: r.ts("updated_at")?,
         version: r.int("version")?,
@@ -876,8 +877,8 @@ impl WriteTx {
 
     pub async fn insert_role(&mut self, r: &Role) -> Result<(), StoreError> {
         let q = sqlx::query(
-            "INSERT INTO roles (id, name, name_key, description, permissions, privileged, created_at, updated_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO roles (id, name, name_key, description, permissions, privileged, created_at, updated_at, version, \
+             session_policy) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(r.id.to_string())
         .bind(r.name.clone())
@@ -887,7 +888,8 @@ impl WriteTx {
         .bind(i64::from(r.privileged))
         .bind(micros(r.created_at))
         .bind(micros(r.updated_at))
-        .bind(r.version);
+        .bind(r.version)
+        .bind(to_json(&r.session_policy)?);
         self.conn
             .guarded(q)
             .await
@@ -903,7 +905,8 @@ impl WriteTx {
         let id = r.id.to_string();
         let q = sqlx::query(
             "UPDATE roles SET name = $1, name_key = $2, description = $3, permissions = $4, privileged = $5, \
-             updated_at = $6, version = $7 WHERE id = $8 AND version = $9 AND deleted_at IS NULL RETURNING created_at",
+             updated_at = $6, version = $7, session_policy = $10 WHERE id = $8 AND version = $9 AND deleted_at IS NULL \
+             RETURNING created_at",
         )
         .bind(r.name.clone())
         .bind(fold(&r.name))
@@ -913,7 +916,8 @@ impl WriteTx {
         .bind(micros(r.updated_at))
         .bind(expected_version + 1)
         .bind(id.clone())
-        .bind(expected_version);
+        .bind(expected_version)
+        .bind(to_json(&r.session_policy)?);
         let row = self
             .conn
             .guarded_optional(q)

@@ -74,6 +74,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
         name: "audit_action_index",
         sql: include_str!("../migrations/sqlite/0002_audit_action_index.sql"),
     },
+    Migration { version: 3, name: "authn", sql: include_str!("../migrations/sqlite/0003_authn.sql") },
 ];
 
 const POSTGRES_MIGRATIONS: &[Migration] = &[
@@ -83,6 +84,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "audit_action_index",
         sql: include_str!("../migrations/postgres/0002_audit_action_index.sql"),
     },
+    Migration { version: 3, name: "authn", sql: include_str!("../migrations/postgres/0003_authn.sql") },
 ];
 
 /// The database-specific half of the store. Two implementations: [`SqliteBackend`] and

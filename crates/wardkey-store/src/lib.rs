@@ -13,6 +13,7 @@
 
 mod access;
 mod audit_log;
+mod authn;
 mod backend;
 mod conn;
 mod directory;
@@ -21,6 +22,7 @@ mod tokens;
 mod writer;
 
 pub use access::{GrantQuery, MAX_RESOURCE_DEPTH, ResourceQuery};
+pub use authn::{FactorSecret, SessionAdvance, SessionQuery, SessionWithPending};
 pub use audit_log::{AuditQuery, MAX_AUDIT_PAGE, StoredCheckpoint};
 pub use backend::{Backend, BackendKind, Migration, PostgresBackend, SqliteBackend, StoreOptions};
 pub use conn::{Conn, MAX_PAGE, Page, ReadTx};
@@ -214,6 +216,20 @@ impl Store {
             return Err(StoreError::NoAuditEvent);
         }
         let (job, rx) = writer::make_audit_job(drafts);
+        self.submit(Cmd::Job(job)).await?;
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Database("the write job was dropped before it finished".into())),
+        }
+    }
+
+    /// Records session activity (`last_seen_at`), the one write without an audit event: a
+    /// heartbeat changes no access. Sessions that ended are left alone; returns how many moved.
+    pub async fn touch_sessions(
+        &self,
+        touches: Vec<(wardkey_domain::SessionId, chrono::DateTime<chrono::Utc>)>,
+    ) -> Result<Committed<usize>, StoreError> {
+        let (job, rx) = writer::make_heartbeat_job(touches);
         self.submit(Cmd::Job(job)).await?;
         match rx.await {
             Ok(r) => r,

@@ -96,6 +96,10 @@ pub(crate) struct Job {
     /// Jobs that only queue audit events write nothing of their own, so they need no
     /// savepoint to be undone (two statements fewer per event on the audit-only path).
     savepoint: bool,
+    /// The one kind of write that commits without an audit event: session heartbeats
+    /// (`last_seen_at`), made only by [`crate::Store::touch_sessions`]. They change no access,
+    /// and auditing each would bury the log; sign-in, step-up, timeout and end are audited.
+    heartbeat: bool,
 }
 
 type Reply<T, E> = Arc<Mutex<Option<oneshot::Sender<Result<Committed<T>, E>>>>>;
@@ -152,7 +156,26 @@ where
     let reply2 = reply.clone();
     let run: RunFn = Box::new(move |wtx| run_job(job, reply, wtx));
     let abort = Box::new(move |e: StoreError| send(&reply2, Err(E::from(e))));
-    (Job { run, abort, savepoint: true }, rx)
+    (Job { run, abort, savepoint: true, heartbeat: false }, rx)
+}
+
+/// A session heartbeat job: updates `last_seen_at` and nothing else, with no audit event.
+pub(crate) fn make_heartbeat_job(
+    touches: Vec<(wardkey_domain::SessionId, chrono::DateTime<chrono::Utc>)>,
+) -> (Job, oneshot::Receiver<Result<Committed<usize>, StoreError>>) {
+    let (mut job, rx) = make_job(move |tx: &mut WriteTx| {
+        Box::pin(async move {
+            let mut n = 0;
+            for (id, at) in touches {
+                if tx.touch_session(id, at).await? {
+                    n += 1;
+                }
+            }
+            Ok::<usize, StoreError>(n)
+        })
+    });
+    job.heartbeat = true;
+    (job, rx)
 }
 
 /// A job that queues audit events and touches nothing else.
@@ -463,7 +486,7 @@ impl Writer {
             (job.abort)(StoreError::Database(e.to_string()));
             return Err(e);
         }
-        let Job { run, abort, .. } = job;
+        let Job { run, abort, heartbeat, .. } = job;
         let outcome = AssertUnwindSafe(run(wtx)).catch_unwind().await;
         let failure: (Option<Finish>, StoreError) = match outcome {
             Err(_) => {
@@ -472,6 +495,14 @@ impl Writer {
                 (None, StoreError::Database("write job panicked".into()))
             }
             Ok(JobOutcome { ok: false, finish }) => (Some(finish), StoreError::Closed),
+            Ok(JobOutcome { ok: true, finish }) if wtx.drafts.is_empty() && heartbeat => {
+                if savepoint && let Err(e) = exec(&mut wtx.conn.db, "RELEASE SAVEPOINT wk_job").await {
+                    self.shared.stats.failed(1);
+                    finish(Err(StoreError::Database(e.to_string())));
+                    return Err(e);
+                }
+                return Ok(Some((finish, self.tree.size, Vec::new())));
+            }
             Ok(JobOutcome { ok: true, finish }) if wtx.drafts.is_empty() => {
                 tracing::error!("write job queued no audit event; rolled back");
                 (Some(finish), StoreError::NoAuditEvent)

@@ -225,6 +225,9 @@ conformance!(
     panicking_job_is_contained,
     snapshot_reads_are_consistent,
     two_stores_share_one_database,
+    authn_passwords_factors_recovery,
+    authn_sessions_lifecycle,
+    heartbeat_writes_without_event,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,6 +338,7 @@ fn role(db: &Db, name: &str, t: &ResourceType) -> Role {
             actions: vec!["read".into()],
         }],
         privileged: false,
+        session_policy: Default::default(),
         created_at: now,
         updated_at: now,
         version: 1,
@@ -2361,4 +2365,260 @@ fn say_loudly(message: &str) {
     use std::io::Write;
     let _ = std::io::stderr().write_all(message.as_bytes());
     let _ = std::io::stderr().write_all(b"\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication state
+
+async fn authn_passwords_factors_recovery(db: &Db) {
+    let u = insert_user(db, "nurse.joy").await;
+    let uid = u.id;
+    let mut r = db.store.read().await.unwrap();
+    assert!(r.get_password(uid).await.unwrap().is_none());
+    let info = PasswordInfo { set_at: db.clock.now(), must_change: true, set_by: "operator:root".into() };
+    let i2 = info.clone();
+    w(db, "password.set", job!(|tx| tx.set_password(uid, "$argon2id$v=19$fake", &i2).await)).await.unwrap();
+    assert_eq!(r.get_password(uid).await.unwrap(), Some((info.clone(), "$argon2id$v=19$fake".into())));
+    // Replacing keeps one row; must_change can be cleared and set.
+    let info2 = PasswordInfo { must_change: false, ..info.clone() };
+    let i3 = info2.clone();
+    w(db, "password.set", job!(|tx| tx.set_password(uid, "$argon2id$v=19$other", &i3).await)).await.unwrap();
+    assert_eq!(r.get_password(uid).await.unwrap().unwrap().1, "$argon2id$v=19$other");
+    let set = w(db, "password.compromised", job!(|tx| tx.set_password_must_change(uid, true).await)).await.unwrap().value;
+    assert!(set);
+    assert!(r.get_password(uid).await.unwrap().unwrap().0.must_change);
+
+    // TOTP: pending until confirmed; each step accepted once, only forwards.
+    let totp = Factor {
+        id: FactorId::generate(),
+        user_id: uid,
+        kind: FactorKind::Totp,
+        name: "phone".into(),
+        confirmed: false,
+        created_at: db.clock.now(),
+        last_used_at: None,
+    };
+    let t2 = totp.clone();
+    w(db, "factor.enrol", job!(|tx| tx.insert_factor(&t2, "v1.sealed", None).await)).await.unwrap();
+    let tid = totp.id;
+    let early = w(db, "x", job!(|tx| { let n = tx.now(); tx.use_totp_step(tid, 100, n).await })).await.unwrap().value;
+    assert!(!early, "an unconfirmed factor accepts no code");
+    let confirmed = w(db, "factor.confirm", job!(|tx| { let n = tx.now(); tx.confirm_factor(tid, Some(100), n).await })).await.unwrap().value;
+    assert!(confirmed);
+    let steps = w(
+        db,
+        "x",
+        job!(|tx| {
+            let n = tx.now();
+            Ok((
+                tx.use_totp_step(tid, 100, n).await?,
+                tx.use_totp_step(tid, 101, n).await?,
+                tx.use_totp_step(tid, 101, n).await?,
+                tx.use_totp_step(tid, 99, n).await?,
+            ))
+        }),
+    )
+    .await
+    .unwrap()
+    .value;
+    assert_eq!(steps, (false, true, false, false));
+    let fs = r.factor_secrets(uid, FactorKind::Totp).await.unwrap();
+    assert_eq!(fs.len(), 1);
+    assert_eq!(fs[0].secret, "v1.sealed");
+    assert_eq!(fs[0].last_used_step, Some(101));
+    assert!(fs[0].factor.confirmed);
+
+    // Passkeys: credential ids are unique across users.
+    let pk = Factor { id: FactorId::generate(), kind: FactorKind::Webauthn, name: "yubikey".into(), confirmed: true, ..totp.clone() };
+    let p2 = pk.clone();
+    w(db, "factor.enrol", job!(|tx| tx.insert_factor(&p2, "{\"cred\":1}", Some("Y3JlZA")).await)).await.unwrap();
+    let other = insert_user(db, "nurse.jane").await;
+    let dup = Factor { id: FactorId::generate(), user_id: other.id, ..pk.clone() };
+    let err = w(db, "factor.enrol", job!(|tx| tx.insert_factor(&dup, "{}", Some("Y3JlZA")).await)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Duplicate { field: "credential_id", .. }), "{err:?}");
+    let pid = pk.id;
+    w(db, "factor.use", job!(|tx| { let n = tx.now(); tx.touch_factor(pid, Some("{\"cred\":2}"), n).await })).await.unwrap();
+    let got = r.get_factor(pid).await.unwrap().unwrap();
+    assert_eq!(got.secret, "{\"cred\":2}");
+    assert_eq!(got.credential_id.as_deref(), Some("Y3JlZA"));
+    assert_eq!(r.list_factors(uid).await.unwrap().len(), 2);
+
+    // Recovery codes: each hash consumed once; replacing invalidates the old set.
+    let hashes: Vec<String> = (0..10).map(|i| format!("h{i}")).collect();
+    let h2 = hashes.clone();
+    w(db, "recovery.issue", job!(|tx| { let n = tx.now(); tx.replace_recovery_codes(uid, &h2, n).await })).await.unwrap();
+    assert_eq!(r.unused_recovery_codes(uid).await.unwrap(), 10);
+    let used = w(
+        db,
+        "recovery.use",
+        job!(|tx| {
+            let n = tx.now();
+            Ok((tx.use_recovery_code(uid, "h3", n).await?, tx.use_recovery_code(uid, "h3", n).await?, tx.use_recovery_code(uid, "nope", n).await?))
+        }),
+    )
+    .await
+    .unwrap()
+    .value;
+    assert_eq!(used, (true, false, false));
+    assert_eq!(r.unused_recovery_codes(uid).await.unwrap(), 9);
+    w(db, "recovery.issue", job!(|tx| { let n = tx.now(); tx.replace_recovery_codes(uid, &["n1".to_string()], n).await })).await.unwrap();
+    let old = w(db, "recovery.use", job!(|tx| { let n = tx.now(); tx.use_recovery_code(uid, "h4", n).await })).await.unwrap().value;
+    assert!(!old);
+
+    // Failure counters.
+    assert_eq!(r.get_login_failures(uid).await.unwrap(), LoginFailures::default());
+    let f = LoginFailures { consecutive: 3, last_failure_at: Some(db.clock.now()), locked_at: None };
+    let f2 = f.clone();
+    w(db, "auth.login_failed", job!(|tx| tx.set_login_failures(uid, &f2).await)).await.unwrap();
+    assert_eq!(r.get_login_failures(uid).await.unwrap(), f);
+
+    // Reset removes factors and codes.
+    let removed = w(db, "factor.reset", job!(|tx| tx.delete_all_factors(uid).await)).await.unwrap().value;
+    assert_eq!(removed.len(), 2);
+    assert!(r.list_factors(uid).await.unwrap().is_empty());
+    assert_eq!(r.unused_recovery_codes(uid).await.unwrap(), 0);
+}
+
+fn session_for(db: &Db, user: UserId, stage: SessionStage) -> Session {
+    let now = db.clock.now();
+    Session {
+        id: SessionId::generate(),
+        user_id: user,
+        stage,
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + Duration::hours(12),
+        password_at: Some(now),
+        mfa_at: None,
+        phishing_resistant_at: None,
+        methods: vec!["password".into()],
+        source_ip: Some("10.0.0.7".into()),
+        user_agent: Some("test".into()),
+        ended_at: None,
+        ended_reason: None,
+        ended_by: None,
+    }
+}
+
+async fn authn_sessions_lifecycle(db: &Db) {
+    let u = insert_user(db, "dr.house").await;
+    let uid = u.id;
+    let s1 = session_for(db, uid, SessionStage::SecondFactor);
+    let s2 = session_for(db, uid, SessionStage::Active);
+    let (a, b) = (s1.clone(), s2.clone());
+    w(
+        db,
+        "auth.password_verified",
+        job!(|tx| {
+            tx.insert_session(&a, &[1u8; 32], Some("{\"kind\":\"x\"}")).await?;
+            tx.insert_session(&b, &[2u8; 32], None).await
+        }),
+    )
+    .await
+    .unwrap();
+    let mut r = db.store.read().await.unwrap();
+    let found = r.get_session_by_token(&[1u8; 32]).await.unwrap().unwrap();
+    assert_eq!(found.session, s1);
+    assert_eq!(found.pending.as_deref(), Some("{\"kind\":\"x\"}"));
+    assert!(r.get_session_by_token(&[9u8; 32]).await.unwrap().is_none());
+
+    // Completing the second factor rotates the token: the old one no longer finds it.
+    db.clock.advance(Duration::seconds(30));
+    let now = db.clock.now();
+    let adv = SessionAdvance {
+        new_token_hash: vec![3u8; 32],
+        stage: SessionStage::Active,
+        mfa_at: Some(now),
+        phishing_resistant_at: None,
+        password_at: s1.password_at,
+        methods: vec!["password".into(), "totp".into()],
+        last_seen_at: now,
+    };
+    let id1 = s1.id;
+    assert!(w(db, "auth.login", job!(|tx| tx.advance_session(id1, &adv).await)).await.unwrap().value);
+    assert!(r.get_session_by_token(&[1u8; 32]).await.unwrap().is_none());
+    let now_active = r.get_session_by_token(&[3u8; 32]).await.unwrap().unwrap();
+    assert_eq!(now_active.session.stage, SessionStage::Active);
+    assert_eq!(now_active.session.mfa_at, Some(now));
+    assert_eq!(now_active.pending, None, "ceremony state is cleared by a completed step");
+
+    let live = r.list_sessions(&SessionQuery { user: Some(uid), include_ended: false }, &Page::first(10)).await.unwrap();
+    assert_eq!(live.len(), 2);
+
+    // Ending: one by id, then all of the user's.
+    let id2 = s2.id;
+    let ended = w(
+        db,
+        "session.logout",
+        job!(|tx| {
+            let n = tx.now();
+            Ok((tx.end_session(id2, n, "logout", "user:x").await?, tx.end_session(id2, n, "logout", "user:x").await?))
+        }),
+    )
+    .await
+    .unwrap()
+    .value;
+    assert_eq!(ended, (true, false));
+    let s3 = session_for(db, uid, SessionStage::Active);
+    let c = s3.clone();
+    w(db, "auth.login", job!(|tx| tx.insert_session(&c, &[4u8; 32], None).await)).await.unwrap();
+    let all = w(db, "user.status", job!(|tx| { let n = tx.now(); tx.end_user_sessions(uid, n, "user_disabled", "token:t").await }))
+        .await
+        .unwrap()
+        .value;
+    let mut expect = vec![s1.id, s3.id];
+    expect.sort();
+    assert_eq!(all, expect);
+    assert!(r.list_sessions(&SessionQuery { user: Some(uid), include_ended: false }, &Page::first(10)).await.unwrap().is_empty());
+    let every = r.list_sessions(&SessionQuery { user: Some(uid), include_ended: true }, &Page::first(10)).await.unwrap();
+    assert_eq!(every.len(), 3);
+    let s3_after = r.get_session(s3.id).await.unwrap().unwrap();
+    assert_eq!(s3_after.ended_reason.as_deref(), Some("user_disabled"));
+    assert_eq!(s3_after.ended_by.as_deref(), Some("token:t"));
+    // An ended session cannot be advanced or given ceremony state.
+    let adv2 = SessionAdvance { new_token_hash: vec![5u8; 32], ..adv_clone(&s3_after, db.clock.now()) };
+    let sid3 = s3.id;
+    let moved = w(
+        db,
+        "x",
+        job!(|tx| Ok((tx.advance_session(sid3, &adv2).await?, tx.set_session_pending(sid3, Some("{}")).await?))),
+    )
+    .await
+    .unwrap()
+    .value;
+    assert_eq!(moved, (false, false));
+}
+
+fn adv_clone(s: &Session, now: DateTime<Utc>) -> SessionAdvance {
+    SessionAdvance {
+        new_token_hash: vec![0u8; 32],
+        stage: s.stage,
+        mfa_at: s.mfa_at,
+        phishing_resistant_at: s.phishing_resistant_at,
+        password_at: s.password_at,
+        methods: s.methods.clone(),
+        last_seen_at: now,
+    }
+}
+
+async fn heartbeat_writes_without_event(db: &Db) {
+    let u = insert_user(db, "dr.wilson").await;
+    let s = session_for(db, u.id, SessionStage::Active);
+    let c = s.clone();
+    w(db, "auth.login", job!(|tx| tx.insert_session(&c, &[7u8; 32], None).await)).await.unwrap();
+    let before = db.store.read().await.unwrap().audit_tree_size().await.unwrap();
+    db.clock.advance(Duration::seconds(90));
+    let at = db.clock.now();
+    let moved = db.store.touch_sessions(vec![(s.id, at)]).await.unwrap();
+    assert_eq!(moved.value, 1);
+    let mut r = db.store.read().await.unwrap();
+    assert_eq!(r.get_session(s.id).await.unwrap().unwrap().last_seen_at, at);
+    assert_eq!(r.audit_tree_size().await.unwrap(), before, "a heartbeat appends no event");
+    // Never backwards, and not on an ended session.
+    let earlier = at - Duration::seconds(30);
+    assert_eq!(db.store.touch_sessions(vec![(s.id, earlier)]).await.unwrap().value, 0);
+    let sid = s.id;
+    w(db, "session.logout", job!(|tx| { let n = tx.now(); tx.end_session(sid, n, "logout", "user:x").await })).await.unwrap();
+    db.clock.advance(Duration::seconds(90));
+    assert_eq!(db.store.touch_sessions(vec![(s.id, db.clock.now())]).await.unwrap().value, 0);
 }
