@@ -7,10 +7,13 @@
 
 pub mod hash;
 pub mod password;
+pub mod qr;
 pub mod recovery;
+pub mod secretbox;
 pub mod session;
 pub mod throttle;
 pub mod totp;
+pub mod webauthn;
 
 pub use hash::{
     HashError, HashParams, PasswordHasher, dummy_verify, hash_password, verify_password,

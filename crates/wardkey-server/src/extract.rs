@@ -8,7 +8,9 @@ use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Query, Req
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
-use wardkey_service::{Authorized, Caller, RequestMeta, ScopeRequirement};
+use wardkey_authn::session::COOKIE_NAME;
+use wardkey_domain::SessionStage;
+use wardkey_service::{Authorized, Caller, RequestMeta, ScopeRequirement, SessionCaller};
 
 /// Per-request facts the middleware establishes before any handler runs.
 #[derive(Debug, Clone)]
@@ -23,7 +25,7 @@ impl RequestContext {
     }
 }
 
-fn request_meta(parts: &Parts) -> RequestMeta {
+pub(crate) fn request_meta(parts: &Parts) -> RequestMeta {
     parts.extensions.get::<RequestContext>().map(RequestContext::meta).unwrap_or_default()
 }
 
@@ -33,11 +35,94 @@ pub(crate) fn operation(parts: &Parts) -> String {
     format!("{} {}", parts.method, path)
 }
 
-/// Resolves `Authorization: Bearer <token>` to a caller. A missing or non-bearer header is
-/// refused without touching the store; a presented token is checked (and a failure audited)
-/// by the service.
+/// The value of cookie `name`, if exactly one is present (two is a sign of cookie injection).
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let mut found = None;
+    for h in headers.get_all(header::COOKIE) {
+        let Ok(s) = h.to_str() else { continue };
+        for pair in s.split(';') {
+            if let Some((n, v)) = pair.trim().split_once('=')
+                && n == name
+            {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(v);
+            }
+        }
+    }
+    found
+}
+
+/// A cookie-authenticated request that changes state must come from Wardkey's own pages:
+/// `Origin` (when sent) must be ours and `Sec-Fetch-Site` must not be `cross-site`. With
+/// `SameSite=Strict` cookies this is defence in depth against cross-site request forgery.
+pub(crate) fn check_same_origin(parts: &Parts, state: &AppState) -> Result<(), Problem> {
+    if parts.method.is_safe() {
+        return Ok(());
+    }
+    let ours = state.services.public_origin();
+    if let Some(origin) = parts.headers.get(header::ORIGIN) {
+        let ok = origin.to_str().ok().is_some_and(|o| o.trim_end_matches('/').eq_ignore_ascii_case(ours));
+        if !ok {
+            return Err(Problem::new(Kind::Forbidden, "cross-origin request refused: the Origin is not this server's"));
+        }
+    }
+    if parts.headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
+        return Err(Problem::new(Kind::Forbidden, "cross-site request refused"));
+    }
+    Ok(())
+}
+
+/// Resolves the session cookie of a person to a caller, requiring one of `stages`.
+pub(crate) async fn session_caller(
+    parts: &Parts,
+    state: &AppState,
+    stages: &[SessionStage],
+) -> Result<SessionCaller, Problem> {
+    let Some(value) = cookie(&parts.headers, COOKIE_NAME) else {
+        return Err(Problem::unauthenticated("sign in first (POST /api/v1/auth/login); no session cookie was sent", None));
+    };
+    check_same_origin(parts, state)?;
+    state.services.authenticate_session(value, request_meta(parts), stages).await.map_err(Problem::from)
+}
+
+/// A person signed in (session `active`).
+pub struct SessionAuth(pub SessionCaller);
+/// A session at the second-factor step, or an active one stepping up.
+pub struct SecondFactorSession(pub SessionCaller);
+/// A session that may enrol factors (first enrolment, or active with step-up).
+pub struct EnrolSession(pub SessionCaller);
+
+impl FromRequestParts<AppState> for SessionAuth {
+    type Rejection = Problem;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        session_caller(parts, state, &[SessionStage::Active]).await.map(SessionAuth)
+    }
+}
+
+impl FromRequestParts<AppState> for SecondFactorSession {
+    type Rejection = Problem;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        session_caller(parts, state, &[SessionStage::SecondFactor, SessionStage::Active]).await.map(SecondFactorSession)
+    }
+}
+
+impl FromRequestParts<AppState> for EnrolSession {
+    type Rejection = Problem;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        session_caller(parts, state, &[SessionStage::Enrol, SessionStage::Active]).await.map(EnrolSession)
+    }
+}
+
+/// Resolves `Authorization: Bearer <token>` (or, without that header, a person's session
+/// cookie) to a caller. A missing or non-bearer header is refused without touching the
+/// store; a presented token is checked (and a failure audited) by the service.
 pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Problem> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        if cookie(&parts.headers, COOKIE_NAME).is_some() {
+            return session_caller(parts, state, &[SessionStage::Active]).await.map(|sc| sc.caller);
+        }
         return Err(Problem::unauthenticated("send an API token as `Authorization: Bearer <token>`", None));
     };
     let token = value
@@ -119,6 +204,35 @@ where
             }
         })?;
         parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// An optional JSON body: empty means `T::default()`; otherwise as [`ApiJson`].
+pub struct OptionalJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = is_json(req.headers());
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                payload_too_large()
+            } else {
+                Problem::malformed("the request body could not be read")
+            }
+        })?;
+        if bytes.is_empty() {
+            return Ok(OptionalJson(T::default()));
+        }
+        if !json {
+            return Err(Problem::new(Kind::UnsupportedMediaType, "send the request body as application/json"));
+        }
+        parse_json(&bytes).map(OptionalJson)
     }
 }
 

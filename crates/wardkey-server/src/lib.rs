@@ -19,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use observe::Metrics;
-use routes::{access, audit, directory, ops, tokens};
+use routes::{access, audit, authn, directory, ops, pages, tokens};
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -180,6 +180,34 @@ pub fn router_with_limit(services: Services, max_body_bytes: usize) -> Router {
         .route("/api/v1/audit/checkpoint", get(audit::checkpoint))
         .route("/api/v1/audit/proof/inclusion", get(audit::inclusion_proof))
         .route("/api/v1/audit/proof/consistency", get(audit::consistency_proof))
+        // authentication
+        .route("/api/v1/auth/login", post(authn::login))
+        .route("/api/v1/auth/totp", post(authn::totp))
+        .route("/api/v1/auth/recovery", post(authn::recovery))
+        .route("/api/v1/auth/webauthn/challenge", post(authn::webauthn_challenge))
+        .route("/api/v1/auth/webauthn", post(authn::webauthn))
+        .route("/api/v1/auth/logout", post(authn::logout))
+        .route("/api/v1/me", get(authn::me))
+        .route("/api/v1/me/password", post(authn::change_password))
+        .route("/api/v1/me/factors", get(authn::my_factors))
+        .route("/api/v1/me/factors/totp", post(authn::totp_begin))
+        .route("/api/v1/me/factors/totp/{id}/confirm", post(authn::totp_confirm))
+        .route("/api/v1/me/factors/webauthn/challenge", post(authn::passkey_begin))
+        .route("/api/v1/me/factors/webauthn", post(authn::passkey_finish))
+        .route("/api/v1/me/factors/{id}", axum::routing::delete(authn::remove_factor))
+        .route("/api/v1/me/recovery-codes", post(authn::recovery_codes))
+        .route("/api/v1/me/sessions", get(authn::my_sessions))
+        .route("/api/v1/me/sessions/{id}", axum::routing::delete(authn::end_my_session))
+        .route("/api/v1/sessions", get(authn::list_sessions))
+        .route("/api/v1/sessions/{id}", axum::routing::delete(authn::revoke_session))
+        .route("/api/v1/users/{id}/sessions/revoke", post(authn::revoke_user_sessions))
+        .route("/api/v1/users/{id}/password", post(authn::set_password))
+        .route("/api/v1/users/{id}/password/compromised", post(authn::password_compromised))
+        .route("/api/v1/users/{id}/unlock", post(authn::unlock))
+        .route("/api/v1/users/{id}/factors/reset", post(authn::reset_factors))
+        .route("/api/v1/users/{id}/authn", get(authn::authn_status))
+        // HTML pages (sign-in, second factor, enrolment, account)
+        .merge(pages::routes())
         // operations
         .route("/api/v1/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))

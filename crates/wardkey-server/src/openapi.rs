@@ -2,7 +2,7 @@
 
 use crate::problem::{FieldErrorDoc, ProblemDoc};
 use crate::respond::Page;
-use crate::routes::{access, audit, directory, ops, tokens};
+use crate::routes::{access, audit, authn, directory, ops, tokens};
 use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -54,6 +54,12 @@ impl Modify for BearerAuth {
         tokens::create_token, tokens::list_tokens, tokens::revoke_token,
         audit::list_events, audit::checkpoint, audit::inclusion_proof, audit::consistency_proof,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
+        authn::login, authn::totp, authn::recovery, authn::webauthn_challenge, authn::webauthn, authn::logout,
+        authn::me, authn::change_password, authn::my_factors, authn::totp_begin, authn::totp_confirm,
+        authn::passkey_begin, authn::passkey_finish, authn::remove_factor, authn::recovery_codes,
+        authn::my_sessions, authn::end_my_session,
+        authn::list_sessions, authn::revoke_session, authn::revoke_user_sessions,
+        authn::set_password, authn::password_compromised, authn::unlock, authn::reset_factors, authn::authn_status,
     ),
     components(schemas(
         ProblemDoc, FieldErrorDoc,
@@ -61,6 +67,7 @@ impl Modify for BearerAuth {
         directory::StatusChange, directory::VerifyIdentity, directory::MembershipChange,
         tokens::CreatedToken,
         audit::CheckpointView, audit::InclusionProofView, audit::ConsistencyProofView,
+        Page<wardkey_domain::Session>,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -71,6 +78,11 @@ impl Modify for BearerAuth {
         (name = "tokens", description = "API tokens"),
         (name = "audit", description = "Tamper-evident audit log (scope audit:read or admin)"),
         (name = "operations", description = "Health, readiness, metrics, this document (unauthenticated)"),
+        (name = "authentication", description = "Sign-in: password, then a second factor (TOTP, passkey, recovery code); step-up; sign-out. \
+            The session travels in the `__Host-wardkey_session` cookie (Secure, HttpOnly, SameSite=Strict); it rotates at every completed step"),
+        (name = "self-service", description = "The signed-in person: account, factors, recovery codes, password, sessions (session cookie)"),
+        (name = "sessions", description = "Everyone's sessions, for admins"),
+        (name = "authentication-admin", description = "Passwords, lockout, factor reset, for admins"),
     )
 )]
 pub struct ApiDoc;
@@ -97,7 +109,7 @@ mod tests {
             std::fs::write(path, serde_json::to_string_pretty(&doc).expect("pretty")).expect("dump");
         }
         let paths = doc["paths"].as_object().expect("paths");
-        assert_eq!(paths.len(), 32, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(paths.len(), 57, "{:?}", paths.keys().collect::<Vec<_>>());
         assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
         // Every `$ref` resolves.
         let text = doc.to_string();

@@ -29,6 +29,14 @@ pub enum Kind {
     MethodNotAllowed,
     Unavailable,
     Internal,
+    LoginFailed,
+    SecondFactorFailed,
+    TooManyRequests,
+    StepUpRequired,
+    PasswordRejected,
+    SessionExpired,
+    SignInIncomplete,
+    PasswordChangeRequired,
 }
 
 impl Kind {
@@ -50,6 +58,14 @@ impl Kind {
             Kind::MethodNotAllowed => "method-not-allowed",
             Kind::Unavailable => "unavailable",
             Kind::Internal => "internal",
+            Kind::LoginFailed => "login-failed",
+            Kind::SecondFactorFailed => "second-factor-failed",
+            Kind::TooManyRequests => "too-many-requests",
+            Kind::StepUpRequired => "step-up-required",
+            Kind::PasswordRejected => "password-rejected",
+            Kind::SessionExpired => "session-expired",
+            Kind::SignInIncomplete => "sign-in-incomplete",
+            Kind::PasswordChangeRequired => "password-change-required",
         }
     }
 
@@ -71,6 +87,10 @@ impl Kind {
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Kind::LoginFailed | Kind::SecondFactorFailed | Kind::SessionExpired => StatusCode::UNAUTHORIZED,
+            Kind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Kind::StepUpRequired | Kind::SignInIncomplete | Kind::PasswordChangeRequired => StatusCode::FORBIDDEN,
+            Kind::PasswordRejected => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
@@ -92,6 +112,14 @@ impl Kind {
             Kind::MethodNotAllowed => "Method not allowed",
             Kind::Unavailable => "Service unavailable",
             Kind::Internal => "Internal server error",
+            Kind::LoginFailed => "Sign-in failed",
+            Kind::SecondFactorFailed => "Second factor not accepted",
+            Kind::TooManyRequests => "Too many requests",
+            Kind::StepUpRequired => "Step-up authentication required",
+            Kind::PasswordRejected => "Password not acceptable",
+            Kind::SessionExpired => "Session ended",
+            Kind::SignInIncomplete => "Sign-in not complete",
+            Kind::PasswordChangeRequired => "Password change required",
         }
     }
 
@@ -108,6 +136,8 @@ pub struct Problem {
     pub extensions: Map<String, Value>,
     /// Extra value for `WWW-Authenticate` on 401 (e.g. `error="invalid_token"`).
     pub bearer_error: Option<&'static str>,
+    /// `Retry-After` seconds on 429.
+    pub retry_after: Option<u64>,
 }
 
 /// Upper bound on echoed client input inside problem details.
@@ -125,7 +155,7 @@ pub(crate) fn clip(s: &str) -> String {
 
 impl Problem {
     pub fn new(kind: Kind, detail: impl Into<String>) -> Self {
-        Problem { kind, detail: detail.into(), extensions: Map::new(), bearer_error: None }
+        Problem { kind, detail: detail.into(), extensions: Map::new(), bearer_error: None, retry_after: None }
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
@@ -210,6 +240,32 @@ impl Problem {
             .with("rule_name", rule_name)
             .with("left", left)
             .with("right", right),
+            ServiceError::LoginFailed => Problem::new(
+                Kind::LoginFailed,
+                "the username or password is wrong, or the account cannot sign in now",
+            ),
+            ServiceError::SecondFactorFailed => {
+                Problem::new(Kind::SecondFactorFailed, "the code or passkey was not accepted")
+            }
+            ServiceError::RateLimited { retry_after_secs } => {
+                let mut p = Problem::new(Kind::TooManyRequests, format!("too many attempts; retry in {retry_after_secs} s"));
+                p.retry_after = Some(retry_after_secs);
+                p
+            }
+            ServiceError::StepUpRequired => Problem::new(
+                Kind::StepUpRequired,
+                "this action needs a second factor proved within the last minutes: verify again (POST /api/v1/auth/totp or /api/v1/auth/webauthn), then retry",
+            )
+            .with("acr_values", "urn:wardkey:acr:mfa-fresh"),
+            ServiceError::PasswordRejected { code, message } => Problem::new(Kind::PasswordRejected, message.clone())
+                .with("reason", code)
+                .with("errors", json!([{ "field": "password", "message": message }])),
+            ServiceError::SessionExpired => Problem::new(Kind::SessionExpired, "the session has ended or expired; sign in again"),
+            ServiceError::WrongStage { message } => Problem::new(Kind::SignInIncomplete, message),
+            ServiceError::PasswordChangeRequired => Problem::new(
+                Kind::PasswordChangeRequired,
+                "the password was marked compromised: change it (POST /api/v1/me/password) before anything else",
+            ),
             ServiceError::Internal(detail) => {
                 // The span around this request carries its id; the client sees none of this.
                 tracing::error!(error = %detail, "internal error");
@@ -245,6 +301,11 @@ impl IntoResponse for Problem {
                 _ => HeaderValue::from_static("Bearer realm=\"wardkey\""),
             };
             headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            headers.insert(header::RETRY_AFTER, v);
         }
         res
     }

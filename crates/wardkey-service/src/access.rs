@@ -279,13 +279,14 @@ impl Services {
                         description: input.description,
                         permissions: normalise_permissions(input.permissions),
                         privileged: input.privileged,
+                        session_policy: input.session_policy,
                         created_at: now,
                         updated_at: now,
                         version: 1,
                     };
                     tx.insert_role(&role).await?;
                     let mut e = draft(&caller, "role.create", Some(role.id.target()));
-                    e.details = json!({ "name": role.name, "permissions": role.permissions, "privileged": role.privileged });
+                    e.details = json!({ "name": role.name, "permissions": role.permissions, "privileged": role.privileged, "session_policy": role.session_policy });
                     tx.audit(e);
                     Ok(role)
                 })
@@ -321,6 +322,10 @@ impl Services {
                     if let Some(p) = input.privileged {
                         role.privileged = p;
                     }
+                    let policy_before = role.session_policy.clone();
+                    if let Some(p) = input.session_policy.clone() {
+                        role.session_policy = p;
+                    }
                                         role.updated_at = tx.now();
                     if role.permissions != before {
                         // New permissions may complete a permission-based SoD conflict for
@@ -335,7 +340,13 @@ impl Services {
                     }
                     let role = tx.update_role(&role, input.version).await?;
                     let mut e = draft(&caller, "role.update", Some(id.target()));
-                    e.details = json!({ "permissions_before": before, "permissions_after": role.permissions, "privileged": role.privileged });
+                    e.details = json!({
+                        "permissions_before": before,
+                        "permissions_after": role.permissions,
+                        "privileged": role.privileged,
+                        "session_policy_before": policy_before,
+                        "session_policy_after": role.session_policy,
+                    });
                     tx.audit(e);
                     Ok(role)
                 })
@@ -543,6 +554,12 @@ impl Services {
                 Box::pin(async move {
                     let now = tx.now();
                     let role = tx.get_role(input.role_id).await?.ok_or_else(|| ServiceError::invalid("role_id", "no such role"))?;
+                    // A person granting a privileged role (or one that administers Wardkey)
+                    // proves a second factor again first.
+                    let sensitive = role.privileged || !role.session_policy.scopes.is_empty();
+                    if sensitive && caller.session.as_ref().is_some_and(|s| !s.fresh_mfa(now)) {
+                        return Err(ServiceError::StepUpRequired);
+                    }
                     check_subject(tx, input.subject).await?;
                     if let Some(r) = input.resource_id {
                         tx.get_resource(r).await?.ok_or_else(|| ServiceError::invalid("resource_id", "no such resource"))?;

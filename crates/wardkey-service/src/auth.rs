@@ -22,6 +22,8 @@ pub struct Caller {
     pub actor: Actor,
     pub scopes: Vec<Scope>,
     pub meta: RequestMeta,
+    /// For a person signed in with a session: what the session proved and when.
+    pub session: Option<crate::authn::SessionContext>,
 }
 
 impl Caller {
@@ -90,6 +92,7 @@ impl Services {
                 actor: Actor::Operator { os_user: os_user.to_owned() },
                 scopes: vec![Scope::Admin],
                 meta: RequestMeta::default(),
+                session: None,
             },
             _scope: PhantomData,
         }
@@ -97,6 +100,14 @@ impl Services {
 
     /// Checks that `caller` holds scope `S`. A refusal is an audit event.
     pub async fn authorize<S: ScopeRequirement>(&self, caller: &Caller, attempted: &str) -> Result<Authorized<S>> {
+        if caller.session.as_ref().is_some_and(|s| s.must_change_password) {
+            let mut event = draft(caller, "auth.denied", None);
+            event.outcome = Outcome::Denied;
+            event.reason = Some("password change required".into());
+            event.details = serde_json::json!({ "attempted": truncate(attempted, 256) });
+            self.store.append_audit(vec![event]).await?;
+            return Err(ServiceError::PasswordChangeRequired);
+        }
         if caller.has_scope(S::SCOPE) {
             return Ok(Authorized { caller: caller.clone(), _scope: PhantomData });
         }
@@ -131,6 +142,7 @@ impl Services {
                                 actor: Actor::Token { token_id: token.id, name: token.name.clone() },
                                 scopes: token.scopes.clone(),
                                 meta,
+                                session: None,
                             };
                             self.note_token_use(&caller, &token, now).await?;
                             return Ok(caller);
@@ -139,6 +151,7 @@ impl Services {
                 }
             }
         };
+        let meta_for_limit = meta.clone();
         let mut event = AuditDraft::new(Actor::Anonymous.principal(), "auth.failed", Outcome::Failure);
         event.reason = Some(failure.to_owned());
         event.source_ip = meta.source_ip;
@@ -146,7 +159,13 @@ impl Services {
         if let Some((id, _)) = parse_token(bearer) {
             event.target = Some(id.target());
         }
+        // Failed presentations spend the source's sign-in budget: a source guessing tokens
+        // is slowed down like one guessing passwords.
+        let allowed = self.source_allows(&meta_for_limit);
         self.store.append_audit(vec![event]).await?;
+        if !allowed {
+            return Err(ServiceError::RateLimited { retry_after_secs: 1 });
+        }
         Err(ServiceError::Unauthenticated)
     }
 
@@ -261,6 +280,7 @@ impl Services {
                 actor: Actor::System { component: "bootstrap".into() },
                 scopes: vec![Scope::Admin],
                 meta: RequestMeta::default(),
+                session: None,
             },
             _scope: PhantomData,
         };

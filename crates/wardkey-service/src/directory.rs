@@ -145,6 +145,11 @@ impl Services {
                     e.reason = reason.clone();
                     e.details = json!({ "from": from, "to": to });
                     tx.audit(e);
+                    if matches!(to, UserStatus::Suspended | UserStatus::Disabled) {
+                        // Sign-in ends with the status change, before the call returns.
+                        let why = if to == UserStatus::Disabled { "user_disabled" } else { "user_suspended" };
+                        crate::authn::end_sessions(tx, id, why, &caller.actor.principal(), &caller.meta).await?;
+                    }
                     if to == UserStatus::Disabled {
                         revoke_everything(tx, &caller, Subject::User(id), "user disabled").await?;
                         // Group access goes too: a rehire is approved again, not restored.

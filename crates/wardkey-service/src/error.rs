@@ -23,6 +23,24 @@ pub enum ServiceError {
     IllegalTransition { from: String, to: String },
     #[error("separation-of-duties rule {rule_name} forbids holding both {left} and {right}")]
     SodViolation { rule_id: String, rule_name: String, left: String, right: String },
+    /// Sign-in refused. One answer for unknown user, wrong password, locked, disabled or
+    /// not-yet-active accounts; the audit event keeps the reason.
+    #[error("sign-in failed: the username or password is wrong, or the account cannot sign in now")]
+    LoginFailed,
+    #[error("the second factor was not accepted")]
+    SecondFactorFailed,
+    #[error("too many attempts; try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("this action needs a fresh second factor (step-up): verify again, then retry")]
+    StepUpRequired,
+    #[error("{message}")]
+    PasswordRejected { code: &'static str, message: String },
+    #[error("the session has ended or expired; sign in again")]
+    SessionExpired,
+    #[error("{message}")]
+    WrongStage { message: String },
+    #[error("the password must be changed before anything else")]
+    PasswordChangeRequired,
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -8,10 +8,13 @@
 pub mod access;
 pub mod audit;
 pub mod auth;
+pub mod authn;
 pub mod directory;
 pub mod error;
 
 pub use auth::{Admin, AuditRead, Authorized, Caller, RequestMeta, ScopeRequirement};
+pub use authn::{AuthnSettings, FactorConfirmed, Me, NextStep, SessionCaller, SessionContext, SignIn, TotpEnrolment};
+pub(crate) use authn::AuthnRuntime;
 pub use error::{Result, ServiceError};
 pub use wardkey_store::Committed;
 
@@ -41,11 +44,33 @@ impl Default for ServiceConfig {
 pub struct Services {
     store: Store,
     config: Arc<ServiceConfig>,
+    authn: Arc<AuthnRuntime>,
 }
 
 impl Services {
+    /// Services with default authentication settings and a throw-away secrets key (TOTP
+    /// seeds sealed with it are unreadable after a restart): for tests and tools that do not
+    /// sign people in. The server uses [`Services::with_authn`].
     pub fn new(store: Store, config: ServiceConfig) -> Self {
-        Services { store, config: Arc::new(config) }
+        let mut key = [0u8; 32];
+        rand::fill(&mut key);
+        let authn = AuthnRuntime::new(AuthnSettings::default(), wardkey_authn::secretbox::SecretKey::from_bytes(key));
+        match authn {
+            Ok(a) => Services { store, config: Arc::new(config), authn: Arc::new(a) },
+            // The defaults are valid by construction (tested); nothing to recover from here.
+            Err(e) => unreachable_settings(e),
+        }
+    }
+
+    /// Services with explicit authentication settings and the key that seals TOTP secrets.
+    pub fn with_authn(
+        store: Store,
+        config: ServiceConfig,
+        settings: AuthnSettings,
+        secrets: wardkey_authn::secretbox::SecretKey,
+    ) -> Result<Self> {
+        let authn = AuthnRuntime::new(settings, secrets)?;
+        Ok(Services { store, config: Arc::new(config), authn: Arc::new(authn) })
     }
 
     pub fn store(&self) -> &Store {
@@ -59,6 +84,12 @@ impl Services {
     pub fn config(&self) -> &ServiceConfig {
         &self.config
     }
+}
+
+#[allow(clippy::panic)]
+#[cold]
+fn unreachable_settings(e: ServiceError) -> ! {
+    panic!("default authentication settings are invalid: {e}")
 }
 
 /// An audit draft attributed to `caller`, with the request's source address and id.

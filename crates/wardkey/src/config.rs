@@ -18,6 +18,33 @@ pub struct FileConfig {
     pub insecure_http: Option<bool>,
     pub tls: Option<TlsFile>,
     pub audit: Option<AuditFile>,
+    pub auth: Option<AuthFile>,
+}
+
+/// `[auth]`: sign-in, sessions, lockout, passkeys. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFile {
+    /// The URL people's browsers use to reach Wardkey (`https://wardkey.example.org`). Passkeys
+    /// are bound to its host; cross-origin posts are refused against it.
+    pub public_url: Option<String>,
+    /// The key that seals TOTP secrets at rest. Keep it outside the database and its backups.
+    pub secrets_key_file: Option<PathBuf>,
+    /// Require a second factor for every person (default true).
+    pub mfa_required: Option<bool>,
+    pub idle_timeout_minutes: Option<u32>,
+    pub absolute_lifetime_hours: Option<u32>,
+    pub step_up_window_minutes: Option<u32>,
+    /// Lock an account after this many consecutive failures (1..=100, default 10).
+    pub lockout_after: Option<u32>,
+    /// Minutes a lock lasts; 0 = until an admin unlocks (default 30).
+    pub lockout_minutes: Option<u32>,
+    /// Argon2id memory (KiB), iterations, lanes (default OWASP: 19456, 2, 1).
+    pub argon2_memory_kib: Option<u32>,
+    pub argon2_iterations: Option<u32>,
+    pub argon2_lanes: Option<u32>,
+    /// Organisation name (authenticator apps show it; refused inside passwords).
+    pub organisation: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +138,54 @@ impl AuditSettings {
             audit_reads: a.and_then(|a| a.audit_reads).unwrap_or(true),
         }
     }
+}
+
+/// Authentication settings from `[auth]`, validated (limits are the policy's: NIST minimums
+/// cannot be weakened, lockout stays within 1..=100).
+pub fn authn_settings(file: Option<&AuthFile>, public_url: &str) -> Result<wardkey_service::AuthnSettings, String> {
+    use chrono::Duration as D;
+    let mut s = wardkey_service::AuthnSettings::default();
+    let url = url::Url::parse(public_url).map_err(|e| format!("public URL {public_url:?}: {e}"))?;
+    let host = url.host_str().ok_or_else(|| format!("public URL {public_url:?} names no host"))?.to_owned();
+    let origin = url.origin().ascii_serialization();
+    s.passkeys.rp_id = host;
+    s.passkeys.rp_origin = origin;
+    if let Some(a) = file {
+        if let Some(v) = a.mfa_required {
+            s.mfa_required = v;
+        }
+        if let Some(m) = a.idle_timeout_minutes {
+            s.session_policy.idle_timeout = D::minutes(i64::from(m));
+        }
+        if let Some(h) = a.absolute_lifetime_hours {
+            s.session_policy.absolute_lifetime = D::hours(i64::from(h));
+        }
+        if let Some(m) = a.step_up_window_minutes {
+            s.session_policy.step_up_window = D::minutes(i64::from(m));
+        }
+        if let Some(n) = a.lockout_after {
+            s.lockout.lock_after = n;
+        }
+        if let Some(m) = a.lockout_minutes {
+            s.lockout.lock_duration = if m == 0 { None } else { Some(D::minutes(i64::from(m))) };
+        }
+        if let Some(v) = a.argon2_memory_kib {
+            s.hash_params.m_cost_kib = v;
+        }
+        if let Some(v) = a.argon2_iterations {
+            s.hash_params.t_cost = v;
+        }
+        if let Some(v) = a.argon2_lanes {
+            s.hash_params.p_cost = v;
+        }
+        if let Some(o) = &a.organisation {
+            s.organisation = o.clone();
+            s.passkeys.rp_name = o.clone();
+        }
+    }
+    s.session_policy.validate().map_err(|e| format!("[auth] session settings: {e}"))?;
+    s.lockout.validate().map_err(|e| format!("[auth] lockout settings: {e}"))?;
+    Ok(s)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use wardkey_domain::{ApiTokenId, NewApiToken, Scope, SystemClock};
-use wardkey_service::{ServiceConfig, Services};
+use wardkey_service::{AuthnSettings, ServiceConfig, Services};
 use wardkey_store::{AuditQuery, Store};
 
 fn location(args: &StoreArgs) -> Result<StoreLocation, String> {
@@ -30,6 +30,17 @@ pub async fn open_store(loc: &StoreLocation) -> Result<Store, String> {
 
 /// Opens the store with its signing key (created on first use when `create_key`).
 pub async fn open_services(loc: &StoreLocation, audit_reads: bool, create_key: bool) -> Result<(Services, bool), String> {
+    open_services_with(loc, audit_reads, create_key, None).await
+}
+
+/// [`open_services`] with authentication settings and the TOTP-sealing key (the server);
+/// without them, operator commands get defaults and a throw-away key (they sign no one in).
+pub async fn open_services_with(
+    loc: &StoreLocation,
+    audit_reads: bool,
+    create_key: bool,
+    authn: Option<(AuthnSettings, wardkey_authn::secretbox::SecretKey)>,
+) -> Result<(Services, bool), String> {
     let key_exists = keys::signing_key_path(&loc.data_dir).exists();
     if !key_exists && !create_key {
         return Err(format!(
@@ -53,7 +64,12 @@ pub async fn open_services(loc: &StoreLocation, audit_reads: bool, create_key: b
     }
     let (signer, created) = keys::load_or_create_signer(&loc.data_dir)?;
     store.set_signer(signer);
-    Ok((Services::new(store, ServiceConfig { audit_reads }), created))
+    let config = ServiceConfig { audit_reads };
+    let services = match authn {
+        None => Services::new(store, config),
+        Some((settings, secrets)) => Services::with_authn(store, config, settings, secrets).map_err(|e| e.to_string())?,
+    };
+    Ok((services, created))
 }
 
 fn os_user() -> String {

@@ -78,6 +78,14 @@ struct ServeArgs {
     /// Allow plain HTTP on a non-loopback address (only behind a TLS-terminating proxy on a trusted network).
     #[arg(long, env = "WARDKEY_INSECURE_HTTP")]
     insecure_http: bool,
+    /// The URL browsers use to reach Wardkey (passkeys are bound to its host). Default:
+    /// http://localhost:<port> on loopback, https://<listen address> with TLS.
+    #[arg(long, env = "WARDKEY_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// File holding the key that seals TOTP secrets (created 0600 if missing). Default:
+    /// <data dir>/secrets.key; keep it out of database backups.
+    #[arg(long, env = "WARDKEY_SECRETS_KEY_FILE")]
+    secrets_key_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -200,6 +208,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// File name of the TOTP-sealing key in the data directory (the default location).
+const SECRETS_KEY_FILE: &str = "secrets.key";
+
+fn default_public_url(config: &wardkey_server::ServerConfig) -> String {
+    let port = config.listen.port();
+    if config.tls.is_none() && config.listen.ip().to_canonical().is_loopback() {
+        format!("http://localhost:{port}")
+    } else {
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", config.listen)
+    }
+}
+
+fn create_private_dir(dir: &std::path::Path) -> Result<(), String> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
+
 async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -233,7 +265,33 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     // Refuse a dangerous bind before creating anything on disk.
     wardkey_server::check_bind_policy(&server_config).map_err(|e| e.to_string())?;
 
-    let (services, created_key) = local::open_services(&location, audit.audit_reads, true).await?;
+    let public_url = args
+        .public_url
+        .clone()
+        .or_else(|| file.auth.as_ref().and_then(|a| a.public_url.clone()))
+        .unwrap_or_else(|| default_public_url(&server_config));
+    let key_path = args
+        .secrets_key_file
+        .clone()
+        .or_else(|| file.auth.as_ref().and_then(|a| a.secrets_key_file.clone()))
+        .unwrap_or_else(|| location.data_dir.join(SECRETS_KEY_FILE));
+    let authn = config::authn_settings(file.auth.as_ref(), &public_url)?;
+    if let Some(parent) = key_path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        create_private_dir(parent)?;
+    }
+    let (secrets, created_secrets) = wardkey_authn::secretbox::SecretKey::load_or_create(&key_path)
+        .map_err(|e| format!("secrets key {}: {e}", key_path.display()))?;
+    if created_secrets {
+        eprintln!(
+            "Created the secrets key {} (fingerprint {}); it seals TOTP secrets. Back it up apart from the database.",
+            key_path.display(),
+            secrets.fingerprint()
+        );
+    }
+    let (services, created_key) =
+        local::open_services_with(&location, audit.audit_reads, true, Some((authn, secrets))).await?;
     if created_key {
         eprintln!(
             "Created the audit signing key in {} (keep {} secret; give auditors {}).",

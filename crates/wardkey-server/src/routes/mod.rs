@@ -3,8 +3,10 @@
 
 pub mod access;
 pub mod audit;
+pub mod authn;
 pub mod directory;
 pub mod ops;
+pub mod pages;
 pub mod tokens;
 
 use crate::problem::Problem;
