@@ -6,9 +6,12 @@
 //! cargo run --release -p wardkey-bench -- audit-append   # write path vs plain INSERT loops
 //! cargo run --release -p wardkey-bench -- verify         # audit verify on 1,000,000 events; inclusion proofs
 //! cargo run --release -p wardkey-bench -- users          # 100,000 users through the service layer
+//! cargo run --release -p wardkey-bench -- logins         # password sign-ins/s; latency during a login storm
 //! cargo run --release -p wardkey-bench -- all
 //! WK_BENCH_DB=postgres cargo run --release -p wardkey-bench -- all   # the same on PostgreSQL
 //! ```
+
+mod logins;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -398,13 +401,15 @@ fn main() {
             "audit-append" => bench_audit_append().await,
             "verify" => bench_verify().await,
             "users" => bench_users().await,
+            "logins" => logins::bench_logins().await,
             "all" => {
                 bench_audit_append().await;
                 bench_verify().await;
                 bench_users().await;
+                logins::bench_logins().await;
             }
             other => {
-                eprintln!("unknown benchmark {other:?}; use audit-append, verify, users or all");
+                eprintln!("unknown benchmark {other:?}; use audit-append, verify, users, logins or all");
                 std::process::exit(2);
             }
         }

@@ -32,6 +32,8 @@ enum Backing {
 }
 
 struct Harness {
+    /// Set for scenarios that move time (sign-in, timeouts, lockout).
+    clock: Option<Arc<wardkey_domain::ManualClock>>,
     server: Option<RunningServer>,
     services: Services,
     base: String,
@@ -78,7 +80,38 @@ impl Harness {
         let admin = services.bootstrap().await.expect("bootstrap").expect("first start issues a token");
         let server = wardkey_server::spawn(test_config(), services.clone()).await.expect("server starts");
         let base = server.base_url();
-        Harness { server: Some(server), services, base, admin, http: reqwest::Client::new(), backing }
+        Harness { clock: None, server: Some(server), services, base, admin, http: reqwest::Client::new(), backing }
+    }
+
+    /// A server whose clock the test moves, with authentication settings for tests (cheaper
+    /// Argon2 so many sign-ins stay fast; every other setting is the default).
+    async fn start_authn(store: Store, backing: Backing, clock: Arc<wardkey_domain::ManualClock>) -> Harness {
+        store.set_signer(signer());
+        let mut settings = wardkey_service::AuthnSettings::default();
+        settings.hash_params = wardkey_authn::hash::HashParams { m_cost_kib: 4096, t_cost: 1, p_cost: 1 };
+        settings.passkeys.rp_origin = authn::ORIGIN.into();
+        settings.passkeys.rp_id = "localhost".into();
+        let key = wardkey_authn::secretbox::SecretKey::from_bytes([9; 32]);
+        let services = Services::with_authn(store, ServiceConfig::default(), settings, key).expect("authn settings");
+        let admin = services.bootstrap().await.expect("bootstrap").expect("first start issues a token");
+        let server = wardkey_server::spawn(test_config(), services.clone()).await.expect("server starts");
+        let base = server.base_url();
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        Harness { clock: Some(clock), server: Some(server), services, base, admin, http, backing }
+    }
+
+    async fn authn_sqlite() -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = Arc::new(wardkey_domain::ManualClock::new(authn::start_time()));
+        let store = Store::open_sqlite_dir(dir.path(), clock.clone()).await.expect("sqlite store");
+        Harness::start_authn(store, Backing::Sqlite(dir), clock).await
+    }
+
+    async fn authn_postgres() -> Option<Harness> {
+        let (url, admin_url, db) = fresh_pg_database().await?;
+        let clock = Arc::new(wardkey_domain::ManualClock::new(authn::start_time()));
+        let store = Store::open(&url, clock.clone()).await.expect("postgres store");
+        Some(Harness::start_authn(store, Backing::Postgres { admin_url, db }, clock).await)
     }
 
     async fn sqlite() -> Harness {
@@ -89,18 +122,7 @@ impl Harness {
 
     /// None (after a loud notice) when PostgreSQL is unreachable and not required.
     async fn postgres() -> Option<Harness> {
-        let admin_url = pg_base_url();
-        let connected =
-            tokio::time::timeout(Duration::from_secs(5), sqlx::postgres::PgConnection::connect(&admin_url)).await;
-        let mut conn = match connected {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return pg_unreachable(&admin_url, &e.to_string()),
-            Err(_) => return pg_unreachable(&admin_url, "timed out"),
-        };
-        let db = format!("wk_s_{}", uuid::Uuid::now_v7().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut conn).await.expect("create test database");
-        let _ = conn.close().await;
-        let url = with_database(&admin_url, &db);
+        let (url, admin_url, db) = fresh_pg_database().await?;
         let store = Store::open(&url, Arc::new(SystemClock)).await.expect("postgres store");
         Some(Harness::start(store, Backing::Postgres { admin_url, db }).await)
     }
@@ -172,7 +194,24 @@ impl Harness {
     }
 }
 
-fn pg_unreachable(url: &str, why: &str) -> Option<Harness> {
+/// A new empty PostgreSQL database: (its URL, the admin URL, its name). None (after a loud
+/// notice) when PostgreSQL is unreachable and not required.
+async fn fresh_pg_database() -> Option<(String, String, String)> {
+    let admin_url = pg_base_url();
+    let connected = tokio::time::timeout(Duration::from_secs(5), sqlx::postgres::PgConnection::connect(&admin_url)).await;
+    let mut conn = match connected {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return pg_unreachable(&admin_url, &e.to_string()),
+        Err(_) => return pg_unreachable(&admin_url, "timed out"),
+    };
+    let db = format!("wk_s_{}", uuid::Uuid::now_v7().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut conn).await.expect("create test database");
+    let _ = conn.close().await;
+    let url = with_database(&admin_url, &db);
+    Some((url, admin_url, db))
+}
+
+fn pg_unreachable<T>(url: &str, why: &str) -> Option<T> {
     if std::env::var("WARDKEY_REQUIRE_PG").is_ok_and(|v| v == "1") {
         panic!("PostgreSQL at {url} is required (WARDKEY_REQUIRE_PG=1) but unreachable: {why}");
     }
@@ -848,3 +887,6 @@ fn say_loudly(message: &str) {
     let _ = std::io::stderr().write_all(message.as_bytes());
     let _ = std::io::stderr().write_all(b"\n");
 }
+
+#[path = "api/authn.rs"]
+mod authn;

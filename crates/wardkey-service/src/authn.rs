@@ -694,7 +694,8 @@ impl Services {
             .write(move |tx| {
                 Box::pin(async move {
                     if !extra(tx).await? {
-                        return Ok::<_, ServiceError>(None);
+                        // Lost a race for a single-use code: roll back, answered below.
+                        return Err(ServiceError::SecondFactorFailed);
                     }
                     let now = tx.now();
                     let mut methods = s.methods.clone();
@@ -719,21 +720,16 @@ impl Services {
                     tx.audit(e);
                     let session = tx.get_session(s.id).await?.ok_or(ServiceError::SessionExpired)?;
                     let must_change = tx.get_password(s.user_id).await?.is_some_and(|(i, _)| i.must_change);
-                    Ok(Some((session, must_change)))
+                    Ok::<_, ServiceError>((session, must_change))
                 })
             })
             .await;
         match committed {
-            Ok(c) => match c.value {
-                Some((session, must_change)) => Ok(SignIn {
-                    token: token.encode(),
-                    session,
-                    next: NextStep::Done,
-                    factors: Vec::new(),
-                    password_change_required: must_change,
-                }),
-                None => Err(self.second_factor_failed(sc, method, "replayed or already used").await),
-            },
+            Ok(c) => {
+                let (session, must_change) = c.value;
+                Ok(SignIn { token: token.encode(), session, next: NextStep::Done, factors: Vec::new(), password_change_required: must_change })
+            }
+            Err(ServiceError::SecondFactorFailed) => Err(self.second_factor_failed(sc, method, "code already used").await),
             Err(e) => Err(e),
         }
     }
