@@ -274,8 +274,9 @@ async fn serve(
         services.clone(),
         config.checkpoint_interval,
         config.checkpoint_every_events,
-        stop_rx,
+        stop_rx.clone(),
     ));
+    let sweeper = tokio::spawn(session_sweeper(services.clone(), stop_rx));
     tracing::info!(addr = %bound.addr, tls = matches!(bound.listener, Listener::Tls(..)), "serving");
 
     // The shutdown signal, seen by both the server and the drain timer.
@@ -329,6 +330,9 @@ async fn serve(
     let _ = stop_tx.send(true);
     if let Err(e) = checkpointer.await {
         tracing::error!(error = %e, "checkpointer task failed");
+    }
+    if let Err(e) = sweeper.await {
+        tracing::error!(error = %e, "session sweeper task failed");
     }
     services.store().close().await;
     served
@@ -393,6 +397,24 @@ pub async fn spawn(config: ServerConfig, services: Services) -> Result<RunningSe
 
 /// Signs a checkpoint every `interval`, or sooner once `every_events` events were appended
 /// since the last one. Errors are logged; the next round tries again.
+/// How often sessions past their deadlines are looked for and ended.
+const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Ends sessions that ran out without being presented again, so listings stay true.
+async fn session_sweeper(services: Services, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(SESSION_SWEEP_INTERVAL) => {}
+            _ = stop.changed() => break,
+        }
+        match services.sweep_sessions().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(ended = n, "ended sessions past their timeouts"),
+            Err(e) => tracing::error!(error = %e, "sweeping sessions failed"),
+        }
+    }
+}
+
 async fn checkpointer(services: Services, interval: Duration, every_events: u64, mut stop: watch::Receiver<bool>) {
     let interval = interval.max(Duration::from_millis(10));
     // How often the tree size is looked at, to notice `every_events` early.

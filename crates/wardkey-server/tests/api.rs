@@ -87,8 +87,10 @@ impl Harness {
     /// Argon2 so many sign-ins stay fast; every other setting is the default).
     async fn start_authn(store: Store, backing: Backing, clock: Arc<wardkey_domain::ManualClock>) -> Harness {
         store.set_signer(signer());
-        let mut settings = wardkey_service::AuthnSettings::default();
-        settings.hash_params = wardkey_authn::hash::HashParams { m_cost_kib: 4096, t_cost: 1, p_cost: 1 };
+        let mut settings = wardkey_service::AuthnSettings {
+            hash_params: wardkey_authn::hash::HashParams { m_cost_kib: 4096, t_cost: 1, p_cost: 1 },
+            ..Default::default()
+        };
         settings.passkeys.rp_origin = authn::ORIGIN.into();
         settings.passkeys.rp_id = "localhost".into();
         let key = wardkey_authn::secretbox::SecretKey::from_bytes([9; 32]);

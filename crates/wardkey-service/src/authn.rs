@@ -394,7 +394,7 @@ impl Services {
             // (locked, throttled, inactive) are recorded but do not extend the count unless
             // the password was also wrong.
             let count = !verified;
-            let lockout = rt.settings.lockout.clone();
+            let lockout = rt.settings.lockout;
             let uid = user.id;
             let uname = truncate(username, 64);
             let meta2 = meta.clone();
@@ -539,7 +539,7 @@ impl Services {
         let uid = session.user_id;
         let meta = meta.clone();
         let since = if idle { session.last_seen_at } else { session.created_at };
-        self.store
+        let r = self.store
             .write(move |tx| {
                 Box::pin(async move {
                     let now = tx.now();
@@ -551,16 +551,35 @@ impl Services {
                         e.details = json!({ "user": uid.target(), "since": since });
                         tx.audit(e);
                     } else {
-                        let mut e = user_event(uid, "auth.failed", &meta, Outcome::Failure);
-                        e.actor = Actor::Anonymous.principal();
-                        e.reason = Some("session already ended".into());
-                        tx.audit(e);
+                        // Ended meanwhile (by another node or request): nothing to record.
+                        return Err(ServiceError::SessionExpired);
                     }
                     Ok::<_, ServiceError>(())
                 })
             })
-            .await?;
-        Ok(())
+            .await;
+        match r {
+            Ok(_) | Err(ServiceError::SessionExpired) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends sessions nobody used within the global idle timeout or past their absolute
+    /// lifetime (`session.timeout` / `session.expired`), so session lists stay true even for
+    /// sessions never presented again. Roles only tighten timeouts, so a session past a
+    /// role's tighter idle timeout is ended when next presented. Returns how many ended.
+    pub async fn sweep_sessions(&self) -> Result<usize> {
+        let global = self.authn().settings.session_policy;
+        let now = self.clock().now();
+        let stale = self.store.read().await?.stale_sessions(now - global.idle_timeout, now, 500).await?;
+        let meta = RequestMeta::default();
+        let mut n = 0;
+        for s in stale {
+            let idle = s.expires_at > now;
+            self.expire(&s, idle, &meta).await?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Authenticates a request by session cookie. The session must be in one of `stages`
@@ -624,7 +643,7 @@ impl Services {
     /// Counts a failed second factor against the account (same lockout as passwords); a lock
     /// ends the session too.
     async fn second_factor_failed(&self, sc: &SessionCaller, method: &str, reason: &str) -> ServiceError {
-        let lockout = self.authn().settings.lockout.clone();
+        let lockout = self.authn().settings.lockout;
         let uid = sc.session.user_id;
         let sid = sc.session.id;
         let meta = sc.caller.meta.clone();

@@ -198,6 +198,27 @@ impl Conn {
         row.as_ref().map(session_from_row).transpose()
     }
 
+    /// Live sessions idle since before `idle_before` or past their absolute deadline at
+    /// `now`, oldest first, at most `limit` (for the sweeper).
+    pub async fn stale_sessions(
+        &mut self,
+        idle_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Session>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            session_cols!(),
+            " FROM sessions WHERE ended_at IS NULL AND (last_seen_at <= $1 OR expires_at <= $2) ORDER BY id LIMIT $3"
+        ))
+        .bind(micros(idle_before))
+        .bind(micros(now))
+        .bind(limit)
+        .fetch_all(self.ex())
+        .await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
     /// Sessions in id (= creation) order, paged by id.
     pub async fn list_sessions(&mut self, query: &SessionQuery, page: &Page) -> Result<Vec<Session>, StoreError> {
         let mut f = crate::conn::Filter::default();

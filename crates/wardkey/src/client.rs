@@ -226,6 +226,56 @@ pub enum UserCommand {
         api: ApiArgs,
         user: String,
     },
+    /// Set a person's password, read from standard input (never from the command line, where
+    /// other users of the host could see it). Every session of the user ends.
+    SetPassword {
+        #[command(flatten)]
+        api: ApiArgs,
+        user: String,
+        /// The person keeps this password (default: they must change it at next sign-in).
+        #[arg(long)]
+        no_must_change: bool,
+    },
+    /// Mark the password compromised: it must be changed at next sign-in; sessions end now.
+    PasswordCompromised {
+        #[command(flatten)]
+        api: ApiArgs,
+        user: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a sign-in lockout.
+    Unlock {
+        #[command(flatten)]
+        api: ApiArgs,
+        user: String,
+    },
+    /// Remove every second factor and recovery code (lost device); the next sign-in enrols again.
+    ResetFactors {
+        #[command(flatten)]
+        api: ApiArgs,
+        user: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Sign-in state: factors, failures, lock, password metadata.
+    Authn {
+        #[command(flatten)]
+        api: ApiArgs,
+        user: String,
+    },
+    /// List the user's live sessions.
+    Sessions {
+        #[command(flatten)]
+        api: ApiArgs,
+        user: String,
+    },
+    /// End every session of the user now.
+    EndSessions {
+        #[command(flatten)]
+        api: ApiArgs,
+        user: String,
+    },
 }
 
 pub async fn run_user(cmd: UserCommand) -> Result<ExitCode, String> {
@@ -290,6 +340,60 @@ pub async fn run_user(cmd: UserCommand) -> Result<ExitCode, String> {
             if !api.json {
                 println!("deleted user {}", s(&u, "username"));
             }
+        }
+        UserCommand::SetPassword { api, user, no_must_change } => {
+            let api = Api::new(&api)?;
+            let u = api.resolve_user(&user).await?;
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map_err(|e| format!("reading the password from standard input: {e}"))?;
+            let password = line.trim_end_matches(['\n', '\r']).to_owned();
+            if password.is_empty() {
+                return Err("no password on standard input (pipe it in: `printf '%s' \"$PW\" | wardkey user set-password ...`)".into());
+            }
+            api.post(&format!("/users/{}/password", s(&u, "id")), json!({ "password": password, "must_change": !no_must_change })).await?;
+            if !api.json {
+                println!("password of {} set{}", s(&u, "username"), if no_must_change { "" } else { "; it must be changed at next sign-in" });
+            }
+        }
+        UserCommand::PasswordCompromised { api, user, reason } => {
+            let api = Api::new(&api)?;
+            let u = api.resolve_user(&user).await?;
+            api.post(&format!("/users/{}/password/compromised", s(&u, "id")), json!({ "reason": reason })).await?;
+            if !api.json {
+                println!("password of {} marked compromised; their sessions ended", s(&u, "username"));
+            }
+        }
+        UserCommand::Unlock { api, user } => {
+            let api = Api::new(&api)?;
+            let u = api.resolve_user(&user).await?;
+            let r = api.post(&format!("/users/{}/unlock", s(&u, "id")), json!({})).await?;
+            api.print(&r, |r| {
+                if r["was_locked"] == json!(true) { format!("{} unlocked", s(&u, "username")) } else { format!("{} was not locked; failure count cleared", s(&u, "username")) }
+            });
+        }
+        UserCommand::ResetFactors { api, user, reason } => {
+            let api = Api::new(&api)?;
+            let u = api.resolve_user(&user).await?;
+            let r = api.post(&format!("/users/{}/factors/reset", s(&u, "id")), json!({ "reason": reason })).await?;
+            api.print(&r, |r| format!("removed {} factor(s) of {}; they enrol again at next sign-in", r["removed"], s(&u, "username")));
+        }
+        UserCommand::Authn { api, user } => {
+            let api = Api::new(&api)?;
+            let u = api.resolve_user(&user).await?;
+            let r = api.get(&format!("/users/{}/authn", s(&u, "id"))).await?;
+            api.print(&r, |r| serde_json::to_string_pretty(r).unwrap_or_default());
+        }
+        UserCommand::Sessions { api, user } => {
+            let api = Api::new(&api)?;
+            let u = api.resolve_user(&user).await?;
+            let items = api.list_all(&format!("/sessions?user={}", s(&u, "id"))).await?;
+            api.print_list(&items, |x| format!("{}  since {}  from {}  {}", s(x, "id"), s(x, "created_at"), s(x, "source_ip"), s(x, "stage")));
+        }
+        UserCommand::EndSessions { api, user } => {
+            let api = Api::new(&api)?;
+            let u = api.resolve_user(&user).await?;
+            let r = api.post(&format!("/users/{}/sessions/revoke", s(&u, "id")), json!({})).await?;
+            api.print(&r, |r| format!("ended {} session(s) of {}", r["ended"], s(&u, "username")));
         }
     }
     ok()

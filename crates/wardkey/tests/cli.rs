@@ -97,6 +97,21 @@ impl Server {
         run(&mut c)
     }
 
+    /// Runs the CLI with `input` on its standard input.
+    fn cli_stdin(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write as _;
+        let mut c = wardkey();
+        c.args(args)
+            .env("WARDKEY_SERVER", &self.base)
+            .env("WARDKEY_TOKEN", &self.token)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().expect("spawn wardkey");
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        child.wait_with_output().expect("wait")
+    }
+
     fn cli_ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);
         assert!(out.status.success(), "wardkey {args:?} failed: {}{}", text(&out.stdout), text(&out.stderr));
@@ -206,8 +221,26 @@ fn walkthrough_from_the_readme_over_the_cli() {
     assert_eq!(user["status"], "active");
     assert_eq!(user["verification"]["method"], "in_person_government_id");
 
-    // Leaver: disabling revokes the grant before the command returns.
+    // Signing in: a first password from standard input (a weak one is refused with the reason),
+    // then the password step of sign-in answers that a second factor must be enrolled.
+    let weak = server.cli_stdin(&["user", "set-password", "a.nurse"], "password1\n");
+    assert!(!weak.status.success());
+    assert!(text(&weak.stderr).contains("common") || text(&weak.stderr).contains("short"), "{}", text(&weak.stderr));
+    let set = server.cli_stdin(&["user", "set-password", "a.nurse", "--no-must-change"], "winter tulips over the harbour\n");
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    let login = http_get::blocking_post(&format!("{}/api/v1/auth/login", server.base), r#"{"username":"a.nurse","password":"winter tulips over the harbour"}"#);
+    assert_eq!(login["next"], "enrol", "{login}");
+    let authn = json(&server.cli_ok(&["user", "authn", "a.nurse", "--json"]));
+    assert_eq!(authn["password"]["must_change"], false);
+    assert_eq!(authn["locked"], false);
+    let sessions = json(&server.cli_ok(&["user", "sessions", "a.nurse", "--json"]));
+    assert_eq!(sessions.as_array().map(Vec::len), Some(1));
+    assert_eq!(sessions[0]["stage"], "enrol");
+
+    // Leaver: disabling revokes the grant (and ends the session) before the command returns.
     server.cli_ok(&["user", "set-status", "a.nurse", "disabled", "--reason", "left"]);
+    let sessions = json(&server.cli_ok(&["user", "sessions", "a.nurse", "--json"]));
+    assert_eq!(sessions.as_array().map(Vec::len), Some(0));
         let live = json(&server.cli_ok(&["grant", "list", "--user", "a.nurse", "--json"]));
     assert_eq!(live.as_array().map(Vec::len), Some(0), "no live grant after disable: {live}");
     // ... and no group access either.
@@ -222,7 +255,7 @@ fn walkthrough_from_the_readme_over_the_cli() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        for p in [data.clone(), data.join("wardkey.db"), data.join("audit-signing.key")] {
+        for p in [data.clone(), data.join("wardkey.db"), data.join("audit-signing.key"), data.join("secrets.key")] {
             let mode = std::fs::metadata(&p).expect("metadata").permissions().mode();
             assert_eq!(mode & 0o077, 0, "{} is mode {:o}", p.display(), mode);
         }
@@ -324,6 +357,21 @@ mod http_get {
                 resp.json().await.expect("JSON")
             })
         }
+    }
+
+    /// A blocking JSON POST without credentials (sign-in).
+    pub fn blocking_post(url: &str, body: &str) -> serde_json::Value {
+        super::rt().block_on(async {
+            let resp = ::reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.to_owned())
+                .send()
+                .await
+                .expect("POST");
+            assert!(resp.status().is_success(), "POST {url}: {}", resp.status());
+            resp.json().await.expect("JSON")
+        })
     }
 }
 

@@ -328,6 +328,20 @@ async fn timeouts(h: &Harness) {
     h.advance(14 * 60);
     h.with_cookie(Method::GET, "/api/v1/me", &c, None).await.problem(StatusCode::UNAUTHORIZED, "session-expired");
     assert_eq!(h.events("action=session.expired").await.len(), 1);
+
+    // A session never presented again is ended by the sweeper once past the idle timeout.
+    let c = h.sign_in_totp("dr.idle", &secret).await;
+    let me = h.with_cookie(Method::GET, "/api/v1/me", &c, None).await;
+    let sid = me.body["session"]["id"].as_str().unwrap().to_owned();
+    h.advance(10 * 60);
+    assert_eq!(h.services.sweep_sessions().await.unwrap(), 0, "not idle long enough");
+    h.advance(6 * 60);
+    assert_eq!(h.services.sweep_sessions().await.unwrap(), 1);
+    let ev = h.events(&format!("action=session.timeout&target=session:{sid}")).await;
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0]["actor"], "system:session");
+    let listed = h.get(&format!("/api/v1/sessions?user={uid}")).await;
+    assert_eq!(listed.body["items"], json!([]), "no live session left");
 }
 
 /// Suspension, disabling, a password change and a factor reset end every session of the
