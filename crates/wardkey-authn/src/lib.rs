@@ -1,9 +1,11 @@
-//! Authentication building blocks for Wardkey (issue 3): password policy per NIST SP 800-63B-4,
-//! Argon2id hashing on a bounded blocking pool, TOTP (RFC 6238), single-use recovery codes,
-//! session ids, timeouts and cookies, and login throttling.
+//! Authentication mechanics for Wardkey: password policy per NIST SP 800-63B-4, Argon2id
+//! hashing on a bounded blocking pool, TOTP (RFC 6238), single-use recovery codes, session ids,
+//! timeouts and cookies, login throttling, passkeys (WebAuthn), sealing of secrets at rest and
+//! QR codes for enrolment.
 //!
-//! Nothing here does I/O or reads the system clock: time is always a parameter, so callers
-//! inject the domain `Clock`. Randomness comes from the operating system.
+//! Nothing here reads the system clock: time is always a parameter, so callers inject the
+//! domain `Clock`. The only I/O is `secretbox` reading (or creating) its key file.
+//! Randomness comes from the operating system.
 
 pub mod hash;
 pub mod password;
