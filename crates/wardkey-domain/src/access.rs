@@ -195,6 +195,10 @@ pub struct Role {
     /// scopes it gives a holder's session.
     #[serde(default)]
     pub session_policy: crate::RoleSessionPolicy,
+    /// Conditions every use of this role must meet (assurance, network, shift hours, device,
+    /// attribute rules).
+    #[serde(default, skip_serializing_if = "crate::Conditions::is_empty")]
+    pub conditions: crate::Conditions,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
@@ -267,6 +271,8 @@ pub struct NewRole {
     pub privileged: bool,
     #[serde(default)]
     pub session_policy: crate::RoleSessionPolicy,
+    #[serde(default)]
+    pub conditions: crate::Conditions,
 }
 
 impl NewRole {
@@ -277,6 +283,7 @@ impl NewRole {
         validate::opt_text(&mut errors, "description", &self.description, validate::MAX_TEXT);
         validate_permissions(&mut errors, &self.permissions, types);
         self.session_policy.validate(&mut errors);
+        self.conditions.validate(&mut errors, "conditions");
         validate::finish(errors)
     }
 }
@@ -293,6 +300,8 @@ pub struct RoleUpdate {
     pub privileged: Option<bool>,
     #[serde(default)]
     pub session_policy: Option<crate::RoleSessionPolicy>,
+    #[serde(default)]
+    pub conditions: Option<crate::Conditions>,
 }
 
 impl RoleUpdate {
@@ -304,6 +313,9 @@ impl RoleUpdate {
         }
         if let Some(p) = &self.session_policy {
             p.validate(&mut errors);
+        }
+        if let Some(c) = &self.conditions {
+            c.validate(&mut errors, "conditions");
         }
         validate::finish(errors)
     }
@@ -409,6 +421,9 @@ pub struct Grant {
     pub created_by: String,
     pub revoked_at: Option<DateTime<Utc>>,
     pub revoked_by: Option<String>,
+    /// Conditions on this grant, on top of the role's.
+    #[serde(default, skip_serializing_if = "crate::Conditions::is_empty")]
+    pub conditions: crate::Conditions,
     pub version: i64,
 }
 
@@ -438,6 +453,8 @@ pub struct NewGrant {
     pub starts_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub conditions: crate::Conditions,
 }
 
 impl NewGrant {
@@ -445,6 +462,7 @@ impl NewGrant {
         let mut errors = Vec::new();
         validate::opt_text(&mut errors, "requester", &self.requester, validate::MAX_SHORT);
         validate::opt_text(&mut errors, "approver", &self.approver, validate::MAX_SHORT);
+        self.conditions.validate(&mut errors, "conditions");
         validate::opt_text(&mut errors, "justification", &self.justification, validate::MAX_TEXT);
         if let (Some(r), Some(a)) = (&self.requester, &self.approver)
             && r == a

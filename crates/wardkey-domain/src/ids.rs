@@ -65,3 +65,5 @@ id_type!(/// A sign-in session's public handle (listing, ending). Never the cook
     SessionId, "session");
 id_type!(/// An enrolled second factor (a TOTP app or a passkey).
     FactorId, "factor");
+id_type!(/// A rule that denies whatever grants allow.
+    ForbidRuleId, "forbid_rule");

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod directory;
 pub mod error;
 pub mod ids;
+pub mod policy;
 pub mod sod;
 pub mod template;
 pub mod validate;
@@ -22,6 +23,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use directory::*;
 pub use error::{DomainError, FieldError};
 pub use ids::*;
+pub use policy::*;
 pub use sod::*;
 pub use template::*;
 

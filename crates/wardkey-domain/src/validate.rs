@@ -73,3 +73,8 @@ pub fn list_len<T>(errors: &mut Vec<FieldError>, field: &str, value: &[T], max: 
 pub fn finish(errors: Vec<FieldError>) -> Result<(), crate::DomainError> {
     if errors.is_empty() { Ok(()) } else { Err(crate::DomainError::Invalid(errors)) }
 }
+
+/// At most 64 characters of `s`, for echoing bad input in messages.
+pub fn clip(s: &str) -> String {
+    s.chars().take(64).collect()
+}

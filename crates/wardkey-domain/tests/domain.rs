@@ -116,6 +116,7 @@ fn role(name: &str, perms: &[(&str, &[&str])]) -> Role {
             .collect(),
         privileged: false,
         session_policy: Default::default(),
+        conditions: Default::default(),
         created_at: now(),
         updated_at: now(),
         version: 1,
@@ -205,6 +206,7 @@ fn grants_validate_their_window_and_approver() {
         justification: None,
         starts_at: None,
         expires_at: None,
+        conditions: Default::default(),
     };
     let err = base.validate(now()).expect_err("self-approval refused");
     assert!(matches!(err, DomainError::Invalid(e) if e[0].field == "approver"));
@@ -233,6 +235,7 @@ fn grants_validate_their_window_and_approver() {
         created_by: "operator:root".into(),
         revoked_at: None,
         revoked_by: None,
+        conditions: Default::default(),
         version: 1,
     };
     assert!(grant.is_effective_at(now()));
@@ -267,7 +270,7 @@ fn roles_only_name_existing_types_and_actions() {
         updated_at: now(),
         version: 1,
     };
-    let ok = NewRole { name: "r".into(), description: None, permissions: vec![Permission { resource_type: "dataset".into(), actions: vec!["read".into()] }], privileged: false, session_policy: Default::default() };
+    let ok = NewRole { name: "r".into(), description: None, permissions: vec![Permission { resource_type: "dataset".into(), actions: vec!["read".into()] }], privileged: false, session_policy: Default::default(), conditions: Default::default() };
     assert!(ok.validate(std::slice::from_ref(&dataset)).is_ok());
     let bad_action = NewRole { permissions: vec![Permission { resource_type: "dataset".into(), actions: vec!["delete".into()] }], ..ok.clone() };
     assert!(matches!(bad_action.validate(std::slice::from_ref(&dataset)), Err(DomainError::Invalid(e)) if e[0].field == "permissions[0].actions[0]"));

@@ -280,13 +280,20 @@ impl Services {
                         permissions: normalise_permissions(input.permissions),
                         privileged: input.privileged,
                         session_policy: input.session_policy,
+                        conditions: input.conditions,
                         created_at: now,
                         updated_at: now,
                         version: 1,
                     };
                     tx.insert_role(&role).await?;
                     let mut e = draft(&caller, "role.create", Some(role.id.target()));
-                    e.details = json!({ "name": role.name, "permissions": role.permissions, "privileged": role.privileged, "session_policy": role.session_policy });
+                    e.details = json!({
+                        "name": role.name,
+                        "permissions": role.permissions,
+                        "privileged": role.privileged,
+                        "session_policy": role.session_policy,
+                        "conditions": role.conditions,
+                    });
                     tx.audit(e);
                     Ok(role)
                 })
@@ -326,6 +333,10 @@ impl Services {
                     if let Some(p) = input.session_policy.clone() {
                         role.session_policy = p;
                     }
+                    let conditions_before = role.conditions.clone();
+                    if let Some(c) = input.conditions.clone() {
+                        role.conditions = c;
+                    }
                                         role.updated_at = tx.now();
                     if role.permissions != before {
                         // New permissions may complete a permission-based SoD conflict for
@@ -346,6 +357,8 @@ impl Services {
                         "privileged": role.privileged,
                         "session_policy_before": policy_before,
                         "session_policy_after": role.session_policy,
+                        "conditions_before": conditions_before,
+                        "conditions_after": role.conditions,
                     });
                     tx.audit(e);
                     Ok(role)
@@ -615,6 +628,7 @@ impl Services {
                         created_by: caller.actor.principal(),
                         revoked_at: None,
                         revoked_by: None,
+                        conditions: input.conditions,
                         version: 1,
                     };
                     tx.insert_grant(&grant).await?;
@@ -631,6 +645,7 @@ impl Services {
                         "justification": grant.justification,
                         "starts_at": grant.starts_at,
                         "expires_at": grant.expires_at,
+                        "conditions": grant.conditions,
                     });
                     tx.audit(e);
                     Ok(grant)

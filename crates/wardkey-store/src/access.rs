@@ -45,7 +45,7 @@ macro_rules! res_cols {
 }
 macro_rules! role_cols {
     () => {
-        "id, name, description, permissions, privileged, session_policy, created_at, updated_at, version"
+        "id, name, description, permissions, privileged, session_policy, conditions, created_at, updated_at, version"
     };
 }
 macro_rules! tpl_cols {
@@ -61,7 +61,7 @@ macro_rules! sod_cols {
 macro_rules! grant_cols {
     () => {
         "id, subject_kind, subject_id, role_id, resource_id, source, requester, approver, justification, \
-         starts_at, expires_at, created_at, created_by, revoked_at, revoked_by, version"
+         starts_at, expires_at, created_at, created_by, revoked_at, revoked_by, version, conditions"
     };
 }
 
@@ -100,6 +100,7 @@ fn role_from_row(r: &AnyRow) -> Result<Role, StoreError> {
         permissions: r.json::<Vec<Permission>>("permissions")?,
         privileged: r.flag("privileged")?,
         session_policy: r.json("session_policy")?,
+        conditions: r.json("conditions")?,
         created_at: r.ts("created_at")?,
         updated_at: r.ts("updated_at")?,
         version: r.int("version")?,
@@ -153,6 +154,7 @@ fn grant_from_row(r: &AnyRow) -> Result<Grant, StoreError> {
         created_by: r.text("created_by")?,
         revoked_at: r.opt_ts("revoked_at")?,
         revoked_by: r.opt_text("revoked_by")?,
+        conditions: r.json("conditions")?,
         version: r.int("version")?,
     })
 }
@@ -471,6 +473,22 @@ impl Conn {
         .fetch_all(self.ex())
         .await?;
         rows.iter().map(tpl_from_row).collect()
+    }
+
+    /// Every live resource, in id order (building the decision index).
+    pub async fn all_resources(&mut self) -> Result<Vec<Resource>, StoreError> {
+        let rows = sqlx::query(concat!("SELECT ", res_cols!(), " FROM resources WHERE deleted_at IS NULL ORDER BY id"))
+            .fetch_all(self.ex())
+            .await?;
+        rows.iter().map(res_from_row).collect()
+    }
+
+    /// Every live role, in id order.
+    pub async fn all_roles(&mut self) -> Result<Vec<Role>, StoreError> {
+        let rows = sqlx::query(concat!("SELECT ", role_cols!(), " FROM roles WHERE deleted_at IS NULL ORDER BY id"))
+            .fetch_all(self.ex())
+            .await?;
+        rows.iter().map(role_from_row).collect()
     }
 
     // ----- SoD rules -----
@@ -878,7 +896,7 @@ impl WriteTx {
     pub async fn insert_role(&mut self, r: &Role) -> Result<(), StoreError> {
         let q = sqlx::query(
             "INSERT INTO roles (id, name, name_key, description, permissions, privileged, created_at, updated_at, version, \
-             session_policy) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             session_policy, conditions) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(r.id.to_string())
         .bind(r.name.clone())
@@ -889,7 +907,8 @@ impl WriteTx {
         .bind(micros(r.created_at))
         .bind(micros(r.updated_at))
         .bind(r.version)
-        .bind(to_json(&r.session_policy)?);
+        .bind(to_json(&r.session_policy)?)
+        .bind(to_json(&r.conditions)?);
         self.conn
             .guarded(q)
             .await
@@ -905,7 +924,7 @@ impl WriteTx {
         let id = r.id.to_string();
         let q = sqlx::query(
             "UPDATE roles SET name = $1, name_key = $2, description = $3, permissions = $4, privileged = $5, \
-             updated_at = $6, version = $7, session_policy = $10 WHERE id = $8 AND version = $9 AND deleted_at IS NULL \
+             updated_at = $6, version = $7, session_policy = $10, conditions = $11 WHERE id = $8 AND version = $9 AND deleted_at IS NULL \
              RETURNING created_at",
         )
         .bind(r.name.clone())
@@ -917,7 +936,8 @@ impl WriteTx {
         .bind(expected_version + 1)
         .bind(id.clone())
         .bind(expected_version)
-        .bind(to_json(&r.session_policy)?);
+        .bind(to_json(&r.session_policy)?)
+        .bind(to_json(&r.conditions)?);
         let row = self
             .conn
             .guarded_optional(q)
@@ -1222,8 +1242,8 @@ impl WriteTx {
         }
         let q = sqlx::query(
             "INSERT INTO grants (id, subject_kind, subject_id, role_id, resource_id, source, requester, approver, \
-             justification, starts_at, expires_at, created_at, created_by, revoked_at, revoked_by, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             justification, starts_at, expires_at, created_at, created_by, revoked_at, revoked_by, version, conditions) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(g.id.to_string())
         .bind(g.subject.kind())
@@ -1240,7 +1260,8 @@ impl WriteTx {
         .bind(g.created_by.clone())
         .bind(opt_micros(g.revoked_at))
         .bind(g.revoked_by.clone())
-        .bind(g.version);
+        .bind(g.version)
+        .bind(to_json(&g.conditions)?);
         let unique = [Unique {
             index: "grants_pkey",
             sqlite_columns: "grants.id",

@@ -75,6 +75,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0002_audit_action_index.sql"),
     },
     Migration { version: 3, name: "authn", sql: include_str!("../migrations/sqlite/0003_authn.sql") },
+    Migration { version: 4, name: "authz", sql: include_str!("../migrations/sqlite/0004_authz.sql") },
 ];
 
 const POSTGRES_MIGRATIONS: &[Migration] = &[
@@ -85,6 +86,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0002_audit_action_index.sql"),
     },
     Migration { version: 3, name: "authn", sql: include_str!("../migrations/postgres/0003_authn.sql") },
+    Migration { version: 4, name: "authz", sql: include_str!("../migrations/postgres/0004_authz.sql") },
 ];
 
 /// The database-specific half of the store. Two implementations: [`SqliteBackend`] and
@@ -93,6 +95,10 @@ pub trait Backend: Send + Sync + 'static {
     fn kind(&self) -> BackendKind;
     /// The database file, for a SQLite backend (verification reads it in-process).
     fn sqlite_file(&self) -> Option<&Path> {
+        None
+    }
+    /// The database URL, for a PostgreSQL backend (LISTEN for other nodes' commits).
+    fn postgres_url(&self) -> Option<&str> {
         None
     }
     /// Where the single writer takes its connection from.
@@ -324,6 +330,8 @@ impl Backend for SqliteBackend {
 /// several Wardkey nodes can share the database and still number events contiguously.
 pub struct PostgresBackend {
     pool: AnyPool,
+    /// Kept to open a LISTEN connection for other nodes' revisions.
+    url: String,
 }
 
 /// Advisory-lock key space of Wardkey (first half of the two-int key); the second half is
@@ -359,11 +367,15 @@ impl PostgresBackend {
             })
             .connect_with(connect)
             .await?;
-        Ok(PostgresBackend { pool })
+        Ok(PostgresBackend { pool, url: url.to_owned() })
     }
 }
 
 impl Backend for PostgresBackend {
+    fn postgres_url(&self) -> Option<&str> {
+        Some(&self.url)
+    }
+
     fn kind(&self) -> BackendKind {
         BackendKind::Postgres
     }

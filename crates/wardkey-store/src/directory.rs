@@ -279,6 +279,53 @@ impl Conn {
             .collect()
     }
 
+    /// Every live user, in id order (building the decision index).
+    pub async fn all_users(&mut self) -> Result<Vec<User>, StoreError> {
+        let rows = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE deleted_at IS NULL ORDER BY id"))
+            .fetch_all(self.ex())
+            .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    /// Every live group, in id order.
+    pub async fn all_groups(&mut self) -> Result<Vec<Group>, StoreError> {
+        let rows = sqlx::query(concat!("SELECT ", group_cols!(), " FROM groups WHERE deleted_at IS NULL ORDER BY id"))
+            .fetch_all(self.ex())
+            .await?;
+        rows.iter().map(group_from_row).collect()
+    }
+
+    /// Every live service account, in id order.
+    pub async fn all_service_accounts(&mut self) -> Result<Vec<ServiceAccount>, StoreError> {
+        let rows = sqlx::query(concat!("SELECT ", sa_cols!(), " FROM service_accounts WHERE deleted_at IS NULL ORDER BY id"))
+            .fetch_all(self.ex())
+            .await?;
+        rows.iter().map(sa_from_row).collect()
+    }
+
+    /// Every membership of a live group: (group, member).
+    pub async fn all_memberships(&mut self) -> Result<Vec<(GroupId, Member)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.group_id, m.member_kind, m.member_id FROM group_members m JOIN groups g ON g.id = m.group_id \
+             WHERE g.deleted_at IS NULL ORDER BY m.group_id, m.member_kind DESC, m.member_id",
+        )
+        .fetch_all(self.ex())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let g = GroupId(r.uuid("group_id")?);
+                let kind = r.text("member_kind")?;
+                let id = r.uuid("member_id")?;
+                let m = match kind.as_str() {
+                    "user" => Member::User(UserId(id)),
+                    "service_account" => Member::ServiceAccount(ServiceAccountId(id)),
+                    other => return Err(StoreError::corrupt(format!("member kind {other:?}"))),
+                };
+                Ok((g, m))
+            })
+            .collect()
+    }
+
     /// The live groups `member` belongs to, in id order.
     pub async fn groups_of(&mut self, member: Member) -> Result<Vec<GroupId>, StoreError> {
         let (kind, id) = member_parts(&member);

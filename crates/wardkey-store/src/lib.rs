@@ -18,6 +18,7 @@ mod backend;
 mod conn;
 mod directory;
 mod error;
+mod policy;
 mod tokens;
 mod writer;
 
@@ -136,6 +137,7 @@ impl Store {
             signer: std::sync::Mutex::new(None),
             max_batch: options.max_batch,
             stats: Default::default(),
+            revision: tokio::sync::watch::Sender::new(0),
         });
         Ok(Store {
             inner: Arc::new(Inner {
@@ -159,16 +161,20 @@ impl Store {
             signer: std::sync::Mutex::new(None),
             max_batch: options.max_batch.max(1),
             stats: Default::default(),
+            revision: tokio::sync::watch::Sender::new(0),
         });
         let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
         let handle = tokio::spawn(Writer::new(shared.clone()).run(rx));
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 shared,
                 queue: Some(tx),
                 writer: tokio::sync::Mutex::new(Some(handle)),
             }),
-        })
+        };
+        let size = store.read().await?.audit_tree_size().await?;
+        store.note_revision(size);
+        Ok(store)
     }
 
     pub fn backend(&self) -> BackendKind {
@@ -235,6 +241,78 @@ impl Store {
             Ok(r) => r,
             Err(_) => Err(StoreError::Database("the write job was dropped before it finished".into())),
         }
+    }
+
+    /// Watches the latest revision this process knows of: its own commits at once, other
+    /// nodes' after [`Store::listen_for_other_nodes`] (PostgreSQL). Readers of the store see a
+    /// revision's data once the watch shows it.
+    pub fn revisions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.shared.revision.subscribe()
+    }
+
+    /// Raises the known revision (e.g. after reading the tree size at start-up).
+    pub fn note_revision(&self, revision: u64) {
+        self.inner.shared.revision.send_if_modified(|r| {
+            if revision > *r {
+                *r = revision;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// On PostgreSQL, listens for commits of other Wardkey nodes on the same database
+    /// (`LISTEN wardkey_revision`) and feeds them to [`Store::revisions`]. Reconnects after
+    /// errors; stops when the store is dropped. A no-op on SQLite (one process writes).
+    pub fn listen_for_other_nodes(&self) {
+        let Some(url) = self.inner.shared.backend.postgres_url().map(str::to_owned) else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner.shared);
+        tokio::spawn(async move {
+            loop {
+                let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN connection failed; retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        if weak.strong_count() == 0 {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                if let Err(e) = listener.listen("wardkey_revision").await {
+                    tracing::warn!(error = %e, "LISTEN failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+                loop {
+                    let received = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv()).await;
+                    let Some(shared) = weak.upgrade() else { return };
+                    match received {
+                        Ok(Ok(n)) => {
+                            if let Ok(rev) = n.payload().parse::<u64>() {
+                                shared.revision.send_if_modified(|r| {
+                                    if rev > *r {
+                                        *r = rev;
+                                        true
+                                    } else {
+                                        false
+                                    }
+                                });
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                            break;
+                        }
+                        Err(_) => {} // idle; check the store is still alive
+                    }
+                }
+            }
+        });
     }
 
     /// A pooled reader connection (each statement sees the latest commit).

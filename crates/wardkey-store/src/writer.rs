@@ -245,6 +245,9 @@ pub(crate) struct Shared {
     pub signer: Mutex<Option<Arc<LogSigner>>>,
     pub max_batch: usize,
     pub stats: Stats,
+    /// The latest revision (audit tree size) known to this process: its own commits, and on
+    /// PostgreSQL other nodes' commits heard through LISTEN.
+    pub revision: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -437,9 +440,28 @@ impl Writer {
             self.rollback(&mut conn).await;
             return;
         }
+        if self.shared.backend.kind() == crate::BackendKind::Postgres {
+            // Delivered at COMMIT (never for a rolled-back batch): other nodes catch up.
+            let notify = sqlx::query("SELECT pg_notify('wardkey_revision', $1)")
+                .bind(self.tree.size.to_string())
+                .execute(&mut *conn)
+                .await;
+            if let Err(e) = notify {
+                tracing::warn!(error = %e, "pg_notify failed; other nodes will catch up by polling");
+            }
+        }
         match exec(&mut conn, "COMMIT").await {
             Ok(()) => {
                 self.tree.cache.retain_frontier(self.tree.size);
+                let size = self.tree.size;
+                self.shared.revision.send_if_modified(|r| {
+                    if size > *r {
+                        *r = size;
+                        true
+                    } else {
+                        false
+                    }
+                });
                 let st = &self.shared.stats;
                 st.commits.fetch_add(1, Ordering::Relaxed);
                 st.jobs_committed

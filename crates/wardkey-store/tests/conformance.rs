@@ -228,6 +228,7 @@ conformance!(
     authn_passwords_factors_recovery,
     authn_sessions_lifecycle,
     heartbeat_writes_without_event,
+    revisions_are_announced,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,6 +340,7 @@ fn role(db: &Db, name: &str, t: &ResourceType) -> Role {
         }],
         privileged: false,
         session_policy: Default::default(),
+        conditions: Default::default(),
         created_at: now,
         updated_at: now,
         version: 1,
@@ -362,6 +364,7 @@ fn grant(db: &Db, subject: Subject, role: RoleId, resource: Option<ResourceId>) 
         created_by: "operator:test".into(),
         revoked_at: None,
         revoked_by: None,
+        conditions: Default::default(),
         version: 1,
     }
 }
@@ -2621,4 +2624,27 @@ async fn heartbeat_writes_without_event(db: &Db) {
     w(db, "session.logout", job!(|tx| { let n = tx.now(); tx.end_session(sid, n, "logout", "user:x").await })).await.unwrap();
     db.clock.advance(Duration::seconds(90));
     assert_eq!(db.store.touch_sessions(vec![(s.id, db.clock.now())]).await.unwrap().value, 0);
+}
+
+/// Every commit raises the revision watch before the write returns; on PostgreSQL, another
+/// store on the same database hears it through LISTEN/NOTIFY.
+async fn revisions_are_announced(db: &Db) {
+    let mut rx = db.store.revisions();
+    let start = *rx.borrow_and_update();
+    let c = db.store.append_audit(vec![draft("x.one")]).await.unwrap();
+    assert_eq!(c.revision, start + 1);
+    assert_eq!(*db.store.revisions().borrow(), c.revision, "raised before the write returned");
+    // A reopened store starts at the stored revision.
+    let other = Store::open(&db.url, db.clock.clone()).await.unwrap();
+    assert_eq!(*other.revisions().borrow(), c.revision);
+    if db.kind == BackendKind::Postgres {
+        other.listen_for_other_nodes();
+        let mut orx = other.revisions();
+        // Give the LISTEN connection a moment, then commit on the first node.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let c2 = db.store.append_audit(vec![draft("x.two")]).await.unwrap();
+        let heard = tokio::time::timeout(std::time::Duration::from_secs(10), orx.wait_for(|r| *r >= c2.revision)).await;
+        assert!(heard.is_ok(), "the other node heard revision {}", c2.revision);
+    }
+    other.close().await;
 }
