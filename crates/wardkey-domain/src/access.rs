@@ -18,6 +18,10 @@ pub struct ResourceType {
     pub actions: Vec<String>,
     /// Whether resources of this type hold protected health information.
     pub phi: bool,
+    /// For PHI types: whether a decision waits for its audit event (`sync`) or the event is
+    /// queued and flushed within 100 ms (`async`).
+    #[serde(default)]
+    pub decision_audit: DecisionAudit,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
@@ -48,6 +52,35 @@ pub struct NewResourceType {
     pub actions: Vec<String>,
     #[serde(default)]
     pub phi: bool,
+    #[serde(default)]
+    pub decision_audit: DecisionAudit,
+}
+
+/// How decisions on a PHI resource type are recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionAudit {
+    /// The decision is returned after its event is durable.
+    Sync,
+    /// The event is queued (bounded) and flushed within 100 ms; overflow denies.
+    #[default]
+    Async,
+}
+
+impl DecisionAudit {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DecisionAudit::Sync => "sync",
+            DecisionAudit::Async => "async",
+        }
+    }
+    pub fn parse(s: &str) -> Option<DecisionAudit> {
+        match s {
+            "sync" => Some(DecisionAudit::Sync),
+            "async" => Some(DecisionAudit::Async),
+            _ => None,
+        }
+    }
 }
 
 impl NewResourceType {
@@ -71,6 +104,8 @@ pub struct ResourceTypeUpdate {
     pub actions: Option<Vec<String>>,
     #[serde(default)]
     pub phi: Option<bool>,
+    #[serde(default)]
+    pub decision_audit: Option<DecisionAudit>,
 }
 
 impl ResourceTypeUpdate {
@@ -199,6 +234,10 @@ pub struct Role {
     /// attribute rules).
     #[serde(default, skip_serializing_if = "crate::Conditions::is_empty")]
     pub conditions: crate::Conditions,
+    /// People may give themselves this role in an emergency (break-glass), time-boxed and
+    /// flagged for review.
+    #[serde(default)]
+    pub break_glass: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
@@ -273,6 +312,8 @@ pub struct NewRole {
     pub session_policy: crate::RoleSessionPolicy,
     #[serde(default)]
     pub conditions: crate::Conditions,
+    #[serde(default)]
+    pub break_glass: bool,
 }
 
 impl NewRole {
@@ -302,6 +343,8 @@ pub struct RoleUpdate {
     pub session_policy: Option<crate::RoleSessionPolicy>,
     #[serde(default)]
     pub conditions: Option<crate::Conditions>,
+    #[serde(default)]
+    pub break_glass: Option<bool>,
 }
 
 impl RoleUpdate {

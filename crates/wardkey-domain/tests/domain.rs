@@ -117,6 +117,7 @@ fn role(name: &str, perms: &[(&str, &[&str])]) -> Role {
         privileged: false,
         session_policy: Default::default(),
         conditions: Default::default(),
+        break_glass: false,
         created_at: now(),
         updated_at: now(),
         version: 1,
@@ -254,7 +255,7 @@ fn resource_cycles_and_bounds() {
     let long = "x".repeat(5000);
     let r = NewResource { type_id: ResourceTypeId::generate(), name: "ok".into(), parent_id: None, description: Some(long), attributes: Default::default() };
     assert!(matches!(r.validate(), Err(DomainError::Invalid(e)) if e[0].field == "description"));
-    let rt = NewResourceType { name: "dataset".into(), description: None, actions: vec![], phi: true };
+    let rt = NewResourceType { name: "dataset".into(), description: None, actions: vec![], phi: true, decision_audit: Default::default() };
     assert!(matches!(rt.validate(), Err(DomainError::Invalid(e)) if e[0].field == "actions"));
 }
 
@@ -266,11 +267,12 @@ fn roles_only_name_existing_types_and_actions() {
         description: None,
         actions: vec!["read".into(), "write".into()],
         phi: true,
+        decision_audit: Default::default(),
         created_at: now(),
         updated_at: now(),
         version: 1,
     };
-    let ok = NewRole { name: "r".into(), description: None, permissions: vec![Permission { resource_type: "dataset".into(), actions: vec!["read".into()] }], privileged: false, session_policy: Default::default(), conditions: Default::default() };
+    let ok = NewRole { name: "r".into(), description: None, permissions: vec![Permission { resource_type: "dataset".into(), actions: vec!["read".into()] }], privileged: false, session_policy: Default::default(), conditions: Default::default(), break_glass: false };
     assert!(ok.validate(std::slice::from_ref(&dataset)).is_ok());
     let bad_action = NewRole { permissions: vec![Permission { resource_type: "dataset".into(), actions: vec!["delete".into()] }], ..ok.clone() };
     assert!(matches!(bad_action.validate(std::slice::from_ref(&dataset)), Err(DomainError::Invalid(e)) if e[0].field == "permissions[0].actions[0]"));
@@ -293,4 +295,52 @@ fn scopes_and_ids() {
     assert_eq!(sorted.len(), 1000);
     assert_eq!(ids[0].0.get_version_num(), 7);
     assert!(ids[0].target().starts_with("user:"));
+}
+
+#[test]
+fn conditions_are_validated_when_saved() {
+    let good = Conditions {
+        min_assurance: Some(Assurance::Mfa),
+        networks: vec!["10.0.0.0/8".into(), "2001:db8::/32".into()],
+        time_windows: vec![TimeWindow { time_zone: "Europe/London".into(), days: vec![Day::Mon], start: "19:00".into(), end: "07:00".into() }],
+        min_device_trust: Some(DeviceTrust::Managed),
+        attribute_rules: vec![AttributeRule { resource_property: "care_team".into(), op: AttributeOp::In, subject_attribute: "groups".into() }],
+    };
+    let mut errors = Vec::new();
+    good.validate(&mut errors, "conditions");
+    assert!(errors.is_empty(), "{errors:?}");
+    let bad = Conditions {
+        networks: vec!["10.0.0.0/33".into(), "not-a-net".into()],
+        time_windows: vec![TimeWindow { time_zone: "Mars/Olympus".into(), days: vec![], start: "25:00".into(), end: "7:00".into() }],
+        attribute_rules: vec![
+            AttributeRule { resource_property: "owner".into(), op: AttributeOp::Equals, subject_attribute: "shoe_size".into() },
+            AttributeRule { resource_property: "dept".into(), op: AttributeOp::In, subject_attribute: "department".into() },
+        ],
+        ..Default::default()
+    };
+    let mut errors = Vec::new();
+    bad.validate(&mut errors, "conditions");
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    for f in [
+        "conditions.networks[0]",
+        "conditions.networks[1]",
+        "conditions.time_windows[0].time_zone",
+        "conditions.time_windows[0].start",
+        "conditions.time_windows[0].end",
+        "conditions.attribute_rules[0].subject_attribute",
+        "conditions.attribute_rules[1].op",
+    ] {
+        assert!(fields.contains(&f), "{f} not in {fields:?}");
+    }
+    assert_eq!(Assurance::from_amr(["pwd", "otp"]), Assurance::Mfa);
+    assert_eq!(Assurance::from_amr(["pwd", "hwk"]), Assurance::PhishingResistant);
+    assert_eq!(Assurance::from_amr(["pwd"]), Assurance::Password);
+    let forbid = NewForbidRule {
+        name: "no-psych-without-clearance".into(),
+        description: None,
+        resource_types: vec!["record".into()],
+        actions: vec![],
+        when: ForbidWhen::NetworkOutside { networks: vec!["nope".into()] },
+    };
+    assert!(matches!(forbid.validate(), Err(DomainError::Invalid(e)) if e[0].field == "when.networks[0]"));
 }

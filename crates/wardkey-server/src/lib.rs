@@ -19,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use observe::Metrics;
-use routes::{access, audit, authn, directory, ops, pages, tokens};
+use routes::{access, audit, authn, directory, ops, pages, policy, tokens};
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -180,6 +180,9 @@ pub fn router_with_limit(services: Services, max_body_bytes: usize) -> Router {
         .route("/api/v1/audit/checkpoint", get(audit::checkpoint))
         .route("/api/v1/audit/proof/inclusion", get(audit::inclusion_proof))
         .route("/api/v1/audit/proof/consistency", get(audit::consistency_proof))
+        .route("/api/v1/forbid-rules", post(policy::create_forbid_rule).get(policy::list_forbid_rules))
+        .route("/api/v1/forbid-rules/{id}", get(policy::get_forbid_rule).delete(policy::delete_forbid_rule))
+        .route("/api/v1/break-glass", post(policy::break_glass))
         // authentication
         .route("/api/v1/auth/login", post(authn::login))
         .route("/api/v1/auth/totp", post(authn::totp))

@@ -2,7 +2,7 @@
 
 use crate::problem::{FieldErrorDoc, ProblemDoc};
 use crate::respond::Page;
-use crate::routes::{access, audit, authn, directory, ops, tokens};
+use crate::routes::{access, audit, authn, directory, ops, policy, tokens};
 use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -60,6 +60,8 @@ impl Modify for BearerAuth {
         authn::my_sessions, authn::end_my_session,
         authn::list_sessions, authn::revoke_session, authn::revoke_user_sessions,
         authn::set_password, authn::password_compromised, authn::unlock, authn::reset_factors, authn::authn_status,
+        policy::create_forbid_rule, policy::list_forbid_rules, policy::get_forbid_rule, policy::delete_forbid_rule,
+        policy::break_glass,
     ),
     components(schemas(
         ProblemDoc, FieldErrorDoc,
@@ -67,7 +69,7 @@ impl Modify for BearerAuth {
         directory::StatusChange, directory::VerifyIdentity, directory::MembershipChange,
         tokens::CreatedToken,
         audit::CheckpointView, audit::InclusionProofView, audit::ConsistencyProofView,
-        Page<wardkey_domain::Session>,
+        Page<wardkey_domain::Session>, Page<wardkey_domain::ForbidRule>,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -109,7 +111,7 @@ mod tests {
             std::fs::write(path, serde_json::to_string_pretty(&doc).expect("pretty")).expect("dump");
         }
         let paths = doc["paths"].as_object().expect("paths");
-        assert_eq!(paths.len(), 57, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(paths.len(), 60, "{:?}", paths.keys().collect::<Vec<_>>());
         assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
         // Every `$ref` resolves.
         let text = doc.to_string();

@@ -80,13 +80,14 @@ impl Services {
                         description: input.description,
                         actions: input.actions,
                         phi: input.phi,
+                        decision_audit: input.decision_audit,
                         created_at: now,
                         updated_at: now,
                         version: 1,
                     };
                     tx.insert_resource_type(&rt).await?;
                     let mut e = draft(&caller, "resource_type.create", Some(rt.id.target()));
-                    e.details = json!({ "name": rt.name, "actions": rt.actions, "phi": rt.phi });
+                    e.details = json!({ "name": rt.name, "actions": rt.actions, "phi": rt.phi, "decision_audit": rt.decision_audit });
                     tx.audit(e);
                     Ok(rt)
                 })
@@ -132,6 +133,9 @@ impl Services {
                     }
                     if let Some(d) = input.description {
                         rt.description = Some(d);
+                    }
+                    if let Some(mode) = input.decision_audit {
+                        rt.decision_audit = mode;
                     }
                     if let Some(phi) = input.phi {
                         rt.phi = phi;
@@ -281,6 +285,7 @@ impl Services {
                         privileged: input.privileged,
                         session_policy: input.session_policy,
                         conditions: input.conditions,
+                        break_glass: input.break_glass,
                         created_at: now,
                         updated_at: now,
                         version: 1,
@@ -293,6 +298,7 @@ impl Services {
                         "privileged": role.privileged,
                         "session_policy": role.session_policy,
                         "conditions": role.conditions,
+                        "break_glass": role.break_glass,
                     });
                     tx.audit(e);
                     Ok(role)
@@ -328,6 +334,9 @@ impl Services {
                     }
                     if let Some(p) = input.privileged {
                         role.privileged = p;
+                    }
+                    if let Some(b) = input.break_glass {
+                        role.break_glass = b;
                     }
                     let policy_before = role.session_policy.clone();
                     if let Some(p) = input.session_policy.clone() {

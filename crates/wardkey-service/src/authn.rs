@@ -49,6 +49,8 @@ pub struct AuthnSettings {
     pub source_burst: u32,
     pub source_refill_per_sec: f64,
     pub passkeys: PasskeyConfig,
+    /// Longest break-glass grant a person may declare (minutes).
+    pub break_glass_max_minutes: u32,
 }
 
 impl Default for AuthnSettings {
@@ -68,6 +70,7 @@ impl Default for AuthnSettings {
                 rp_origin: "http://localhost:8080".into(),
                 rp_name: "Wardkey".into(),
             },
+            break_glass_max_minutes: 240,
         }
     }
 }

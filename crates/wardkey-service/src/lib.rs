@@ -11,6 +11,7 @@ pub mod auth;
 pub mod authn;
 pub mod directory;
 pub mod error;
+pub mod policy;
 
 pub use auth::{Admin, AuditRead, Authorized, Caller, RequestMeta, ScopeRequirement};
 pub use authn::{AuthnSettings, FactorConfirmed, Me, NextStep, SessionCaller, SessionContext, SignIn, TotpEnrolment};

@@ -7,7 +7,7 @@ use crate::{StoreError, WriteTx};
 use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
-use wardkey_domain::{
+use wardkey_domain::{DecisionAudit, 
     Grant, GrantId, GrantSource, Permission, Resource, ResourceId, ResourceType, ResourceTypeId,
     Role, RoleId, RoleTemplate, RoleTemplateId, SodRule, SodRuleId, Subject,
 };
@@ -35,7 +35,7 @@ pub struct GrantQuery {
 
 macro_rules! rt_cols {
     () => {
-        "id, name, description, actions, phi, created_at, updated_at, version"
+        "id, name, description, actions, phi, decision_audit, created_at, updated_at, version"
     };
 }
 macro_rules! res_cols {
@@ -45,7 +45,7 @@ macro_rules! res_cols {
 }
 macro_rules! role_cols {
     () => {
-        "id, name, description, permissions, privileged, session_policy, conditions, created_at, updated_at, version"
+        "id, name, description, permissions, privileged, session_policy, conditions, break_glass, created_at, updated_at, version"
     };
 }
 macro_rules! tpl_cols {
@@ -72,6 +72,10 @@ fn rt_from_row(r: &AnyRow) -> Result<ResourceType, StoreError> {
         description: r.opt_text("description")?,
         actions: r.json("actions")?,
         phi: r.flag("phi")?,
+        decision_audit: {
+            let m = r.text("decision_audit")?;
+            DecisionAudit::parse(&m).ok_or_else(|| StoreError::corrupt(format!("decision audit mode {m:?}")))?
+        },
         created_at: r.ts("created_at")?,
         updated_at: r.ts("updated_at")?,
         version: r.int("version")?,
@@ -101,6 +105,7 @@ fn role_from_row(r: &AnyRow) -> Result<Role, StoreError> {
         privileged: r.flag("privileged")?,
         session_policy: r.json("session_policy")?,
         conditions: r.json("conditions")?,
+        break_glass: r.flag("break_glass")?,
         created_at: r.ts("created_at")?,
         updated_at: r.ts("updated_at")?,
         version: r.int("version")?,
@@ -615,8 +620,8 @@ impl WriteTx {
 
     pub async fn insert_resource_type(&mut self, t: &ResourceType) -> Result<(), StoreError> {
         let q = sqlx::query(
-            "INSERT INTO resource_types (id, name, name_key, description, actions, phi, created_at, updated_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO resource_types (id, name, name_key, description, actions, phi, created_at, updated_at, version, \
+             decision_audit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(t.id.to_string())
         .bind(t.name.clone())
@@ -626,7 +631,8 @@ impl WriteTx {
         .bind(i64::from(t.phi))
         .bind(micros(t.created_at))
         .bind(micros(t.updated_at))
-        .bind(t.version);
+        .bind(t.version)
+        .bind(t.decision_audit.as_str());
         self.conn
             .guarded(q)
             .await
@@ -642,7 +648,7 @@ impl WriteTx {
         let id = t.id.to_string();
         let q = sqlx::query(
             "UPDATE resource_types SET name = $1, name_key = $2, description = $3, actions = $4, phi = $5, \
-             updated_at = $6, version = $7 WHERE id = $8 AND version = $9 RETURNING created_at",
+             updated_at = $6, version = $7, decision_audit = $10 WHERE id = $8 AND version = $9 RETURNING created_at",
         )
         .bind(t.name.clone())
         .bind(fold(&t.name))
@@ -652,7 +658,8 @@ impl WriteTx {
         .bind(micros(t.updated_at))
         .bind(expected_version + 1)
         .bind(id.clone())
-        .bind(expected_version);
+        .bind(expected_version)
+        .bind(t.decision_audit.as_str());
         let row = self
             .conn
             .guarded_optional(q)
@@ -896,7 +903,7 @@ impl WriteTx {
     pub async fn insert_role(&mut self, r: &Role) -> Result<(), StoreError> {
         let q = sqlx::query(
             "INSERT INTO roles (id, name, name_key, description, permissions, privileged, created_at, updated_at, version, \
-             session_policy, conditions) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             session_policy, conditions, break_glass) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(r.id.to_string())
         .bind(r.name.clone())
@@ -908,7 +915,8 @@ impl WriteTx {
         .bind(micros(r.updated_at))
         .bind(r.version)
         .bind(to_json(&r.session_policy)?)
-        .bind(to_json(&r.conditions)?);
+        .bind(to_json(&r.conditions)?)
+        .bind(i64::from(r.break_glass));
         self.conn
             .guarded(q)
             .await
@@ -924,7 +932,7 @@ impl WriteTx {
         let id = r.id.to_string();
         let q = sqlx::query(
             "UPDATE roles SET name = $1, name_key = $2, description = $3, permissions = $4, privileged = $5, \
-             updated_at = $6, version = $7, session_policy = $10, conditions = $11 WHERE id = $8 AND version = $9 AND deleted_at IS NULL \
+             updated_at = $6, version = $7, session_policy = $10, conditions = $11, break_glass = $12 WHERE id = $8 AND version = $9 AND deleted_at IS NULL \
              RETURNING created_at",
         )
         .bind(r.name.clone())
@@ -937,7 +945,8 @@ impl WriteTx {
         .bind(id.clone())
         .bind(expected_version)
         .bind(to_json(&r.session_policy)?)
-        .bind(to_json(&r.conditions)?);
+        .bind(to_json(&r.conditions)?)
+        .bind(i64::from(r.break_glass));
         let row = self
             .conn
             .guarded_optional(q)

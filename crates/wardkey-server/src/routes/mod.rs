@@ -7,6 +7,7 @@ pub mod authn;
 pub mod directory;
 pub mod ops;
 pub mod pages;
+pub mod policy;
 pub mod tokens;
 
 use crate::problem::Problem;

@@ -739,6 +739,71 @@ async fn html_pages(h: &Harness) {
     assert!(js.text().await.unwrap().contains("navigator.credentials.create"));
 }
 
+/// Break-glass needs a fresh second factor and a role marked for it; it yields a time-boxed
+/// `break_glass` grant and a `break_glass.declared` event flagged for review. Forbid rules are
+/// validated when saved.
+async fn break_glass_and_forbid_rules(h: &Harness) {
+    let uid = h.person("dr.er").await;
+    let rt = h.post("/api/v1/resource-types", json!({ "name": "record", "actions": ["read", "write"], "phi": true, "decision_audit": "sync" })).await;
+    assert_eq!(rt.status, StatusCode::CREATED, "{}", rt.text);
+    assert_eq!(rt.body["decision_audit"], "sync");
+    let plain = h.post("/api/v1/roles", json!({ "name": "clinician", "permissions": [{ "resource_type": "record", "actions": ["read"] }] })).await;
+    let er = h
+        .post("/api/v1/roles", json!({ "name": "emergency-reader", "break_glass": true, "permissions": [{ "resource_type": "record", "actions": ["read"] }] }))
+        .await;
+    assert_eq!(er.status, StatusCode::CREATED, "{}", er.text);
+    assert_eq!(er.body["break_glass"], true);
+    let (c, secret, _) = h.enrolled("dr.er").await;
+    let body = json!({ "role_id": id(&er.body), "justification": "patient coding in bay 4, attending unavailable" });
+    // Fresh from enrolment: allowed now; after 6 minutes a step-up is needed.
+    h.advance(6 * 60);
+    h.with_cookie(Method::POST, "/api/v1/break-glass", &c, Some(body.clone())).await.problem(StatusCode::FORBIDDEN, "step-up-required");
+    let up = h.with_cookie(Method::POST, "/api/v1/auth/totp", &c, Some(json!({ "code": totp_code(&secret, h.now()) }))).await;
+    assert_eq!(up.status, StatusCode::OK, "{}", up.text);
+    let c = session_cookie(&up.headers).unwrap();
+    let not_eligible = json!({ "role_id": id(&plain.body), "justification": "patient coding in bay 4, attending unavailable" });
+    h.with_cookie(Method::POST, "/api/v1/break-glass", &c, Some(not_eligible)).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    let short = json!({ "role_id": id(&er.body), "justification": "urgent" });
+    h.with_cookie(Method::POST, "/api/v1/break-glass", &c, Some(short)).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    let too_long = json!({ "role_id": id(&er.body), "justification": "patient coding in bay 4", "duration_minutes": 100000 });
+    h.with_cookie(Method::POST, "/api/v1/break-glass", &c, Some(too_long)).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    let g = h.with_cookie(Method::POST, "/api/v1/break-glass", &c, Some(body)).await;
+    assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
+    assert_eq!(g.body["source"], "break_glass");
+    assert_eq!(g.body["subject"]["id"], uid);
+    let expires: DateTime<Utc> = g.body["expires_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(expires - h.now(), chrono::Duration::minutes(60));
+    let ev = h.events(&format!("action=break_glass.declared&target=grant:{}", id(&g.body))).await;
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0]["details"]["review_required"], true);
+    assert_eq!(ev[0]["actor"], format!("user:{uid}"));
+    // An API token cannot declare break-glass (it is a person's act).
+    let t = h.post("/api/v1/break-glass", json!({ "role_id": id(&er.body), "justification": "patient coding in bay 4" })).await;
+    t.problem(StatusCode::UNAUTHORIZED, "unauthenticated");
+
+    // Forbid rules: validated when saved.
+    let bad = h.post("/api/v1/forbid-rules", json!({ "name": "offsite", "when": { "kind": "network_outside", "networks": ["10.0.0.0/99"] } })).await;
+    assert_eq!(bad.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation")["errors"][0]["field"], "when.networks[0]");
+    let bad = h.post("/api/v1/forbid-rules", json!({ "name": "x", "resource_types": ["nope"], "when": { "kind": "always" } })).await;
+    bad.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    let ok = h
+        .post(
+            "/api/v1/forbid-rules",
+            json!({ "name": "psych-needs-clearance", "resource_types": ["record"], "when": { "kind": "resource_property", "property": "category", "values": ["psychiatry"], "unless_group": "clearance-psych" } }),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+    let list = h.get("/api/v1/forbid-rules").await;
+    assert_eq!(list.body["items"].as_array().map(Vec::len), Some(1));
+    let del = h.delete(&format!("/api/v1/forbid-rules/{}?version=1", id(&ok.body))).await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT, "{}", del.text);
+    // Conditions on roles are validated too.
+    let bad = h
+        .post("/api/v1/roles", json!({ "name": "nights", "conditions": { "time_windows": [{ "time_zone": "Nowhere/Land", "start": "19:00", "end": "07:00" }] } }))
+        .await;
+    assert_eq!(bad.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation")["errors"][0]["field"], "conditions.time_windows[0].time_zone");
+}
+
 macro_rules! authn_on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -775,4 +840,5 @@ authn_on_both_stores!(
     passkeys,
     bad_credentials,
     html_pages,
+    break_glass_and_forbid_rules,
 );

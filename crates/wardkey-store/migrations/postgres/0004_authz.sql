@@ -3,6 +3,8 @@
 
 ALTER TABLE roles ADD COLUMN conditions TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE grants ADD COLUMN conditions TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE roles ADD COLUMN break_glass BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE resource_types ADD COLUMN decision_audit TEXT NOT NULL DEFAULT 'async';
 
 CREATE TABLE forbid_rules (
     id             TEXT PRIMARY KEY,
