@@ -135,12 +135,12 @@ pub struct AttributeRule {
     /// Property of the resource in the request (`resource.properties.<name>`).
     pub resource_property: String,
     pub op: AttributeOp,
-    /// Subject attribute: `id`, `username`, `department`, `job_code`, `title`,
+    /// Subject attribute: `id`, `username`, `email`, `department`, `job_code`, `title`,
     /// `employment_type`, or `groups` (names of the groups the subject belongs to).
     pub subject_attribute: String,
 }
 
-pub const SUBJECT_ATTRIBUTES: [&str; 7] = ["id", "username", "department", "job_code", "title", "employment_type", "groups"];
+pub const SUBJECT_ATTRIBUTES: [&str; 8] = ["id", "username", "email", "department", "job_code", "title", "employment_type", "groups"];
 
 /// Conditions that must all hold for a role or grant to allow. Empty: always.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -19,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use observe::Metrics;
-use routes::{access, audit, authn, directory, ops, pages, policy, tokens};
+use routes::{access, audit, authn, authzen, directory, ops, pages, policy, tokens};
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -183,6 +183,13 @@ pub fn router_with_limit(services: Services, max_body_bytes: usize) -> Router {
         .route("/api/v1/forbid-rules", post(policy::create_forbid_rule).get(policy::list_forbid_rules))
         .route("/api/v1/forbid-rules/{id}", get(policy::get_forbid_rule).delete(policy::delete_forbid_rule))
         .route("/api/v1/break-glass", post(policy::break_glass))
+        // authorization (OpenID AuthZEN 1.0)
+        .route("/access/v1/evaluation", post(authzen::evaluation))
+        .route("/access/v1/evaluations", post(authzen::evaluations))
+        .route("/access/v1/search/subject", post(authzen::search_subject))
+        .route("/access/v1/search/resource", post(authzen::search_resource))
+        .route("/access/v1/search/action", post(authzen::search_action))
+        .route("/.well-known/authzen-configuration", get(authzen::configuration))
         // authentication
         .route("/api/v1/auth/login", post(authn::login))
         .route("/api/v1/auth/totp", post(authn::totp))
@@ -270,6 +277,11 @@ async fn serve(
     services: Services,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let (revision, took) = services
+        .start_decision_point()
+        .await
+        .map_err(|e| ServerError::Task(format!("building the decision index: {e}")))?;
+    tracing::info!(revision, millis = took.as_millis() as u64, "decision index built");
     let app = router_with_limit(services.clone(), config.max_body_bytes);
     let make = app.into_make_service_with_connect_info::<SocketAddr>();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -337,6 +349,7 @@ async fn serve(
     if let Err(e) = sweeper.await {
         tracing::error!(error = %e, "session sweeper task failed");
     }
+    services.drain_decision_audit().await;
     services.store().close().await;
     served
 }

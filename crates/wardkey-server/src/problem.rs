@@ -266,6 +266,7 @@ impl Problem {
                 Kind::PasswordChangeRequired,
                 "the password was marked compromised: change it (POST /api/v1/me/password) before anything else",
             ),
+            ServiceError::Unavailable { message } => Problem::new(Kind::Unavailable, message),
             ServiceError::Internal(detail) => {
                 // The span around this request carries its id; the client sees none of this.
                 tracing::error!(error = %detail, "internal error");

@@ -892,3 +892,5 @@ fn say_loudly(message: &str) {
 
 #[path = "api/authn.rs"]
 mod authn;
+#[path = "api/authz.rs"]
+mod authz;

@@ -41,6 +41,10 @@ pub struct Admin;
 impl ScopeRequirement for Admin {
     const SCOPE: Scope = Scope::Admin;
 }
+pub struct Pdp;
+impl ScopeRequirement for Pdp {
+    const SCOPE: Scope = Scope::Pdp;
+}
 pub struct AuditRead;
 impl ScopeRequirement for AuditRead {
     const SCOPE: Scope = Scope::AuditRead;

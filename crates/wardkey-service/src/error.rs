@@ -41,6 +41,9 @@ pub enum ServiceError {
     WrongStage { message: String },
     #[error("the password must be changed before anything else")]
     PasswordChangeRequired,
+    /// The decision point cannot answer now (a minimum revision it has not reached).
+    #[error("{message}")]
+    Unavailable { message: String },
     #[error("internal error: {0}")]
     Internal(String),
 }

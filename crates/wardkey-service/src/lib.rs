@@ -9,11 +9,12 @@ pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod authn;
+pub mod decisions;
 pub mod directory;
 pub mod error;
 pub mod policy;
 
-pub use auth::{Admin, AuditRead, Authorized, Caller, RequestMeta, ScopeRequirement};
+pub use auth::{Admin, AuditRead, Authorized, Caller, Pdp, RequestMeta, ScopeRequirement};
 pub use authn::{AuthnSettings, FactorConfirmed, Me, NextStep, SessionCaller, SessionContext, SignIn, TotpEnrolment};
 pub(crate) use authn::AuthnRuntime;
 pub use error::{Result, ServiceError};
@@ -46,6 +47,7 @@ pub struct Services {
     store: Store,
     config: Arc<ServiceConfig>,
     authn: Arc<AuthnRuntime>,
+    decisions: Arc<decisions::DecisionPoint>,
 }
 
 impl Services {
@@ -57,7 +59,7 @@ impl Services {
         rand::fill(&mut key);
         let authn = AuthnRuntime::new(AuthnSettings::default(), wardkey_authn::secretbox::SecretKey::from_bytes(key));
         match authn {
-            Ok(a) => Services { store, config: Arc::new(config), authn: Arc::new(a) },
+            Ok(a) => Services { store, config: Arc::new(config), authn: Arc::new(a), decisions: Arc::new(decisions::DecisionPoint::new()) },
             // The defaults are valid by construction (tested); nothing to recover from here.
             Err(e) => unreachable_settings(e),
         }
@@ -71,7 +73,7 @@ impl Services {
         secrets: wardkey_authn::secretbox::SecretKey,
     ) -> Result<Self> {
         let authn = AuthnRuntime::new(settings, secrets)?;
-        Ok(Services { store, config: Arc::new(config), authn: Arc::new(authn) })
+        Ok(Services { store, config: Arc::new(config), authn: Arc::new(authn), decisions: Arc::new(decisions::DecisionPoint::new()) })
     }
 
     pub fn store(&self) -> &Store {

@@ -243,6 +243,11 @@ impl Store {
         }
     }
 
+    /// Whether [`Store::close`] ran (background followers stop then).
+    pub fn is_closed(&self) -> bool {
+        self.inner.queue.as_ref().is_none_or(|q| q.is_closed())
+    }
+
     /// Watches the latest revision this process knows of: its own commits at once, other
     /// nodes' after [`Store::listen_for_other_nodes`] (PostgreSQL). Readers of the store see a
     /// revision's data once the watch shows it.

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod audit;
 pub mod authn;
+pub mod authzen;
 pub mod directory;
 pub mod ops;
 pub mod pages;

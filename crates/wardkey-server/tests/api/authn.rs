@@ -24,7 +24,7 @@ impl Harness {
         self.clock.as_deref().expect("an authn harness")
     }
 
-    fn advance(&self, secs: i64) {
+    pub(crate) fn advance(&self, secs: i64) {
         self.clock().advance(chrono::Duration::seconds(secs));
     }
 
@@ -33,7 +33,7 @@ impl Harness {
     }
 
     /// A request with the session cookie `cookie` (and no bearer token).
-    async fn with_cookie(&self, method: Method, path: &str, cookie: &str, body: Option<Value>) -> Resp {
+    pub(crate) async fn with_cookie(&self, method: Method, path: &str, cookie: &str, body: Option<Value>) -> Resp {
         let mut req = self.http.request(method, self.url(path)).header(COOKIE, format!("{SESSION_COOKIE}={cookie}"));
         if let Some(b) = body {
             req = req.json(&b);
@@ -46,7 +46,7 @@ impl Harness {
     }
 
     /// An active person with a password (created, identity verified, activated).
-    async fn person(&self, username: &str) -> String {
+    pub(crate) async fn person(&self, username: &str) -> String {
         let u = self.create_user(username).await;
         let uid = id(&u);
         let v = self.post(&format!("/api/v1/users/{uid}/verify-identity"), json!({ "version": 1, "method": "in_person" })).await;
@@ -60,7 +60,7 @@ impl Harness {
 
     /// Signs `username` in and enrols TOTP at first sign-in; returns (active cookie, base32
     /// secret, recovery codes).
-    async fn enrolled(&self, username: &str) -> (String, String, Vec<String>) {
+    pub(crate) async fn enrolled(&self, username: &str) -> (String, String, Vec<String>) {
         let r = self.login(username, PASSWORD).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_eq!(r.body["next"], "enrol");

@@ -1,0 +1,103 @@
+//! Wardkey's authorization decision index: every directory and access-model record the
+//! decision point needs, compiled into an in-memory structure that answers "may this subject
+//! do this action on this resource, now?" and the search questions built on it ("who has
+//! access", "what can this subject reach").
+//!
+//! The crate is pure: no I/O, no database, no clock. The request carries `now`, the source
+//! address, the authentication assurance and the device trust; the store feeds records in
+//! through [`Index::build`] at start-up and [`Index::apply`] after each committed write.
+//!
+//! # Semantics (deny by default)
+//!
+//! 1. An unknown subject is denied (`unknown_subject`); a subject that is not active is denied
+//!    (`subject_not_active`) whatever it holds.
+//! 2. An unknown resource type (`unknown_resource_type`) or an action the type does not list
+//!    (`unknown_action`) is denied. A resource id Wardkey does not know is an *unregistered*
+//!    resource: only grants without a resource scope can reach it.
+//! 3. Any applying forbid rule denies (`forbidden_by_rule`), over every grant, break-glass
+//!    included.
+//! 4. Candidate grants: held directly or through a group, not revoked, started, not expired
+//!    (`expires_at` itself is already expired), role permits the type and action, scope is the
+//!    resource or one of its ancestors (at most 16 levels up). A candidate is satisfied when
+//!    the role's and the grant's conditions all hold.
+//! 5. A satisfied candidate allows; the reasons list every satisfied grant. Break-glass is
+//!    flagged (with a `record_break_glass_use` obligation) only when no other grant allows.
+//! 6. Otherwise the reasons say which condition failed for each candidate (`no_grant` when
+//!    there was none), with a step-up hint when more assurance alone would have allowed.
+//!
+//! # Details the contract leaves open, decided here
+//!
+//! - Usernames, group names, resource type names and resource names are matched
+//!   case-insensitively (lower-cased like the store's `*_key` columns); action names, forbid
+//!   rule values and attribute comparisons (`equals`) are exact. A service account is named
+//!   by its id only.
+//! - A name that matches more than one live record (which the store refuses, but the index
+//!   does not assume) resolves to nothing: an unknown subject or type, an unregistered resource.
+//! - A registered resource of another type than the request names is unregistered for the
+//!   request. Resource names are unique among siblings, not within a type; an ambiguous name is
+//!   unregistered too (only unscoped grants can reach it, which reach every resource anyway).
+//! - Conditions see only the properties in the request, not the attributes Wardkey stores for
+//!   a registered resource. Search answers for registered resources use those stored
+//!   attributes as the properties, since there is no request to take them from.
+//! - Service accounts have the subject attributes `id` and `groups`; the HR attributes and
+//!   `username` are missing for them, so rules on those fail.
+//! - Networks and time zones are validated when saved; one that still fails to parse here
+//!   matches nothing (a condition on it fails, a `network_outside` rule applies).
+//! - The resource tree is walked through live records only: a removed parent ends the chain.
+//!
+//! # Concurrency
+//!
+//! Readers load the current [`Snapshot`] through an `ArcSwap` and never wait for a writer;
+//! writers are serialised by a mutex that only they take, derive the next snapshot from the
+//! current one with persistent (`imbl`) structures, and publish it with one atomic store.
+//! Once [`Index::apply`] returns, every evaluation that starts afterwards, on any thread, sees
+//! the change.
+//!
+//! # Layout
+//!
+//! Ids are interned to dense `u32` slots per kind; a record refers to others by slot, so a
+//! batch may bring records in any order and a reference to something absent is inert. Each
+//! user, service account and group keeps the set of grants it holds; a member keeps the set of
+//! groups it is in, and group grants stay on the group (a membership change touches two sets,
+//! whatever the group holds). A role's permission on a type becomes a bitmask over that type's
+//! sorted actions, recomputed when the type changes. Resources keep a parent link (for the
+//! ancestor walk) and a children set (for "what can this subject reach"). Type names map to
+//! the roles that name them, and roles to their grants (for "who has access").
+//! [`Snapshot::verify`] checks all of these derived structures against the records.
+//!
+//! # Size
+//!
+//! Measured in release mode on the 2-core build machine with the `scale` test at full size
+//! (`WARDKEY_AUTHZ_SCALE=20`: 100k users in 1k groups with 300k memberships, 1k roles, 20k
+//! resources, 300k grants): build 0.9 s; resident memory 185 MiB after the build (an upper
+//! bound for the index, the freed input records included; peak 279 MiB while both existed);
+//! `check` 5 µs and `evaluate` 7 µs per request on a cold, random spread of requests (about 20
+//! grants visited each); one grant upserted and published 14 µs; "who has access" to one
+//! dataset 50 ms for about 4,900 subjects.
+
+mod decision;
+mod error;
+mod eval;
+mod index;
+mod model;
+mod request;
+mod search;
+mod snapshot;
+mod update;
+mod verify;
+
+pub use decision::{ConditionSource, Decision, FailedCondition, GrantPath, Reason, Via};
+pub use error::AuthzError;
+pub use index::Index;
+pub use request::{NO_PROPERTIES, Properties, Request, RequestContext, ResourceRef, SubjectKind, SubjectRef};
+pub use search::{AccessTarget, ActionAccess, Found, Page, ResourceAccess, SubjectAccess};
+pub use snapshot::{Snapshot, Stats};
+pub use update::{Change, Records};
+
+/// How many ancestors above a resource a scoped grant is looked for (the resource itself is
+/// checked too). Bounds the walk whatever the data.
+pub const MAX_RESOURCE_DEPTH: usize = 16;
+
+/// How many actions a resource type can have (the domain validates 64); actions past this are
+/// unknown to the index.
+pub const MAX_ACTIONS: usize = 64;

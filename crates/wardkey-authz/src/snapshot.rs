@@ -1,0 +1,375 @@
+//! One immutable state of the index. Every record lives in a dense slot addressed by a `u32`
+//! interned from its id; records refer to each other by those indices, so a record can arrive
+//! before the ones it names (one store transaction may change many things, in any order) and
+//! a reference to something absent is simply inert.
+//!
+//! All collections are persistent (`imbl`): cloning a snapshot is a handful of pointer copies,
+//! and changing the clone copies only the path to what changed.
+
+use crate::model::{GrantRec, GroupRec, Member, ResRec, RoleRec, SaRec, TypeRec, UserRec, fold};
+use crate::{MAX_RESOURCE_DEPTH, ResourceRef, SubjectKind, SubjectRef};
+use imbl::{HashMap, OrdMap, OrdSet, Vector};
+use std::hash::Hash;
+use std::sync::Arc;
+use wardkey_domain::{
+    ForbidRuleId, GrantId, GroupId, ResourceId, ResourceTypeId, RoleId, ServiceAccountId, UserId, validate,
+};
+
+/// Requests name things with strings the index never stores longer than this; anything longer
+/// is unknown without being looked at (and without being case-folded).
+pub(crate) const MAX_NAME_BYTES: usize = 4 * validate::MAX_NAME;
+/// Resource ids may be an application's own record ids; they only need to be recognised as
+/// unregistered, so a longer bound than names.
+pub(crate) const MAX_RESOURCE_ID_BYTES: usize = 1024;
+
+#[derive(Debug)]
+pub(crate) struct PrincipalSlot<R> {
+    pub rec: Option<Arc<R>>,
+    pub groups: OrdSet<u32>,
+    pub grants: OrdSet<u32>,
+}
+
+// By hand: the derives would ask `R: Clone + Default`, which the shared record need not be.
+impl<R> Clone for PrincipalSlot<R> {
+    fn clone(&self) -> Self {
+        PrincipalSlot { rec: self.rec.clone(), groups: self.groups.clone(), grants: self.grants.clone() }
+    }
+}
+
+impl<R> Default for PrincipalSlot<R> {
+    fn default() -> Self {
+        PrincipalSlot { rec: None, groups: OrdSet::new(), grants: OrdSet::new() }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GroupSlot {
+    pub rec: Option<Arc<GroupRec>>,
+    pub members: OrdSet<Member>,
+    pub grants: OrdSet<u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TypeSlot {
+    pub rec: Option<Arc<TypeRec>>,
+}
+
+/// Everything that goes by one (case-folded) resource type name: the live types with that
+/// name (one, normally) and the roles whose permissions name it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TnameSlot {
+    pub types: OrdSet<u32>,
+    pub roles: OrdSet<u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ResSlot {
+    pub rec: Option<Arc<ResRec>>,
+    /// Live resources whose parent is this one.
+    pub children: OrdSet<u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RoleSlot {
+    pub rec: Option<Arc<RoleRec>>,
+    pub grants: OrdSet<u32>,
+}
+
+/// Case-folded name → the live records with that name.
+pub(crate) type NameMap = HashMap<Arc<str>, OrdSet<u32>>;
+
+/// An immutable state of the index: what one decision reads from start to end.
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    pub(crate) revision: u64,
+
+    pub(crate) users: Vector<PrincipalSlot<UserRec>>,
+    pub(crate) user_ix: HashMap<UserId, u32>,
+    pub(crate) user_names: NameMap,
+
+    pub(crate) sas: Vector<PrincipalSlot<SaRec>>,
+    pub(crate) sa_ix: HashMap<ServiceAccountId, u32>,
+
+    pub(crate) groups: Vector<GroupSlot>,
+    pub(crate) group_ix: HashMap<GroupId, u32>,
+
+    pub(crate) types: Vector<TypeSlot>,
+    pub(crate) type_ix: HashMap<ResourceTypeId, u32>,
+    pub(crate) tnames: Vector<TnameSlot>,
+    pub(crate) tname_ix: HashMap<Arc<str>, u32>,
+
+    pub(crate) resources: Vector<ResSlot>,
+    pub(crate) resource_ix: HashMap<ResourceId, u32>,
+    /// Per resource type id: folded resource name → live resources of that type so named.
+    pub(crate) resource_names: HashMap<ResourceTypeId, NameMap>,
+
+    pub(crate) roles: Vector<RoleSlot>,
+    pub(crate) role_ix: HashMap<RoleId, u32>,
+
+    /// Grants are referenced only from the holder and role lists, which are cleaned when a
+    /// grant goes, so grant slots are recycled (revoked grants accumulate otherwise).
+    pub(crate) grants: Vector<Option<GrantRec>>,
+    pub(crate) grant_ix: HashMap<GrantId, u32>,
+    pub(crate) free_grants: Vector<u32>,
+
+    /// Few, and ordered by id so that reasons come out in a stable order.
+    pub(crate) forbids: OrdMap<ForbidRuleId, Arc<crate::model::ForbidRec>>,
+}
+
+// By hand: a derived Debug would print every record of a hospital into one log line.
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("revision", &self.revision)
+            .field("user_slots", &self.users.len())
+            .field("group_slots", &self.groups.len())
+            .field("resource_slots", &self.resources.len())
+            .field("role_slots", &self.roles.len())
+            .field("grant_slots", &self.grants.len())
+            .field("forbid_rules", &self.forbids.len())
+            .finish()
+    }
+}
+
+/// Counts of live records, for metrics and sizing (O(size of the index)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Stats {
+    pub revision: u64,
+    pub users: usize,
+    pub service_accounts: usize,
+    pub groups: usize,
+    pub memberships: usize,
+    pub resource_types: usize,
+    pub resources: usize,
+    pub roles: usize,
+    pub grants: usize,
+    pub forbid_rules: usize,
+}
+
+/// The resource a request is about and its ancestors, nearest first (no allocation).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Chain {
+    ixs: [u32; MAX_RESOURCE_DEPTH + 1],
+    len: usize,
+}
+
+impl Chain {
+    pub const EMPTY: Chain = Chain { ixs: [0; MAX_RESOURCE_DEPTH + 1], len: 0 };
+
+    fn push(&mut self, ix: u32) -> bool {
+        match self.ixs.get_mut(self.len) {
+            Some(slot) => {
+                *slot = ix;
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn as_slice(&self) -> &[u32] {
+        self.ixs.get(..self.len).unwrap_or(&[])
+    }
+
+    /// Whether a grant with this scope covers the resource.
+    pub fn covered_by(&self, scope: Option<u32>) -> bool {
+        match scope {
+            None => true,
+            Some(s) => self.as_slice().contains(&s),
+        }
+    }
+}
+
+/// The subject of a request, resolved.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Who<'s> {
+    pub rec: WhoRec<'s>,
+    pub groups: &'s OrdSet<u32>,
+    pub grants: &'s OrdSet<u32>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WhoRec<'s> {
+    User(&'s UserRec),
+    Sa(&'s SaRec),
+}
+
+impl Who<'_> {
+    pub fn active(&self) -> bool {
+        match self.rec {
+            WhoRec::User(u) => u.status.may_access(),
+            WhoRec::Sa(s) => s.active,
+        }
+    }
+
+    pub fn status(&self) -> &'static str {
+        match self.rec {
+            WhoRec::User(u) => u.status.as_str(),
+            WhoRec::Sa(s) if s.active => "active",
+            WhoRec::Sa(_) => "disabled",
+        }
+    }
+
+    pub fn uuid(&self) -> uuid::Uuid {
+        match self.rec {
+            WhoRec::User(u) => u.id.0,
+            WhoRec::Sa(s) => s.id.0,
+        }
+    }
+}
+
+pub(crate) fn slot<T>(v: &Vector<T>, ix: u32) -> Option<&T>
+where
+    T: Clone,
+{
+    v.get(ix as usize)
+}
+
+/// The one live record among `ixs`, if there is exactly one.
+fn unique<T, R>(ixs: &OrdSet<u32>, v: &Vector<T>, rec: impl Fn(&T) -> Option<&Arc<R>>) -> Option<u32>
+where
+    T: Clone,
+{
+    let mut live = ixs.iter().filter(|ix| slot(v, **ix).and_then(&rec).is_some());
+    let first = *live.next()?;
+    live.next().is_none().then_some(first)
+}
+
+pub(crate) fn lookup<K: Hash + Eq + Clone>(map: &HashMap<K, u32>, k: &K) -> Option<u32> {
+    map.get(k).copied()
+}
+
+impl Snapshot {
+    /// An empty index at revision 0: every request is denied.
+    pub fn empty() -> Snapshot {
+        Snapshot::default()
+    }
+
+    /// The revision the caller last set (the store's revision these records reflect).
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            revision: self.revision,
+            users: self.users.iter().filter(|s| s.rec.is_some()).count(),
+            service_accounts: self.sas.iter().filter(|s| s.rec.is_some()).count(),
+            groups: self.groups.iter().filter(|s| s.rec.is_some()).count(),
+            memberships: self.groups.iter().map(|s| s.members.len()).sum(),
+            resource_types: self.types.iter().filter(|s| s.rec.is_some()).count(),
+            resources: self.resources.iter().filter(|s| s.rec.is_some()).count(),
+            roles: self.roles.iter().filter(|s| s.rec.is_some()).count(),
+            grants: self.grants.iter().filter(|s| s.is_some()).count(),
+            forbid_rules: self.forbids.len(),
+        }
+    }
+
+    pub(crate) fn user(&self, ix: u32) -> Option<&PrincipalSlot<UserRec>> {
+        slot(&self.users, ix)
+    }
+    pub(crate) fn sa(&self, ix: u32) -> Option<&PrincipalSlot<SaRec>> {
+        slot(&self.sas, ix)
+    }
+    pub(crate) fn group(&self, ix: u32) -> Option<&GroupRec> {
+        slot(&self.groups, ix).and_then(|s| s.rec.as_deref())
+    }
+    pub(crate) fn resource(&self, ix: u32) -> Option<&ResRec> {
+        slot(&self.resources, ix).and_then(|s| s.rec.as_deref())
+    }
+    pub(crate) fn role(&self, ix: u32) -> Option<&RoleRec> {
+        slot(&self.roles, ix).and_then(|s| s.rec.as_deref())
+    }
+    pub(crate) fn grant(&self, ix: u32) -> Option<&GrantRec> {
+        slot(&self.grants, ix).and_then(|g| g.as_ref())
+    }
+
+    pub(crate) fn who_member(&self, m: Member) -> Option<Who<'_>> {
+        match m {
+            Member::User(ix) => {
+                let s = self.user(ix)?;
+                let rec = s.rec.as_deref()?;
+                Some(Who { rec: WhoRec::User(rec), groups: &s.groups, grants: &s.grants })
+            }
+            Member::Sa(ix) => {
+                let s = self.sa(ix)?;
+                let rec = s.rec.as_deref()?;
+                Some(Who { rec: WhoRec::Sa(rec), groups: &s.groups, grants: &s.grants })
+            }
+        }
+    }
+
+    /// A user by UUID or by username (case-insensitive); a service account by UUID.
+    pub(crate) fn resolve_subject(&self, s: &SubjectRef<'_>) -> Option<Who<'_>> {
+        if s.id.is_empty() || s.id.len() > MAX_NAME_BYTES {
+            return None;
+        }
+        let uuid = uuid::Uuid::parse_str(s.id).ok();
+        match s.kind {
+            SubjectKind::User => {
+                let by_id = uuid.and_then(|u| lookup(&self.user_ix, &UserId(u)));
+                if let Some(w) = by_id.and_then(|ix| self.who_member(Member::User(ix))) {
+                    return Some(w);
+                }
+                let ixs = self.user_names.get(fold(s.id).as_ref())?;
+                let ix = unique(ixs, &self.users, |slot| slot.rec.as_ref())?;
+                self.who_member(Member::User(ix))
+            }
+            SubjectKind::ServiceAccount => {
+                let ix = lookup(&self.sa_ix, &ServiceAccountId(uuid?))?;
+                self.who_member(Member::Sa(ix))
+            }
+        }
+    }
+
+    /// The live resource type with this (case-insensitive) name, if exactly one.
+    pub(crate) fn resolve_type(&self, name: &str) -> Option<&TypeRec> {
+        if name.is_empty() || name.len() > MAX_NAME_BYTES {
+            return None;
+        }
+        let tname = *self.tname_ix.get(fold(name).as_ref())?;
+        self.type_of_tname(tname)
+    }
+
+    pub(crate) fn type_of_tname(&self, tname: u32) -> Option<&TypeRec> {
+        let ts = slot(&self.tnames, tname)?;
+        let ix = unique(&ts.types, &self.types, |slot| slot.rec.as_ref())?;
+        slot(&self.types, ix)?.rec.as_deref()
+    }
+
+    /// The registered resource of type `ty` the request names, if any.
+    pub(crate) fn resolve_resource(&self, ty: &TypeRec, r: &ResourceRef<'_>) -> Option<u32> {
+        let id = r.id?;
+        if id.is_empty() || id.len() > MAX_RESOURCE_ID_BYTES {
+            return None;
+        }
+        if let Ok(u) = uuid::Uuid::parse_str(id)
+            && let Some(ix) = lookup(&self.resource_ix, &ResourceId(u))
+            && self.resource(ix).is_some_and(|rec| rec.type_id == ty.id)
+        {
+            return Some(ix);
+        }
+        if id.len() > MAX_NAME_BYTES {
+            return None;
+        }
+        let ixs = self.resource_names.get(&ty.id)?.get(fold(id).as_ref())?;
+        unique(ixs, &self.resources, |slot| slot.rec.as_ref())
+    }
+
+    /// The resource and its live ancestors, at most [`MAX_RESOURCE_DEPTH`] above it.
+    pub(crate) fn chain(&self, target: Option<u32>) -> Chain {
+        let mut chain = Chain::EMPTY;
+        let Some(mut cur) = target else { return chain };
+        if self.resource(cur).is_none() || !chain.push(cur) {
+            return chain;
+        }
+        for _ in 0..MAX_RESOURCE_DEPTH {
+            let Some(parent) = self.resource(cur).and_then(|r| r.parent) else { break };
+            if self.resource(parent).is_none() || !chain.push(parent) {
+                break;
+            }
+            cur = parent;
+        }
+        chain
+    }
+}

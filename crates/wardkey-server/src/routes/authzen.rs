@@ -1,0 +1,391 @@
+//! OpenID AuthZEN Authorization API 1.0: evaluation, batch evaluations, the three searches
+//! and the metadata document. A deny is `200 {"decision": false}`; only malformed requests
+//! are errors (400). Unknown fields are ignored, as the specification asks. PEPs authenticate
+//! with an API token of scope `pdp`.
+//!
+//! Wardkey's extensions ride in `context`: in requests `ip` (the end user's address), `amr`
+//! (RFC 8176 methods the user authenticated with) or `assurance`, `device_trust`, and
+//! `min_revision` (also the `X-Wardkey-Min-Revision` header); in responses `revision`,
+//! `reasons`, `obligations`, `break_glass` and `acr_values`.
+
+use crate::AppState;
+use crate::extract::{ApiJson, Auth};
+use crate::problem::Problem;
+use crate::respond::ApiResult;
+use axum::Json;
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use wardkey_domain::{Assurance, DeviceTrust};
+use wardkey_service::Pdp;
+use wardkey_service::decisions::{AccessContext, AccessDecision, AccessRequest, SearchPaging};
+
+/// Largest batch of evaluations in one request.
+pub const MAX_EVALUATIONS: usize = 1000;
+const MAX_ID: usize = 1024;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Subject {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Action {
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Resource {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub id: Option<String>,
+    #[serde(default)]
+    pub properties: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Evaluation {
+    pub subject: Option<Subject>,
+    pub action: Option<Action>,
+    pub resource: Option<Resource>,
+    pub context: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Options {
+    pub evaluations_semantic: Option<String>,
+    /// Wardkey: include reasons in each batch answer.
+    #[serde(default)]
+    pub include_reasons: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Evaluations {
+    pub subject: Option<Subject>,
+    pub action: Option<Action>,
+    pub resource: Option<Resource>,
+    pub context: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub evaluations: Option<Vec<Evaluation>>,
+    #[serde(default)]
+    pub options: Option<Options>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PageReq {
+    pub token: Option<String>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Search {
+    pub subject: Option<Subject>,
+    pub action: Option<Action>,
+    pub resource: Option<Resource>,
+    pub context: Option<Map<String, Value>>,
+    pub page: Option<PageReq>,
+}
+
+fn bad(field: &str, message: &str) -> Problem {
+    Problem::malformed(format!("{field}: {message}")).with("field", field.to_owned())
+}
+
+fn text<'a>(v: &'a Option<String>, field: &str) -> Result<&'a str, Problem> {
+    match v.as_deref() {
+        Some(s) if !s.is_empty() && s.len() <= MAX_ID => Ok(s),
+        Some(s) if s.len() > MAX_ID => Err(bad(field, "too long")),
+        _ => Err(bad(field, "required")),
+    }
+}
+
+fn opt_text<'a>(v: &'a Option<String>, field: &str) -> Result<Option<&'a str>, Problem> {
+    match v.as_deref() {
+        None => Ok(None),
+        Some(s) if s.len() > MAX_ID => Err(bad(field, "too long")),
+        Some(s) => Ok(Some(s)),
+    }
+}
+
+/// Reads Wardkey's context fields; anything else in `context` is ignored.
+fn access_context(ctx: Option<&Map<String, Value>>) -> Result<(AccessContext, Option<u64>), Problem> {
+    let mut out = AccessContext::default();
+    let mut min_revision = None;
+    let Some(ctx) = ctx else { return Ok((out, None)) };
+    if let Some(ip) = ctx.get("ip").or_else(|| ctx.get("source_ip")) {
+        let s = ip.as_str().ok_or_else(|| bad("context.ip", "must be a string"))?;
+        out.source_ip = Some(s.parse().map_err(|_| bad("context.ip", "not an IP address"))?);
+    }
+    if let Some(amr) = ctx.get("amr") {
+        let list = amr.as_array().ok_or_else(|| bad("context.amr", "must be an array of strings"))?;
+        if list.len() > 32 {
+            return Err(bad("context.amr", "at most 32 values"));
+        }
+        let names: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+        out.assurance = Some(Assurance::from_amr(names));
+    }
+    if let Some(a) = ctx.get("assurance") {
+        out.assurance = Some(match a.as_str() {
+            Some("password") => Assurance::Password,
+            Some("mfa") => Assurance::Mfa,
+            Some("phishing_resistant") => Assurance::PhishingResistant,
+            _ => return Err(bad("context.assurance", "password, mfa or phishing_resistant")),
+        });
+    }
+    if let Some(d) = ctx.get("device_trust") {
+        out.device_trust = Some(
+            d.as_str().and_then(DeviceTrust::parse).ok_or_else(|| bad("context.device_trust", "unknown, registered, managed or compliant"))?,
+        );
+    }
+    if let Some(r) = ctx.get("min_revision") {
+        min_revision = Some(r.as_u64().ok_or_else(|| bad("context.min_revision", "a non-negative integer"))?);
+    }
+    Ok((out, min_revision))
+}
+
+fn header_min_revision(parts: &Parts) -> Result<Option<u64>, Problem> {
+    match parts.headers.get("x-wardkey-min-revision") {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Some)
+            .ok_or_else(|| bad("X-Wardkey-Min-Revision", "a non-negative integer")),
+    }
+}
+
+fn properties(r: &Resource) -> Result<wardkey_authz::Properties, Problem> {
+    let Some(p) = &r.properties else { return Ok(Default::default()) };
+    if p.len() > 64 {
+        return Err(bad("resource.properties", "at most 64 properties"));
+    }
+    Ok(p.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+/// One evaluation with the batch's defaults filled in.
+fn access_request(item: &Evaluation, defaults: &Evaluation) -> Result<(AccessRequest, Option<u64>), Problem> {
+    let subject = item.subject.as_ref().or(defaults.subject.as_ref()).ok_or_else(|| bad("subject", "required"))?;
+    let action = item.action.as_ref().or(defaults.action.as_ref()).ok_or_else(|| bad("action", "required"))?;
+    let resource = item.resource.as_ref().or(defaults.resource.as_ref()).ok_or_else(|| bad("resource", "required"))?;
+    let context = item.context.as_ref().or(defaults.context.as_ref());
+    let (ctx, min_rev) = access_context(context)?;
+    Ok((
+        AccessRequest {
+            subject_type: text(&subject.kind, "subject.type")?.to_owned(),
+            subject_id: text(&subject.id, "subject.id")?.to_owned(),
+            action: text(&action.name, "action.name")?.to_owned(),
+            resource_type: text(&resource.kind, "resource.type")?.to_owned(),
+            resource_id: opt_text(&resource.id, "resource.id")?.map(str::to_owned),
+            resource_properties: properties(resource)?,
+            context: ctx,
+        },
+        min_rev,
+    ))
+}
+
+fn decision_json(d: &AccessDecision, with_reasons: bool) -> Value {
+    let mut ctx = Map::new();
+    ctx.insert("revision".into(), json!(d.revision));
+    if with_reasons {
+        ctx.insert("reasons".into(), json!(d.reasons));
+    }
+    if !d.obligations.is_empty() {
+        ctx.insert("obligations".into(), json!(d.obligations));
+    }
+    if d.break_glass {
+        ctx.insert("break_glass".into(), json!(true));
+    }
+    if let Some(acr) = d.acr_values {
+        ctx.insert("acr_values".into(), json!(acr));
+    }
+    json!({ "decision": d.decision, "context": Value::Object(ctx) })
+}
+
+fn with_revision(mut res: Response, revision: u64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&revision.to_string()) {
+        res.headers_mut().insert(crate::respond::REVISION_HEADER, v);
+    }
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+async fn wait(s: &AppState, revision: Option<u64>) -> Result<(), Problem> {
+    if let Some(r) = revision {
+        s.services.wait_for_revision(r).await?;
+    }
+    Ok(())
+}
+
+/// `POST /access/v1/evaluation`.
+pub async fn evaluation(State(s): State<AppState>, auth: Auth<Pdp>, parts: Parts, ApiJson(body): ApiJson<Evaluation>) -> ApiResult {
+    let (req, ctx_rev) = access_request(&body, &Evaluation::default())?;
+    wait(&s, header_min_revision(&parts)?.max(ctx_rev)).await?;
+    let d = s.services.evaluate(&auth.authorized, &req).await?;
+    Ok(with_revision(Json(decision_json(&d, true)).into_response(), d.revision))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Semantic {
+    ExecuteAll,
+    DenyOnFirstDeny,
+    PermitOnFirstPermit,
+}
+
+/// `POST /access/v1/evaluations`: top-level fields are defaults each item may override; the
+/// answers keep the order of the items.
+pub async fn evaluations(State(s): State<AppState>, auth: Auth<Pdp>, parts: Parts, ApiJson(body): ApiJson<Evaluations>) -> ApiResult {
+    let defaults = Evaluation { subject: body.subject.clone(), action: body.action.clone(), resource: body.resource.clone(), context: body.context.clone() };
+    let options = body.options.clone().unwrap_or_default();
+    let semantic = match options.evaluations_semantic.as_deref() {
+        None | Some("execute_all") => Semantic::ExecuteAll,
+        Some("deny_on_first_deny") => Semantic::DenyOnFirstDeny,
+        Some("permit_on_first_permit") => Semantic::PermitOnFirstPermit,
+        Some(_) => return Err(bad("options.evaluations_semantic", "execute_all, deny_on_first_deny or permit_on_first_permit")),
+    };
+    let items = body.evaluations.clone().unwrap_or_default();
+    if items.len() > MAX_EVALUATIONS {
+        return Err(bad("evaluations", &format!("at most {MAX_EVALUATIONS} per request")));
+    }
+    if items.is_empty() {
+        // No list: one evaluation from the top-level fields, answered in the single form.
+        let (req, ctx_rev) = access_request(&defaults, &Evaluation::default())?;
+        wait(&s, header_min_revision(&parts)?.max(ctx_rev)).await?;
+        let d = s.services.evaluate(&auth.authorized, &req).await?;
+        return Ok(with_revision(Json(decision_json(&d, true)).into_response(), d.revision));
+    }
+    // Parse everything first: a malformed item fails the whole request, before any decision.
+    let mut reqs = Vec::with_capacity(items.len());
+    let mut min_rev = header_min_revision(&parts)?;
+    for (i, item) in items.iter().enumerate() {
+        let (req, r) = access_request(item, &defaults).map_err(|p| p.with("evaluation_index", i))?;
+        min_rev = min_rev.max(r);
+        reqs.push(req);
+    }
+    wait(&s, min_rev).await?;
+    let mut out = Vec::with_capacity(reqs.len());
+    let mut revision = 0;
+    for req in &reqs {
+        let d = s.services.evaluate(&auth.authorized, req).await?;
+        revision = revision.max(d.revision);
+        out.push(decision_json(&d, options.include_reasons));
+        let stop = match semantic {
+            Semantic::ExecuteAll => false,
+            Semantic::DenyOnFirstDeny => !d.decision,
+            Semantic::PermitOnFirstPermit => d.decision,
+        };
+        if stop {
+            break;
+        }
+    }
+    Ok(with_revision(Json(json!({ "evaluations": out })).into_response(), revision))
+}
+
+fn page_req(p: &Option<PageReq>) -> (Option<String>, Option<usize>) {
+    match p {
+        Some(p) => (p.token.clone(), p.limit),
+        None => (None, None),
+    }
+}
+
+fn page_json(next: Option<String>) -> Value {
+    json!({ "next_token": next.unwrap_or_default() })
+}
+
+/// `POST /access/v1/search/subject`: subjects (of `subject.type`) that may do the action on
+/// the resource, each with the grants that allow it.
+pub async fn search_subject(State(s): State<AppState>, _auth: Auth<Pdp>, parts: Parts, ApiJson(body): ApiJson<Search>) -> ApiResult {
+    let subject = body.subject.clone().unwrap_or_default();
+    let kind = text(&subject.kind, "subject.type")?.to_owned();
+    let action = body.action.clone().unwrap_or_default();
+    let action = text(&action.name, "action.name")?.to_owned();
+    let resource = body.resource.clone().unwrap_or_default();
+    let rtype = text(&resource.kind, "resource.type")?.to_owned();
+    let rid = opt_text(&resource.id, "resource.id")?.map(str::to_owned);
+    let props = properties(&resource)?;
+    let (ctx, ctx_rev) = access_context(body.context.as_ref())?;
+    wait(&s, header_min_revision(&parts)?.max(ctx_rev)).await?;
+    let (token, limit) = page_req(&body.page);
+    let found = s.services.search_subjects(&rtype, rid.as_deref(), &props, &action, &ctx, SearchPaging { token: token.as_deref(), limit }).await?;
+    let results: Vec<Value> = found
+        .items
+        .iter()
+        .filter(|a| {
+            let k = match a.subject {
+                wardkey_domain::Member::User(_) => "user",
+                wardkey_domain::Member::ServiceAccount(_) => "service_account",
+            };
+            k == kind
+        })
+        .map(|a| {
+            let (k, id) = match a.subject {
+                wardkey_domain::Member::User(u) => ("user", u.to_string()),
+                wardkey_domain::Member::ServiceAccount(x) => ("service_account", x.to_string()),
+            };
+            json!({ "type": k, "id": id, "properties": { "name": a.name, "grants": a.grants, "break_glass": a.break_glass } })
+        })
+        .collect();
+    Ok(with_revision(Json(json!({ "results": results, "page": page_json(found.next), "context": { "revision": found.revision } })).into_response(), found.revision))
+}
+
+/// `POST /access/v1/search/resource`: resources (of `resource.type`) the subject may act on.
+pub async fn search_resource(State(s): State<AppState>, _auth: Auth<Pdp>, parts: Parts, ApiJson(body): ApiJson<Search>) -> ApiResult {
+    let subject = body.subject.clone().unwrap_or_default();
+    let skind = text(&subject.kind, "subject.type")?.to_owned();
+    let sid = text(&subject.id, "subject.id")?.to_owned();
+    let action = body.action.clone().unwrap_or_default();
+    let action = opt_text(&action.name, "action.name")?.map(str::to_owned);
+    let resource = body.resource.clone().unwrap_or_default();
+    let rtype = text(&resource.kind, "resource.type")?.to_owned();
+    let (ctx, ctx_rev) = access_context(body.context.as_ref())?;
+    wait(&s, header_min_revision(&parts)?.max(ctx_rev)).await?;
+    let (token, limit) = page_req(&body.page);
+    let found = s.services.search_resources(&skind, &sid, Some(&rtype), action.as_deref(), &ctx, SearchPaging { token: token.as_deref(), limit }).await?;
+    let results: Vec<Value> = found
+        .items
+        .iter()
+        .map(|r| match &r.target {
+            wardkey_authz::AccessTarget::Resource { id, name, type_name, .. } => {
+                json!({ "type": type_name, "id": id.to_string(), "properties": { "name": name, "actions": r.actions } })
+            }
+            wardkey_authz::AccessTarget::AllOfType { type_name, .. } => {
+                json!({ "type": type_name, "id": "*", "properties": { "all_of_type": true, "actions": r.actions } })
+            }
+        })
+        .collect();
+    Ok(with_revision(Json(json!({ "results": results, "page": page_json(found.next), "context": { "revision": found.revision } })).into_response(), found.revision))
+}
+
+/// `POST /access/v1/search/action`: the actions the subject may take on the resource.
+pub async fn search_action(State(s): State<AppState>, _auth: Auth<Pdp>, parts: Parts, ApiJson(body): ApiJson<Search>) -> ApiResult {
+    let subject = body.subject.clone().unwrap_or_default();
+    let skind = text(&subject.kind, "subject.type")?.to_owned();
+    let sid = text(&subject.id, "subject.id")?.to_owned();
+    let resource = body.resource.clone().unwrap_or_default();
+    let rtype = text(&resource.kind, "resource.type")?.to_owned();
+    let rid = opt_text(&resource.id, "resource.id")?.map(str::to_owned);
+    let props = properties(&resource)?;
+    let (ctx, ctx_rev) = access_context(body.context.as_ref())?;
+    wait(&s, header_min_revision(&parts)?.max(ctx_rev)).await?;
+    let found = s.services.search_actions(&skind, &sid, &rtype, rid.as_deref(), &props, &ctx).await?;
+    let results: Vec<Value> = found.items.iter().map(|a| json!({ "name": a.action, "properties": { "grants": a.grants } })).collect();
+    Ok(with_revision(Json(json!({ "results": results, "page": page_json(None), "context": { "revision": found.revision } })).into_response(), found.revision))
+}
+
+/// `GET /.well-known/authzen-configuration`: where the endpoints are.
+pub async fn configuration(State(s): State<AppState>) -> Response {
+    let base = s.services.public_origin().to_owned();
+    Json(json!({
+        "policy_decision_point": base,
+        "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
+        "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+        "search_subject_endpoint": format!("{base}/access/v1/search/subject"),
+        "search_resource_endpoint": format!("{base}/access/v1/search/resource"),
+        "search_action_endpoint": format!("{base}/access/v1/search/action"),
+    }))
+    .into_response()
+}

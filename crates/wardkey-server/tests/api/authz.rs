@@ -1,0 +1,320 @@
+//! The decision point over HTTP (OpenID AuthZEN 1.0) on both stores: decisions and reasons,
+//! batches and their semantics, searches, revocation before the call returns, minimum
+//! revisions, decision audit, conditions with step-up hints, break-glass obligations, and a
+//! second node on the same PostgreSQL database.
+
+use super::*;
+
+struct Model {
+    pdp: String,
+    uid: String,
+    grant: String,
+    ward: String,
+    bed: String,
+    other_ward: String,
+}
+
+impl Harness {
+    async fn pdp_token(&self) -> String {
+        let t = self.post("/api/v1/tokens", json!({ "name": "ehr-pep", "scopes": ["pdp"] })).await;
+        assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
+        t.body["secret"].as_str().unwrap().to_owned()
+    }
+
+    /// A ward with a bed, another ward, a nurse role, and a grant of it on the first ward.
+    async fn model(&self) -> Model {
+        let rt = self.post("/api/v1/resource-types", json!({ "name": "record", "actions": ["read", "write"], "phi": true, "decision_audit": "sync" })).await;
+        assert_eq!(rt.status, StatusCode::CREATED, "{}", rt.text);
+        let ward = self.post("/api/v1/resources", json!({ "type_id": id(&rt.body), "name": "ward-7" })).await;
+        let bed = self.post("/api/v1/resources", json!({ "type_id": id(&rt.body), "name": "bed-3", "parent_id": id(&ward.body) })).await;
+        assert_eq!(bed.status, StatusCode::CREATED, "{}", bed.text);
+        let other = self.post("/api/v1/resources", json!({ "type_id": id(&rt.body), "name": "ward-9" })).await;
+        let role = self.post("/api/v1/roles", json!({ "name": "ward-nurse", "permissions": [{ "resource_type": "record", "actions": ["read"] }] })).await;
+        let u = self.create_user("n.ward").await;
+        let uid = id(&u);
+        self.post(&format!("/api/v1/users/{uid}/verify-identity"), json!({ "version": 1, "method": "in_person" })).await;
+        let a = self.post(&format!("/api/v1/users/{uid}/status"), json!({ "version": 2, "status": "active" })).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+        let g = self.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&role.body), "resource_id": id(&ward.body) })).await;
+        assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
+        Model { pdp: self.pdp_token().await, uid, grant: id(&g.body), ward: id(&ward.body), bed: id(&bed.body), other_ward: id(&other.body) }
+    }
+
+    async fn pdp(&self, token: &str, path: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+}
+
+fn eval(subject: &str, action: &str, resource: &str) -> Value {
+    json!({ "subject": { "type": "user", "id": subject }, "action": { "name": action }, "resource": { "type": "record", "id": resource } })
+}
+
+async fn authzen_decisions(h: &Harness) {
+    let m = h.model().await;
+    // Allowed below the granted ward, with the grant as the reason and the revision.
+    let r = h.pdp(&m.pdp, "/access/v1/evaluation", eval(&m.uid, "read", &m.bed)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["decision"], true, "{}", r.text);
+    let reasons = r.body["context"]["reasons"].as_array().unwrap();
+    assert_eq!(reasons[0]["code"], "granted");
+    assert_eq!(reasons[0]["grant_id"], m.grant, "{}", r.text);
+    let rev = r.body["context"]["revision"].as_u64().unwrap();
+    assert_eq!(r.header("x-wardkey-revision").unwrap().parse::<u64>().unwrap(), rev);
+    // By username too; a sibling ward, another action, unknown ids: 200 with false.
+    assert_eq!(h.pdp(&m.pdp, "/access/v1/evaluation", eval("N.Ward", "read", &m.ward)).await.body["decision"], true);
+    for (s, a, res, code) in [
+        (m.uid.as_str(), "read", m.other_ward.as_str(), "no_grant"),
+        (m.uid.as_str(), "write", m.bed.as_str(), "no_grant"),
+        ("nobody", "read", m.bed.as_str(), "unknown_subject"),
+        (m.uid.as_str(), "delete", m.bed.as_str(), "unknown_action"),
+    ] {
+        let r = h.pdp(&m.pdp, "/access/v1/evaluation", eval(s, a, res)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.body["decision"], false, "{}", r.text);
+        assert_eq!(r.body["context"]["reasons"][0]["code"], code, "{}", r.text);
+    }
+    // An unregistered record id is reachable only through unscoped grants: denied here.
+    assert_eq!(h.pdp(&m.pdp, "/access/v1/evaluation", eval(&m.uid, "read", "mrn-000123")).await.body["decision"], false);
+    // Unknown fields are ignored; X-Request-ID is echoed.
+    let mut body = eval(&m.uid, "read", &m.bed);
+    body["extension_of_someone"] = json!({ "x": 1 });
+    let r = h.http.post(h.url("/access/v1/evaluation")).bearer_auth(&m.pdp).header("x-request-id", "pep-42").json(&body).send().await.unwrap();
+    assert_eq!(r.headers().get("x-request-id").unwrap(), "pep-42");
+    assert_eq!(r.status(), StatusCode::OK);
+    // Malformed: 400, never an accidental allow.
+    h.pdp(&m.pdp, "/access/v1/evaluation", json!({ "subject": { "type": "user" }, "action": { "name": "read" }, "resource": { "type": "record" } }))
+        .await
+        .problem(StatusCode::BAD_REQUEST, "malformed-request");
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let r = h.http.post(h.url("/access/v1/evaluation")).bearer_auth(&m.pdp).header("content-type", "application/json").body(deep).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let mut bad_ip = eval(&m.uid, "read", &m.bed);
+    bad_ip["context"] = json!({ "ip": "999.1.1.1" });
+    h.pdp(&m.pdp, "/access/v1/evaluation", bad_ip).await.problem(StatusCode::BAD_REQUEST, "malformed-request");
+    // Only `pdp` (or admin) tokens ask.
+    let audit = h.post("/api/v1/tokens", json!({ "name": "auditor", "scopes": ["audit:read"] })).await;
+    let at = audit.body["secret"].as_str().unwrap();
+    h.pdp(at, "/access/v1/evaluation", eval(&m.uid, "read", &m.bed)).await.problem(StatusCode::FORBIDDEN, "forbidden");
+    h.call(Method::POST, "/access/v1/evaluation", None, Some(eval(&m.uid, "read", &m.bed))).await.problem(StatusCode::UNAUTHORIZED, "unauthenticated");
+
+    // Decisions on a PHI type are audit events (sync: already there).
+    let ev = h.events("action=access.evaluate&limit=500").await;
+    assert!(ev.iter().any(|e| e["details"]["decision"] == true && e["details"]["resource"]["id"] == m.bed), "{ev:?}");
+    assert!(ev.iter().any(|e| e["outcome"] == "denied"));
+
+    // Batch: defaults overridden per item, order kept, semantics honoured.
+    let batch = json!({
+        "subject": { "type": "user", "id": m.uid },
+        "action": { "name": "read" },
+        "evaluations": [
+            { "resource": { "type": "record", "id": m.bed } },
+            { "resource": { "type": "record", "id": m.other_ward } },
+            { "resource": { "type": "record", "id": m.ward } },
+        ],
+    });
+    let r = h.pdp(&m.pdp, "/access/v1/evaluations", batch.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let d: Vec<bool> = r.body["evaluations"].as_array().unwrap().iter().map(|e| e["decision"].as_bool().unwrap()).collect();
+    assert_eq!(d, [true, false, true]);
+    assert!(r.body["evaluations"][0]["context"]["reasons"].is_null(), "reasons only when asked");
+    let mut asked = batch.clone();
+    asked["options"] = json!({ "evaluations_semantic": "deny_on_first_deny", "include_reasons": true });
+    let r = h.pdp(&m.pdp, "/access/v1/evaluations", asked).await;
+    assert_eq!(r.body["evaluations"].as_array().unwrap().len(), 2, "stops at the first deny");
+    assert!(r.body["evaluations"][1]["context"]["reasons"].is_array());
+    let mut permit = batch.clone();
+    permit["options"] = json!({ "evaluations_semantic": "permit_on_first_permit" });
+    assert_eq!(h.pdp(&m.pdp, "/access/v1/evaluations", permit).await.body["evaluations"].as_array().unwrap().len(), 1);
+    let mut wrong = batch;
+    wrong["options"] = json!({ "evaluations_semantic": "whatever" });
+    h.pdp(&m.pdp, "/access/v1/evaluations", wrong).await.problem(StatusCode::BAD_REQUEST, "malformed-request");
+
+    // Searches.
+    let r = h.pdp(&m.pdp, "/access/v1/search/subject", json!({ "subject": { "type": "user" }, "action": { "name": "read" }, "resource": { "type": "record", "id": m.bed } })).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["results"], json!([{ "type": "user", "id": m.uid, "properties": r.body["results"][0]["properties"] }]));
+    assert_eq!(r.body["results"][0]["properties"]["grants"][0]["grant_id"], m.grant);
+    let r = h.pdp(&m.pdp, "/access/v1/search/resource", json!({ "subject": { "type": "user", "id": m.uid }, "action": { "name": "read" }, "resource": { "type": "record" } })).await;
+    let mut ids: Vec<&str> = r.body["results"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap()).collect();
+    ids.sort();
+    let mut want = vec![m.ward.as_str(), m.bed.as_str()];
+    want.sort();
+    assert_eq!(ids, want, "{}", r.text);
+    let r = h.pdp(&m.pdp, "/access/v1/search/action", json!({ "subject": { "type": "user", "id": m.uid }, "resource": { "type": "record", "id": m.bed } })).await;
+    assert_eq!(r.body["results"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect::<Vec<_>>(), ["read"]);
+    let cfg = h.call(Method::GET, "/.well-known/authzen-configuration", None, None).await;
+    assert_eq!(cfg.status, StatusCode::OK);
+    assert!(cfg.body["access_evaluation_endpoint"].as_str().unwrap().ends_with("/access/v1/evaluation"));
+    assert!(cfg.body["search_action_endpoint"].as_str().unwrap().ends_with("/access/v1/search/action"));
+
+    // A minimum revision from the future: 503 after a bounded wait, not a stale answer.
+    let started = std::time::Instant::now();
+    let r = h.http.post(h.url("/access/v1/evaluation")).bearer_auth(&m.pdp).header("x-wardkey-min-revision", "99999999").json(&eval(&m.uid, "read", &m.bed)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // Revocation: the call returns only once the index denies.
+    let g = h.get(&format!("/api/v1/grants/{}", m.grant)).await;
+    let rv = h.delete(&format!("/api/v1/grants/{}?version={}", m.grant, g.body["version"])).await;
+    assert!(rv.status.is_success(), "{}", rv.text);
+    let r = h.pdp(&m.pdp, "/access/v1/evaluation", eval(&m.uid, "read", &m.bed)).await;
+    assert_eq!(r.body["decision"], false, "denied as soon as the revoke returned: {}", r.text);
+    let revoked_at: u64 = rv.header("x-wardkey-revision").unwrap().parse().unwrap();
+    assert!(r.body["context"]["revision"].as_u64().unwrap() >= revoked_at);
+}
+
+/// Checks race revocations: once a revoking call has returned, no check started afterwards
+/// allows, on any connection.
+async fn revocation_race(h: &Harness) {
+    let m = h.model().await;
+    let rt = h.get("/api/v1/resource-types").await;
+    let type_id = rt.body["items"][0]["id"].as_str().unwrap().to_owned();
+    let role = h.post("/api/v1/roles", json!({ "name": "r2", "permissions": [{ "resource_type": "record", "actions": ["write"] }] })).await;
+    let _ = type_id;
+    for round in 0..5 {
+        let g = h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": m.uid }, "role_id": id(&role.body), "resource_id": m.ward })).await;
+        assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
+        let gid = id(&g.body);
+        let revoked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut checkers = Vec::new();
+        for _ in 0..4 {
+            let http = h.http.clone();
+            let url = h.url("/access/v1/evaluation");
+            let token = m.pdp.clone();
+            let body = eval(&m.uid, "write", &m.bed);
+            let revoked = revoked.clone();
+            checkers.push(tokio::spawn(async move {
+                let mut late_allows = 0;
+                for _ in 0..40 {
+                    let after = revoked.load(std::sync::atomic::Ordering::SeqCst);
+                    let r: Value = http.post(&url).bearer_auth(&token).json(&body).send().await.unwrap().json().await.unwrap();
+                    if after && r["decision"] == true {
+                        late_allows += 1;
+                    }
+                }
+                late_allows
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(5 * round)).await;
+        let rv = h.delete(&format!("/api/v1/grants/{gid}?version=1")).await;
+        assert!(rv.status.is_success(), "{}", rv.text);
+        revoked.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in checkers {
+            assert_eq!(c.await.unwrap(), 0, "an allow after the revoke returned");
+        }
+    }
+}
+
+/// Conditions in decisions: an MFA-only role denies a password-only request with a step-up
+/// hint, and allows once the PEP reports a second factor; break-glass allows with an
+/// obligation and its use is on record.
+async fn conditions_and_break_glass(h: &Harness) {
+    let m = h.model().await;
+    let role = h
+        .post("/api/v1/roles", json!({ "name": "writer-mfa", "permissions": [{ "resource_type": "record", "actions": ["write"] }], "conditions": { "min_assurance": "mfa" } }))
+        .await;
+    assert_eq!(role.status, StatusCode::CREATED, "{}", role.text);
+    let g = h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": m.uid }, "role_id": id(&role.body) })).await;
+    assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
+    let r = h.pdp(&m.pdp, "/access/v1/evaluation", eval(&m.uid, "write", &m.bed)).await;
+    assert_eq!(r.body["decision"], false, "{}", r.text);
+    assert_eq!(r.body["context"]["acr_values"], "urn:wardkey:acr:mfa", "{}", r.text);
+    let mut with_mfa = eval(&m.uid, "write", &m.bed);
+    with_mfa["context"] = json!({ "amr": ["pwd", "otp"] });
+    assert_eq!(h.pdp(&m.pdp, "/access/v1/evaluation", with_mfa).await.body["decision"], true);
+
+    // A forbid rule beats the grant.
+    let f = h
+        .post("/api/v1/forbid-rules", json!({ "name": "psych", "resource_types": ["record"], "when": { "kind": "resource_property", "property": "category", "values": ["psychiatry"], "unless_group": "clearance-psych" } }))
+        .await;
+    assert_eq!(f.status, StatusCode::CREATED, "{}", f.text);
+    let mut psych = eval(&m.uid, "read", &m.bed);
+    psych["resource"]["properties"] = json!({ "category": "psychiatry" });
+    let r = h.pdp(&m.pdp, "/access/v1/evaluation", psych).await;
+    assert_eq!(r.body["decision"], false, "{}", r.text);
+    assert_eq!(r.body["context"]["reasons"][0]["code"], "forbidden_by_rule");
+
+    // Break-glass: a time-boxed grant; decisions through it carry the obligation.
+    let er = h.post("/api/v1/roles", json!({ "name": "er-reader", "break_glass": true, "permissions": [{ "resource_type": "record", "actions": ["read"] }] })).await;
+    let doc = h.person("dr.bg").await;
+    let (c, _, _) = h.enrolled("dr.bg").await;
+    let bg = h.with_cookie(Method::POST, "/api/v1/break-glass", &c, Some(json!({ "role_id": id(&er.body), "justification": "cardiac arrest, no attending on site" }))).await;
+    assert_eq!(bg.status, StatusCode::CREATED, "{}", bg.text);
+    let r = h.pdp(&m.pdp, "/access/v1/evaluation", eval(&doc, "read", &m.other_ward)).await;
+    assert_eq!(r.body["decision"], true, "{}", r.text);
+    assert_eq!(r.body["context"]["break_glass"], true);
+    assert_eq!(r.body["context"]["obligations"][0]["type"], "record_break_glass_use", "{}", r.text);
+    let ev = h.events("action=access.evaluate&limit=500").await;
+    assert!(ev.iter().any(|e| e["details"]["break_glass"] == true && e["details"]["review_required"] == true));
+    // Expiry is exact: an hour later the same question is denied, with no job having run.
+    h.advance(3600);
+    assert_eq!(h.pdp(&m.pdp, "/access/v1/evaluation", eval(&doc, "read", &m.other_ward)).await.body["decision"], false);
+}
+
+macro_rules! authz_on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let h = super::Harness::authn_sqlite().await;
+                    super::$name(&h).await;
+                    h.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(h) = super::Harness::authn_postgres().await else { return };
+                    super::$name(&h).await;
+                    h.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+authz_on_both_stores!(authzen_decisions, revocation_race, conditions_and_break_glass);
+
+/// Two Wardkey nodes on one PostgreSQL database: a revocation on one is honoured by the other
+/// for any PEP that names the revision the revoke returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_revisions() {
+    let Some(a) = Harness::authn_postgres().await else { return };
+    let m = a.model().await;
+    let url = match &a.backing {
+        Backing::Postgres { admin_url, db } => with_database(admin_url, db),
+        Backing::Sqlite(_) => unreachable!(),
+    };
+    let clock = a.clock.clone().unwrap();
+    let store_b = Store::open(&url, clock).await.expect("second node store");
+    store_b.set_signer(signer());
+    let services_b = Services::new(store_b, ServiceConfig::default());
+    let node_b = wardkey_server::spawn(test_config(), services_b.clone()).await.expect("second node");
+    let b = node_b.base_url();
+    let ask = |base: String, min: Option<u64>| {
+        let http = a.http.clone();
+        let token = m.pdp.clone();
+        let body = eval(&m.uid, "read", &m.bed);
+        async move {
+            let mut req = http.post(format!("{base}/access/v1/evaluation")).bearer_auth(token).json(&body);
+            if let Some(r) = min {
+                req = req.header("x-wardkey-min-revision", r.to_string());
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    assert_eq!(ask(b.clone(), None).await["decision"], true, "node B built its index from the shared database");
+    let g = a.get(&format!("/api/v1/grants/{}", m.grant)).await;
+    let rv = a.delete(&format!("/api/v1/grants/{}?version={}", m.grant, g.body["version"])).await;
+    let revision: u64 = rv.header("x-wardkey-revision").unwrap().parse().unwrap();
+    let on_b = ask(b.clone(), Some(revision)).await;
+    assert_eq!(on_b["decision"], false, "{on_b}");
+    assert!(on_b["context"]["revision"].as_u64().unwrap() >= revision);
+    node_b.shutdown().await.expect("clean shutdown");
+    a.finish().await;
+}
