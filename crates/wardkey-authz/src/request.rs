@@ -31,7 +31,8 @@ impl SubjectKind {
 
     pub fn parse(s: &str) -> Option<SubjectKind> {
         match s {
-            "user" => Some(SubjectKind::User),
+            // AuthZEN renamed the person subject type from `user` to `identity` (2025); both mean a person.
+            "user" | "identity" => Some(SubjectKind::User),
             "service_account" => Some(SubjectKind::ServiceAccount),
             _ => None,
         }

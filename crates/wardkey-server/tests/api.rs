@@ -894,3 +894,5 @@ fn say_loudly(message: &str) {
 mod authn;
 #[path = "api/authz.rs"]
 mod authz;
+#[path = "api/interop.rs"]
+mod interop;

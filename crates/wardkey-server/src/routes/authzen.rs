@@ -301,6 +301,8 @@ fn page_json(next: Option<String>) -> Value {
 pub async fn search_subject(State(s): State<AppState>, _auth: Auth<Pdp>, parts: Parts, ApiJson(body): ApiJson<Search>) -> ApiResult {
     let subject = body.subject.clone().unwrap_or_default();
     let kind = text(&subject.kind, "subject.type")?.to_owned();
+    // `identity` is AuthZEN's newer name for a person.
+    let kind = if kind == "identity" { "user".to_owned() } else { kind };
     let action = body.action.clone().unwrap_or_default();
     let action = text(&action.name, "action.name")?.to_owned();
     let resource = body.resource.clone().unwrap_or_default();
