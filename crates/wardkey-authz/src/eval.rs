@@ -296,10 +296,12 @@ impl Snapshot {
             When::NetworkOutside(nets) => !env.ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
             When::Property { property, values, unless_group } => {
                 let listed = |s: &str| values.binary_search_by(|v| v.as_ref().cmp(s)).is_ok();
+                // Strings and numbers (by their JSON text), alone or in an array: a client
+                // that sends `42` instead of `"42"` must not slip past a ban.
                 let matches = match env.props.get(property.as_ref()) {
-                    Some(serde_json::Value::String(s)) => listed(s),
-                    Some(serde_json::Value::Array(items)) => items.iter().any(|i| i.as_str().is_some_and(listed)),
-                    _ => false,
+                    Some(serde_json::Value::Array(items)) => items.iter().any(|i| with_text(i, listed).unwrap_or(false)),
+                    Some(v) => with_text(v, listed).unwrap_or(false),
+                    None => false,
                 };
                 matches && !unless_group.as_ref().is_some_and(|g| self.in_group_keyed(who, g))
             }

@@ -108,7 +108,7 @@ pub struct TimeWindow {
 /// Minutes after midnight of an `HH:MM` string.
 pub fn parse_hhmm(s: &str) -> Option<u32> {
     let (h, m) = s.split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
+    if h.len() != 2 || m.len() != 2 || !h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()) {
         return None;
     }
     let h: u32 = h.parse().ok()?;
