@@ -190,6 +190,8 @@ pub fn router_with_limit(services: Services, max_body_bytes: usize) -> Router {
         .route("/access/v1/search/resource", post(authzen::search_resource))
         .route("/access/v1/search/action", post(authzen::search_action))
         .route("/.well-known/authzen-configuration", get(authzen::configuration))
+        .route("/api/v1/access/subjects", get(authzen::who_has_access))
+        .route("/api/v1/access/resources", get(authzen::what_can_they_reach))
         // authentication
         .route("/api/v1/auth/login", post(authn::login))
         .route("/api/v1/auth/totp", post(authn::totp))

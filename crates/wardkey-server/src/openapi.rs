@@ -2,7 +2,7 @@
 
 use crate::problem::{FieldErrorDoc, ProblemDoc};
 use crate::respond::Page;
-use crate::routes::{access, audit, authn, directory, ops, policy, tokens};
+use crate::routes::{access, audit, authn, authzen, directory, ops, policy, tokens};
 use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -61,7 +61,7 @@ impl Modify for BearerAuth {
         authn::list_sessions, authn::revoke_session, authn::revoke_user_sessions,
         authn::set_password, authn::password_compromised, authn::unlock, authn::reset_factors, authn::authn_status,
         policy::create_forbid_rule, policy::list_forbid_rules, policy::get_forbid_rule, policy::delete_forbid_rule,
-        policy::break_glass,
+        policy::break_glass, authzen::who_has_access, authzen::what_can_they_reach,
     ),
     components(schemas(
         ProblemDoc, FieldErrorDoc,
@@ -111,7 +111,7 @@ mod tests {
             std::fs::write(path, serde_json::to_string_pretty(&doc).expect("pretty")).expect("dump");
         }
         let paths = doc["paths"].as_object().expect("paths");
-        assert_eq!(paths.len(), 60, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(paths.len(), 62, "{:?}", paths.keys().collect::<Vec<_>>());
         assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
         // Every `$ref` resolves.
         let text = doc.to_string();

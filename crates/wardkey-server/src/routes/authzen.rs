@@ -391,3 +391,70 @@ pub async fn configuration(State(s): State<AppState>) -> Response {
     }))
     .into_response()
 }
+
+/// `?resource_type=&resource=&action=` for "who has access".
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WhoQuery {
+    /// Resource type name.
+    pub resource_type: String,
+    /// Resource id or name (omit for "any resource of the type").
+    pub resource: Option<String>,
+    pub action: String,
+    pub after: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// Who may do `action` on the resource, now, with the grant path of each (access reviews,
+/// evidence). Served from the decision index.
+#[utoipa::path(get, path = "/api/v1/access/subjects", tag = "access", params(WhoQuery),
+    responses((status = 200, description = "Subjects and their grant paths", body = Object),
+        (status = "4XX", description = "Problem", body = crate::problem::ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn who_has_access(
+    State(s): State<AppState>,
+    auth: Auth<wardkey_service::AuditRead>,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<WhoQuery>,
+) -> ApiResult {
+    let props = wardkey_authz::Properties::new();
+    let ctx = AccessContext { assurance: Some(Assurance::PhishingResistant), ..Default::default() };
+    let found = s
+        .services
+        .search_subjects(&q.resource_type, q.resource.as_deref(), &props, &q.action, &ctx, SearchPaging { token: q.after.as_deref(), limit: q.limit })
+        .await?;
+    s.services.record_read(auth.caller(), &auth.op, None).await?;
+    Ok(with_revision(Json(json!({ "items": found.items, "next_cursor": found.next, "revision": found.revision })).into_response(), found.revision))
+}
+
+/// `?subject=&subject_type=&resource_type=&action=` for "what can they reach".
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReachQuery {
+    /// User id or username (or service account id with `subject_type=service_account`).
+    pub subject: String,
+    pub subject_type: Option<String>,
+    pub resource_type: Option<String>,
+    pub action: Option<String>,
+    pub after: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// What the subject may reach, now, with the actions and grant paths (access reviews).
+#[utoipa::path(get, path = "/api/v1/access/resources", tag = "access", params(ReachQuery),
+    responses((status = 200, description = "Resources (or whole types) and actions with grant paths", body = Object),
+        (status = "4XX", description = "Problem", body = crate::problem::ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn what_can_they_reach(
+    State(s): State<AppState>,
+    auth: Auth<wardkey_service::AuditRead>,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<ReachQuery>,
+) -> ApiResult {
+    let ctx = AccessContext { assurance: Some(Assurance::PhishingResistant), ..Default::default() };
+    let kind = q.subject_type.as_deref().unwrap_or("user");
+    let found = s
+        .services
+        .search_resources(kind, &q.subject, q.resource_type.as_deref(), q.action.as_deref(), &ctx, SearchPaging { token: q.after.as_deref(), limit: q.limit })
+        .await?;
+    s.services.record_read(auth.caller(), &auth.op, Some(format!("{kind}:{}", q.subject))).await?;
+    Ok(with_revision(Json(json!({ "items": found.items, "next_cursor": found.next, "revision": found.revision })).into_response(), found.revision))
+}

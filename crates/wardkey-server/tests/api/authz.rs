@@ -147,6 +147,19 @@ async fn authzen_decisions(h: &Harness) {
     assert!(cfg.body["access_evaluation_endpoint"].as_str().unwrap().ends_with("/access/v1/evaluation"));
     assert!(cfg.body["search_action_endpoint"].as_str().unwrap().ends_with("/access/v1/search/action"));
 
+    // "Who has access" and "what can they reach" for reviews, from the same index.
+    let who = h.get(&format!("/api/v1/access/subjects?resource_type=record&resource={}&action=read", m.bed)).await;
+    assert_eq!(who.status, StatusCode::OK, "{}", who.text);
+    assert_eq!(who.body["items"][0]["subject"]["id"], m.uid, "{}", who.text);
+    assert_eq!(who.body["items"][0]["grants"][0]["grant_id"], m.grant);
+    let reach = h.get("/api/v1/access/resources?subject=n.ward&resource_type=record").await;
+    assert_eq!(reach.status, StatusCode::OK, "{}", reach.text);
+    assert_eq!(reach.body["items"].as_array().map(Vec::len), Some(2), "{}", reach.text);
+    assert!(!h.events("action=api.read").await.is_empty());
+    h.pdp(&m.pdp, "/access/v1/evaluation", eval(&m.uid, "read", &m.bed)).await;
+    let forbidden = h.call(Method::GET, "/api/v1/access/subjects?resource_type=record&action=read", Some(&m.pdp), None).await;
+    forbidden.problem(StatusCode::FORBIDDEN, "forbidden");
+
     // A minimum revision from the future: 503 after a bounded wait, not a stale answer.
     let started = std::time::Instant::now();
     let r = h.http.post(h.url("/access/v1/evaluation")).bearer_auth(&m.pdp).header("x-wardkey-min-revision", "99999999").json(&eval(&m.uid, "read", &m.bed)).send().await.unwrap();
