@@ -133,7 +133,8 @@ impl Kind {
 pub struct Problem {
     pub kind: Kind,
     pub detail: String,
-    pub extensions: Map<String, Value>,
+    /// Boxed: the map's size depends on serde_json's features, and errors travel by value.
+    pub extensions: Box<Map<String, Value>>,
     /// Extra value for `WWW-Authenticate` on 401 (e.g. `error="invalid_token"`).
     pub bearer_error: Option<&'static str>,
     /// `Retry-After` seconds on 429.
@@ -155,7 +156,7 @@ pub(crate) fn clip(s: &str) -> String {
 
 impl Problem {
     pub fn new(kind: Kind, detail: impl Into<String>) -> Self {
-        Problem { kind, detail: detail.into(), extensions: Map::new(), bearer_error: None, retry_after: None }
+        Problem { kind, detail: detail.into(), extensions: Box::default(), bearer_error: None, retry_after: None }
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
@@ -281,7 +282,7 @@ impl Problem {
         m.insert("title".into(), Value::String(self.kind.title().into()));
         m.insert("status".into(), Value::from(self.kind.status().as_u16()));
         m.insert("detail".into(), Value::String(self.detail.clone()));
-        for (k, v) in &self.extensions {
+        for (k, v) in self.extensions.iter() {
             m.entry(k.clone()).or_insert_with(|| v.clone());
         }
         Value::Object(m)
