@@ -529,6 +529,63 @@ async fn cancelled_callers_still_hold_their_permit_until_the_job_ends() {
     assert_eq!(hasher.available(), 1);
 }
 
+/// Scheduling policy (`SCHED_*` number) and nice value of the calling thread, from
+/// /proc/thread-self/stat (fields 41 and 19; the command name in field 2 may hold spaces).
+#[cfg(target_os = "linux")]
+fn this_thread_policy_and_nice() -> (u32, i32) {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // after_name starts at field 3 (state).
+    (fields[41 - 3].parse().unwrap(), fields[19 - 3].parse().unwrap())
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashing_threads_run_at_the_configured_priority() {
+    use wardkey_authn::hash::HashPriority;
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_IDLE: u32 = 5;
+    // The default: nice 19, so request handling wins the CPU from a hash.
+    let default = PasswordHasher::new(cheap(), 1).unwrap();
+    assert_eq!(default.priority(), HashPriority::Low);
+    assert_eq!(default.run(this_thread_policy_and_nice).await.unwrap(), (SCHED_OTHER, 19));
+    let idle = PasswordHasher::with_priority(cheap(), 2, HashPriority::Idle).unwrap();
+    for _ in 0..4 {
+        let (policy, _) = idle.run(this_thread_policy_and_nice).await.unwrap();
+        assert_eq!(policy, SCHED_IDLE);
+    }
+    assert_eq!(idle.threads_lowered(), 2);
+    // The hashing threads are their own: the caller's threads are untouched.
+    assert_eq!(this_thread_policy_and_nice().0, SCHED_OTHER);
+    let blocking = tokio::task::spawn_blocking(this_thread_policy_and_nice).await.unwrap();
+    assert_eq!(blocking.0, SCHED_OTHER, "tokio's blocking pool keeps its priority");
+
+    let low = PasswordHasher::with_priority(cheap(), 1, HashPriority::Low).unwrap();
+    let (policy, nice) = low.run(this_thread_policy_and_nice).await.unwrap();
+    assert_eq!((policy, nice), (SCHED_OTHER, 19));
+
+    let normal = PasswordHasher::with_priority(cheap(), 1, HashPriority::Normal).unwrap();
+    let (policy, nice) = normal.run(this_thread_policy_and_nice).await.unwrap();
+    assert_eq!(policy, SCHED_OTHER);
+    assert_eq!(nice, this_thread_policy_and_nice().1);
+    // Hashing still works on the lowered threads.
+    let phc = idle.hash("quiet harbour lanterns".into()).await.unwrap();
+    assert!(idle.verify("quiet harbour lanterns".into(), phc).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_job_fails_alone_and_the_pool_keeps_its_threads() {
+    let hasher = PasswordHasher::new(cheap(), 1).unwrap();
+    for _ in 0..3 {
+        let r = hasher.run(|| -> u32 { panic!("boom") }).await;
+        assert!(r.is_err());
+    }
+    assert_eq!(hasher.available(), 1);
+    let phc = hasher.hash("the pool survived".into()).await.unwrap();
+    assert!(phc.starts_with("$argon2id$"));
+}
+
 // ---------------------------------------------------------------- recovery codes
 
 #[test]

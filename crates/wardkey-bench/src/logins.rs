@@ -19,8 +19,8 @@
 //! `WK_BENCH_VERBOSE=1` (writer commits during the storm).
 //! For investigation only: `WK_BENCH_HASH_CONCURRENCY` (Argon2 jobs at once; default = cores),
 //! `WK_BENCH_AUDIT_READS=0` (no `api.read` event per read), `WK_BENCH_SERVER_WORKERS` (tokio
-//! workers of the server runtime), `WK_BENCH_HASH_PRIORITY=idle|<nice>` (run the server's
-//! blocking pool, where Argon2 runs, and the peer's spinners at SCHED_IDLE or that nice value).
+//! workers of the server runtime), `WK_BENCH_HASH_PRIORITY=idle|low|normal` (the hashing
+//! threads' priority, `[auth] hash_priority`; default low; the peer's spinners follow it).
 
 use crate::{Db, db_label, median, percentile};
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wardkey_domain::{NewApiToken, NewUser, Scope, UserStatus};
 use wardkey_server::ServerConfig;
+use wardkey_authn::hash::HashPriority;
 use wardkey_service::{AuthnSettings, ServiceConfig, Services};
 
 /// Keycloak's sizing guide ("Concepts for sizing CPU and memory resources"): one vCPU per 15
@@ -80,20 +81,7 @@ impl ServerThread {
                 if let Some(w) = std::env::var("WK_BENCH_SERVER_WORKERS").ok().and_then(|v| v.parse().ok()) {
                     builder.worker_threads(w);
                 }
-                // Investigation: threads the runtime starts after its workers are its blocking
-                // pool, where Argon2 runs; optionally give them a lower CPU priority.
-                let workers_started = Arc::new(AtomicBool::new(false));
-                if let Ok(priority) = std::env::var("WK_BENCH_HASH_PRIORITY") {
-                    let workers_started = workers_started.clone();
-                    builder.on_thread_start(move || {
-                        if workers_started.load(Ordering::SeqCst) {
-                            lower_this_thread(&priority);
-                        }
-                    });
-                }
                 let rt = builder.enable_all().build().expect("server runtime");
-                std::thread::sleep(Duration::from_millis(300));
-                workers_started.store(true, Ordering::SeqCst);
                 rt.block_on(async move {
                     let store = db.open().await;
                     let defaults = AuthnSettings::default();
@@ -103,10 +91,14 @@ impl ServerThread {
                         source_burst: 10_000_000,
                         source_refill_per_sec: 1e9,
                         hash_concurrency: env_num("WK_BENCH_HASH_CONCURRENCY", defaults.hash_concurrency),
+                        hash_priority: hash_priority(),
                         ..defaults
                     };
                     let hash_concurrency = settings.hash_concurrency;
-                    let config = ServiceConfig { audit_reads: std::env::var("WK_BENCH_AUDIT_READS").map_or(true, |v| v != "0") };
+                    let config = ServiceConfig {
+                        audit_reads: std::env::var("WK_BENCH_AUDIT_READS").map_or(true, |v| v != "0"),
+                        durable_reads: std::env::var("WK_BENCH_DURABLE_READS").is_ok_and(|v| v == "1"),
+                    };
                     let services = Services::with_authn(
                         store,
                         config,
@@ -150,6 +142,14 @@ impl ServerThread {
         let thread = self.thread.take().expect("thread");
         tokio::task::spawn_blocking(move || thread.join().expect("server thread")).await.expect("join");
     }
+}
+
+/// The hashing threads' priority: the product default unless `WK_BENCH_HASH_PRIORITY` says.
+fn hash_priority() -> HashPriority {
+    std::env::var("WK_BENCH_HASH_PRIORITY")
+        .ok()
+        .map(|p| HashPriority::parse(&p).expect("WK_BENCH_HASH_PRIORITY: idle, low or normal"))
+        .unwrap_or_default()
 }
 
 /// Lowers the calling thread's CPU priority: `idle` (SCHED_IDLE) or a nice value. Through
@@ -371,8 +371,12 @@ impl Storm {
             for _ in 0..t.hash_concurrency {
                 let stop = stop.clone();
                 storm.spinners.push(std::thread::spawn(move || {
-                    if let Ok(p) = std::env::var("WK_BENCH_HASH_PRIORITY") {
-                        lower_this_thread(&p);
+                    // The peer spins at the hashing threads' priority: what the same CPU demand
+                    // costs without any sign-in work.
+                    match hash_priority() {
+                        HashPriority::Idle => lower_this_thread("idle"),
+                        HashPriority::Low => lower_this_thread("19"),
+                        HashPriority::Normal => {}
                     }
                     let mut x = 0u64;
                     while !stop.load(Ordering::Relaxed) {
@@ -435,9 +439,10 @@ pub(crate) async fn bench_logins() {
     let server = ServerThread::start(db.clone()).await;
     let t = &server.target;
     println!(
-        "== password sign-ins ({}, Argon2id m=19 MiB t=2 p=1, hashing pool {} at once, {cpus} vCPU; per-source limit raised for the benchmark) ==",
+        "== password sign-ins ({}, Argon2id m=19 MiB t=2 p=1, hashing pool {} at once at priority {}, {cpus} vCPU; per-source limit raised for the benchmark) ==",
         db_label(),
-        t.hash_concurrency
+        t.hash_concurrency,
+        hash_priority().as_str()
     );
     let knobs: Vec<String> = ["WK_BENCH_HASH_CONCURRENCY", "WK_BENCH_AUDIT_READS", "WK_BENCH_SERVER_WORKERS", "WK_BENCH_HASH_PRIORITY"]
         .iter()

@@ -7,11 +7,21 @@
 //! cargo run --release -p wardkey-bench -- verify         # audit verify on 1,000,000 events; inclusion proofs
 //! cargo run --release -p wardkey-bench -- users          # 100,000 users through the service layer
 //! cargo run --release -p wardkey-bench -- logins         # password sign-ins/s; latency during a login storm
+//! cargo run --release -p wardkey-bench -- decisions    # decision index vs Cedar and casbin, in process
+//! cargo run --release -p wardkey-bench -- authzen-http # /access/v1/evaluation under wrk vs Cerbos; index rebuild
 //! cargo run --release -p wardkey-bench -- all
 //! WK_BENCH_DB=postgres cargo run --release -p wardkey-bench -- all   # the same on PostgreSQL
 //! ```
 
+/// The same allocator as the `wardkey` binary, since the server runs inside this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod authzen_http;
+mod cerbos;
+mod decisions;
 mod logins;
+mod workload;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,6 +61,8 @@ fn sample_draft(i: u64) -> AuditDraft {
 /// `WK_BENCH_DB=postgres`) a new PostgreSQL database dropped afterwards.
 enum Db {
     Sqlite(tempfile::TempDir),
+    /// A SQLite data directory kept between runs (`WK_BENCH_DATA`).
+    Kept(std::path::PathBuf),
     Postgres { url: String, name: String },
 }
 
@@ -83,6 +95,7 @@ impl Db {
     fn url(&self) -> String {
         match self {
             Db::Sqlite(dir) => format!("sqlite://{}", dir.path().join(wardkey_store::SQLITE_FILE).display()),
+            Db::Kept(dir) => format!("sqlite://{}", dir.join(wardkey_store::SQLITE_FILE).display()),
             Db::Postgres { url, .. } => url.clone(),
         }
     }
@@ -90,6 +103,7 @@ impl Db {
     async fn open(&self) -> Store {
         let store = match self {
             Db::Sqlite(dir) => Store::open_sqlite_dir(dir.path(), Arc::new(SystemClock)).await,
+            Db::Kept(dir) => Store::open_sqlite_dir(dir, Arc::new(SystemClock)).await,
             Db::Postgres { url, .. } => Store::open(url, Arc::new(SystemClock)).await,
         }
         .unwrap_or_else(|e| panic!("open store: {e}"));
@@ -168,9 +182,10 @@ async fn peer_pool(db: &Db) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
     let url = match db {
         Db::Sqlite(dir) => format!("sqlite://{}?mode=rwc", dir.path().join("peer.db").display()),
+        Db::Kept(dir) => format!("sqlite://{}?mode=rwc", dir.join("peer.db").display()),
         Db::Postgres { url, .. } => url.clone(),
     };
-    let sqlite = matches!(db, Db::Sqlite(_));
+    let sqlite = !matches!(db, Db::Postgres { .. });
     let pool = sqlx::any::AnyPoolOptions::new()
         .max_connections(1)
         .after_connect(move |conn, _| {
@@ -402,14 +417,18 @@ fn main() {
             "verify" => bench_verify().await,
             "users" => bench_users().await,
             "logins" => logins::bench_logins().await,
+            "decisions" => decisions::bench_decisions().await,
+            "authzen-http" => authzen_http::bench_authzen_http().await,
             "all" => {
                 bench_audit_append().await;
                 bench_verify().await;
                 bench_users().await;
                 logins::bench_logins().await;
+                decisions::bench_decisions().await;
+                authzen_http::bench_authzen_http().await;
             }
             other => {
-                eprintln!("unknown benchmark {other:?}; use audit-append, verify, users, logins or all");
+                eprintln!("unknown benchmark {other:?}; use audit-append, verify, users, logins, decisions, authzen-http or all");
                 std::process::exit(2);
             }
         }

@@ -173,11 +173,14 @@ impl Harness {
     }
 
     async fn tree_size(&self) -> u64 {
+        // `api.read` events are queued (written within 100 ms): count them once they are.
+        self.services.sync_audit_queue().await;
         self.services.store().read().await.expect("read").audit_tree_size().await.expect("tree size")
     }
 
     /// Audit events matching a query string (as admin).
     async fn events(&self, query: &str) -> Vec<Value> {
+        self.services.sync_audit_queue().await;
         let r = self.get(&format!("/api/v1/audit/events?{query}")).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         r.body["items"].as_array().cloned().unwrap_or_default()
@@ -732,13 +735,14 @@ async fn operations(h: &Harness) {
     let r = h.http.get(h.url("/readyz")).send().await.expect("sent");
     assert_eq!(r.status(), StatusCode::OK);
 
+    // Queued `api.read` events written first, so the gauge and the store agree.
+    let size = h.tree_size().await;
     let r = h.http.get(h.url("/metrics")).send().await.expect("sent");
     assert_eq!(r.status(), StatusCode::OK);
     let text = r.text().await.expect("body");
     assert!(text.contains("wardkey_http_requests_total"), "{text}");
     assert!(text.contains("path=\"/healthz\""), "{text}");
     assert!(text.contains("wardkey_http_request_duration_seconds"), "{text}");
-    let size = h.tree_size().await;
     assert!(text.contains(&format!("wardkey_audit_tree_size {size}")), "{text}");
 }
 
@@ -782,6 +786,54 @@ on_both_stores!(
     listing,
     operations,
 );
+
+/// `api.read` events: queued by default (on disk within the flush interval, without anyone
+/// waiting, and drained at shutdown); with `durable_reads` the read answers only once its event
+/// is on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_events_are_queued_or_durable_as_configured() {
+    for durable_reads in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_sqlite_dir(dir.path(), Arc::new(SystemClock)).await.expect("store");
+        store.set_signer(signer());
+        let services = Services::new(store, ServiceConfig { audit_reads: true, durable_reads });
+        let admin = services.bootstrap().await.expect("bootstrap").expect("token");
+        let server = wardkey_server::spawn(test_config(), services.clone()).await.expect("server");
+        let http = reqwest::Client::new();
+        let count = |services: Services| async move {
+            let mut r = services.store().read().await.expect("read");
+            r.audit_events(&wardkey_store::AuditQuery { action: Some("api.read".into()), ..Default::default() }, None, 100)
+                .await
+                .expect("events")
+                .len()
+        };
+        let r = http.get(format!("{}/api/v1/users", server.base_url())).bearer_auth(&admin).send().await.expect("sent");
+        assert_eq!(r.status(), StatusCode::OK);
+        if durable_reads {
+            assert_eq!(count(services.clone()).await, 1, "on disk before the answer");
+        } else {
+            // Written by the flusher within its interval, nobody waiting for it.
+            let deadline = std::time::Instant::now() + wardkey_service::decisions::DECISION_FLUSH * 20;
+            while count(services.clone()).await == 0 {
+                assert!(std::time::Instant::now() < deadline, "the queued read event was never written");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            assert_eq!(count(services.clone()).await, 1);
+        }
+        // Reads right before a shutdown are not lost: the queue is drained.
+        for _ in 0..25 {
+            let r = http.get(format!("{}/api/v1/groups", server.base_url())).bearer_auth(&admin).send().await.expect("sent");
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+        server.shutdown().await.expect("clean shutdown");
+        let store = Store::open_sqlite_dir(dir.path(), Arc::new(SystemClock)).await.expect("reopen");
+        let mut r = store.read().await.expect("read");
+        let events = r.audit_events(&wardkey_store::AuditQuery { action: Some("api.read".into()), ..Default::default() }, None, 100).await.expect("events");
+        assert_eq!(events.len(), 26, "durable_reads = {durable_reads}");
+        drop(r);
+        store.close().await;
+    }
+}
 
 #[tokio::test]
 async fn non_loopback_bind_without_tls_is_refused() {

@@ -130,7 +130,16 @@ impl Services {
         let failure = match parse_token(bearer) {
             None => "malformed token",
             Some((id, secret)) => {
-                let found = self.store.read().await?.get_api_token(id).await?;
+                let found = match self.token_cache.get(id) {
+                    Some(hit) => Some(hit),
+                    None => {
+                        let loaded = self.store.read().await?.get_api_token(id).await?;
+                        if let Some((token, hash)) = &loaded {
+                            self.token_cache.put(token.clone(), hash.clone());
+                        }
+                        loaded
+                    }
+                };
                 match found {
                     None => "unknown token",
                     Some((token, stored_hash)) => {
@@ -191,6 +200,7 @@ impl Services {
                 })
             })
             .await?;
+        self.token_cache.forget(id);
         Ok(())
     }
 
@@ -199,8 +209,14 @@ impl Services {
         if !self.config().audit_reads {
             return Ok(());
         }
-                let mut event = draft(caller, "api.read", target);
+        let mut event = draft(caller, "api.read", target);
         event.details = serde_json::json!({ "read": truncate(what, 256) });
+        let event = if self.config().durable_reads { event } else {
+            match self.queue_audit(event) {
+                Ok(()) => return Ok(()),
+                Err(event) => event,
+            }
+        };
         self.store.append_audit(vec![event]).await?;
         Ok(())
     }
@@ -251,7 +267,8 @@ impl Services {
 
     pub async fn revoke_token(&self, by: &Authorized<Admin>, id: ApiTokenId) -> Result<Committed<()>> {
         let caller = by.caller().clone();
-        self.store
+        let done = self
+            .store
             .write(move |tx| {
                 Box::pin(async move {
                     let now = tx.now();
@@ -262,7 +279,10 @@ impl Services {
                     Ok(())
                 })
             })
-            .await
+            .await;
+        // Whatever the outcome, the next presentation reads the token afresh.
+        self.token_cache.forget(id);
+        done
     }
 }
 
@@ -346,5 +366,46 @@ mod tests {
         for bad in ["", "wkt_", "wkt_abc_def", "Bearer x", "wkt_0123456789abcdef0123456789abcdef_", "xyz_0123456789abcdef0123456789abcdef_s"] {
             assert!(parse_token(bad).is_none(), "{bad}");
         }
+    }
+}
+
+/// API tokens recently presented, so that a PEP asking thousands of questions a second does not
+/// read its token from the database for each one. An entry is dropped when this process
+/// changes the token (revocation, last-use stamp), when the decision point's catch-up sees
+/// another node change it (PostgreSQL), and in any case after [`TOKEN_CACHE_TTL`], which bounds
+/// how long a change made behind the server's back (another process on the same SQLite file)
+/// can go unseen. The secret's hash is kept, never the secret.
+pub(crate) struct TokenCache {
+    entries: std::sync::RwLock<std::collections::HashMap<ApiTokenId, (ApiToken, Vec<u8>, std::time::Instant)>>,
+}
+
+/// Longest a cached token is trusted without reading it again.
+pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+impl TokenCache {
+    pub(crate) fn new() -> TokenCache {
+        TokenCache { entries: std::sync::RwLock::new(std::collections::HashMap::new()) }
+    }
+
+    fn get(&self, id: ApiTokenId) -> Option<(ApiToken, Vec<u8>)> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(&id)
+            .filter(|(_, _, at)| at.elapsed() < TOKEN_CACHE_TTL)
+            .map(|(token, hash, _)| (token.clone(), hash.clone()))
+    }
+
+    fn put(&self, token: ApiToken, hash: Vec<u8>) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= TOKEN_CACHE_MAX {
+            // Bounded whatever callers present; a rebuild costs one read per live token.
+            entries.clear();
+        }
+        entries.insert(token.id, (token, hash, std::time::Instant::now()));
+    }
+
+    pub(crate) fn forget(&self, id: ApiTokenId) {
+        self.entries.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
     }
 }

@@ -34,13 +34,20 @@ pub const DECISION_FLUSH: Duration = Duration::from_millis(100);
 /// Events read per round when catching up.
 const CATCH_UP_PAGE: u32 = 1000;
 
+/// What the group-commit flusher takes: an event, or a barrier answered once every event
+/// queued before it is written.
+pub(crate) enum Queued {
+    Event(AuditDraft),
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
 pub(crate) struct DecisionPoint {
     pub(crate) index: Index,
     /// Held while applying changes; the value is the revision applied.
     updater: Mutex<u64>,
     applied: watch::Sender<u64>,
     /// Async decision-audit queue (None until started).
-    queue: std::sync::Mutex<Option<mpsc::Sender<AuditDraft>>>,
+    queue: std::sync::Mutex<Option<mpsc::Sender<Queued>>>,
     flusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// PHI resource types and their audit mode, by lower-cased name.
     audit_modes: arc_swap::ArcSwap<std::collections::HashMap<String, DecisionAudit>>,
@@ -259,6 +266,12 @@ impl Services {
             let Some(last) = events.last().map(|e| e.index) else { break };
             let mut targets = BTreeSet::new();
             for e in &events {
+                // A token changed anywhere (another node, too) is read afresh when next presented.
+                if e.draft.action.starts_with("api_token.")
+                    && let Some(id) = e.draft.target.as_deref().and_then(|t| t.strip_prefix("api_token:")).and_then(|id| id.parse().ok())
+                {
+                    self.token_cache.forget(id);
+                }
                 if irrelevant(&e.draft.action) {
                     continue;
                 }
@@ -310,28 +323,66 @@ impl Services {
     }
 
     async fn start_flusher(&self) {
-        let (tx, mut rx) = mpsc::channel::<AuditDraft>(DECISION_QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Queued>(DECISION_QUEUE);
         *self.decisions().queue.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
         let store = self.store.clone();
         let handle = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(1024);
+            let mut waiting = Vec::new();
             loop {
-                let first = rx.recv().await;
-                let Some(first) = first else { break };
-                batch.push(first);
+                let Some(first) = rx.recv().await else { break };
                 let deadline = tokio::time::Instant::now() + DECISION_FLUSH;
-                while batch.len() < 4096 {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(e)) => batch.push(e),
-                        Ok(None) | Err(_) => break,
+                let mut next = Some(first);
+                while let Some(item) = next.take() {
+                    match item {
+                        Queued::Event(e) => batch.push(e),
+                        // A barrier flushes at once: whoever waits wants what came before it.
+                        Queued::Barrier(done) => {
+                            waiting.push(done);
+                            break;
+                        }
                     }
+                    if batch.len() >= 4096 {
+                        break;
+                    }
+                    next = tokio::time::timeout_at(deadline, rx.recv()).await.ok().flatten();
                 }
-                if let Err(e) = store.append_audit(std::mem::take(&mut batch)).await {
-                    tracing::error!(error = %e, "writing decision audit events failed");
+                if !batch.is_empty()
+                    && let Err(e) = store.append_audit(std::mem::take(&mut batch)).await
+                {
+                    tracing::error!(error = %e, "writing queued audit events failed");
+                }
+                for done in waiting.drain(..) {
+                    let _ = done.send(());
                 }
             }
         });
         *self.decisions().flusher.lock().await = Some(handle);
+    }
+
+    /// Hands `event` to the group-commit flusher (written within [`DECISION_FLUSH`]); gives it
+    /// back when the queue is full or not running, for the caller to write durably instead.
+    pub(crate) fn queue_audit(&self, event: AuditDraft) -> std::result::Result<(), AuditDraft> {
+        let queue = self.decisions().queue.lock().unwrap_or_else(|e| e.into_inner());
+        match queue.as_ref().map(|q| q.try_reserve()) {
+            Some(Ok(slot)) => {
+                slot.send(Queued::Event(event));
+                Ok(())
+            }
+            Some(Err(_)) | None => Err(event),
+        }
+    }
+
+    /// Waits until every audit event queued before this call (async decisions, `api.read`) is
+    /// written. For tests and for callers that must read their own queued events.
+    pub async fn sync_audit_queue(&self) {
+        let sender = self.decisions().queue.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(q) = sender {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if q.send(Queued::Barrier(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+        }
     }
 
     /// Stops taking async decision events and writes those queued (shutdown).
@@ -391,14 +442,7 @@ impl Services {
                     self.store.append_audit(vec![event]).await?;
                 }
                 DecisionAudit::Async => {
-                    let sent = self
-                        .decisions()
-                        .queue
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .as_ref()
-                        .map(|q| q.try_send(event).is_ok())
-                        .unwrap_or(false);
+                    let sent = self.queue_audit(event).is_ok();
                     if !sent {
                         // Fail closed: a decision we cannot record is a deny.
                         return Ok(AccessDecision {

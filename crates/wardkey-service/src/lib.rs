@@ -34,11 +34,17 @@ pub struct ServiceConfig {
     /// Record an `api.read` audit event for every authenticated read of the directory or
     /// the audit log (HIPAA: access to access-control data is itself accountable).
     pub audit_reads: bool,
+    /// Answer a read only once its `api.read` event is durable. Off by default: the event is
+    /// queued and written by the group-commit flusher within 100 ms (drained at shutdown; a
+    /// full queue falls back to a durable write, so no event is ever dropped). A crash can lose
+    /// the read events of its last 100 ms; in exchange a read costs no disk flush of its own,
+    /// and a busy server's flush latency does not reach it.
+    pub durable_reads: bool,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        ServiceConfig { audit_reads: true }
+        ServiceConfig { audit_reads: true, durable_reads: false }
     }
 }
 
@@ -48,6 +54,7 @@ pub struct Services {
     config: Arc<ServiceConfig>,
     authn: Arc<AuthnRuntime>,
     decisions: Arc<decisions::DecisionPoint>,
+    token_cache: Arc<auth::TokenCache>,
 }
 
 impl Services {
@@ -59,7 +66,13 @@ impl Services {
         rand::fill(&mut key);
         let authn = AuthnRuntime::new(AuthnSettings::default(), wardkey_authn::secretbox::SecretKey::from_bytes(key));
         match authn {
-            Ok(a) => Services { store, config: Arc::new(config), authn: Arc::new(a), decisions: Arc::new(decisions::DecisionPoint::new()) },
+            Ok(a) => Services {
+                store,
+                config: Arc::new(config),
+                authn: Arc::new(a),
+                decisions: Arc::new(decisions::DecisionPoint::new()),
+                token_cache: Arc::new(auth::TokenCache::new()),
+            },
             // The defaults are valid by construction (tested); nothing to recover from here.
             Err(e) => unreachable_settings(e),
         }
@@ -73,7 +86,13 @@ impl Services {
         secrets: wardkey_authn::secretbox::SecretKey,
     ) -> Result<Self> {
         let authn = AuthnRuntime::new(settings, secrets)?;
-        Ok(Services { store, config: Arc::new(config), authn: Arc::new(authn), decisions: Arc::new(decisions::DecisionPoint::new()) })
+        Ok(Services {
+            store,
+            config: Arc::new(config),
+            authn: Arc::new(authn),
+            decisions: Arc::new(decisions::DecisionPoint::new()),
+            token_cache: Arc::new(auth::TokenCache::new()),
+        })
     }
 
     pub fn store(&self) -> &Store {

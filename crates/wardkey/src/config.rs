@@ -43,6 +43,10 @@ pub struct AuthFile {
     pub argon2_memory_kib: Option<u32>,
     pub argon2_iterations: Option<u32>,
     pub argon2_lanes: Option<u32>,
+    /// Hashes at once (default: one fewer than the cores, at least 1) and their CPU priority: `low` (nice 19, the
+    /// default), `idle` (SCHED_IDLE) or `normal`.
+    pub hash_threads: Option<u32>,
+    pub hash_priority: Option<String>,
     /// Organisation name (authenticator apps show it; refused inside passwords).
     pub organisation: Option<String>,
 }
@@ -63,6 +67,9 @@ pub struct AuditFile {
     pub checkpoint_every_events: Option<u64>,
     /// Record an `api.read` event for every authenticated read (default true).
     pub audit_reads: Option<bool>,
+    /// Answer a read only once its `api.read` event is on disk (default false: queued and
+    /// written within 100 ms, drained at shutdown, never dropped).
+    pub durable_reads: Option<bool>,
 }
 
 pub fn load_file(path: &Path) -> Result<FileConfig, String> {
@@ -127,6 +134,7 @@ pub struct AuditSettings {
     pub checkpoint_interval: Duration,
     pub checkpoint_every_events: u64,
     pub audit_reads: bool,
+    pub durable_reads: bool,
 }
 
 impl AuditSettings {
@@ -136,6 +144,7 @@ impl AuditSettings {
             checkpoint_interval: Duration::from_secs(a.and_then(|a| a.checkpoint_interval_secs).unwrap_or(5).clamp(1, 3600)),
             checkpoint_every_events: a.and_then(|a| a.checkpoint_every_events).unwrap_or(1000).clamp(1, 10_000_000),
             audit_reads: a.and_then(|a| a.audit_reads).unwrap_or(true),
+            durable_reads: a.and_then(|a| a.durable_reads).unwrap_or(false),
         }
     }
 }
@@ -177,6 +186,16 @@ pub fn authn_settings(file: Option<&AuthFile>, public_url: &str) -> Result<wardk
         }
         if let Some(v) = a.argon2_lanes {
             s.hash_params.p_cost = v;
+        }
+        if let Some(n) = a.hash_threads {
+            if !(1..=256).contains(&n) {
+                return Err(format!("[auth] hash_threads = {n}: must be 1..=256"));
+            }
+            s.hash_concurrency = n as usize;
+        }
+        if let Some(p) = &a.hash_priority {
+            s.hash_priority = wardkey_authn::hash::HashPriority::parse(p)
+                .ok_or_else(|| format!("[auth] hash_priority = {p:?}: use idle, low or normal"))?;
         }
         if let Some(o) = &a.organisation {
             s.organisation = o.clone();

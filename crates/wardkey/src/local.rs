@@ -30,14 +30,14 @@ pub async fn open_store(loc: &StoreLocation) -> Result<Store, String> {
 
 /// Opens the store with its signing key (created on first use when `create_key`).
 pub async fn open_services(loc: &StoreLocation, audit_reads: bool, create_key: bool) -> Result<(Services, bool), String> {
-    open_services_with(loc, audit_reads, create_key, None).await
+    open_services_with(loc, ServiceConfig { audit_reads, ..ServiceConfig::default() }, create_key, None).await
 }
 
 /// [`open_services`] with authentication settings and the TOTP-sealing key (the server);
 /// without them, operator commands get defaults and a throw-away key (they sign no one in).
 pub async fn open_services_with(
     loc: &StoreLocation,
-    audit_reads: bool,
+    config: ServiceConfig,
     create_key: bool,
     authn: Option<(AuthnSettings, wardkey_authn::secretbox::SecretKey)>,
 ) -> Result<(Services, bool), String> {
@@ -64,7 +64,6 @@ pub async fn open_services_with(
     }
     let (signer, created) = keys::load_or_create_signer(&loc.data_dir)?;
     store.set_signer(signer);
-    let config = ServiceConfig { audit_reads };
     let services = match authn {
         None => Services::new(store, config),
         Some((settings, secrets)) => Services::with_authn(store, config, settings, secrets).map_err(|e| e.to_string())?,

@@ -328,6 +328,26 @@ async fn two_nodes_share_revisions() {
     let on_b = ask(b.clone(), Some(revision)).await;
     assert_eq!(on_b["decision"], false, "{on_b}");
     assert!(on_b["context"]["revision"].as_u64().unwrap() >= revision);
+
+    // Node B keeps presented tokens in memory; one revoked on node A is refused by B as soon
+    // as B has caught up with the revocation (not only once the cache entry ages out).
+    let t = a.post("/api/v1/tokens", json!({ "name": "pep-2", "scopes": ["pdp"] })).await;
+    assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
+    let secret = t.body["secret"].as_str().unwrap().to_owned();
+    let on_b = |secret: String| {
+        let http = a.http.clone();
+        let url = format!("{b}/access/v1/evaluation");
+        let body = eval(&m.uid, "read", &m.bed);
+        async move { http.post(url).bearer_auth(secret).json(&body).send().await.unwrap().status() }
+    };
+    assert_eq!(on_b(secret.clone()).await, StatusCode::OK, "the token is now cached on node B");
+    let d = a.delete(&format!("/api/v1/tokens/{}", t.body["token"]["id"].as_str().unwrap())).await;
+    assert_eq!(d.status, StatusCode::NO_CONTENT, "{}", d.text);
+    let revision: u64 = d.header("x-wardkey-revision").unwrap().parse().unwrap();
+    let started = std::time::Instant::now();
+    services_b.wait_for_revision(revision).await.unwrap();
+    assert_eq!(on_b(secret).await, StatusCode::UNAUTHORIZED);
+    assert!(started.elapsed() < wardkey_service::auth::TOKEN_CACHE_TTL, "refused through catch-up, before the TTL");
     node_b.shutdown().await.expect("clean shutdown");
     a.finish().await;
 }
