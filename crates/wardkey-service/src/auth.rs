@@ -214,7 +214,7 @@ impl Services {
         let event = if self.config().durable_reads { event } else {
             match self.queue_audit(event) {
                 Ok(()) => return Ok(()),
-                Err(event) => event,
+                Err(event) => *event,
             }
         };
         self.store.append_audit(vec![event]).await?;
@@ -348,27 +348,6 @@ impl Services {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_round_trip() {
-        let id = ApiTokenId::generate();
-        let t = format_token(id, "c2VjcmV0");
-        let (pid, secret) = parse_token(&t).expect("parses");
-        assert_eq!(pid, id);
-        assert_eq!(secret, "c2VjcmV0");
-    }
-
-    #[test]
-    fn malformed_tokens_are_refused() {
-        for bad in ["", "wkt_", "wkt_abc_def", "Bearer x", "wkt_0123456789abcdef0123456789abcdef_", "xyz_0123456789abcdef0123456789abcdef_s"] {
-            assert!(parse_token(bad).is_none(), "{bad}");
-        }
-    }
-}
-
 /// API tokens recently presented, so that a PEP asking thousands of questions a second does not
 /// read its token from the database for each one. An entry is dropped when this process
 /// changes the token (revocation, last-use stamp), when the decision point's catch-up sees
@@ -376,8 +355,11 @@ mod tests {
 /// how long a change made behind the server's back (another process on the same SQLite file)
 /// can go unseen. The secret's hash is kept, never the secret.
 pub(crate) struct TokenCache {
-    entries: std::sync::RwLock<std::collections::HashMap<ApiTokenId, (ApiToken, Vec<u8>, std::time::Instant)>>,
+    entries: std::sync::RwLock<std::collections::HashMap<ApiTokenId, CachedToken>>,
 }
+
+/// A token, its secret's hash, and when it was read.
+type CachedToken = (ApiToken, Vec<u8>, std::time::Instant);
 
 /// Longest a cached token is trusted without reading it again.
 pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -409,3 +391,25 @@ impl TokenCache {
         self.entries.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_round_trip() {
+        let id = ApiTokenId::generate();
+        let t = format_token(id, "c2VjcmV0");
+        let (pid, secret) = parse_token(&t).expect("parses");
+        assert_eq!(pid, id);
+        assert_eq!(secret, "c2VjcmV0");
+    }
+
+    #[test]
+    fn malformed_tokens_are_refused() {
+        for bad in ["", "wkt_", "wkt_abc_def", "Bearer x", "wkt_0123456789abcdef0123456789abcdef_", "xyz_0123456789abcdef0123456789abcdef_s"] {
+            assert!(parse_token(bad).is_none(), "{bad}");
+        }
+    }
+}
+

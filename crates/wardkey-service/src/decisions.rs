@@ -37,7 +37,7 @@ const CATCH_UP_PAGE: u32 = 1000;
 /// What the group-commit flusher takes: an event, or a barrier answered once every event
 /// queued before it is written.
 pub(crate) enum Queued {
-    Event(AuditDraft),
+    Event(Box<AuditDraft>),
     Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
@@ -335,7 +335,7 @@ impl Services {
                 let mut next = Some(first);
                 while let Some(item) = next.take() {
                     match item {
-                        Queued::Event(e) => batch.push(e),
+                        Queued::Event(e) => batch.push(*e),
                         // A barrier flushes at once: whoever waits wants what came before it.
                         Queued::Barrier(done) => {
                             waiting.push(done);
@@ -362,7 +362,8 @@ impl Services {
 
     /// Hands `event` to the group-commit flusher (written within [`DECISION_FLUSH`]); gives it
     /// back when the queue is full or not running, for the caller to write durably instead.
-    pub(crate) fn queue_audit(&self, event: AuditDraft) -> std::result::Result<(), AuditDraft> {
+    pub(crate) fn queue_audit(&self, event: AuditDraft) -> std::result::Result<(), Box<AuditDraft>> {
+        let event = Box::new(event);
         let queue = self.decisions().queue.lock().unwrap_or_else(|e| e.into_inner());
         match queue.as_ref().map(|q| q.try_reserve()) {
             Some(Ok(slot)) => {
