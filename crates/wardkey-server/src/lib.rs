@@ -97,9 +97,19 @@ pub fn check_bind_policy(config: &ServerConfig) -> Result<(), ServerError> {
     }
 }
 
-/// What every handler shares.
+/// What every handler shares. axum clones the state for every extractor of every request, so
+/// it is one `Arc` (one reference count to touch) rather than a handful.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+pub struct SharedState {
     pub(crate) services: Services,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) max_body_bytes: usize,
@@ -113,12 +123,12 @@ pub fn router(services: Services) -> Router {
 
 /// The application: every route, the middleware, and the state.
 pub fn router_with_limit(services: Services, max_body_bytes: usize) -> Router {
-    let state = AppState {
+    let state = AppState(Arc::new(SharedState {
         services,
         metrics: Arc::new(Metrics::new()),
         max_body_bytes,
         openapi: Bytes::from(openapi::document()),
-    };
+    }));
     Router::new()
         // users
         .route("/api/v1/users", post(directory::create_user).get(directory::list_users))
