@@ -21,6 +21,7 @@ mod authzen_http;
 mod cerbos;
 mod decisions;
 mod logins;
+mod scim;
 mod workload;
 
 use std::sync::Arc;
@@ -419,6 +420,7 @@ fn main() {
             "logins" => logins::bench_logins().await,
             "decisions" => decisions::bench_decisions().await,
             "authzen-http" => authzen_http::bench_authzen_http().await,
+            "scim" => scim::bench_scim().await, // SCIM create/filter/termination on SQLite and PostgreSQL (not in "all")
             "all" => {
                 bench_audit_append().await;
                 bench_verify().await;
