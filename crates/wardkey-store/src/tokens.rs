@@ -140,3 +140,27 @@ impl WriteTx {
         Ok(())
     }
 }
+
+impl WriteTx {
+    /// Revokes every live token created by `principal` (a leaver's own tokens); returns their ids.
+    pub async fn revoke_api_tokens_created_by(
+        &mut self,
+        principal: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ApiTokenId>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM api_tokens WHERE created_by = $1 AND revoked_at IS NULL ORDER BY id",
+        )
+        .bind(principal)
+        .fetch_all(self.ex())
+        .await?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id = ApiTokenId(r.uuid("id")?);
+            if self.revoke_api_token(id, at).await? {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+}
