@@ -94,6 +94,23 @@ impl EmploymentType {
             EmploymentType::Volunteer => "volunteer",
         }
     }
+
+    pub fn parse(s: &str) -> Option<EmploymentType> {
+        [
+            EmploymentType::Employee,
+            EmploymentType::Contractor,
+            EmploymentType::Vendor,
+            EmploymentType::Student,
+            EmploymentType::Volunteer,
+        ]
+        .into_iter()
+        .find(|t| t.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+
+    /// Contractors and vendors have an accountable sponsor and an end date.
+    pub fn needs_sponsor(&self) -> bool {
+        matches!(self, EmploymentType::Contractor | EmploymentType::Vendor)
+    }
 }
 
 /// Attributes that come from HR. They drive birthright roles (role templates).
@@ -112,9 +129,17 @@ pub struct HrAttributes {
     pub manager_id: Option<UserId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub employment_type: Option<EmploymentType>,
-    /// Last day of employment or contract, in the worker's calendar.
+    /// Last day of employment or contract, in the worker's calendar: access ends at the end of
+    /// that day (00:00 of the next day) in `time_zone`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_date: Option<NaiveDate>,
+    /// The accountable employee who sponsors a contractor or vendor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sponsor_id: Option<UserId>,
+    /// IANA time zone of the worker (`America/Chicago`); dates such as `end_date` are read in
+    /// it. UTC when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 impl HrAttributes {
@@ -123,6 +148,28 @@ impl HrAttributes {
         validate::opt_text(errors, "hr.department", &self.department, validate::MAX_SHORT);
         validate::opt_text(errors, "hr.job_code", &self.job_code, validate::MAX_NAME);
         validate::opt_text(errors, "hr.title", &self.title, validate::MAX_SHORT);
+        validate::opt_text(errors, "hr.time_zone", &self.time_zone, validate::MAX_NAME);
+        if let Some(tz) = &self.time_zone
+            && tz.len() <= validate::MAX_NAME
+            && tz.parse::<chrono_tz::Tz>().is_err()
+        {
+            errors.push(FieldError::new("hr.time_zone", "must be an IANA time zone such as America/Chicago"));
+        }
+        if self.employment_type.is_some_and(|t| t.needs_sponsor()) && (self.sponsor_id.is_none() || self.end_date.is_none()) {
+            errors.push(FieldError::new("hr.sponsor_id", "contractors and vendors need a sponsor and an end date"));
+        }
+    }
+
+    /// The worker's time zone (UTC when absent or unknown; validation refuses unknown zones).
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.time_zone.as_deref().and_then(|z| z.parse().ok()).unwrap_or(chrono_tz::UTC)
+    }
+
+    /// The instant access ends because of `end_date`: 00:00 of the day after it in the
+    /// worker's time zone (the first instant of that local day when a DST gap skips midnight).
+    pub fn access_ends_at(&self) -> Option<DateTime<Utc>> {
+        let day_after = self.end_date?.succ_opt()?;
+        Some(start_of_day(day_after, self.tz()))
     }
 
     /// Value of a named attribute, as role-template rules see it.
@@ -135,6 +182,20 @@ impl HrAttributes {
             HrAttribute::EmploymentType => self.employment_type.map(|e| e.as_str().to_owned()),
         }
     }
+}
+
+/// First instant of `day` in `tz`, as UTC (DST gaps move it to the first instant that exists).
+pub fn start_of_day(day: NaiveDate, tz: chrono_tz::Tz) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    let mut t = day.and_time(chrono::NaiveTime::MIN);
+    // A gap is at most a few hours; step forward a quarter hour at a time until the local time exists.
+    for _ in 0..32 {
+        if let Some(local) = tz.from_local_datetime(&t).earliest() {
+            return local.with_timezone(&Utc);
+        }
+        t += chrono::Duration::minutes(15);
+    }
+    day.and_time(chrono::NaiveTime::MIN).and_utc()
 }
 
 /// HR attributes a role template may match on.

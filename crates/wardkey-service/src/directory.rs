@@ -101,6 +101,11 @@ impl Services {
                     let mut e = draft(&caller, "user.update", Some(id.target()));
                     e.details = json!({ "changed": changed, "hr_before": before_hr, "hr_after": user.hr });
                     tx.audit(e);
+                    if before_hr != user.hr {
+                        // A mover: new template roles in, old ones out, other grants flagged.
+                        let ctx = crate::jml::ChangeContext { attributes_changed: crate::jml::is_move(&before_hr, &user.hr), ..Default::default() };
+                        crate::jml::sync_birthright_with(tx, &caller, &user, "HR attributes changed", &ctx).await?;
+                    }
                     Ok(user)
                 })
             })
@@ -151,9 +156,12 @@ impl Services {
                         crate::authn::end_sessions(tx, id, why, &caller.actor.principal(), &caller.meta).await?;
                     }
                     if to == UserStatus::Disabled {
-                        revoke_everything(tx, &caller, Subject::User(id), "user disabled").await?;
-                        // Group access goes too: a rehire is approved again, not restored.
-                        leave_all_groups(tx, &caller, Member::User(id), "user disabled").await?;
+                        // Sessions, grants, memberships and the user's own API tokens.
+                        crate::lifecycle::revoke_access_in_tx(tx, &caller, &user, "user disabled").await?;
+                    }
+                    if to == UserStatus::Active {
+                        // Joiner (after identity verification) or return: birthright roles.
+                        crate::jml::sync_birthright_in_tx(tx, &caller, &user, "user activated").await?;
                     }
                     Ok(user)
                 })

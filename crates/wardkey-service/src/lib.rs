@@ -12,6 +12,8 @@ pub mod authn;
 pub mod decisions;
 pub mod directory;
 pub mod error;
+pub mod jml;
+pub mod lifecycle;
 pub mod policy;
 
 pub use auth::{Admin, AuditRead, Authorized, Caller, Pdp, RequestMeta, ScopeRequirement};

@@ -18,6 +18,7 @@ mod backend;
 mod conn;
 mod directory;
 mod error;
+mod hr;
 mod policy;
 mod tokens;
 mod writer;
@@ -30,6 +31,8 @@ pub use conn::{Conn, MAX_PAGE, Page, ReadTx};
 pub use directory::UserQuery;
 pub use error::StoreError;
 pub use writer::{Committed, WriteStats, WriteTx};
+pub use scim::{ScimGroupRow, ScimMember, ScimPage, ScimUserRow};
+pub use hr::{HrImportRecord, ReviewItem};
 
 use futures::future::BoxFuture;
 use std::path::{Path, PathBuf};

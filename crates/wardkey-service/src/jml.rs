@@ -1,0 +1,235 @@
+//! The joiner / mover / leaver engine: birthright roles from role templates.
+//!
+//! - **Joiner**: a person gets the roles their HR attributes entitle them to (role templates,
+//!   `birthright_roles`) when they become `active`, which needs a recorded identity
+//!   verification. Nothing is granted while they are `pending_verification`.
+//! - **Mover**: when HR attributes change, template-sourced grants the new attributes no longer
+//!   justify are revoked and the new template's roles are granted; grants that came from
+//!   requests, administrators or break-glass stay, each flagged for review (a `review_items`
+//!   row and a `grant.review_flagged` event).
+//! - **Leaver**: [`crate::lifecycle::terminate_in_tx`].
+//!
+//! Everything runs inside the caller's write job, so the attribute change and the access it
+//! implies commit together, one audit event per change.
+
+use crate::{Caller, Result, draft};
+use serde::Serialize;
+use serde_json::json;
+use wardkey_audit::AuditDraft;
+use wardkey_domain::{
+    Grant, GrantId, GrantSource, Role, RoleId, Subject, User, UserStatus, birthright_roles, check_sod,
+};
+use wardkey_store::{ReviewItem, WriteTx};
+
+/// What a birthright synchronisation changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BirthrightChange {
+    /// Roles newly granted from templates.
+    pub granted: Vec<RoleId>,
+    /// Template grants revoked because the attributes no longer justify them.
+    pub revoked: Vec<RoleId>,
+    /// Grants from other sources kept but flagged for review.
+    pub flagged: Vec<GrantId>,
+    /// Birthright roles not granted because a separation-of-duties rule forbids them
+    /// (flagged for review instead).
+    pub refused: Vec<RoleId>,
+}
+
+impl BirthrightChange {
+    pub fn is_empty(&self) -> bool {
+        self.granted.is_empty() && self.revoked.is_empty() && self.flagged.is_empty() && self.refused.is_empty()
+    }
+}
+
+/// Where a change came from, for the audit trail (an HR import and its row).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ChangeContext {
+    /// Goes to the events' `request_ref`, e.g. `hr_import:<id>#row=12`.
+    pub request_ref: Option<String>,
+    /// Extra keys added to every event's details (import id, file SHA-256, row).
+    pub details: Option<serde_json::Value>,
+    pub import_id: Option<uuid::Uuid>,
+    /// The HR attributes changed (a mover): flag non-template grants even when the template
+    /// roles happen to stay the same.
+    pub attributes_changed: bool,
+}
+
+impl ChangeContext {
+    pub(crate) fn event(&self, caller: &Caller, action: &str, target: Option<String>, why: &str, details: serde_json::Value) -> AuditDraft {
+        let mut e = draft(caller, action, target);
+        e.reason = Some(why.to_owned());
+        e.request_ref = self.request_ref.clone();
+        let mut details = details;
+        if let (Some(serde_json::Value::Object(extra)), serde_json::Value::Object(map)) = (&self.details, &mut details) {
+            for (k, v) in extra {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+        e.details = details;
+        e
+    }
+}
+
+/// Gives an active user the roles their HR attributes entitle them to and takes away the
+/// template roles they no longer justify; other grants stay, flagged for review when the
+/// template roles changed. A no-op (empty change) for users who are not active.
+pub(crate) async fn sync_birthright_in_tx(tx: &mut WriteTx, caller: &Caller, user: &User, why: &str) -> Result<BirthrightChange> {
+    sync_birthright_with(tx, caller, user, why, &ChangeContext::default()).await
+}
+
+pub(crate) async fn sync_birthright_with(
+    tx: &mut WriteTx,
+    caller: &Caller,
+    user: &User,
+    why: &str,
+    ctx: &ChangeContext,
+) -> Result<BirthrightChange> {
+    let mut change = BirthrightChange::default();
+    if user.status != UserStatus::Active {
+        return Ok(change);
+    }
+    let templates = tx.list_role_templates().await?;
+    let wanted = birthright_roles(&templates, &user.hr);
+    let subject = Subject::User(user.id);
+    let now = tx.now();
+    let grants = tx.live_grants_for_subject(subject, now).await?;
+    // Template grants are unscoped and unconditional; anything else is someone's decision.
+    let (template, other): (Vec<Grant>, Vec<Grant>) = grants.into_iter().partition(|g| g.source == GrantSource::Template);
+    let had_template = !template.is_empty();
+
+    // Revoke what the attributes no longer justify (and duplicates of one role).
+    let mut kept: Vec<RoleId> = Vec::new();
+    for g in &template {
+        if wanted.contains(&g.role_id) && !kept.contains(&g.role_id) {
+            kept.push(g.role_id);
+            continue;
+        }
+        let revoked = tx.revoke_grant(g.id, g.version, now, &caller.actor.principal()).await?;
+        tx.audit(ctx.event(
+            caller,
+            "grant.revoke",
+            Some(revoked.id.target()),
+            why,
+            json!({ "subject": subject.target(), "role": g.role_id.target(), "source": "template", "birthright": "no longer justified by HR attributes" }),
+        ));
+        change.revoked.push(g.role_id);
+    }
+
+    // Grant what is missing, checking separation of duties like every other grant path.
+    let missing: Vec<RoleId> = wanted.iter().copied().filter(|r| !kept.contains(r)).collect();
+    if !missing.is_empty() {
+        let rules = tx.list_sod_rules().await?;
+        // Read after the revocations above, in this transaction: what the subject holds now.
+        let mut held: Vec<Role> = crate::access::roles_held(tx, subject).await?;
+        for role in tx.get_roles(&missing).await? {
+            if let Err(e) = check_sod(&rules, &held, std::slice::from_ref(&role)) {
+                let reason = format!("birthright role {} refused: {e}", role.name);
+                let item = review_item(ctx, "birthright_refused", user, None, &reason, json!({ "role": role.id.target() }), now);
+                if tx.insert_review_item(&item).await? {
+                    tx.audit(ctx.event(
+                        caller,
+                        "grant.review_flagged",
+                        Some(user.id.target()),
+                        why,
+                        json!({ "role": role.id.target(), "role_name": role.name, "kind": "birthright_refused", "error": e.to_string() }),
+                    ));
+                }
+                change.refused.push(role.id);
+                continue;
+            }
+            let grant = Grant {
+                id: GrantId::generate(),
+                subject,
+                role_id: role.id,
+                resource_id: None,
+                source: GrantSource::Template,
+                requester: Some(caller.actor.principal()),
+                approver: None,
+                justification: Some(format!("birthright: {why}")),
+                starts_at: now,
+                expires_at: None,
+                created_at: now,
+                created_by: caller.actor.principal(),
+                revoked_at: None,
+                revoked_by: None,
+                conditions: Default::default(),
+                version: 1,
+            };
+            tx.insert_grant(&grant).await?;
+            tx.audit(ctx.event(
+                caller,
+                "grant.create",
+                Some(grant.id.target()),
+                why,
+                json!({
+                    "subject": subject.target(),
+                    "role": role.id.target(),
+                    "role_name": role.name,
+                    "privileged": role.privileged,
+                    "source": GrantSource::Template,
+                }),
+            ));
+            held.push(role.clone());
+            change.granted.push(role.id);
+        }
+    }
+
+    // A move: what people were given by request or by hand for the old job is looked at again.
+    let moved = ctx.attributes_changed || !change.revoked.is_empty() || (had_template && !change.granted.is_empty());
+    if moved {
+        for g in other.iter().filter(|g| g.source != GrantSource::Template) {
+            let reason = format!("kept after an HR attribute change ({why}); confirm it is still needed");
+            let item = review_item(
+                ctx,
+                "grant_after_move",
+                user,
+                Some(g.id),
+                &reason,
+                json!({ "role": g.role_id.target(), "source": g.source }),
+                now,
+            );
+            if tx.insert_review_item(&item).await? {
+                tx.audit(ctx.event(
+                    caller,
+                    "grant.review_flagged",
+                    Some(g.id.target()),
+                    why,
+                    json!({ "subject": subject.target(), "role": g.role_id.target(), "source": g.source, "kind": "grant_after_move" }),
+                ));
+                change.flagged.push(g.id);
+            }
+        }
+    }
+    Ok(change)
+}
+
+/// Whether a change of HR attributes is a move (a different job): department, job code,
+/// title or employment type. An end date, sponsor or time zone change is not.
+pub(crate) fn is_move(before: &wardkey_domain::HrAttributes, after: &wardkey_domain::HrAttributes) -> bool {
+    before.department != after.department
+        || before.job_code != after.job_code
+        || before.title != after.title
+        || before.employment_type != after.employment_type
+}
+
+pub(crate) fn review_item(
+    ctx: &ChangeContext,
+    kind: &str,
+    user: &User,
+    grant: Option<GrantId>,
+    reason: &str,
+    details: serde_json::Value,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ReviewItem {
+    ReviewItem {
+        id: uuid::Uuid::now_v7(),
+        kind: kind.to_owned(),
+        user_id: user.id,
+        grant_id: grant,
+        import_id: ctx.import_id,
+        reason: reason.to_owned(),
+        details,
+        created_at: now,
+        resolved_at: None,
+    }
+}
