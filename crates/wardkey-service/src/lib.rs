@@ -12,9 +12,12 @@ pub mod authn;
 pub mod decisions;
 pub mod directory;
 pub mod error;
+pub mod hr;
 pub mod jml;
 pub mod lifecycle;
 pub mod policy;
+pub mod reconcile;
+pub mod scim;
 
 pub use auth::{Admin, AuditRead, Authorized, Caller, Pdp, RequestMeta, ScopeRequirement};
 pub use authn::{AuthnSettings, FactorConfirmed, Me, NextStep, SessionCaller, SessionContext, SignIn, TotpEnrolment};

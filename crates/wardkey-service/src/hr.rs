@@ -1,0 +1,505 @@
+//! HR roster import (plan, then apply) and the contractor end-date job.
+//!
+//! The plan is computed from one read of the whole directory (no per-row queries); applying
+//! submits the changes as write jobs of [`APPLY_CHUNK`] rows, many in flight, so the
+//! group-commit writer folds them into few transactions. A job that fails is retried row by
+//! row, so a bad row costs only itself: nothing of a row with an error is written. Every
+//! event names the import (`request_ref = hr_import:<id>#row=<n>`, and the import id, the
+//! file's SHA-256 and the row in its details or reason).
+
+use crate::auth::{Admin, Authorized};
+use crate::jml::{ChangeContext, review_item, sync_birthright_with};
+use crate::{Caller, RequestMeta, Result, ServiceError, Services, draft};
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+use wardkey_domain::{Actor, User, UserId, UserStatus};
+use wardkey_hr::{Format, ImportSettings, Joiner, Leaver, Mover, Plan, ReviewEntry, RowError, Worker};
+use wardkey_store::{HrImportRecord, WriteTx};
+
+/// Rows per write job.
+pub const APPLY_CHUNK: usize = 64;
+/// Write jobs in flight at once (the writer takes up to 512 per transaction).
+const IN_FLIGHT: usize = 16;
+
+/// What the caller asks for.
+#[derive(Debug, Clone)]
+pub struct HrImportRequest {
+    pub format: Format,
+    pub apply: bool,
+    pub full_roster: bool,
+    /// Apply even though the circuit breaker tripped (recorded in the audit event).
+    pub override_breaker: bool,
+}
+
+/// What applying did.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct ApplyResult {
+    pub import_id: Uuid,
+    pub joiners_created: usize,
+    pub rehires: usize,
+    pub movers_updated: usize,
+    pub leavers_terminated: usize,
+    pub review_items: usize,
+    /// Rows whose changes could not be written (nothing of them was).
+    #[schema(value_type = Vec<Object>)]
+    pub row_errors: Vec<RowError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HrImportOutcome {
+    pub plan: Plan,
+    /// Present when applying was asked for and done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied: Option<ApplyResult>,
+    /// Why applying was refused (the circuit breaker), if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+/// One unit of work of an import.
+#[derive(Debug, Clone)]
+enum Op {
+    Join(Joiner),
+    Move(Mover),
+    Leave(Leaver),
+    Review(ReviewEntry),
+}
+
+impl Op {
+    fn row(&self) -> usize {
+        match self {
+            Op::Join(j) => j.row,
+            Op::Move(m) => m.row,
+            Op::Leave(l) => l.row,
+            Op::Review(_) => 0,
+        }
+    }
+    fn employee_id(&self) -> &str {
+        match self {
+            Op::Join(j) => &j.employee_id,
+            Op::Move(m) => &m.employee_id,
+            Op::Leave(l) => &l.employee_id,
+            Op::Review(r) => &r.employee_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    joiners: usize,
+    rehires: usize,
+    movers: usize,
+    leavers: usize,
+    review: usize,
+}
+
+impl Counts {
+    fn add(&mut self, o: Counts) {
+        self.joiners += o.joiners;
+        self.rehires += o.rehires;
+        self.movers += o.movers;
+        self.leavers += o.leavers;
+        self.review += o.review;
+    }
+}
+
+/// Import identity carried into every event.
+#[derive(Debug, Clone)]
+struct ImportRef {
+    id: Uuid,
+    sha256: String,
+}
+
+impl ImportRef {
+    fn ctx(&self, row: usize, attributes_changed: bool) -> ChangeContext {
+        ChangeContext {
+            request_ref: Some(format!("hr_import:{}#row={row}", self.id)),
+            details: Some(json!({ "import": { "id": self.id, "sha256": self.sha256, "row": row } })),
+            import_id: Some(self.id),
+            attributes_changed,
+        }
+    }
+    fn why(&self, row: usize, what: &str) -> String {
+        format!("{what} (HR import {} row {row})", self.id)
+    }
+}
+
+/// Progress of an apply: (rows done, rows to do).
+pub type Progress = std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>;
+
+impl Services {
+    /// Reads the directory once, in bulk, as the plan sees it.
+    pub async fn hr_workers(&self, _by: &Authorized<Admin>) -> Result<Vec<Worker>> {
+        let users = self.store.read().await?.all_users().await?;
+        Ok(users.into_iter().map(worker).collect())
+    }
+
+    /// Parses the roster and compares it with the directory. Writes nothing.
+    pub async fn hr_plan(&self, by: &Authorized<Admin>, bytes: &[u8], req: &HrImportRequest, settings: &ImportSettings) -> Result<Plan> {
+        let roster = wardkey_hr::parse(bytes, req.format, settings)
+            .map_err(|e| ServiceError::invalid("roster", e.message))?;
+        let workers = self.hr_workers(by).await?;
+        let now = self.clock().now();
+        Ok(wardkey_hr::plan(&roster, &workers, settings, req.full_roster, now))
+    }
+
+    /// Plans, and applies when asked and the circuit breaker allows (or is overridden).
+    pub async fn hr_import(
+        &self,
+        by: &Authorized<Admin>,
+        bytes: &[u8],
+        req: &HrImportRequest,
+        settings: &ImportSettings,
+        progress: Option<Progress>,
+    ) -> Result<HrImportOutcome> {
+        let plan = self.hr_plan(by, bytes, req, settings).await?;
+        if !req.apply {
+            return Ok(HrImportOutcome { plan, applied: None, refused: None });
+        }
+        if plan.breaker.tripped && !req.override_breaker {
+            let refused = format!(
+                "circuit breaker: {} of {} workers ({:.1} %) would be terminated at once, more than the {:.1} % allowed; \
+                 check the file, or apply with the override if this is intended",
+                plan.breaker.terminations,
+                plan.breaker.workforce,
+                plan.breaker.share * 100.0,
+                plan.breaker.max_share * 100.0
+            );
+            // The refusal is on record too.
+            let mut e = draft(by.caller(), "hr.import_refused", None);
+            e.outcome = wardkey_audit::Outcome::Failure;
+            e.reason = Some(refused.clone());
+            e.details = json!({ "sha256": plan.sha256, "breaker": plan.breaker });
+            self.store.append_audit(vec![e]).await?;
+            return Ok(HrImportOutcome { plan, applied: None, refused: Some(refused) });
+        }
+        let applied = self.hr_apply(by, &plan, req, progress).await?;
+        Ok(HrImportOutcome { plan, applied: Some(applied), refused: None })
+    }
+
+    async fn hr_apply(&self, by: &Authorized<Admin>, plan: &Plan, req: &HrImportRequest, progress: Option<Progress>) -> Result<ApplyResult> {
+        let caller = by.caller().clone();
+        let import = ImportRef { id: Uuid::now_v7(), sha256: plan.sha256.clone() };
+        // The import itself first: every later event names it.
+        {
+            let caller = caller.clone();
+            let record = HrImportRecord {
+                id: import.id,
+                sha256: plan.sha256.clone(),
+                format: plan.format.as_str().to_owned(),
+                full_roster: plan.full_roster,
+                override_breaker: req.override_breaker,
+                row_count: plan.rows as i64,
+                summary: plan.summary(),
+                created_by: caller.actor.principal(),
+                created_at: self.clock().now(),
+            };
+            let breaker = plan.breaker.clone();
+            self.store
+                .write(move |tx| {
+                    Box::pin(async move {
+                        let record = HrImportRecord { created_at: tx.now(), ..record };
+                        tx.insert_hr_import(&record).await?;
+                        let mut e = draft(&caller, "hr.import", Some(format!("hr_import:{}", record.id)));
+                        e.request_ref = Some(format!("hr_import:{}", record.id));
+                        e.details = json!({
+                            "sha256": record.sha256,
+                            "format": record.format,
+                            "full_roster": record.full_roster,
+                            "override_breaker": record.override_breaker,
+                            "breaker": breaker,
+                            "summary": record.summary,
+                        });
+                        if record.override_breaker && breaker.tripped {
+                            e.reason = Some("circuit breaker overridden by the caller".into());
+                        }
+                        tx.audit(e);
+                        Ok::<_, ServiceError>(())
+                    })
+                })
+                .await?;
+        }
+
+        let mut ops: Vec<Op> = Vec::with_capacity(plan.joiners.len() + plan.movers.len() + plan.leavers.len() + plan.review.len());
+        ops.extend(plan.leavers.iter().cloned().map(Op::Leave));
+        ops.extend(plan.movers.iter().cloned().map(Op::Move));
+        ops.extend(plan.joiners.iter().cloned().map(Op::Join));
+        ops.extend(plan.review.iter().cloned().map(Op::Review));
+        let total = ops.len();
+        if let Some(p) = &progress {
+            p(0, total);
+        }
+        let chunks: Vec<Vec<Op>> = ops.chunks(APPLY_CHUNK).map(<[Op]>::to_vec).collect();
+        let mut done = 0usize;
+        let mut counts = Counts::default();
+        let mut row_errors = Vec::new();
+        let mut stream = futures::stream::iter(chunks.into_iter().map(|chunk| {
+            let caller = caller.clone();
+            let import = import.clone();
+            let store = self.store.clone();
+            async move {
+                let n = chunk.len();
+                let whole = {
+                    let (caller, import, ops) = (caller.clone(), import.clone(), chunk.clone());
+                    store
+                        .write(move |tx| Box::pin(async move { apply_ops(tx, &caller, &import, &ops).await }))
+                        .await
+                };
+                match whole {
+                    Ok(c) => (n, c.value, Vec::new()),
+                    Err(_) => {
+                        // One bad row spoils its job: redo the rows one by one.
+                        let mut counts = Counts::default();
+                        let mut errors = Vec::new();
+                        for op in chunk {
+                            let (caller, import, one) = (caller.clone(), import.clone(), vec![op.clone()]);
+                            let r = store.write(move |tx| Box::pin(async move { apply_ops(tx, &caller, &import, &one).await })).await;
+                            match r {
+                                Ok(c) => counts.add(c.value),
+                                Err(e) => errors.push(RowError {
+                                    row: op.row(),
+                                    employee_id: Some(op.employee_id().to_owned()),
+                                    column: None,
+                                    message: format!("not applied: {e}"),
+                                }),
+                            }
+                        }
+                        (n, counts, errors)
+                    }
+                }
+            }
+        }))
+        .buffer_unordered(IN_FLIGHT);
+        while let Some((n, c, errs)) = stream.next().await {
+            done += n;
+            counts.add(c);
+            row_errors.extend(errs);
+            if let Some(p) = &progress {
+                p(done, total);
+            }
+        }
+        row_errors.sort_by_key(|e| e.row);
+        Ok(ApplyResult {
+            import_id: import.id,
+            joiners_created: counts.joiners,
+            rehires: counts.rehires,
+            movers_updated: counts.movers,
+            leavers_terminated: counts.leavers,
+            review_items: counts.review,
+            row_errors,
+        })
+    }
+
+    /// The end-date job: disables every person whose end date has passed in their time zone
+    /// (access ends at 00:00 of the day after `end_date`). Returns how many were disabled.
+    pub async fn run_end_dates(&self) -> Result<usize> {
+        let ids = self.store.read().await?.users_with_end_date().await?;
+        let now = self.clock().now();
+        let caller = Caller {
+            actor: Actor::System { component: "hr_end_date".into() },
+            scopes: Vec::new(),
+            meta: RequestMeta::default(),
+            session: None,
+        };
+        let mut disabled = 0;
+        for id in ids {
+            let caller = caller.clone();
+            let r = self
+                .store
+                .write(move |tx| {
+                    Box::pin(async move {
+                        let Some(user) = tx.get_user(id).await? else { return Ok::<_, ServiceError>(false) };
+                        let Some(ends) = user.hr.access_ends_at() else { return Ok(false) };
+                        if user.status == UserStatus::Disabled || ends > tx.now() {
+                            return Ok(false);
+                        }
+                        let why = format!("end date {} passed ({})", user.hr.end_date.map(|d| d.to_string()).unwrap_or_default(), user.hr.tz());
+                        crate::lifecycle::terminate_in_tx(tx, &caller, user, &why).await?;
+                        Ok(true)
+                    })
+                })
+                .await;
+            match r {
+                Ok(c) if c.value => disabled += 1,
+                Ok(_) => {}
+                // A job that found nothing to do queued no event and is reported as refused
+                // by the store; anything else is logged and retried on the next run.
+                Err(e) => tracing::debug!(user = %id, error = %e, "end-date check wrote nothing"),
+            }
+        }
+        let _ = now;
+        Ok(disabled)
+    }
+}
+
+fn worker(u: User) -> Worker {
+    Worker {
+        user_id: u.id,
+        username: u.username,
+        display_name: u.display_name,
+        email: u.email,
+        status: u.status,
+        hr: u.hr,
+        version: u.version,
+    }
+}
+
+async fn apply_ops(tx: &mut WriteTx, caller: &Caller, import: &ImportRef, ops: &[Op]) -> Result<Counts> {
+    let mut counts = Counts::default();
+    for op in ops {
+        match op {
+            Op::Join(j) => {
+                if apply_join(tx, caller, import, j).await? {
+                    counts.rehires += 1;
+                } else {
+                    counts.joiners += 1;
+                }
+            }
+            Op::Move(m) => {
+                if apply_move(tx, caller, import, m).await? {
+                    counts.movers += 1;
+                }
+            }
+            Op::Leave(l) => {
+                if apply_leave(tx, caller, import, l).await? {
+                    counts.leavers += 1;
+                }
+            }
+            Op::Review(r) => {
+                let Some(user) = tx.get_user(r.user_id).await? else { continue };
+                let ctx = import.ctx(0, false);
+                let item = review_item(&ctx, "missing_from_roster", &user, None, &r.reason, json!({ "employee_id": r.employee_id }), tx.now());
+                if tx.insert_review_item(&item).await? {
+                    tx.audit(ctx.event(
+                        caller,
+                        "hr.review_item",
+                        Some(user.id.target()),
+                        &r.reason,
+                        json!({ "kind": "missing_from_roster", "employee_id": r.employee_id }),
+                    ));
+                    counts.review += 1;
+                }
+            }
+        }
+    }
+    Ok(counts)
+}
+
+fn check_hr(hr: &wardkey_domain::HrAttributes) -> Result<()> {
+    let mut errors = Vec::new();
+    hr.validate(&mut errors);
+    Ok(wardkey_domain::validate::finish(errors)?)
+}
+
+/// Creates a joiner (`pending_verification`), or brings a disabled person back to it (a
+/// rehire: verified again from scratch). Returns whether it was a rehire.
+async fn apply_join(tx: &mut WriteTx, caller: &Caller, import: &ImportRef, j: &Joiner) -> Result<bool> {
+    check_hr(&j.hr)?;
+    let ctx = import.ctx(j.row, false);
+    let now = tx.now();
+    if let Some(id) = j.rehire_of {
+        let mut user = tx.get_user(id).await?.ok_or_else(|| ServiceError::NotFound { kind: "user", id: id.to_string() })?;
+        let from = user.status;
+        let expected = user.version;
+        user.status = from.transition(UserStatus::PendingVerification)?;
+        user.verification = None;
+        let hr_before = user.hr.clone();
+        user.hr = j.hr.clone();
+        user.display_name = j.display_name.clone();
+        user.email = j.email.clone();
+        user.updated_at = now;
+        let user = tx.update_user(&user, expected).await?;
+        let why = import.why(j.row, "rehire");
+        tx.audit(ctx.event(caller, "user.status", Some(id.target()), &why, json!({ "from": from, "to": user.status })));
+        tx.audit(ctx.event(caller, "user.update", Some(id.target()), &why, json!({ "changed": ["hr"], "hr_before": hr_before, "hr_after": user.hr })));
+        return Ok(true);
+    }
+    let user = User {
+        id: UserId::generate(),
+        username: j.username.clone(),
+        display_name: j.display_name.clone(),
+        email: j.email.clone(),
+        status: UserStatus::PendingVerification,
+        hr: j.hr.clone(),
+        verification: None,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    tx.insert_user(&user).await?;
+    tx.audit(ctx.event(
+        caller,
+        "user.create",
+        Some(user.id.target()),
+        &import.why(j.row, "joiner"),
+        json!({ "username": user.username, "status": user.status, "hr": user.hr }),
+    ));
+    Ok(false)
+}
+
+/// Writes a mover's new attributes; an active mover's template roles follow. Returns whether
+/// anything changed (the directory may have moved on since the plan).
+async fn apply_move(tx: &mut WriteTx, caller: &Caller, import: &ImportRef, m: &Mover) -> Result<bool> {
+    check_hr(&m.hr)?;
+    let Some(mut user) = tx.get_user(m.user_id).await? else {
+        return Err(ServiceError::NotFound { kind: "user", id: m.user_id.to_string() });
+    };
+    if user.status == UserStatus::Disabled {
+        return Err(ServiceError::Conflict { kind: "user", message: "was disabled after the plan was made".into() });
+    }
+    if user.hr == m.hr && user.display_name == m.display_name && user.email == m.email {
+        return Ok(false);
+    }
+    let expected = user.version;
+    let hr_before = user.hr.clone();
+    user.hr = m.hr.clone();
+    user.display_name = m.display_name.clone();
+    user.email = m.email.clone();
+    user.updated_at = tx.now();
+    let user = tx.update_user(&user, expected).await?;
+    let why = import.why(m.row, if m.job_change { "mover" } else { "HR attributes" });
+    let ctx = import.ctx(m.row, m.job_change);
+    tx.audit(ctx.event(
+        caller,
+        "user.update",
+        Some(user.id.target()),
+        &why,
+        json!({ "changes": m.changes, "hr_before": hr_before, "hr_after": user.hr, "terminates_at": m.terminates_at }),
+    ));
+    if hr_before != user.hr {
+        sync_birthright_with(tx, caller, &user, &why, &ctx).await?;
+    }
+    Ok(true)
+}
+
+/// A leaver: the HR record is updated and the person disabled, losing every session, grant,
+/// membership and API token in this same job. Returns whether anything changed.
+async fn apply_leave(tx: &mut WriteTx, caller: &Caller, import: &ImportRef, l: &Leaver) -> Result<bool> {
+    let Some(mut user) = tx.get_user(l.user_id).await? else {
+        return Err(ServiceError::NotFound { kind: "user", id: l.user_id.to_string() });
+    };
+    if user.status == UserStatus::Disabled {
+        return Ok(false);
+    }
+    let why = import.why(l.row, &format!("termination by {}", l.cause));
+    let ctx = import.ctx(l.row, false);
+    if user.hr != l.hr {
+        let expected = user.version;
+        let hr_before = user.hr.clone();
+        user.hr = l.hr.clone();
+        user.updated_at = tx.now();
+        user = tx.update_user(&user, expected).await?;
+        tx.audit(ctx.event(caller, "user.update", Some(user.id.target()), &why, json!({ "changed": ["hr"], "hr_before": hr_before, "hr_after": user.hr })));
+    }
+    tx.audit(ctx.event(
+        caller,
+        "hr.termination",
+        Some(user.id.target()),
+        &why,
+        json!({ "cause": l.cause, "effective_at": l.effective_at, "employee_id": l.employee_id }),
+    ));
+    crate::lifecycle::terminate_in_tx(tx, caller, user, &why).await?;
+    Ok(true)
+}
