@@ -93,6 +93,10 @@ mod ast;
 mod error;
 mod limits;
 mod parser;
+pub mod patch;
+pub mod resource;
+pub mod schema;
+pub mod sql;
 
 pub use ast::{
     AttrPath, CompValue, CompareOp, Condition, Filter, Name, Number, PatchPath, SubAttrCondition,

@@ -49,6 +49,11 @@ pub struct AuditRead;
 impl ScopeRequirement for AuditRead {
     const SCOPE: Scope = Scope::AuditRead;
 }
+/// SCIM connectors (`/scim/v2`): an identity provider's token reaches nothing else.
+pub struct Scim;
+impl ScopeRequirement for Scim {
+    const SCOPE: Scope = Scope::Scim;
+}
 
 /// Proof that `caller` passed the check for scope `S`. Only this module constructs it.
 pub struct Authorized<S: ScopeRequirement> {

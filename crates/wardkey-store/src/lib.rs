@@ -20,6 +20,7 @@ mod directory;
 mod error;
 mod hr;
 mod policy;
+mod scim;
 mod tokens;
 mod writer;
 
@@ -30,6 +31,7 @@ pub use backend::{Backend, BackendKind, Migration, PostgresBackend, SqliteBacken
 pub use conn::{Conn, MAX_PAGE, Page, ReadTx};
 pub use directory::UserQuery;
 pub use error::StoreError;
+pub use scim::{ScimGroupRow, ScimMember, ScimPage, ScimUserRow};
 pub use writer::{Committed, WriteStats, WriteTx};
 pub use scim::{ScimGroupRow, ScimMember, ScimPage, ScimUserRow};
 pub use hr::{HrImportRecord, ReviewItem};
