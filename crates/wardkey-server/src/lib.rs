@@ -230,6 +230,7 @@ pub fn router_with_limit(services: Services, max_body_bytes: usize) -> Router {
         .route("/api/v1/users/{id}/authn", get(authn::authn_status))
         // HTML pages (sign-in, second factor, enrolment, account)
         .merge(pages::routes())
+        .merge(routes::scim::routes())
         // operations
         .route("/api/v1/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))

@@ -948,3 +948,5 @@ mod authn;
 mod authz;
 #[path = "api/interop.rs"]
 mod interop;
+#[path = "api/scim.rs"]
+mod scim;

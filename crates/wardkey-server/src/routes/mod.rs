@@ -9,6 +9,7 @@ pub mod directory;
 pub mod ops;
 pub mod pages;
 pub mod policy;
+pub mod scim;
 pub mod tokens;
 
 use crate::problem::Problem;
