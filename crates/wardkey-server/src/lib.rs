@@ -231,6 +231,7 @@ pub fn router_with_limit(services: Services, max_body_bytes: usize) -> Router {
         // HTML pages (sign-in, second factor, enrolment, account)
         .merge(pages::routes())
         .merge(routes::scim::routes())
+        .merge(routes::hr::routes())
         // operations
         .route("/api/v1/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))
@@ -304,6 +305,8 @@ async fn serve(
         config.checkpoint_every_events,
         stop_rx.clone(),
     ));
+    // Contractor/HR end dates: disables people whose end date passed in their time zone.
+    tokio::spawn(wardkey_service::hr::end_date_job(services.clone(), stop_rx.clone()));
     let sweeper = tokio::spawn(session_sweeper(services.clone(), stop_rx));
     tracing::info!(addr = %bound.addr, tls = matches!(bound.listener, Listener::Tls(..)), "serving");
 

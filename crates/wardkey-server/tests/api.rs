@@ -950,3 +950,5 @@ mod authz;
 mod interop;
 #[path = "api/scim.rs"]
 mod scim;
+#[path = "api/hr.rs"]
+mod hr;

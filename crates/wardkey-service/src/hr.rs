@@ -45,6 +45,79 @@ pub struct ApplyResult {
     /// Rows whose changes could not be written (nothing of them was).
     #[schema(value_type = Vec<Object>)]
     pub row_errors: Vec<RowError>,
+    /// Store revision after the last change (the decision index reaches it before an HTTP
+    /// answer leaves).
+    pub revision: u64,
+}
+
+/// HR settings of this process: the import settings (column mapping, circuit breaker) and
+/// the reconciliation report's dormancy threshold. Set once at start-up from `[hr]`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HrConfig {
+    /// Which roster column carries each attribute (`[hr.columns]`).
+    pub columns: wardkey_hr::ColumnMapping,
+    /// Status values that mean "terminated" (case-insensitive).
+    pub terminated_values: Vec<String>,
+    /// The circuit breaker refuses to apply when more than this share of the workforce would
+    /// be terminated at once (default 0.10)...
+    pub max_termination_share: f64,
+    /// ...and at least this many people (default 5).
+    pub breaker_min_terminations: usize,
+    /// Most rows in one roster.
+    pub max_rows: usize,
+    /// An active account with no sign-in for this many days is dormant (default 90).
+    pub dormant_days: u32,
+}
+
+impl Default for HrConfig {
+    fn default() -> Self {
+        let d = ImportSettings::default();
+        HrConfig {
+            columns: d.mapping,
+            terminated_values: d.terminated_values,
+            max_termination_share: d.max_termination_share,
+            breaker_min_terminations: d.breaker_min_terminations,
+            max_rows: d.max_rows,
+            dormant_days: 90,
+        }
+    }
+}
+
+impl HrConfig {
+    pub fn import_settings(&self) -> ImportSettings {
+        ImportSettings {
+            mapping: self.columns.clone(),
+            terminated_values: self.terminated_values.clone(),
+            max_termination_share: self.max_termination_share,
+            breaker_min_terminations: self.breaker_min_terminations,
+            max_rows: self.max_rows,
+        }
+    }
+
+    /// Checks the settings (the mapping, the share within 0..=1).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        self.columns.validate().map_err(|e| e.message)?;
+        if !(0.0..=1.0).contains(&self.max_termination_share) {
+            return Err("hr.max_termination_share must be between 0 and 1".into());
+        }
+        if self.dormant_days == 0 {
+            return Err("hr.dormant_days must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+static HR_CONFIG: std::sync::OnceLock<HrConfig> = std::sync::OnceLock::new();
+
+/// Sets the process's HR settings (first call wins; later calls are ignored).
+pub fn configure(config: HrConfig) {
+    let _ = HR_CONFIG.set(config);
+}
+
+/// The process's HR settings (defaults unless [`configure`]d).
+pub fn config() -> HrConfig {
+    HR_CONFIG.get().cloned().unwrap_or_default()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -183,7 +256,7 @@ impl Services {
         let caller = by.caller().clone();
         let import = ImportRef { id: Uuid::now_v7(), sha256: plan.sha256.clone() };
         // The import itself first: every later event names it.
-        {
+        let first = {
             let caller = caller.clone();
             let record = HrImportRecord {
                 id: import.id,
@@ -219,8 +292,9 @@ impl Services {
                         Ok::<_, ServiceError>(())
                     })
                 })
-                .await?;
-        }
+                .await?
+                .revision
+        };
 
         let mut ops: Vec<Op> = Vec::with_capacity(plan.joiners.len() + plan.movers.len() + plan.leavers.len() + plan.review.len());
         ops.extend(plan.leavers.iter().cloned().map(Op::Leave));
@@ -235,6 +309,7 @@ impl Services {
         let mut done = 0usize;
         let mut counts = Counts::default();
         let mut row_errors = Vec::new();
+        let mut revision = first;
         let mut stream = futures::stream::iter(chunks.into_iter().map(|chunk| {
             let caller = caller.clone();
             let import = import.clone();
@@ -248,16 +323,20 @@ impl Services {
                         .await
                 };
                 match whole {
-                    Ok(c) => (n, c.value, Vec::new()),
+                    Ok(c) => (n, c.value, Vec::new(), c.revision),
                     Err(_) => {
                         // One bad row spoils its job: redo the rows one by one.
                         let mut counts = Counts::default();
                         let mut errors = Vec::new();
+                        let mut rev = 0u64;
                         for op in chunk {
                             let (caller, import, one) = (caller.clone(), import.clone(), vec![op.clone()]);
                             let r = store.write(move |tx| Box::pin(async move { apply_ops(tx, &caller, &import, &one).await })).await;
                             match r {
-                                Ok(c) => counts.add(c.value),
+                                Ok(c) => {
+                                    counts.add(c.value);
+                                    rev = rev.max(c.revision);
+                                }
                                 Err(e) => errors.push(RowError {
                                     row: op.row(),
                                     employee_id: Some(op.employee_id().to_owned()),
@@ -266,14 +345,15 @@ impl Services {
                                 }),
                             }
                         }
-                        (n, counts, errors)
+                        (n, counts, errors, rev)
                     }
                 }
             }
         }))
         .buffer_unordered(IN_FLIGHT);
-        while let Some((n, c, errs)) = stream.next().await {
+        while let Some((n, c, errs, rev)) = stream.next().await {
             done += n;
+            revision = revision.max(rev);
             counts.add(c);
             row_errors.extend(errs);
             if let Some(p) = &progress {
@@ -289,6 +369,7 @@ impl Services {
             leavers_terminated: counts.leavers,
             review_items: counts.review,
             row_errors,
+            revision,
         })
     }
 
@@ -331,6 +412,24 @@ impl Services {
         }
         let _ = now;
         Ok(disabled)
+    }
+}
+
+/// How often the end-date job looks (end dates are days; a minute is precise enough).
+pub const END_DATE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs [`Services::run_end_dates`] every [`END_DATE_INTERVAL`] until `stop` changes.
+pub async fn end_date_job(services: Services, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(END_DATE_INTERVAL) => {}
+            _ = stop.changed() => break,
+        }
+        match services.run_end_dates().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(disabled = n, "disabled people past their end date"),
+            Err(e) => tracing::error!(error = %e, "the end-date job failed"),
+        }
     }
 }
 

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod authn;
 pub mod authzen;
 pub mod directory;
+pub mod hr;
 pub mod ops;
 pub mod pages;
 pub mod policy;
