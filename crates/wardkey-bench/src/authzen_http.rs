@@ -384,6 +384,14 @@ pub async fn bench_authzen_http() {
         println!("      ({} decision events written during these runs)", after - before);
         modes.push(r);
     }
+    // The same wrk script against the bare stack (no auth, middleware or decision).
+    let floor = crate::http_floor::run(&script, secs, runs).await;
+    print_wrk("HTTP floor (axum, parse, fixed answer)", &floor);
+    println!(
+        "      Wardkey audit off = {:.2} of the floor's req/s; the floor itself is {:.2}x the 40,000 req/s goal",
+        off.rps / floor.rps,
+        floor.rps / 40_000.0
+    );
     let bound = |r: &WrkResult| r.rps >= 40_000.0 && r.p99_ms <= 2.0;
     println!(
         "  goal >= 40,000 req/s with p99 <= 2 ms (audit off or async): off {}, async {}",

@@ -193,18 +193,23 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json(req.headers()) {
-            return Err(Problem::new(Kind::UnsupportedMediaType, "send the request body as application/json"));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                payload_too_large()
-            } else {
-                Problem::malformed("the request body could not be read")
-            }
-        })?;
+        let bytes = json_body_bytes(req, state).await?;
         parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// The body of a request that must be JSON (415 otherwise), within the body limit (413).
+pub(crate) async fn json_body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Problem> {
+    if !is_json(req.headers()) {
+        return Err(Problem::new(Kind::UnsupportedMediaType, "send the request body as application/json"));
+    }
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            payload_too_large()
+        } else {
+            Problem::malformed("the request body could not be read")
+        }
+    })
 }
 
 /// An optional JSON body: empty means `T::default()`; otherwise as [`ApiJson`].

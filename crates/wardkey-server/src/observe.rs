@@ -122,12 +122,14 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
     req.extensions_mut().insert(RequestContext { request_id: request_id.clone(), source_ip });
 
-    let span = tracing::info_span!(
-        "request",
-        method = %method,
-        path = %path,
-        request_id = %request_id,
-    );
+    // Decisions are tens of thousands a second and each PHI decision is an audit event of its
+    // own: their request lines are debug, not info, so the log does not grow with traffic.
+    let quiet = path.starts_with("/access/v1/");
+    let span = if quiet {
+        tracing::debug_span!("request", method = %method, path = %path, request_id = %request_id)
+    } else {
+        tracing::info_span!("request", method = %method, path = %path, request_id = %request_id)
+    };
 
     let declared_len = req
         .headers()
@@ -165,6 +167,8 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     if status.is_server_error() {
         tracing::warn!(parent: &span, status = status.as_u16(), latency_ms, "request failed");
+    } else if quiet {
+        tracing::debug!(parent: &span, status = status.as_u16(), latency_ms, "request");
     } else {
         tracing::info!(parent: &span, status = status.as_u16(), latency_ms, "request");
     }

@@ -435,7 +435,11 @@ impl Services {
             obligations: decision.obligations,
             break_glass: decision.break_glass,
         };
-        let mode = self.decisions().audit_modes.load().get(&req.resource_type.to_lowercase()).copied();
+        let mode = {
+            let modes = self.decisions().audit_modes.load();
+            // No PHI types (decision audit off everywhere): no lookup, no lower-casing.
+            if modes.is_empty() { None } else { modes.get(&req.resource_type.to_lowercase()).copied() }
+        };
         if let Some(mode) = mode {
             let event = self.decision_event(by, req, &answer, ctx.now);
             match mode {

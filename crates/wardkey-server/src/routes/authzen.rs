@@ -18,7 +18,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use wardkey_domain::{Assurance, DeviceTrust};
 use wardkey_service::Pdp;
 use wardkey_service::decisions::{AccessContext, AccessDecision, AccessRequest, SearchPaging};
@@ -45,7 +45,7 @@ pub struct Resource {
     pub kind: Option<String>,
     pub id: Option<String>,
     #[serde(default)]
-    pub properties: Option<Map<String, Value>>,
+    pub properties: Option<wardkey_authz::Properties>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -53,7 +53,19 @@ pub struct Evaluation {
     pub subject: Option<Subject>,
     pub action: Option<Action>,
     pub resource: Option<Resource>,
-    pub context: Option<Map<String, Value>>,
+    pub context: Option<Context>,
+}
+
+/// The `context` members Wardkey reads; every other member is skipped by the parser without
+/// being kept (AuthZEN: unknown fields are ignored).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Context {
+    pub ip: Option<String>,
+    pub source_ip: Option<String>,
+    pub amr: Option<Vec<String>>,
+    pub assurance: Option<String>,
+    pub device_trust: Option<String>,
+    pub min_revision: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -69,7 +81,7 @@ pub struct Evaluations {
     pub subject: Option<Subject>,
     pub action: Option<Action>,
     pub resource: Option<Resource>,
-    pub context: Option<Map<String, Value>>,
+    pub context: Option<Context>,
     #[serde(default)]
     pub evaluations: Option<Vec<Evaluation>>,
     #[serde(default)]
@@ -87,7 +99,7 @@ pub struct Search {
     pub subject: Option<Subject>,
     pub action: Option<Action>,
     pub resource: Option<Resource>,
-    pub context: Option<Map<String, Value>>,
+    pub context: Option<Context>,
     pub page: Option<PageReq>,
 }
 
@@ -111,40 +123,51 @@ fn opt_text<'a>(v: &'a Option<String>, field: &str) -> Result<Option<&'a str>, P
     }
 }
 
-/// Reads Wardkey's context fields; anything else in `context` is ignored.
-fn access_context(ctx: Option<&Map<String, Value>>) -> Result<(AccessContext, Option<u64>), Problem> {
+/// Reads Wardkey's context fields.
+fn access_context(ctx: Option<&Context>) -> Result<(AccessContext, Option<u64>), Problem> {
     let mut out = AccessContext::default();
-    let mut min_revision = None;
     let Some(ctx) = ctx else { return Ok((out, None)) };
-    if let Some(ip) = ctx.get("ip").or_else(|| ctx.get("source_ip")) {
-        let s = ip.as_str().ok_or_else(|| bad("context.ip", "must be a string"))?;
-        out.source_ip = Some(s.parse().map_err(|_| bad("context.ip", "not an IP address"))?);
+    if let Some(ip) = ctx.ip.as_deref().or(ctx.source_ip.as_deref()) {
+        out.source_ip = Some(ip.parse().map_err(|_| bad("context.ip", "not an IP address"))?);
     }
-    if let Some(amr) = ctx.get("amr") {
-        let list = amr.as_array().ok_or_else(|| bad("context.amr", "must be an array of strings"))?;
-        if list.len() > 32 {
+    if let Some(amr) = &ctx.amr {
+        if amr.len() > 32 {
             return Err(bad("context.amr", "at most 32 values"));
         }
-        let names: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
-        out.assurance = Some(Assurance::from_amr(names));
+        out.assurance = Some(Assurance::from_amr(amr.iter().map(String::as_str)));
     }
-    if let Some(a) = ctx.get("assurance") {
-        out.assurance = Some(match a.as_str() {
-            Some("password") => Assurance::Password,
-            Some("mfa") => Assurance::Mfa,
-            Some("phishing_resistant") => Assurance::PhishingResistant,
+    if let Some(a) = ctx.assurance.as_deref() {
+        out.assurance = Some(match a {
+            "password" => Assurance::Password,
+            "mfa" => Assurance::Mfa,
+            "phishing_resistant" => Assurance::PhishingResistant,
             _ => return Err(bad("context.assurance", "password, mfa or phishing_resistant")),
         });
     }
-    if let Some(d) = ctx.get("device_trust") {
-        out.device_trust = Some(
-            d.as_str().and_then(DeviceTrust::parse).ok_or_else(|| bad("context.device_trust", "unknown, registered, managed or compliant"))?,
-        );
+    if let Some(d) = ctx.device_trust.as_deref() {
+        out.device_trust = Some(DeviceTrust::parse(d).ok_or_else(|| bad("context.device_trust", "unknown, registered, managed or compliant"))?);
     }
-    if let Some(r) = ctx.get("min_revision") {
-        min_revision = Some(r.as_u64().ok_or_else(|| bad("context.min_revision", "a non-negative integer"))?);
+    Ok((out, ctx.min_revision))
+}
+
+/// The PDP's body parser: straight `serde_json` on the hot path; only a body that fails is
+/// parsed again by the general extractor's parser, for an error that names the field.
+pub struct PdpJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for PdpJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = crate::extract::json_body_bytes(req, state).await?;
+        match serde_json::from_slice::<T>(&bytes) {
+            Ok(v) => Ok(PdpJson(v)),
+            Err(_) => crate::extract::parse_json::<T>(&bytes).map(PdpJson),
+        }
     }
-    Ok((out, min_revision))
 }
 
 fn header_min_revision(parts: &Parts) -> Result<Option<u64>, Problem> {
@@ -164,7 +187,7 @@ fn properties(r: &Resource) -> Result<wardkey_authz::Properties, Problem> {
     if p.len() > 64 {
         return Err(bad("resource.properties", "at most 64 properties"));
     }
-    Ok(p.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    Ok(p.clone())
 }
 
 /// One evaluation with the batch's defaults filled in.
@@ -188,24 +211,6 @@ fn access_request(item: &Evaluation, defaults: &Evaluation) -> Result<(AccessReq
     ))
 }
 
-fn decision_json(d: &AccessDecision, with_reasons: bool) -> Value {
-    let mut ctx = Map::new();
-    ctx.insert("revision".into(), json!(d.revision));
-    if with_reasons {
-        ctx.insert("reasons".into(), json!(d.reasons));
-    }
-    if !d.obligations.is_empty() {
-        ctx.insert("obligations".into(), json!(d.obligations));
-    }
-    if d.break_glass {
-        ctx.insert("break_glass".into(), json!(true));
-    }
-    if let Some(acr) = d.acr_values {
-        ctx.insert("acr_values".into(), json!(acr));
-    }
-    json!({ "decision": d.decision, "context": Value::Object(ctx) })
-}
-
 fn with_revision(mut res: Response, revision: u64) -> Response {
     if let Ok(v) = HeaderValue::from_str(&revision.to_string()) {
         res.headers_mut().insert(crate::respond::REVISION_HEADER, v);
@@ -221,12 +226,85 @@ async fn wait(s: &AppState, revision: Option<u64>) -> Result<(), Problem> {
     Ok(())
 }
 
+fn owned_text(v: Option<String>, field: &str) -> Result<String, Problem> {
+    text(&v, field)?;
+    Ok(v.unwrap_or_default())
+}
+
+/// One evaluation taken apart without copying (the single-decision hot path).
+fn owned_request(body: Evaluation) -> Result<(AccessRequest, Option<u64>), Problem> {
+    let subject = body.subject.ok_or_else(|| bad("subject", "required"))?;
+    let action = body.action.ok_or_else(|| bad("action", "required"))?;
+    let mut resource = body.resource.ok_or_else(|| bad("resource", "required"))?;
+    let (ctx, min_rev) = access_context(body.context.as_ref())?;
+    opt_text(&resource.id, "resource.id")?;
+    let props = resource.properties.take().unwrap_or_default();
+    if props.len() > 64 {
+        return Err(bad("resource.properties", "at most 64 properties"));
+    }
+    Ok((
+        AccessRequest {
+            subject_type: owned_text(subject.kind, "subject.type")?,
+            subject_id: owned_text(subject.id, "subject.id")?,
+            action: owned_text(action.name, "action.name")?,
+            resource_type: owned_text(resource.kind, "resource.type")?,
+            resource_id: resource.id,
+            resource_properties: props,
+            context: ctx,
+        },
+        min_rev,
+    ))
+}
+
+/// A decision serialised straight to bytes (no intermediate `Value`).
+#[derive(serde::Serialize)]
+struct DecisionBody<'a> {
+    decision: bool,
+    context: DecisionContext<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct DecisionContext<'a> {
+    revision: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasons: Option<&'a [Value]>,
+    #[serde(skip_serializing_if = "<[Value]>::is_empty")]
+    obligations: &'a [Value],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    break_glass: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acr_values: Option<&'static str>,
+}
+
+fn decision_body(d: &AccessDecision, with_reasons: bool) -> DecisionBody<'_> {
+    DecisionBody {
+        decision: d.decision,
+        context: DecisionContext {
+            revision: d.revision,
+            reasons: with_reasons.then_some(d.reasons.as_slice()),
+            obligations: &d.obligations,
+            break_glass: d.break_glass,
+            acr_values: d.acr_values,
+        },
+    }
+}
+
+fn json_response<T: serde::Serialize>(body: &T, revision: u64) -> Response {
+    let mut buf = Vec::with_capacity(256);
+    if serde_json::to_writer(&mut buf, body).is_err() {
+        return Problem::internal().into_response();
+    }
+    let mut res = Response::new(axum::body::Body::from(buf));
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    with_revision(res, revision)
+}
+
 /// `POST /access/v1/evaluation`.
-pub async fn evaluation(State(s): State<AppState>, auth: Auth<Pdp>, parts: Parts, ApiJson(body): ApiJson<Evaluation>) -> ApiResult {
-    let (req, ctx_rev) = access_request(&body, &Evaluation::default())?;
+pub async fn evaluation(State(s): State<AppState>, auth: Auth<Pdp>, parts: Parts, PdpJson(body): PdpJson<Evaluation>) -> ApiResult {
+    let (req, ctx_rev) = owned_request(body)?;
     wait(&s, header_min_revision(&parts)?.max(ctx_rev)).await?;
     let d = s.services.evaluate(&auth.authorized, &req).await?;
-    Ok(with_revision(Json(decision_json(&d, true)).into_response(), d.revision))
+    Ok(json_response(&decision_body(&d, true), d.revision))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -238,7 +316,7 @@ enum Semantic {
 
 /// `POST /access/v1/evaluations`: top-level fields are defaults each item may override; the
 /// answers keep the order of the items.
-pub async fn evaluations(State(s): State<AppState>, auth: Auth<Pdp>, parts: Parts, ApiJson(body): ApiJson<Evaluations>) -> ApiResult {
+pub async fn evaluations(State(s): State<AppState>, auth: Auth<Pdp>, parts: Parts, PdpJson(body): PdpJson<Evaluations>) -> ApiResult {
     let defaults = Evaluation { subject: body.subject.clone(), action: body.action.clone(), resource: body.resource.clone(), context: body.context.clone() };
     let options = body.options.clone().unwrap_or_default();
     let semantic = match options.evaluations_semantic.as_deref() {
@@ -256,7 +334,7 @@ pub async fn evaluations(State(s): State<AppState>, auth: Auth<Pdp>, parts: Part
         let (req, ctx_rev) = access_request(&defaults, &Evaluation::default())?;
         wait(&s, header_min_revision(&parts)?.max(ctx_rev)).await?;
         let d = s.services.evaluate(&auth.authorized, &req).await?;
-        return Ok(with_revision(Json(decision_json(&d, true)).into_response(), d.revision));
+        return Ok(json_response(&decision_body(&d, true), d.revision));
     }
     // Parse everything first: a malformed item fails the whole request, before any decision.
     let mut reqs = Vec::with_capacity(items.len());
@@ -267,22 +345,27 @@ pub async fn evaluations(State(s): State<AppState>, auth: Auth<Pdp>, parts: Part
         reqs.push(req);
     }
     wait(&s, min_rev).await?;
-    let mut out = Vec::with_capacity(reqs.len());
+    let mut decisions = Vec::with_capacity(reqs.len());
     let mut revision = 0;
     for req in &reqs {
         let d = s.services.evaluate(&auth.authorized, req).await?;
         revision = revision.max(d.revision);
-        out.push(decision_json(&d, options.include_reasons));
         let stop = match semantic {
             Semantic::ExecuteAll => false,
             Semantic::DenyOnFirstDeny => !d.decision,
             Semantic::PermitOnFirstPermit => d.decision,
         };
+        decisions.push(d);
         if stop {
             break;
         }
     }
-    Ok(with_revision(Json(json!({ "evaluations": out })).into_response(), revision))
+    #[derive(serde::Serialize)]
+    struct Batch<'a> {
+        evaluations: Vec<DecisionBody<'a>>,
+    }
+    let out = Batch { evaluations: decisions.iter().map(|d| decision_body(d, options.include_reasons)).collect() };
+    Ok(json_response(&out, revision))
 }
 
 fn page_req(p: &Option<PageReq>) -> (Option<String>, Option<usize>) {

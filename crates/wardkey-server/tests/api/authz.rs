@@ -91,6 +91,27 @@ async fn authzen_decisions(h: &Harness) {
     let mut bad_ip = eval(&m.uid, "read", &m.bed);
     bad_ip["context"] = json!({ "ip": "999.1.1.1" });
     h.pdp(&m.pdp, "/access/v1/evaluation", bad_ip).await.problem(StatusCode::BAD_REQUEST, "malformed-request");
+    // Wardkey's context members have types; a wrong one is a 400 that names the member, while
+    // members Wardkey does not know (of any shape) are ignored.
+    for (ctx, field) in [
+        (json!({ "ip": 5 }), "context.ip"),
+        (json!({ "amr": "otp" }), "context.amr"),
+        (json!({ "min_revision": -1 }), "context.min_revision"),
+        (json!({ "amr": vec!["otp"; 33] }), "context.amr"),
+    ] {
+        let mut b = eval(&m.uid, "read", &m.bed);
+        b["context"] = ctx;
+        let p = h.pdp(&m.pdp, "/access/v1/evaluation", b).await;
+        assert_eq!(p.status, StatusCode::BAD_REQUEST, "{:?}", p.body);
+        assert_eq!(p.body["field"], field, "{:?}", p.body);
+    }
+    let mut odd = eval(&m.uid, "read", &m.bed);
+    odd["context"] = json!({ "app": { "nested": [1, { "x": null }] }, "time": "2026-01-01T00:00:00Z", "ip": "10.0.0.1" });
+    let plain = h.pdp(&m.pdp, "/access/v1/evaluation", eval(&m.uid, "read", &m.bed)).await;
+    let p = h.pdp(&m.pdp, "/access/v1/evaluation", odd).await;
+    assert_eq!(p.status, StatusCode::OK, "{:?}", p.body);
+    assert!(p.body["decision"].is_boolean(), "{:?}", p.body);
+    assert_eq!(p.body["decision"], plain.body["decision"], "{:?}", p.body);
     // Only `pdp` (or admin) tokens ask.
     let audit = h.post("/api/v1/tokens", json!({ "name": "auditor", "scopes": ["audit:read"] })).await;
     let at = audit.body["secret"].as_str().unwrap();
