@@ -116,7 +116,7 @@ pub fn apply(kind: ResourceKind, resource: &mut Value, ops: &[PatchOperation]) -
     Ok(())
 }
 
-fn container<'a>(obj: &'a mut Map<String, Value>, scope: Scope, create: bool) -> Option<&'a mut Map<String, Value>> {
+fn container(obj: &mut Map<String, Value>, scope: Scope, create: bool) -> Option<&mut Map<String, Value>> {
     if scope != Scope::Enterprise {
         return Some(obj);
     }

@@ -167,10 +167,10 @@ pub fn normalize_value(attr: &Attr, v: &Value, path: &str) -> Result<Option<Valu
         }
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            if let Some(n) = normalize_single(attr, item, path)? {
-                if !out.contains(&n) {
-                    out.push(n);
-                }
+            if let Some(n) = normalize_single(attr, item, path)?
+                && !out.contains(&n)
+            {
+                out.push(n);
             }
         }
         return Ok(if out.is_empty() { None } else { Some(Value::Array(out)) });

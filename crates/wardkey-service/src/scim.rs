@@ -192,7 +192,12 @@ pub fn render_user(row: &ScimUserRow, base: &str) -> Value {
     obj.insert("id".into(), Value::String(user.id.to_string()));
     obj.insert("userName".into(), Value::String(user.username.clone()));
     obj.insert("active".into(), Value::Bool(user.status == UserStatus::Active));
-    if let Some(d) = &user.display_name {
+    // The directory's display name shows where the connector sent one (it may have been
+    // changed through /api/v1 since) or for users created outside SCIM; one the directory
+    // derived from name.* is not invented into the SCIM resource.
+    if let Some(d) = &user.display_name
+        && (row.raw.is_none() || obj.contains_key("displayName"))
+    {
         obj.insert("displayName".into(), Value::String(d.clone()));
     }
     if !obj.contains_key("emails")
