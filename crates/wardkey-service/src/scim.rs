@@ -359,7 +359,28 @@ async fn write_user(
 ) -> ScimResult<User> {
     let fields = user_fields(&resource)?;
     let manager = resolve_manager(tx, fields.manager.as_deref(), user.id).await?;
-    let hr = hr_from(&fields, &user.hr, manager);
+    let mut hr = hr_from(&fields, &user.hr, manager);
+    if operation == "replace" {
+        // A PUT that leaves an HR attribute out does not erase what another source (an HR
+        // roster) recorded: connectors often map only some of them. A PATCH starts from the
+        // full representation, so there an absent attribute was removed on purpose.
+        let before = &user.hr;
+        if fields.employee_number.is_none() {
+            hr.employee_id.clone_from(&before.employee_id);
+        }
+        if fields.department.is_none() {
+            hr.department.clone_from(&before.department);
+        }
+        if fields.title.is_none() {
+            hr.title.clone_from(&before.title);
+        }
+        if fields.manager.is_none() {
+            hr.manager_id = before.manager_id;
+        }
+        if fields.user_type.is_none() {
+            hr.employment_type = before.employment_type;
+        }
+    }
     validate_fields(&fields, &hr)?;
     let before = user.clone();
     user.username = fields.user_name.clone();

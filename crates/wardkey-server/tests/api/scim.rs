@@ -160,6 +160,15 @@ async fn scim_users_crud(h: &Harness) {
     assert_eq!(p.status, StatusCode::OK, "{}", p.text);
     assert!(p.body.get("nickName").is_none() && p.body["userName"] == "Barbara.Jensen@example.com", "{}", p.text);
 
+    // A PUT that leaves the HR attributes out keeps them; a PATCH remove clears them.
+    let p = h.scim(&t, Method::PUT, &format!("/Users/{uid}"), Some(json!({ "schemas": [USER], "userName": "Barbara.Jensen@example.com", "active": true }))).await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.text);
+    assert_eq!(p.body[ENT]["department"], "ICU", "{}", p.text);
+    let p = h.scim(&t, Method::PATCH, &format!("/Users/{uid}"), Some(patch(json!([{ "op": "remove", "path": format!("{ENT}:department") }])))).await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.text);
+    assert!(p.body[ENT].get("department").is_none(), "{}", p.text);
+    assert!(h.get(&format!("/api/v1/users/{uid}")).await.body["hr"].get("department").is_none());
+
     // DELETE: 204, gone from SCIM, tombstone kept, username free for a new id.
     let del = h.scim(&t, Method::DELETE, &format!("/Users/{uid}"), None).await;
     assert_eq!(del.status, StatusCode::NO_CONTENT, "{}", del.text);
