@@ -691,6 +691,35 @@ async fn scim_termination(h: &Harness) {
     assert!(revokes.iter().any(|e| e["action"] == "grant.revoke" && e["reason"] == "scim active=false"), "{revokes:?}");
 }
 
+/// Separation of duties holds for members added through SCIM, and a refused PATCH writes nothing.
+async fn scim_separation_of_duties(h: &Harness) {
+    let t = h.token_with("entra", &["scim"]).await;
+    let requester = h.create_role("payments-requester").await;
+    let approver = h.create_role("payments-approver").await;
+    let rule = h
+        .post("/api/v1/sod-rules", json!({ "name": "request-vs-approve", "left": { "kind": "role", "role_id": id(&requester) }, "right": { "kind": "role", "role_id": id(&approver) } }))
+        .await;
+    assert_eq!(rule.status, StatusCode::CREATED, "{}", rule.text);
+    let u = id(&h.scim(&t, Method::POST, "/Users", Some(user_body("grace@x.org"))).await.body);
+    let ok = id(&h.scim(&t, Method::POST, "/Users", Some(user_body("heidi@x.org"))).await.body);
+    let g = h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": u }, "role_id": id(&requester) })).await;
+    assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
+    let group = h.scim(&t, Method::POST, "/Groups", Some(json!({ "schemas": [GROUP], "displayName": "Approvers" }))).await;
+    let gid = id(&group.body);
+    let gg = h.post("/api/v1/grants", json!({ "subject": { "type": "group", "id": gid }, "role_id": id(&approver) })).await;
+    assert_eq!(gg.status, StatusCode::CREATED, "{}", gg.text);
+    let before = h.tree_size().await;
+    let add = patch(json!([{ "op": "Add", "path": "members", "value": [{ "value": ok }, { "value": u }] }]));
+    let r = h.scim(&t, Method::PATCH, &format!("/Groups/{gid}"), Some(add)).await;
+    let e = r.scim_error(409, None);
+    assert!(e["detail"].as_str().unwrap().contains("request-vs-approve"), "{e}");
+    assert_eq!(h.tree_size().await, before, "the whole PATCH is refused: heidi was not added either");
+    let g = h.scim(&t, Method::GET, &format!("/Groups/{gid}"), None).await;
+    assert_eq!(g.body["members"], json!([]), "{}", g.text);
+    let add = patch(json!([{ "op": "Add", "path": "members", "value": [{ "value": ok }] }]));
+    assert_eq!(h.scim(&t, Method::PATCH, &format!("/Groups/{gid}"), Some(add)).await.status, StatusCode::OK);
+}
+
 macro_rules! scim_on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -726,4 +755,5 @@ scim_on_both_stores!(
     scim_bulk,
     scim_scopes,
     scim_termination,
+    scim_separation_of_duties,
 );
