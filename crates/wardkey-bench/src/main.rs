@@ -20,6 +20,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod authzen_http;
 mod cerbos;
 mod decisions;
+mod hr_import;
+mod http_floor;
 mod logins;
 mod scim;
 mod workload;
@@ -420,6 +422,7 @@ fn main() {
             "logins" => logins::bench_logins().await,
             "decisions" => decisions::bench_decisions().await,
             "authzen-http" => authzen_http::bench_authzen_http().await,
+            "hr-import" => hr_import::bench_hr_import().await, // HR roster plan + apply, 100,000 rows (not in "all")
             "scim" => scim::bench_scim().await, // SCIM create/filter/termination on SQLite and PostgreSQL (not in "all")
             "all" => {
                 bench_audit_append().await;

@@ -19,6 +19,8 @@ pub struct FileConfig {
     pub tls: Option<TlsFile>,
     pub audit: Option<AuditFile>,
     pub auth: Option<AuthFile>,
+    /// `[hr]`: roster column mapping (`[hr.columns]`), circuit breaker, dormancy.
+    pub hr: Option<wardkey_service::hr::HrConfig>,
 }
 
 /// `[auth]`: sign-in, sessions, lockout, passkeys. Every key is optional.

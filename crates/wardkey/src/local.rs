@@ -71,7 +71,7 @@ pub async fn open_services_with(
     Ok((services, created))
 }
 
-fn os_user() -> String {
+pub(crate) fn os_user() -> String {
     std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .or_else(|_| std::env::var("LOGNAME"))

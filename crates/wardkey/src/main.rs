@@ -2,6 +2,7 @@
 
 mod client;
 mod config;
+mod hr_cli;
 mod keys;
 mod local;
 
@@ -50,6 +51,11 @@ enum Command {
     /// Verify and export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// HR roster imports (operator command on the store).
+    #[command(subcommand)]
+    Hr(hr_cli::HrCommand),
+    /// The reconciliation report: orphaned, dormant, over-provisioned and ownerless accounts.
+    Reconcile(hr_cli::ReconcileArgs),
 }
 
 /// Where the store is. `--database-url` (or WARDKEY_DATABASE_URL) selects PostgreSQL;
@@ -190,6 +196,8 @@ fn main() -> ExitCode {
                 TokenCommand::List { store, json } => local::token_list(&store, json).await,
                 TokenCommand::Revoke { store, id } => local::token_revoke(&store, &id).await,
             },
+            Command::Hr(hr_cli::HrCommand::Import(args)) => hr_cli::import(args).await,
+            Command::Reconcile(args) => hr_cli::reconcile(args).await,
             Command::User(cmd) => client::run_user(cmd).await,
             Command::Group(cmd) => client::run_group(cmd).await,
             Command::ResourceType(cmd) => client::run_resource_type(cmd).await,
@@ -259,6 +267,10 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         _ => file.tls.as_ref().map(|t| wardkey_server::TlsConfig { cert_path: t.cert.clone(), key_path: t.key.clone() }),
     };
     let audit = config::AuditSettings::from_file(&file);
+    // [hr]: roster column mapping, circuit breaker, dormancy (HTTP imports and the report).
+    let hr = file.hr.clone().unwrap_or_default();
+    hr.validate().map_err(|e| format!("[hr] in the config file: {e}"))?;
+    wardkey_service::hr::configure(hr);
     let server_config = wardkey_server::ServerConfig {
         listen,
         tls,
