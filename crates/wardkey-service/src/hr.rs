@@ -376,8 +376,18 @@ impl Services {
     /// The end-date job: disables every person whose end date has passed in their time zone
     /// (access ends at 00:00 of the day after `end_date`). Returns how many were disabled.
     pub async fn run_end_dates(&self) -> Result<usize> {
-        let ids = self.store.read().await?.users_with_end_date().await?;
         let now = self.clock().now();
+        // Only people whose end has come get a write job (re-checked inside it).
+        let ids: Vec<UserId> = self
+            .store
+            .read()
+            .await?
+            .users_with_end_date()
+            .await?
+            .into_iter()
+            .filter(|(_, hr)| hr.access_ends_at().is_some_and(|at| at <= now))
+            .map(|(id, _)| id)
+            .collect();
         let caller = Caller {
             actor: Actor::System { component: "hr_end_date".into() },
             scopes: Vec::new(),
@@ -410,7 +420,6 @@ impl Services {
                 Err(e) => tracing::debug!(user = %id, error = %e, "end-date check wrote nothing"),
             }
         }
-        let _ = now;
         Ok(disabled)
     }
 }

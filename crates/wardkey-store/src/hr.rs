@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use std::collections::HashMap;
 use uuid::Uuid;
-use wardkey_domain::{GrantId, UserId};
+use wardkey_domain::{GrantId, HrAttributes, UserId};
 
 /// Something a person must look at (not an automatic change): a grant kept after a move, a
 /// worker missing from a full roster, a birthright role refused by separation of duties.
@@ -101,16 +101,16 @@ impl Conn {
         Ok(out)
     }
 
-    /// Ids of live, not yet disabled users whose HR record carries an end date (the end-date
-    /// job reads each one and decides in the worker's time zone).
-    pub async fn users_with_end_date(&mut self) -> Result<Vec<UserId>, StoreError> {
+    /// Live, not yet disabled users whose HR record carries an end date, with their HR
+    /// attributes (the end-date job decides in each worker's time zone which are due).
+    pub async fn users_with_end_date(&mut self) -> Result<Vec<(UserId, HrAttributes)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id FROM users WHERE deleted_at IS NULL AND status <> 'disabled' \
+            "SELECT id, hr FROM users WHERE deleted_at IS NULL AND status <> 'disabled' \
              AND hr LIKE '%\"end_date\"%' ORDER BY id",
         )
         .fetch_all(self.ex())
         .await?;
-        rows.iter().map(|r| Ok(UserId(r.uuid("id")?))).collect()
+        rows.iter().map(|r| Ok((UserId(r.uuid("id")?), r.json::<HrAttributes>("hr")?))).collect()
     }
 
     /// Applied imports, newest first.
