@@ -122,6 +122,7 @@ async fn token(services: &Services, name: &str, scope: Scope) -> String {
 }
 
 fn scim_user(i: usize) -> serde_json::Value {
+    let department = ["Cardiology", "Oncology", "ED", "Radiology"][i % 4];
     serde_json::json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
         "userName": format!("nurse{i:07}@hospital.example"),
@@ -134,7 +135,7 @@ fn scim_user(i: usize) -> serde_json::Value {
         ],
         "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
             "employeeNumber": format!("E{i:07}"),
-            "department": ["Cardiology", "Oncology", "ED", "Radiology"][i % 4]
+            "department": department
         }
     })
 }
@@ -453,7 +454,7 @@ async fn termination(postgres: bool, label: &str) {
         patch_only.push(started.elapsed().as_secs_f64() * 1000.0);
         assert!(status == 200 || status == 204, "PATCH active=false answered {status}");
         loop {
-            let (s, a) = futures::join!(session_ok(v), allowed(v));
+            let (s, a) = tokio::join!(session_ok(v), allowed(v));
             if !s && !a {
                 break;
             }
