@@ -3,12 +3,13 @@
 //! The query this condition goes into names its tables with these aliases:
 //!
 //! - Users: `u` (`users`), `s` (`scim_users`, LEFT JOIN on the id); multi-valued attributes are
-//!   `EXISTS` sub-queries over `scim_values v`.
-//! - Groups: `g` (`groups`), `sg` (`scim_groups`, LEFT JOIN); members are `EXISTS` over
+//!   `IN` sub-queries over `scim_values v`.
+//! - Groups: `g` (`groups`), `sg` (`scim_groups`, LEFT JOIN); members are `IN` sub-queries over
 //!   `group_members gm`.
 //!
 //! Every comparison is on a column (index-backed where it can be: `username_key`, the `*_key`
-//! columns, `scim_values (attr, value_key)`), never a JSON scan. Strings whose `caseExact` is
+//! columns, `scim_values (attr, value_key)`), never a JSON scan; multi-valued attributes are
+//! uncorrelated semi-joins (`u.id IN (SELECT v.resource_id FROM scim_values v WHERE ...)`). Strings whose `caseExact` is
 //! false are compared through their lower-cased `*_key` column with a lower-cased value;
 //! case-exact ones (`id`, `externalId`, member and manager ids) directly, with `instr`/`strpos`
 //! and `substr` for `co`/`sw`/`ew` so that SQLite's case-insensitive `LIKE` is never used on
@@ -134,13 +135,17 @@ fn element_col(multi: &Target, sub: Option<&Attr>, shown: &dyn std::fmt::Display
     }
 }
 
+/// The opening of a semi-join over a multi-valued attribute's rows (closed by the caller with
+/// `)` after the conditions on `v` / `gm`). Uncorrelated (`id IN (SELECT ...)`), so the
+/// database reads the attribute's matching rows once, through the `(attr, type_key,
+/// value_key)` / `(attr, value_key)` indexes, instead of once per resource.
 fn exists_open(kind: ResourceKind, multi: &Target) -> String {
     match multi {
         Target::Values(attr) => {
             let owner = if kind == ResourceKind::User { "u.id" } else { "g.id" };
-            format!("EXISTS (SELECT 1 FROM scim_values v WHERE v.resource_id = {owner} AND v.attr = '{attr}'")
+            format!("{owner} IN (SELECT v.resource_id FROM scim_values v WHERE v.attr = '{attr}'")
         }
-        _ => "EXISTS (SELECT 1 FROM group_members gm WHERE gm.group_id = g.id AND gm.member_kind = 'user'".into(),
+        _ => "g.id IN (SELECT gm.group_id FROM group_members gm WHERE gm.member_kind = 'user'".into(),
     }
 }
 
@@ -437,7 +442,7 @@ mod tests {
     fn translates_value_paths_to_exists() {
         let f = crate::parse_filter(r#"emails[type eq "work" and value co "x_"]"#).unwrap();
         let c = translate(ResourceKind::User, &f, Dialect::Sqlite, 1).unwrap();
-        assert!(c.sql.starts_with("EXISTS (SELECT 1 FROM scim_values v"), "{}", c.sql);
+        assert!(c.sql.starts_with("u.id IN (SELECT v.resource_id FROM scim_values v"), "{}", c.sql);
         assert_eq!(c.args, vec![SqlArg::Text("work".into()), SqlArg::Text("%x\\_%".into())]);
         let f = crate::parse_filter(r#"userName eq "BJensen""#).unwrap();
         let c = translate(ResourceKind::User, &f, Dialect::Postgres, 3).unwrap();
