@@ -445,6 +445,10 @@ class Patching(WithClient):
         scim_error(self, ctx, 400, "noTarget")
         with self.assertRaises(SCIMException) as ctx:
             self.client.modify(FullUser, user.id, raw({"op": "replace", "path": "emails[type eq]", "value": "x"}), check_request_payload=False)
+        # RFC 7644 3.12 Table 9: invalidFilter applies to PATCH path filters (the part in brackets).
+        scim_error(self, ctx, 400, "invalidFilter")
+        with self.assertRaises(SCIMException) as ctx:
+            self.client.modify(FullUser, user.id, raw({"op": "replace", "path": "name..givenName", "value": "x"}), check_request_payload=False)
         scim_error(self, ctx, 400, "invalidPath")
         with self.assertRaises(SCIMException) as ctx:
             self.client.modify(FullUser, user.id, raw({"op": "replace", "path": "id", "value": "x"}), check_request_payload=False)
