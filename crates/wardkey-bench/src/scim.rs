@@ -248,6 +248,7 @@ async fn provisioning(postgres: bool, label: &str) {
     while at < n {
         let end = (at + chunk).min(n);
         let (rate, _) = post_all(&http, &users_url, &scim, SCIM_JSON, at..end, scim_user).await;
+        eprintln!("    {end} users: {rate:.0} users/s for the last {}", end - at);
         rates.push(rate);
         at = end;
     }
