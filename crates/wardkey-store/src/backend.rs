@@ -77,7 +77,6 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "authn", sql: include_str!("../migrations/sqlite/0003_authn.sql") },
     Migration { version: 4, name: "authz", sql: include_str!("../migrations/sqlite/0004_authz.sql") },
     Migration { version: 5, name: "scim", sql: include_str!("../migrations/sqlite/0005_scim.sql") },
-    Migration { version: 5, name: "scim", sql: include_str!("../migrations/sqlite/0005_scim.sql") },
     Migration { version: 6, name: "hr", sql: include_str!("../migrations/sqlite/0006_hr.sql") },
 ];
 
@@ -90,7 +89,6 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 3, name: "authn", sql: include_str!("../migrations/postgres/0003_authn.sql") },
     Migration { version: 4, name: "authz", sql: include_str!("../migrations/postgres/0004_authz.sql") },
-    Migration { version: 5, name: "scim", sql: include_str!("../migrations/postgres/0005_scim.sql") },
     Migration { version: 5, name: "scim", sql: include_str!("../migrations/postgres/0005_scim.sql") },
     Migration { version: 6, name: "hr", sql: include_str!("../migrations/postgres/0006_hr.sql") },
 ];

@@ -32,9 +32,8 @@ pub use conn::{Conn, MAX_PAGE, Page, ReadTx};
 pub use directory::UserQuery;
 pub use error::StoreError;
 pub use scim::{ScimGroupRow, ScimMember, ScimPage, ScimUserRow};
-pub use writer::{Committed, WriteStats, WriteTx};
-pub use scim::{ScimGroupRow, ScimMember, ScimPage, ScimUserRow};
 pub use hr::{HrImportRecord, ReviewItem};
+pub use writer::{Committed, WriteStats, WriteTx};
 
 use futures::future::BoxFuture;
 use std::path::{Path, PathBuf};
