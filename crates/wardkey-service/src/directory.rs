@@ -150,10 +150,9 @@ impl Services {
                     e.reason = reason.clone();
                     e.details = json!({ "from": from, "to": to });
                     tx.audit(e);
-                    if matches!(to, UserStatus::Suspended | UserStatus::Disabled) {
+                    if to == UserStatus::Suspended {
                         // Sign-in ends with the status change, before the call returns.
-                        let why = if to == UserStatus::Disabled { "user_disabled" } else { "user_suspended" };
-                        crate::authn::end_sessions(tx, id, why, &caller.actor.principal(), &caller.meta).await?;
+                        crate::authn::end_sessions(tx, id, "user_suspended", &caller.actor.principal(), &caller.meta).await?;
                     }
                     if to == UserStatus::Disabled {
                         // Sessions, grants, memberships and the user's own API tokens.
@@ -204,8 +203,7 @@ impl Services {
             .write(move |tx| {
                 Box::pin(async move {
                     let user = live_user(tx, id).await?;
-                    revoke_everything(tx, &caller, Subject::User(id), "user deleted").await?;
-                    leave_all_groups(tx, &caller, Member::User(id), "user deleted").await?;
+                    crate::lifecycle::revoke_access_in_tx(tx, &caller, &user, "user deleted").await?;
                     tx.delete_user(id, version).await?;
                     let mut e = draft(&caller, "user.delete", Some(id.target()));
                     e.details = json!({ "username": user.username });
