@@ -170,15 +170,23 @@ where
     }
 }
 
-fn header_min_revision(parts: &Parts) -> Result<Option<u64>, Problem> {
-    match parts.headers.get("x-wardkey-min-revision") {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(Some)
-            .ok_or_else(|| bad("X-Wardkey-Min-Revision", "a non-negative integer")),
+/// `X-Wardkey-Min-Revision`, read in place (taking `Parts` would copy every header and
+/// extension of the request).
+pub struct MinRevisionHeader(Option<u64>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for MinRevisionHeader {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match parts.headers.get("x-wardkey-min-revision") {
+            None => Ok(MinRevisionHeader(None)),
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .map(|r| MinRevisionHeader(Some(r)))
+                .ok_or_else(|| bad("X-Wardkey-Min-Revision", "a non-negative integer")),
+        }
     }
 }
 
@@ -300,9 +308,9 @@ fn json_response<T: serde::Serialize>(body: &T, revision: u64) -> Response {
 }
 
 /// `POST /access/v1/evaluation`.
-pub async fn evaluation(State(s): State<AppState>, auth: Auth<Pdp>, parts: Parts, PdpJson(body): PdpJson<Evaluation>) -> ApiResult {
+pub async fn evaluation(State(s): State<AppState>, auth: Auth<Pdp>, MinRevisionHeader(header_rev): MinRevisionHeader, PdpJson(body): PdpJson<Evaluation>) -> ApiResult {
     let (req, ctx_rev) = owned_request(body)?;
-    wait(&s, header_min_revision(&parts)?.max(ctx_rev)).await?;
+    wait(&s, header_rev.max(ctx_rev)).await?;
     let d = s.services.evaluate(&auth.authorized, &req).await?;
     Ok(json_response(&decision_body(&d, true), d.revision))
 }
@@ -316,7 +324,7 @@ enum Semantic {
 
 /// `POST /access/v1/evaluations`: top-level fields are defaults each item may override; the
 /// answers keep the order of the items.
-pub async fn evaluations(State(s): State<AppState>, auth: Auth<Pdp>, parts: Parts, PdpJson(body): PdpJson<Evaluations>) -> ApiResult {
+pub async fn evaluations(State(s): State<AppState>, auth: Auth<Pdp>, MinRevisionHeader(header_rev): MinRevisionHeader, PdpJson(body): PdpJson<Evaluations>) -> ApiResult {
     let defaults = Evaluation { subject: body.subject.clone(), action: body.action.clone(), resource: body.resource.clone(), context: body.context.clone() };
     let options = body.options.clone().unwrap_or_default();
     let semantic = match options.evaluations_semantic.as_deref() {
@@ -332,13 +340,13 @@ pub async fn evaluations(State(s): State<AppState>, auth: Auth<Pdp>, parts: Part
     if items.is_empty() {
         // No list: one evaluation from the top-level fields, answered in the single form.
         let (req, ctx_rev) = access_request(&defaults, &Evaluation::default())?;
-        wait(&s, header_min_revision(&parts)?.max(ctx_rev)).await?;
+        wait(&s, header_rev.max(ctx_rev)).await?;
         let d = s.services.evaluate(&auth.authorized, &req).await?;
         return Ok(json_response(&decision_body(&d, true), d.revision));
     }
     // Parse everything first: a malformed item fails the whole request, before any decision.
     let mut reqs = Vec::with_capacity(items.len());
-    let mut min_rev = header_min_revision(&parts)?;
+    let mut min_rev = header_rev;
     for (i, item) in items.iter().enumerate() {
         let (req, r) = access_request(item, &defaults).map_err(|p| p.with("evaluation_index", i))?;
         min_rev = min_rev.max(r);
@@ -381,7 +389,7 @@ fn page_json(next: Option<String>) -> Value {
 
 /// `POST /access/v1/search/subject`: subjects (of `subject.type`) that may do the action on
 /// the resource, each with the grants that allow it.
-pub async fn search_subject(State(s): State<AppState>, _auth: Auth<Pdp>, parts: Parts, ApiJson(body): ApiJson<Search>) -> ApiResult {
+pub async fn search_subject(State(s): State<AppState>, _auth: Auth<Pdp>, MinRevisionHeader(header_rev): MinRevisionHeader, ApiJson(body): ApiJson<Search>) -> ApiResult {
     let subject = body.subject.clone().unwrap_or_default();
     let kind = text(&subject.kind, "subject.type")?.to_owned();
     // `identity` is AuthZEN's newer name for a person.
@@ -393,7 +401,7 @@ pub async fn search_subject(State(s): State<AppState>, _auth: Auth<Pdp>, parts: 
     let rid = opt_text(&resource.id, "resource.id")?.map(str::to_owned);
     let props = properties(&resource)?;
     let (ctx, ctx_rev) = access_context(body.context.as_ref())?;
-    wait(&s, header_min_revision(&parts)?.max(ctx_rev)).await?;
+    wait(&s, header_rev.max(ctx_rev)).await?;
     let (token, limit) = page_req(&body.page);
     let found = s.services.search_subjects(&rtype, rid.as_deref(), &props, &action, &ctx, SearchPaging { token: token.as_deref(), limit }).await?;
     let results: Vec<Value> = found
@@ -418,7 +426,7 @@ pub async fn search_subject(State(s): State<AppState>, _auth: Auth<Pdp>, parts: 
 }
 
 /// `POST /access/v1/search/resource`: resources (of `resource.type`) the subject may act on.
-pub async fn search_resource(State(s): State<AppState>, _auth: Auth<Pdp>, parts: Parts, ApiJson(body): ApiJson<Search>) -> ApiResult {
+pub async fn search_resource(State(s): State<AppState>, _auth: Auth<Pdp>, MinRevisionHeader(header_rev): MinRevisionHeader, ApiJson(body): ApiJson<Search>) -> ApiResult {
     let subject = body.subject.clone().unwrap_or_default();
     let skind = text(&subject.kind, "subject.type")?.to_owned();
     let sid = text(&subject.id, "subject.id")?.to_owned();
@@ -427,7 +435,7 @@ pub async fn search_resource(State(s): State<AppState>, _auth: Auth<Pdp>, parts:
     let resource = body.resource.clone().unwrap_or_default();
     let rtype = text(&resource.kind, "resource.type")?.to_owned();
     let (ctx, ctx_rev) = access_context(body.context.as_ref())?;
-    wait(&s, header_min_revision(&parts)?.max(ctx_rev)).await?;
+    wait(&s, header_rev.max(ctx_rev)).await?;
     let (token, limit) = page_req(&body.page);
     let found = s.services.search_resources(&skind, &sid, Some(&rtype), action.as_deref(), &ctx, SearchPaging { token: token.as_deref(), limit }).await?;
     let results: Vec<Value> = found
@@ -446,7 +454,7 @@ pub async fn search_resource(State(s): State<AppState>, _auth: Auth<Pdp>, parts:
 }
 
 /// `POST /access/v1/search/action`: the actions the subject may take on the resource.
-pub async fn search_action(State(s): State<AppState>, _auth: Auth<Pdp>, parts: Parts, ApiJson(body): ApiJson<Search>) -> ApiResult {
+pub async fn search_action(State(s): State<AppState>, _auth: Auth<Pdp>, MinRevisionHeader(header_rev): MinRevisionHeader, ApiJson(body): ApiJson<Search>) -> ApiResult {
     let subject = body.subject.clone().unwrap_or_default();
     let skind = text(&subject.kind, "subject.type")?.to_owned();
     let sid = text(&subject.id, "subject.id")?.to_owned();
@@ -455,7 +463,7 @@ pub async fn search_action(State(s): State<AppState>, _auth: Auth<Pdp>, parts: P
     let rid = opt_text(&resource.id, "resource.id")?.map(str::to_owned);
     let props = properties(&resource)?;
     let (ctx, ctx_rev) = access_context(body.context.as_ref())?;
-    wait(&s, header_min_revision(&parts)?.max(ctx_rev)).await?;
+    wait(&s, header_rev.max(ctx_rev)).await?;
     let found = s.services.search_actions(&skind, &sid, &rtype, rid.as_deref(), &props, &ctx).await?;
     let results: Vec<Value> = found.items.iter().map(|a| json!({ "name": a.action, "properties": { "grants": a.grants } })).collect();
     Ok(with_revision(Json(json!({ "results": results, "page": page_json(None), "context": { "revision": found.revision } })).into_response(), found.revision))
