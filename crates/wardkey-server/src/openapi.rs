@@ -2,7 +2,7 @@
 
 use crate::problem::{FieldErrorDoc, ProblemDoc};
 use crate::respond::Page;
-use crate::routes::{access, audit, authn, authzen, directory, ops, policy, tokens};
+use crate::routes::{access, audit, authn, authzen, directory, hr, ops, policy, tokens};
 use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -62,6 +62,7 @@ impl Modify for BearerAuth {
         authn::set_password, authn::password_compromised, authn::unlock, authn::reset_factors, authn::authn_status,
         policy::create_forbid_rule, policy::list_forbid_rules, policy::get_forbid_rule, policy::delete_forbid_rule,
         policy::break_glass, authzen::who_has_access, authzen::what_can_they_reach,
+        hr::import, hr::reconciliation,
     ),
     components(schemas(
         ProblemDoc, FieldErrorDoc,
@@ -85,6 +86,7 @@ impl Modify for BearerAuth {
         (name = "self-service", description = "The signed-in person: account, factors, recovery codes, password, sessions (session cookie)"),
         (name = "sessions", description = "Everyone's sessions, for admins"),
         (name = "authentication-admin", description = "Passwords, lockout, factor reset, for admins"),
+        (name = "hr", description = "HR roster imports (plan, then apply) and the reconciliation report. SCIM 2.0 lives at /scim/v2 (RFC 7643/7644; its discovery documents describe it)"),
     )
 )]
 pub struct ApiDoc;
