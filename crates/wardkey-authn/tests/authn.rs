@@ -555,6 +555,12 @@ async fn hashing_threads_run_at_the_configured_priority() {
         let (policy, _) = idle.run(this_thread_policy_and_nice).await.unwrap();
         assert_eq!(policy, SCHED_IDLE);
     }
+    // Each thread lowers itself when it starts; the second may not have been scheduled yet on
+    // a busy machine (the jobs above can all land on the first), so wait for it, boundedly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while idle.threads_lowered() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     assert_eq!(idle.threads_lowered(), 2);
     // The hashing threads are their own: the caller's threads are untouched.
     assert_eq!(this_thread_policy_and_nice().0, SCHED_OTHER);
