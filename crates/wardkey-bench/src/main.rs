@@ -114,6 +114,19 @@ impl Db {
         store
     }
 
+    /// Refreshes the planner's statistics, as autovacuum's autoanalyze would after a bulk
+    /// load. This machine's PostgreSQL runs with autovacuum off; without statistics the
+    /// planner guesses row counts and can ignore a selective index. Returns whether it ran.
+    async fn analyze(&self) -> bool {
+        if let Db::Postgres { url, .. } = self {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(url).await.expect("connect to PostgreSQL");
+            sqlx::query("ANALYZE").execute(&mut conn).await.expect("ANALYZE");
+            return true;
+        }
+        false
+    }
+
     async fn drop_db(self) {
         if let Db::Postgres { name, .. } = self {
             use sqlx::Connection;

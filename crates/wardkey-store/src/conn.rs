@@ -282,17 +282,24 @@ pub(crate) fn fold(name: &str) -> String {
     name.to_lowercase()
 }
 
-/// Escapes `%`, `_` and `\` for `LIKE ... ESCAPE '\'`.
-pub(crate) fn like_prefix(prefix: &str) -> String {
-    let mut out = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
+/// The half-open range `[lower, upper)` of strings that start with `prefix`, in byte order
+/// (SQLite's BINARY, PostgreSQL's "C" collation; UTF-8 byte order is code-point order).
+/// Unlike `LIKE 'p%'` (case-insensitive on SQLite, linguistic on PostgreSQL), both databases
+/// answer it from a B-tree index. `upper` is `None` when nothing in Unicode sorts above it.
+pub(crate) fn prefix_range(prefix: &str) -> (String, Option<String>) {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        // The next scalar value, skipping the surrogate gap.
+        let next = match u32::from(last) {
+            0xD7FF => Some('\u{E000}'),
+            n => n.checked_add(1).and_then(char::from_u32),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return (prefix.to_owned(), Some(chars.into_iter().collect()));
         }
-        out.push(c);
     }
-    out.push('%');
-    out
+    (prefix.to_owned(), None)
 }
 
 /// Typed column access with errors that say which column was bad.
@@ -425,5 +432,29 @@ impl Filter {
             };
         }
         Ok(q.fetch_all(conn).await?)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::prefix_range;
+
+    /// Every string that starts with the prefix is inside the range, and strings that do not
+    /// are outside it, in byte order (what both databases compare with).
+    #[test]
+    fn prefix_range_is_exactly_the_strings_with_that_prefix() {
+        let inside = |p: &str, s: &str| {
+            let (lo, hi) = prefix_range(p);
+            s.as_bytes() >= lo.as_bytes() && hi.is_none_or(|h| s.as_bytes() < h.as_bytes())
+        };
+        for (p, s) in [("nurse1", "nurse1"), ("nurse1", "nurse1@x"), ("nurse1", "nurse1\u{10FFFF}zz"), ("ü", "über"), ("a\u{D7FF}", "a\u{D7FF}b")] {
+            assert!(inside(p, s), "{s:?} starts with {p:?}");
+        }
+        for (p, s) in [("nurse1", "nurse2"), ("nurse1", "nurse"), ("nurse1", "nurse0zzz"), ("ü", "v"), ("a\u{D7FF}", "a\u{E000}")] {
+            assert!(!inside(p, s), "{s:?} does not start with {p:?}");
+        }
+        assert_eq!(prefix_range("a\u{10FFFF}"), ("a\u{10FFFF}".to_owned(), Some("b".to_owned())));
+        assert_eq!(prefix_range("\u{10FFFF}"), ("\u{10FFFF}".to_owned(), None));
     }
 }

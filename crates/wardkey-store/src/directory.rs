@@ -1,6 +1,6 @@
 //! Users, groups, memberships and service accounts.
 
-use crate::conn::{Arg, Conn, Filter, Page, RowExt, fold, like_prefix, micros, to_json};
+use crate::conn::{Arg, Conn, Filter, Page, RowExt, fold, micros, prefix_range, to_json};
 use crate::error::{Unique, map_write_err};
 use crate::{StoreError, WriteTx};
 use chrono::{DateTime, Utc};
@@ -199,11 +199,11 @@ impl Conn {
         if let Some(s) = q.status {
             f.push("status = ?", [Arg::Text(s.as_str().to_owned())]);
         }
-        if let Some(p) = &q.username_prefix {
-            f.push(
-                "username_key LIKE ? ESCAPE '\\'",
-                [Arg::Text(like_prefix(&fold(p)))],
-            );
+        if let Some(p) = q.username_prefix.as_deref().filter(|p| !p.is_empty()) {
+            match prefix_range(&fold(p)) {
+                (lower, Some(upper)) => f.push("username_key >= ? AND username_key < ?", [Arg::Text(lower), Arg::Text(upper)]),
+                (lower, None) => f.push("username_key >= ?", [Arg::Text(lower)]),
+            }
         }
         if let Some(d) = &q.department {
             f.push("department = ?", [Arg::Text(d.clone())]);
