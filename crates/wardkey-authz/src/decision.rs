@@ -57,6 +57,9 @@ pub enum Reason {
         failed: Vec<FailedCondition>,
     },
     NoGrant,
+    /// Not the index's: the decision had to be recorded (PHI, `async` audit) and the queue
+    /// was full, so the service denied rather than lose the event.
+    AuditUnavailable,
 }
 
 impl Reason {
@@ -70,6 +73,7 @@ impl Reason {
             Reason::Granted { .. } => "granted",
             Reason::ConditionsNotMet { .. } => "conditions_not_met",
             Reason::NoGrant => "no_grant",
+            Reason::AuditUnavailable => "audit_unavailable",
         }
     }
 }

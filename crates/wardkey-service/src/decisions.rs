@@ -93,7 +93,7 @@ pub struct AccessDecision {
     pub revision: u64,
     /// The index's reasons (stable `code`s), or `audit_unavailable` when a decision could not
     /// be recorded and was therefore denied.
-    pub reasons: Vec<serde_json::Value>,
+    pub reasons: Vec<wardkey_authz::Reason>,
     pub obligations: Vec<serde_json::Value>,
     pub break_glass: bool,
     /// `acr_values` a PEP should ask for to change a deny into an allow.
@@ -418,7 +418,7 @@ impl Services {
                 return Ok(AccessDecision {
                     decision: false,
                     revision: self.decision_revision(),
-                    reasons: vec![json!({ "code": "unknown_subject" })],
+                    reasons: vec![wardkey_authz::Reason::UnknownSubject],
                     obligations: Vec::new(),
                     break_glass: false,
                     acr_values: None,
@@ -431,7 +431,7 @@ impl Services {
             decision: decision.allow,
             revision: decision.revision,
             acr_values: decision.step_up.map(|a| a.acr()),
-            reasons: decision.reasons.iter().filter_map(|r| serde_json::to_value(r).ok()).collect(),
+            reasons: decision.reasons,
             obligations: decision.obligations,
             break_glass: decision.break_glass,
         };
@@ -453,7 +453,7 @@ impl Services {
                         return Ok(AccessDecision {
                             decision: false,
                             revision: answer.revision,
-                            reasons: vec![json!({ "code": "audit_unavailable" })],
+                            reasons: vec![wardkey_authz::Reason::AuditUnavailable],
                             obligations: Vec::new(),
                             break_glass: false,
                             acr_values: None,

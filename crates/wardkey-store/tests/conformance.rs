@@ -486,6 +486,18 @@ async fn users_crud(db: &Db) {
             .unwrap()
             .is_empty()
     );
+    // Prefixes are exact on both stores: `_` and `%` are characters, case folds, and a
+    // character after the prefix never widens it (the range ends at the next code point).
+    let under = insert_user(db, "bo_b").await;
+    let bob2 = insert_user(db, "Bob2").await;
+    let umlaut = insert_user(db, "Böb").await;
+    let prefixed = |p: &str| UserQuery { username_prefix: Some(p.into()), ..Default::default() };
+    let names = |v: Vec<User>| v.into_iter().map(|x| x.id).collect::<Vec<_>>();
+    assert_eq!(names(r.list_users(&prefixed("bo"), &Page::first(100)).await.unwrap()), vec![bob.id, under.id, bob2.id]);
+    assert_eq!(names(r.list_users(&prefixed("bo_"), &Page::first(100)).await.unwrap()), vec![under.id]);
+    assert_eq!(names(r.list_users(&prefixed("BOB"), &Page::first(100)).await.unwrap()), vec![bob.id, bob2.id]);
+    assert_eq!(names(r.list_users(&prefixed("bö"), &Page::first(100)).await.unwrap()), vec![umlaut.id]);
+    assert!(r.list_users(&prefixed("bob3"), &Page::first(100)).await.unwrap().is_empty());
     let q = UserQuery {
         department: Some("oncology".into()),
         ..Default::default()
@@ -504,18 +516,16 @@ async fn users_crud(db: &Db) {
     let (gone, deleted_at) = r.get_user_including_deleted(u.id).await.unwrap().unwrap();
     assert_eq!(gone.version, 3);
     assert_eq!(deleted_at, Some(db.clock.now()));
+    // Alice is gone; bob and the three prefix-test users remain.
     assert_eq!(
-        r.list_users(&UserQuery::default(), &Page::first(100))
-            .await
-            .unwrap()
-            .len(),
-        1
+        names(r.list_users(&UserQuery::default(), &Page::first(100)).await.unwrap()),
+        vec![bob.id, under.id, bob2.id, umlaut.id]
     );
     let q = UserQuery {
         include_deleted: true,
         ..Default::default()
     };
-    assert_eq!(r.list_users(&q, &Page::first(100)).await.unwrap().len(), 2);
+    assert_eq!(r.list_users(&q, &Page::first(100)).await.unwrap().len(), 5);
     // A deleted user can be neither updated nor deleted again.
     let ch = stored.clone();
     let e = w(db, "user.update", job!(|tx| tx.update_user(&ch, 3).await))

@@ -275,7 +275,7 @@ struct DecisionBody<'a> {
 struct DecisionContext<'a> {
     revision: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reasons: Option<&'a [Value]>,
+    reasons: Option<&'a [wardkey_authz::Reason]>,
     #[serde(skip_serializing_if = "<[Value]>::is_empty")]
     obligations: &'a [Value],
     #[serde(skip_serializing_if = "std::ops::Not::not")]
