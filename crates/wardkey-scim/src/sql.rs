@@ -64,6 +64,8 @@ enum Target {
     Values(&'static str),
     /// Group members.
     Members,
+    /// A User's groups (read-only, from the directory's memberships).
+    UserGroups,
 }
 
 fn not_filterable(path: &(impl std::fmt::Display + ?Sized)) -> ScimError {
@@ -88,6 +90,7 @@ fn target(kind: ResourceKind, path: &AttrPath) -> Result<(Target, Option<&'stati
         (ResourceKind::User, Scope::Enterprise, "manager", None | Some("value")) => single(Col::Exact("s.manager_value".into())),
         (ResourceKind::Group, Scope::Core, "displayName", None) => single(Col::Key("COALESCE(sg.display_name_key, g.name_key)".into())),
         (ResourceKind::Group, Scope::Core, "members", _) => Ok((Target::Members, r.sub)),
+        (ResourceKind::User, Scope::Core, "groups", _) => Ok((Target::UserGroups, r.sub)),
         (ResourceKind::User, Scope::Core, _, _) if r.attr.multi => {
             let attr = USER_VALUE_ATTRS.iter().find(|a| **a == name).ok_or_else(|| not_filterable(path))?;
             let lower: &'static str = match *attr {
@@ -131,6 +134,12 @@ fn element_col(multi: &Target, sub: Option<&Attr>, shown: &dyn std::fmt::Display
             "type" => Col::Const("User"),
             _ => return Err(not_filterable(shown)),
         }),
+        Target::UserGroups => Ok(match sub_name {
+            "value" => Col::Exact("ugm.group_id".into()),
+            "display" => Col::Key("COALESCE(usg.display_name_key, ug.name_key)".into()),
+            "type" => Col::Const("direct"),
+            _ => return Err(not_filterable(shown)),
+        }),
         Target::Single(_) => Err(not_filterable(shown)),
     }
 }
@@ -145,6 +154,9 @@ fn exists_open(kind: ResourceKind, multi: &Target) -> String {
             let owner = if kind == ResourceKind::User { "u.id" } else { "g.id" };
             format!("{owner} IN (SELECT v.resource_id FROM scim_values v WHERE v.attr = '{attr}'")
         }
+        Target::UserGroups => "u.id IN (SELECT ugm.member_id FROM group_members ugm JOIN groups ug ON ug.id = ugm.group_id \
+             LEFT JOIN scim_groups usg ON usg.id = ug.id WHERE ugm.member_kind = 'user' AND ug.deleted_at IS NULL"
+            .into(),
         _ => "g.id IN (SELECT gm.group_id FROM group_members gm WHERE gm.member_kind = 'user'".into(),
     }
 }

@@ -231,6 +231,16 @@ pub fn render_user(row: &ScimUserRow, base: &str) -> Value {
     if let Some(t) = &hr.title {
         obj.insert("title".into(), Value::String(t.clone()));
     }
+    // Read-only and the directory's: whatever a connector sent under `groups` is not shown.
+    obj.remove("groups");
+    if !row.groups.is_empty() {
+        let groups = row
+            .groups
+            .iter()
+            .map(|g| json!({ "value": g.id.to_string(), "$ref": format!("{base}/Groups/{}", g.id), "display": g.display, "type": "direct" }))
+            .collect();
+        obj.insert("groups".into(), Value::Array(groups));
+    }
     obj.insert("schemas".into(), Value::Array(schemas));
     obj.insert(
         "meta".into(),
@@ -461,7 +471,7 @@ async fn verify_and_activate(tx: &mut WriteTx, caller: &Caller, mut user: User) 
 /// What is stored as sent: everything but what the directory owns and returns itself.
 fn strip_owned(mut v: Value) -> Value {
     if let Value::Object(m) = &mut v {
-        for k in ["id", "meta", "active", "members"] {
+        for k in ["id", "meta", "active", "members", "groups"] {
             m.remove(k);
         }
     }

@@ -31,7 +31,7 @@ pub use backend::{Backend, BackendKind, Migration, PostgresBackend, SqliteBacken
 pub use conn::{Conn, MAX_PAGE, Page, ReadTx};
 pub use directory::UserQuery;
 pub use error::StoreError;
-pub use scim::{ScimGroupRow, ScimMember, ScimPage, ScimUserRow};
+pub use scim::{ScimGroupRef, ScimGroupRow, ScimMember, ScimPage, ScimUserRow};
 pub use hr::{HrImportRecord, ReviewItem};
 pub use writer::{Committed, WriteStats, WriteTx};
 

@@ -30,6 +30,16 @@ pub struct ScimPage<'a> {
 pub struct ScimUserRow {
     pub user: User,
     pub raw: Option<String>,
+    /// The live groups the user is a direct member of, in id order (the read-only `groups`).
+    pub groups: Vec<ScimGroupRef>,
+}
+
+/// A group as a SCIM User's `groups` shows it.
+#[derive(Debug, Clone)]
+pub struct ScimGroupRef {
+    pub id: GroupId,
+    /// The Group's SCIM `displayName` when a connector sent one, else the directory name.
+    pub display: String,
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +81,7 @@ fn user_row(r: &AnyRow) -> Result<ScimUserRow, StoreError> {
             version: r.int("version")?,
         },
         raw: r.opt_text("scim_raw")?,
+        groups: Vec::new(),
     })
 }
 
@@ -139,7 +150,45 @@ impl Conn {
             .bind(page.offset)
             .fetch_all(self.ex())
             .await?;
-        Ok((total, rows.iter().map(user_row).collect::<Result<_, _>>()?))
+        let mut users = rows.iter().map(user_row).collect::<Result<Vec<_>, _>>()?;
+        self.fill_groups(&mut users).await?;
+        Ok((total, users))
+    }
+
+    /// Fills `groups` of each row with one query (the page is bounded by the list's limit).
+    async fn fill_groups(&mut self, users: &mut [ScimUserRow]) -> Result<(), StoreError> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        let marks: Vec<String> = (1..=users.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT m.member_id AS user_id, g.id AS id, g.name AS name, sg.raw AS scim_raw FROM group_members m \
+             JOIN groups g ON g.id = m.group_id LEFT JOIN scim_groups sg ON sg.id = g.id \
+             WHERE m.member_kind = 'user' AND g.deleted_at IS NULL AND m.member_id IN ({}) ORDER BY m.member_id, g.id",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for u in users.iter() {
+            q = q.bind(u.user.id.to_string());
+        }
+        let rows = q.fetch_all(self.ex()).await?;
+        let mut by_user: std::collections::HashMap<UserId, Vec<ScimGroupRef>> = std::collections::HashMap::new();
+        for r in &rows {
+            let raw = r.opt_text("scim_raw")?;
+            let display = raw
+                .as_deref()
+                .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw).ok())
+                .and_then(|v| v.get("displayName").and_then(serde_json::Value::as_str).map(str::to_owned));
+            let display = match display {
+                Some(d) => d,
+                None => r.text("name")?,
+            };
+            by_user.entry(UserId(r.uuid("user_id")?)).or_default().push(ScimGroupRef { id: GroupId(r.uuid("id")?), display });
+        }
+        for u in users.iter_mut() {
+            u.groups = by_user.remove(&u.user.id).unwrap_or_default();
+        }
+        Ok(())
     }
 
     pub async fn scim_list_groups(&mut self, page: &ScimPage<'_>) -> Result<(i64, Vec<ScimGroupRow>), StoreError> {
@@ -182,7 +231,11 @@ impl Conn {
             .bind(id.to_string())
             .fetch_optional(self.ex())
             .await?;
-        row.as_ref().map(user_row).transpose()
+        let Some(row) = row.as_ref().map(user_row).transpose()? else { return Ok(None) };
+        let mut one = [row];
+        self.fill_groups(&mut one).await?;
+        let [row] = one;
+        Ok(Some(row))
     }
 
     pub async fn scim_get_group(&mut self, id: GroupId) -> Result<Option<ScimGroupRow>, StoreError> {

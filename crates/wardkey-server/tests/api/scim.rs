@@ -417,6 +417,31 @@ async fn scim_entra_quirks(h: &Harness) {
     assert_eq!(m.body["items"].as_array().map(|a| a.len()).unwrap_or(usize::MAX), 1, "{}", m.text);
     let ev = h.events(&format!("target=group:{gid}&action=group.member_remove")).await;
     assert_eq!(ev[0]["details"]["scim"]["connector"], "entra-id");
+
+    // The User's read-only `groups` follows the memberships: shown, filterable, never written.
+    let r = h.scim(&t, Method::GET, &format!("/Users/{u3}"), None).await;
+    assert_eq!(
+        r.body["groups"],
+        json!([{ "value": gid, "$ref": format!("{}/Groups/{gid}", r.body["meta"]["location"].as_str().unwrap().rsplit_once("/Users/").unwrap().0), "display": "Night Shift Nurses", "type": "direct" }]),
+        "{}",
+        r.text
+    );
+    assert!(h.scim(&t, Method::GET, &format!("/Users/{u2}"), None).await.body.get("groups").is_none(), "u2 was removed");
+    for f in [format!(r#"groups.value eq "{gid}""#), r#"groups[display eq "night shift nurses" and type eq "direct"]"#.to_owned()] {
+        let l = h.scim(&t, Method::GET, &format!("/Users?filter={}", urlencode(&f)), None).await;
+        assert_eq!(ids_of(&l), vec![u3.clone()], "{f}: {}", l.text);
+        assert_eq!(l.body["Resources"][0]["groups"][0]["value"], gid.as_str(), "{f}");
+    }
+    let l = h.scim(&t, Method::GET, &format!("/Users?filter={}", urlencode(r#"groups pr and not (groups.value eq "x")"#)), None).await;
+    assert_eq!(ids_of(&l), vec![u3.clone()], "{}", l.text);
+    // A PUT that echoes `groups` back changes no membership (change the Group's members instead).
+    let mut put = h.scim(&t, Method::GET, &format!("/Users/{u2}"), None).await.body;
+    put["groups"] = json!([{ "value": gid }]);
+    let r = h.scim(&t, Method::PUT, &format!("/Users/{u2}"), Some(put)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.body.get("groups").is_none(), "{}", r.text);
+    let m = h.get(&format!("/api/v1/groups/{gid}/members")).await;
+    assert_eq!(m.body["items"].as_array().map(|a| a.len()).unwrap_or(usize::MAX), 1, "{}", m.text);
 }
 
 /// The exact requests Okta sends.
