@@ -652,8 +652,6 @@ impl Services {
                                 version: 1,
                             };
                             tx.insert_user(&user).await?;
-                            let raw = serde_json::to_string(&strip_owned(resource.clone())).map_err(|e| ServiceError::Internal(e.to_string()))?;
-                            tx.scim_put_user(id, &raw, &connector(&caller), &user_index(&resource)).await?;
                             tx.audit(scim_event(
                                 &caller,
                                 "user.create",
@@ -662,8 +660,15 @@ impl Services {
                                 json!({ "username": user.username, "status": user.status, "hr": user.hr, "externalId": resource.get("externalId") }),
                             ));
                             let mut user = user;
+                            // Activate before the SCIM row is written: its foreign-key check locks
+                            // the users row, and updating a row locked from another savepoint of
+                            // the same transaction makes PostgreSQL record a MultiXact.
                             if fields.active == Some(true) {
                                 user = verify_and_activate(tx, &caller, user).await?;
+                            }
+                            let raw = serde_json::to_string(&strip_owned(resource.clone())).map_err(|e| ServiceError::Internal(e.to_string()))?;
+                            tx.scim_put_user(id, &raw, &connector(&caller), &user_index(&resource)).await?;
+                            if user.status == UserStatus::Active {
                                 crate::jml::sync_birthright_in_tx(tx, &caller, &user, "scim create").await?;
                             }
                             let row = tx.scim_get_user(user.id).await?.ok_or_else(|| ServiceError::Internal("created user vanished".into()))?;
