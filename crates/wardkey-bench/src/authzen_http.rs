@@ -408,12 +408,20 @@ pub async fn bench_authzen_http() {
         Some(cerbos) => {
             print_wrk("Cerbos AuthZEN (equivalent policy)", &cerbos);
             println!(
-                "  ratio Wardkey / Cerbos: audit off {:.1}x req/s ({:.1}x lower p99), async {:.1}x, sync {:.1}x   (goal >= 10x -> {})",
+                "  ratio Wardkey / Cerbos: audit off {:.1}x req/s ({:.1}x lower p99), async {:.1}x, sync {:.1}x",
                 off.rps / cerbos.rps,
                 cerbos.p99_ms / off.p99_ms,
                 modes[0].rps / cerbos.rps,
                 modes[1].rps / cerbos.rps,
-                if off.rps / cerbos.rps >= 10.0 && modes[0].rps / cerbos.rps >= 10.0 { "MET" } else { "NOT MET" }
+            );
+            // The goal, per audit mode: >= 40,000 req/s, p99 <= 2 ms and >= 10x Cerbos
+            // ("with audit off or async").
+            let whole = |r: &WrkResult| bound(r) && r.rps / cerbos.rps >= 10.0;
+            println!(
+                "  goal (>= 40,000 req/s, p99 <= 2 ms, >= 10x Cerbos) with audit off or async: off {}, async {} -> {}",
+                if whole(&off) { "MET" } else { "NOT MET" },
+                if whole(&modes[0]) { "MET" } else { "NOT MET" },
+                if whole(&off) || whole(&modes[0]) { "MET" } else { "NOT MET" }
             );
         }
         None => println!("  Cerbos: not run (set WK_BENCH_CERBOS to the binary from npm @cerbos/cerbos-linux-x64)"),

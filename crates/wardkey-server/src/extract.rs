@@ -125,20 +125,33 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Pro
         }
         return Err(Problem::unauthenticated("send an API token as `Authorization: Bearer <token>`", None));
     };
-    let token = value
+    let token = bearer(value)?;
+    state.services.authenticate(token, request_meta(parts)).await.map_err(Problem::from)
+}
+
+/// The token of an `Authorization: Bearer <token>` header; 401 for any other scheme.
+fn bearer(value: &axum::http::HeaderValue) -> Result<&str, Problem> {
+    value
         .to_str()
         .ok()
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
-        .filter(|t| !t.is_empty());
-    let Some(token) = token else {
-        return Err(Problem::unauthenticated(
-            "the Authorization header must use the Bearer scheme: `Authorization: Bearer <token>`",
-            Some("invalid_request"),
-        ));
-    };
-    state.services.authenticate(token, request_meta(parts)).await.map_err(Problem::from)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            Problem::unauthenticated(
+                "the Authorization header must use the Bearer scheme: `Authorization: Bearer <token>`",
+                Some("invalid_request"),
+            )
+        })
+}
+
+/// The bearer token of a request that must have one.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, Problem> {
+    match headers.get(header::AUTHORIZATION) {
+        Some(value) => bearer(value),
+        None => Err(Problem::unauthenticated("send an API token as `Authorization: Bearer <token>`", None)),
+    }
 }
 
 /// An authenticated caller holding scope `S` (`Admin`, `AuditRead`). A refusal is audited by
@@ -164,7 +177,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let caller = authenticate(parts, state).await?;
         let op = operation(parts);
-        let authorized = state.services.authorize::<S>(&caller, &op).await?;
+        let authorized = state.services.authorize_owned::<S>(caller, &op).await?;
         Ok(Auth { authorized, op })
     }
 }
@@ -173,7 +186,7 @@ where
 /// types: 400 `malformed-request`, with serde's message and the path of the field at fault.
 pub struct ApiJson<T>(pub T);
 
-fn is_json(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };

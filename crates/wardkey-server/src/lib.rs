@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 pub mod extract;
+pub mod hot;
 pub mod observe;
 pub mod openapi;
 pub mod problem;
@@ -121,14 +122,28 @@ pub fn router(services: Services) -> Router {
     router_with_limit(services, DEFAULT_MAX_BODY_BYTES)
 }
 
-/// The application: every route, the middleware, and the state.
-pub fn router_with_limit(services: Services, max_body_bytes: usize) -> Router {
-    let state = AppState(Arc::new(SharedState {
+fn shared_state(services: Services, max_body_bytes: usize) -> AppState {
+    AppState(Arc::new(SharedState {
         services,
         metrics: Arc::new(Metrics::new()),
         max_body_bytes,
         openapi: Bytes::from(openapi::document()),
-    }));
+    }))
+}
+
+/// The application: every route, the middleware, and the state.
+pub fn router_with_limit(services: Services, max_body_bytes: usize) -> Router {
+    routes_with_state(shared_state(services, max_body_bytes))
+}
+
+/// What the server serves: the decision hot path in front of the router (see [`hot`]).
+pub fn app(services: Services, max_body_bytes: usize) -> hot::Edge {
+    let state = shared_state(services, max_body_bytes);
+    hot::Edge::new(routes_with_state(state.clone()), state)
+}
+
+fn routes_with_state(state: AppState) -> Router {
+    let max_body_bytes = state.max_body_bytes;
     Router::new()
         // users
         .route("/api/v1/users", post(directory::create_user).get(directory::list_users))
@@ -296,8 +311,8 @@ async fn serve(
         .await
         .map_err(|e| ServerError::Task(format!("building the decision index: {e}")))?;
     tracing::info!(revision, millis = took.as_millis() as u64, "decision index built");
-    let app = router_with_limit(services.clone(), config.max_body_bytes);
-    let make = app.into_make_service_with_connect_info::<SocketAddr>();
+    let app = app(services.clone(), config.max_body_bytes);
+    let make = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(app);
     let (stop_tx, stop_rx) = watch::channel(false);
     let checkpointer = tokio::spawn(checkpointer(
         services.clone(),

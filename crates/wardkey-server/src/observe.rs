@@ -28,14 +28,14 @@ const MAX_REQUEST_ID: usize = 128;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     path: String,
-    status: String,
+    status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
+    method: &'static str,
     path: String,
 }
 
@@ -45,6 +45,9 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     audit_tree_size: Gauge,
+    /// The hot path's series, looked up once: its common answer costs two atomic updates.
+    hot_ok: Counter,
+    hot_latency: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -61,15 +64,27 @@ impl Metrics {
         registry.register("http_requests", "HTTP requests by method, route template and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency by method and route template", latency.clone());
         registry.register("audit_tree_size", "Number of events in the audit log (Merkle tree size)", audit_tree_size.clone());
-        Metrics { registry, requests, latency, audit_tree_size }
+        let hot = crate::hot::HOT_PATH.to_owned();
+        let hot_ok = requests.get_or_create(&RequestLabels { method: "POST", path: hot.clone(), status: 200 }).clone();
+        let hot_latency = latency.get_or_create(&RouteLabels { method: "POST", path: hot }).clone();
+        Metrics { registry, requests, latency, audit_tree_size, hot_ok, hot_latency }
     }
 
     fn observe(&self, method: &Method, path: &str, status: StatusCode, elapsed: Duration) {
         let method = method_label(method);
-        self.requests
-            .get_or_create(&RequestLabels { method: method.clone(), path: path.to_owned(), status: status.as_u16().to_string() })
-            .inc();
+        self.requests.get_or_create(&RequestLabels { method, path: path.to_owned(), status: status.as_u16() }).inc();
         self.latency.get_or_create(&RouteLabels { method, path: path.to_owned() }).observe(elapsed.as_secs_f64());
+    }
+
+    /// A request the hot path answered (`POST /access/v1/evaluation`).
+    pub(crate) fn observe_hot(&self, status: StatusCode, elapsed: Duration) {
+        if status == StatusCode::OK {
+            self.hot_ok.inc();
+        } else {
+            let path = crate::hot::HOT_PATH.to_owned();
+            self.requests.get_or_create(&RequestLabels { method: "POST", path, status: status.as_u16() }).inc();
+        }
+        self.hot_latency.observe(elapsed.as_secs_f64());
     }
 
     pub fn set_audit_tree_size(&self, size: u64) {
@@ -91,17 +106,27 @@ impl Default for Metrics {
 }
 
 /// Bounded label values: unknown methods collapse to `OTHER`.
-fn method_label(m: &Method) -> String {
+fn method_label(m: &Method) -> &'static str {
     match *m {
-        Method::GET | Method::POST | Method::PUT | Method::PATCH | Method::DELETE | Method::HEAD | Method::OPTIONS => {
-            m.as_str().to_owned()
-        }
-        _ => "OTHER".to_owned(),
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
     }
 }
 
+/// A fresh request id: a UUIDv7, so ids sort by time in the logs.
+pub(crate) fn new_request_id() -> String {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf).to_owned()
+}
+
 /// A client-supplied request id is kept when it is 1–128 printable ASCII characters.
-fn valid_request_id(v: &HeaderValue) -> Option<String> {
+pub(crate) fn valid_request_id(v: &HeaderValue) -> Option<String> {
     let b = v.as_bytes();
     if b.is_empty() || b.len() > MAX_REQUEST_ID || !b.iter().all(|c| (0x20..=0x7e).contains(c)) {
         return None;
@@ -116,7 +141,7 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
         .headers()
         .get(REQUEST_ID_HEADER)
         .and_then(valid_request_id)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        .unwrap_or_else(new_request_id);
     let source_ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ci| ci.0.ip().to_canonical().to_string());
     let method = req.method().clone();
     let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());

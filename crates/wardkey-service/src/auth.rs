@@ -4,6 +4,7 @@ use crate::{Result, ServiceError, Services, draft};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use std::marker::PhantomData;
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use wardkey_audit::{AuditDraft, Outcome};
 use wardkey_domain::{Actor, ApiToken, ApiTokenId, NewApiToken, Scope};
@@ -128,6 +129,15 @@ impl Services {
         Err(ServiceError::Forbidden { needed: S::SCOPE })
     }
 
+    /// [`Services::authorize`] for a caller the edge has no further use for: no copy of it on
+    /// success (the decision hot path).
+    pub async fn authorize_owned<S: ScopeRequirement>(&self, caller: Caller, attempted: &str) -> Result<Authorized<S>> {
+        if caller.has_scope(S::SCOPE) && !caller.session.as_ref().is_some_and(|s| s.must_change_password) {
+            return Ok(Authorized { caller, _scope: PhantomData });
+        }
+        self.authorize(&caller, attempted).await
+    }
+
     /// Resolves a bearer token to a caller. Every failure looks the same to the client; the
     /// audit event keeps the reason.
     pub async fn authenticate(&self, bearer: &str, meta: RequestMeta) -> Result<Caller> {
@@ -138,17 +148,18 @@ impl Services {
                 let found = match self.token_cache.get(id) {
                     Some(hit) => Some(hit),
                     None => {
-                        let loaded = self.store.read().await?.get_api_token(id).await?;
-                        if let Some((token, hash)) = &loaded {
-                            self.token_cache.put(token.clone(), hash.clone());
+                        let loaded = self.store.read().await?.get_api_token(id).await?.map(Arc::new);
+                        if let Some(entry) = &loaded {
+                            self.token_cache.put(Arc::clone(entry));
                         }
                         loaded
                     }
                 };
-                match found {
+                match found.as_deref() {
                     None => "unknown token",
                     Some((token, stored_hash)) => {
-                        let matches: bool = secret_hash(secret).ct_eq(&stored_hash).into();
+                        let presented: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+                        let matches: bool = presented[..].ct_eq(stored_hash.as_slice()).into();
                         if !matches {
                             "wrong secret"
                         } else if token.revoked_at.is_some() {
@@ -162,7 +173,7 @@ impl Services {
                                 meta,
                                 session: None,
                             };
-                            self.note_token_use(&caller, &token, now).await?;
+                            self.note_token_use(&caller, token, now).await?;
                             return Ok(caller);
                         }
                     }
@@ -363,8 +374,8 @@ pub(crate) struct TokenCache {
     entries: std::sync::RwLock<std::collections::HashMap<ApiTokenId, CachedToken>>,
 }
 
-/// A token, its secret's hash, and when it was read.
-type CachedToken = (ApiToken, Vec<u8>, std::time::Instant);
+/// A token with its secret's hash, and when it was read.
+type CachedToken = (Arc<(ApiToken, Vec<u8>)>, std::time::Instant);
 
 /// Longest a cached token is trusted without reading it again.
 pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -375,21 +386,19 @@ impl TokenCache {
         TokenCache { entries: std::sync::RwLock::new(std::collections::HashMap::new()) }
     }
 
-    fn get(&self, id: ApiTokenId) -> Option<(ApiToken, Vec<u8>)> {
+    /// A shared handle, not a copy: every request with a token reads it here.
+    fn get(&self, id: ApiTokenId) -> Option<Arc<(ApiToken, Vec<u8>)>> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(&id)
-            .filter(|(_, _, at)| at.elapsed() < TOKEN_CACHE_TTL)
-            .map(|(token, hash, _)| (token.clone(), hash.clone()))
+        entries.get(&id).filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL).map(|(entry, _)| Arc::clone(entry))
     }
 
-    fn put(&self, token: ApiToken, hash: Vec<u8>) {
+    fn put(&self, entry: Arc<(ApiToken, Vec<u8>)>) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= TOKEN_CACHE_MAX {
             // Bounded whatever callers present; a rebuild costs one read per live token.
             entries.clear();
         }
-        entries.insert(token.id, (token, hash, std::time::Instant::now()));
+        entries.insert(entry.0.id, (entry, std::time::Instant::now()));
     }
 
     pub(crate) fn forget(&self, id: ApiTokenId) {

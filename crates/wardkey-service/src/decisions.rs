@@ -13,6 +13,7 @@ use crate::{Result, ServiceError, Services};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -66,14 +67,15 @@ impl DecisionPoint {
     }
 }
 
-/// An access question, as the AuthZEN edge parsed it.
+/// An access question, as the AuthZEN edge parsed it. The names borrow from the request body
+/// when they can (the decision hot path copies no string it does not have to).
 #[derive(Debug, Clone)]
-pub struct AccessRequest {
-    pub subject_type: String,
-    pub subject_id: String,
-    pub action: String,
-    pub resource_type: String,
-    pub resource_id: Option<String>,
+pub struct AccessRequest<'a> {
+    pub subject_type: Cow<'a, str>,
+    pub subject_id: Cow<'a, str>,
+    pub action: Cow<'a, str>,
+    pub resource_type: Cow<'a, str>,
+    pub resource_id: Option<Cow<'a, str>>,
     pub resource_properties: wardkey_authz::Properties,
     pub context: AccessContext,
 }
@@ -406,7 +408,7 @@ impl Services {
 
     /// One decision. Decisions on PHI resource types are audit events (sync: durable before
     /// the answer; async: queued, and a full queue denies rather than lose the event).
-    pub async fn evaluate(&self, by: &Authorized<Pdp>, req: &AccessRequest) -> Result<AccessDecision> {
+    pub async fn evaluate(&self, by: &Authorized<Pdp>, req: &AccessRequest<'_>) -> Result<AccessDecision> {
         let ctx = self.request_context(&req.context);
         let decision = {
             let resource = wardkey_authz::ResourceRef {
@@ -469,7 +471,7 @@ impl Services {
         Ok(answer)
     }
 
-    fn decision_event(&self, by: &Authorized<Pdp>, req: &AccessRequest, answer: &AccessDecision, _now: DateTime<Utc>) -> AuditDraft {
+    fn decision_event(&self, by: &Authorized<Pdp>, req: &AccessRequest<'_>, answer: &AccessDecision, _now: DateTime<Utc>) -> AuditDraft {
         let caller = by.caller();
         let outcome = if answer.decision { Outcome::Success } else { Outcome::Denied };
         let mut e = AuditDraft::new(caller.actor.principal(), "access.evaluate", outcome);

@@ -18,6 +18,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use std::borrow::Cow;
 use serde_json::{Value, json};
 use wardkey_domain::{Assurance, DeviceTrust};
 use wardkey_service::Pdp;
@@ -170,6 +171,17 @@ where
     }
 }
 
+/// A body that must be JSON (415 otherwise) within the body limit (413), unparsed.
+pub struct JsonBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
+    type Rejection = Problem;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        crate::extract::json_body_bytes(req, state).await.map(JsonBody)
+    }
+}
+
 /// `X-Wardkey-Min-Revision`, read in place (taking `Parts` would copy every header and
 /// extension of the request).
 pub struct MinRevisionHeader(Option<u64>);
@@ -178,15 +190,19 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for MinRevisionHeader {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match parts.headers.get("x-wardkey-min-revision") {
-            None => Ok(MinRevisionHeader(None)),
-            Some(v) => v
-                .to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .map(|r| MinRevisionHeader(Some(r)))
-                .ok_or_else(|| bad("X-Wardkey-Min-Revision", "a non-negative integer")),
-        }
+        min_revision_header(&parts.headers).map(MinRevisionHeader)
+    }
+}
+
+pub(crate) fn min_revision_header(headers: &axum::http::HeaderMap) -> Result<Option<u64>, Problem> {
+    match headers.get("x-wardkey-min-revision") {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Some)
+            .ok_or_else(|| bad("X-Wardkey-Min-Revision", "a non-negative integer")),
     }
 }
 
@@ -199,7 +215,7 @@ fn properties(r: &Resource) -> Result<wardkey_authz::Properties, Problem> {
 }
 
 /// One evaluation with the batch's defaults filled in.
-fn access_request(item: &Evaluation, defaults: &Evaluation) -> Result<(AccessRequest, Option<u64>), Problem> {
+fn access_request(item: &Evaluation, defaults: &Evaluation) -> Result<(AccessRequest<'static>, Option<u64>), Problem> {
     let subject = item.subject.as_ref().or(defaults.subject.as_ref()).ok_or_else(|| bad("subject", "required"))?;
     let action = item.action.as_ref().or(defaults.action.as_ref()).ok_or_else(|| bad("action", "required"))?;
     let resource = item.resource.as_ref().or(defaults.resource.as_ref()).ok_or_else(|| bad("resource", "required"))?;
@@ -207,11 +223,11 @@ fn access_request(item: &Evaluation, defaults: &Evaluation) -> Result<(AccessReq
     let (ctx, min_rev) = access_context(context)?;
     Ok((
         AccessRequest {
-            subject_type: text(&subject.kind, "subject.type")?.to_owned(),
-            subject_id: text(&subject.id, "subject.id")?.to_owned(),
-            action: text(&action.name, "action.name")?.to_owned(),
-            resource_type: text(&resource.kind, "resource.type")?.to_owned(),
-            resource_id: opt_text(&resource.id, "resource.id")?.map(str::to_owned),
+            subject_type: Cow::Owned(text(&subject.kind, "subject.type")?.to_owned()),
+            subject_id: Cow::Owned(text(&subject.id, "subject.id")?.to_owned()),
+            action: Cow::Owned(text(&action.name, "action.name")?.to_owned()),
+            resource_type: Cow::Owned(text(&resource.kind, "resource.type")?.to_owned()),
+            resource_id: opt_text(&resource.id, "resource.id")?.map(|s| Cow::Owned(s.to_owned())),
             resource_properties: properties(resource)?,
             context: ctx,
         },
@@ -234,28 +250,71 @@ async fn wait(s: &AppState, revision: Option<u64>) -> Result<(), Problem> {
     Ok(())
 }
 
-fn owned_text(v: Option<String>, field: &str) -> Result<String, Problem> {
-    text(&v, field)?;
-    Ok(v.unwrap_or_default())
+/// A required name: present, not empty, at most [`MAX_ID`] bytes.
+fn name<'a>(v: Option<Cow<'a, str>>, field: &str) -> Result<Cow<'a, str>, Problem> {
+    match v {
+        Some(s) if !s.is_empty() && s.len() <= MAX_ID => Ok(s),
+        Some(s) if s.len() > MAX_ID => Err(bad(field, "too long")),
+        _ => Err(bad(field, "required")),
+    }
+}
+
+/// One evaluation as the hot path parses it: names borrow from the body unless they contain
+/// JSON escapes. Every member the other forms accept is accepted here with the same meaning.
+#[derive(Debug, Default, Deserialize)]
+pub struct EvaluationRef<'a> {
+    #[serde(borrow)]
+    pub subject: Option<EntityRef<'a>>,
+    #[serde(borrow)]
+    pub action: Option<ActionRef<'a>>,
+    #[serde(borrow)]
+    pub resource: Option<ResourceRef<'a>>,
+    pub context: Option<Context>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct EntityRef<'a> {
+    #[serde(rename = "type", borrow)]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub id: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ActionRef<'a> {
+    #[serde(borrow)]
+    pub name: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ResourceRef<'a> {
+    #[serde(rename = "type", borrow)]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub properties: Option<wardkey_authz::Properties>,
 }
 
 /// One evaluation taken apart without copying (the single-decision hot path).
-fn owned_request(body: Evaluation) -> Result<(AccessRequest, Option<u64>), Problem> {
+pub(crate) fn borrowed_request(body: EvaluationRef<'_>) -> Result<(AccessRequest<'_>, Option<u64>), Problem> {
     let subject = body.subject.ok_or_else(|| bad("subject", "required"))?;
     let action = body.action.ok_or_else(|| bad("action", "required"))?;
     let mut resource = body.resource.ok_or_else(|| bad("resource", "required"))?;
     let (ctx, min_rev) = access_context(body.context.as_ref())?;
-    opt_text(&resource.id, "resource.id")?;
+    if resource.id.as_ref().is_some_and(|id| id.len() > MAX_ID) {
+        return Err(bad("resource.id", "too long"));
+    }
     let props = resource.properties.take().unwrap_or_default();
     if props.len() > 64 {
         return Err(bad("resource.properties", "at most 64 properties"));
     }
     Ok((
         AccessRequest {
-            subject_type: owned_text(subject.kind, "subject.type")?,
-            subject_id: owned_text(subject.id, "subject.id")?,
-            action: owned_text(action.name, "action.name")?,
-            resource_type: owned_text(resource.kind, "resource.type")?,
+            subject_type: name(subject.kind, "subject.type")?,
+            subject_id: name(subject.id, "subject.id")?,
+            action: name(action.name, "action.name")?,
+            resource_type: name(resource.kind, "resource.type")?,
             resource_id: resource.id,
             resource_properties: props,
             context: ctx,
@@ -307,11 +366,26 @@ fn json_response<T: serde::Serialize>(body: &T, revision: u64) -> Response {
     with_revision(res, revision)
 }
 
-/// `POST /access/v1/evaluation`.
-pub async fn evaluation(State(s): State<AppState>, auth: Auth<Pdp>, MinRevisionHeader(header_rev): MinRevisionHeader, PdpJson(body): PdpJson<Evaluation>) -> ApiResult {
-    let (req, ctx_rev) = owned_request(body)?;
-    wait(&s, header_rev.max(ctx_rev)).await?;
-    let d = s.services.evaluate(&auth.authorized, &req).await?;
+/// `POST /access/v1/evaluation` through the router: what the hot path ([`crate::hot`]) hands
+/// over when a request is not in its common form (a session cookie instead of a bearer
+/// token, say). Both answer alike.
+pub async fn evaluation(State(s): State<AppState>, auth: Auth<Pdp>, MinRevisionHeader(header_rev): MinRevisionHeader, JsonBody(body): JsonBody) -> ApiResult {
+    decide(&s, &auth.authorized, header_rev, &body).await
+}
+
+/// Parses one evaluation from `body` and decides it.
+pub(crate) async fn decide(s: &AppState, by: &wardkey_service::Authorized<Pdp>, header_rev: Option<u64>, body: &[u8]) -> ApiResult {
+    let parsed = match serde_json::from_slice::<EvaluationRef<'_>>(body) {
+        Ok(v) => v,
+        // Parsed again only to say which field is at fault (the general parser is slower).
+        Err(_) => match crate::extract::parse_json::<Evaluation>(body) {
+            Err(p) => return Err(p),
+            Ok(_) => return Err(Problem::malformed("the body is not an AuthZEN evaluation")),
+        },
+    };
+    let (req, ctx_rev) = borrowed_request(parsed)?;
+    wait(s, header_rev.max(ctx_rev)).await?;
+    let d = s.services.evaluate(by, &req).await?;
     Ok(json_response(&decision_body(&d, true), d.revision))
 }
 

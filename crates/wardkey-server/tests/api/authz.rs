@@ -285,6 +285,68 @@ async fn conditions_and_break_glass(h: &Harness) {
     assert_eq!(h.pdp(&m.pdp, "/access/v1/evaluation", eval(&doc, "read", &m.other_ward)).await.body["decision"], false);
 }
 
+/// `POST /access/v1/evaluation` is answered by the hot path in front of the router; it must
+/// keep every promise the generic path makes (request ids, limits, problems, audit of
+/// refusals, metrics), and hand anything unusual to the router.
+async fn hot_path_keeps_the_edge_promises(h: &Harness) {
+    let m = h.model().await;
+    let url = h.url("/access/v1/evaluation");
+    let metric = |text: &str, status: u16| -> u64 {
+        let series = format!("wardkey_http_requests_total{{method=\"POST\",path=\"/access/v1/evaluation\",status=\"{status}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(series.as_str())).map(|v| v.trim().parse().unwrap()).unwrap_or(0)
+    };
+    let before = h.http.get(h.url("/metrics")).send().await.unwrap().text().await.unwrap();
+
+    // A request id is made when none (or an unusable one) is sent; a good one is echoed.
+    let r = h.http.post(&url).bearer_auth(&m.pdp).json(&eval(&m.uid, "read", &m.bed)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers().get("cache-control").unwrap(), "no-store");
+    assert!(r.headers().get("x-wardkey-revision").is_some());
+    let made = r.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&made).is_ok(), "{made}");
+    let r = h.http.post(&url).bearer_auth(&m.pdp).header("x-request-id", "a\tb").json(&eval(&m.uid, "read", &m.bed)).send().await.unwrap();
+    let replaced = r.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&replaced).is_ok() && replaced != made, "{replaced}");
+
+    // Body limits: declared, and while reading a chunked body.
+    let big = format!("{{\"subject\": \"{}\"}}", "b".repeat(128 * 1024));
+    let r = h.http.post(&url).bearer_auth(&m.pdp).header("content-type", "application/json").body(big).send().await.unwrap();
+    Resp::read(r).await.problem(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large");
+    let raw = super::chunked_post(h, "/access/v1/evaluation", &vec![b' '; 128 * 1024]).await;
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+    assert!(raw.to_ascii_lowercase().contains("x-request-id"), "{raw}");
+
+    // Not JSON, no credential, another scheme, an unknown token: the same problems as
+    // every other route.
+    let r = h.http.post(&url).bearer_auth(&m.pdp).header("content-type", "text/plain").body("{}").send().await.unwrap();
+    Resp::read(r).await.problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
+    let r = h.http.post(&url).header("authorization", "Basic dXNlcjpwYXNz").json(&eval(&m.uid, "read", &m.bed)).send().await.unwrap();
+    assert!(r.headers().get("www-authenticate").is_some());
+    Resp::read(r).await.problem(StatusCode::UNAUTHORIZED, "unauthenticated");
+    let forged = format!("wkt_{}_c2VjcmV0", uuid::Uuid::now_v7().simple());
+    let r = h.http.post(&url).bearer_auth(&forged).json(&eval(&m.uid, "read", &m.bed)).send().await.unwrap();
+    assert!(r.headers().get("www-authenticate").is_some());
+    Resp::read(r).await.problem(StatusCode::UNAUTHORIZED, "unauthenticated");
+    let failed = h.events("action=auth.failed").await;
+    assert!(failed.iter().any(|e| e["reason"] == "unknown token"), "{failed:?}");
+
+    // A token without the scope: 403, and the refusal names the route.
+    let audit = h.post("/api/v1/tokens", json!({ "name": "reader", "scopes": ["audit:read"] })).await;
+    let at = audit.body["secret"].as_str().unwrap().to_owned();
+    h.pdp(&at, "/access/v1/evaluation", eval(&m.uid, "read", &m.bed)).await.problem(StatusCode::FORBIDDEN, "forbidden");
+    let denied = h.events("action=auth.denied").await;
+    assert!(denied.iter().any(|e| e["details"]["attempted"] == "POST /access/v1/evaluation"), "{denied:?}");
+
+    // Other methods on the route go to the router.
+    h.call(Method::GET, "/access/v1/evaluation", Some(&m.pdp), None).await.problem(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
+
+    // Counted like every request.
+    let after = h.http.get(h.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metric(&after, 200) >= metric(&before, 200) + 2, "{after}");
+    assert!(metric(&after, 403) > metric(&before, 403), "{after}");
+    assert!(metric(&after, 413) > metric(&before, 413), "{after}");
+}
+
 macro_rules! authz_on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -310,7 +372,7 @@ macro_rules! authz_on_both_stores {
     };
 }
 
-authz_on_both_stores!(authzen_decisions, revocation_race, conditions_and_break_glass);
+authz_on_both_stores!(authzen_decisions, revocation_race, conditions_and_break_glass, hot_path_keeps_the_edge_promises);
 
 /// Two Wardkey nodes on one PostgreSQL database: a revocation on one is honoured by the other
 /// for any PEP that names the revision the revoke returned.
