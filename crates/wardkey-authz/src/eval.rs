@@ -246,8 +246,7 @@ impl Snapshot {
         now: DateTime<Utc>,
         mut f: impl FnMut(Cand<'s>) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
-        let mut visit = |gix: u32, via: Option<&'s GroupRec>| -> ControlFlow<()> {
-            let Some(grant) = self.grant(gix) else { return ControlFlow::Continue(()) };
+        let mut visit = |grant: &'s GrantRec, via: Option<&'s GroupRec>| -> ControlFlow<()> {
             if !grant.effective_at(now) || !t.chain.covered_by(grant.scope) {
                 return ControlFlow::Continue(());
             }
@@ -256,14 +255,14 @@ impl Snapshot {
                 _ => ControlFlow::Continue(()),
             }
         };
-        for gix in who.grants.iter() {
-            visit(*gix, None)?;
+        for grant in who.held {
+            visit(grant, None)?;
         }
         for group_ix in who.groups.iter() {
             let Some(gs) = slot(&self.groups, *group_ix) else { continue };
             let Some(group) = gs.rec.as_deref() else { continue };
-            for gix in gs.grants.iter() {
-                visit(*gix, Some(group))?;
+            for grant in gs.held.iter() {
+                visit(grant, Some(group))?;
             }
         }
         ControlFlow::Continue(())

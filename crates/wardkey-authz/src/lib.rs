@@ -57,7 +57,8 @@
 //!
 //! Ids are interned to dense `u32` slots per kind; a record refers to others by slot, so a
 //! batch may bring records in any order and a reference to something absent is inert. Each
-//! user, service account and group keeps the set of grants it holds; a member keeps the set of
+//! user, service account and group keeps the set of grants it holds, and a copy of those grant
+//! records side by side (`held`), which is what a decision walks; a member keeps the set of
 //! groups it is in, and group grants stay on the group (a membership change touches two sets,
 //! whatever the group holds). A role's permission on a type becomes a bitmask over that type's
 //! sorted actions, recomputed when the type changes. Resources keep a parent link (for the

@@ -340,11 +340,11 @@ impl Snapshot {
 
     /// Every grant the subject holds, directly or through a live group.
     fn for_each_held_grant<'s>(&'s self, who: &Who<'s>, mut f: impl FnMut(&'s crate::model::GrantRec)) {
-        who.grants.iter().filter_map(|g| self.grant(*g)).for_each(&mut f);
+        who.held.iter().for_each(&mut f);
         for group in who.groups.iter() {
             let Some(gs) = slot(&self.groups, *group) else { continue };
             if gs.rec.is_some() {
-                gs.grants.iter().filter_map(|g| self.grant(*g)).for_each(&mut f);
+                gs.held.iter().for_each(&mut f);
             }
         }
     }

@@ -22,23 +22,31 @@ pub(crate) const MAX_NAME_BYTES: usize = 4 * validate::MAX_NAME;
 /// unregistered, so a longer bound than names.
 pub(crate) const MAX_RESOURCE_ID_BYTES: usize = 1024;
 
+/// The grants a holder holds, as records next to each other: a decision reads them in one
+/// pass instead of looking each one up in `Snapshot::grants` (a persistent vector several
+/// levels deep, and most of a decision's cache misses at scale). Kept equal to the holder's
+/// `grants` list by every change (`Snapshot::verify` checks it). Shared between snapshots;
+/// a change copies the one holder's list.
+pub(crate) type Held = Arc<Vec<GrantRec>>;
+
 #[derive(Debug)]
 pub(crate) struct PrincipalSlot<R> {
     pub rec: Option<Arc<R>>,
     pub groups: OrdSet<u32>,
     pub grants: OrdSet<u32>,
+    pub held: Held,
 }
 
 // By hand: the derives would ask `R: Clone + Default`, which the shared record need not be.
 impl<R> Clone for PrincipalSlot<R> {
     fn clone(&self) -> Self {
-        PrincipalSlot { rec: self.rec.clone(), groups: self.groups.clone(), grants: self.grants.clone() }
+        PrincipalSlot { rec: self.rec.clone(), groups: self.groups.clone(), grants: self.grants.clone(), held: self.held.clone() }
     }
 }
 
 impl<R> Default for PrincipalSlot<R> {
     fn default() -> Self {
-        PrincipalSlot { rec: None, groups: OrdSet::new(), grants: OrdSet::new() }
+        PrincipalSlot { rec: None, groups: OrdSet::new(), grants: OrdSet::new(), held: Held::default() }
     }
 }
 
@@ -47,6 +55,7 @@ pub(crate) struct GroupSlot {
     pub rec: Option<Arc<GroupRec>>,
     pub members: OrdSet<Member>,
     pub grants: OrdSet<u32>,
+    pub held: Held,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -185,7 +194,7 @@ impl Chain {
 pub(crate) struct Who<'s> {
     pub rec: WhoRec<'s>,
     pub groups: &'s OrdSet<u32>,
-    pub grants: &'s OrdSet<u32>,
+    pub held: &'s [GrantRec],
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -289,12 +298,12 @@ impl Snapshot {
             Member::User(ix) => {
                 let s = self.user(ix)?;
                 let rec = s.rec.as_deref()?;
-                Some(Who { rec: WhoRec::User(rec), groups: &s.groups, grants: &s.grants })
+                Some(Who { rec: WhoRec::User(rec), groups: &s.groups, held: &s.held })
             }
             Member::Sa(ix) => {
                 let s = self.sa(ix)?;
                 let rec = s.rec.as_deref()?;
-                Some(Who { rec: WhoRec::Sa(rec), groups: &s.groups, grants: &s.grants })
+                Some(Who { rec: WhoRec::Sa(rec), groups: &s.groups, held: &s.held })
             }
         }
     }

@@ -6,7 +6,7 @@ use crate::model::{
     Cond, ForbidRec, GrantRec, GroupRec, Holder, Member, PermRec, ResRec, RoleRec, SaRec, TypeRec, UserRec, When, key,
     sorted_unique, parse_networks, uuid_text,
 };
-use crate::snapshot::{NameMap, Snapshot};
+use crate::snapshot::{Held, NameMap, Snapshot};
 use imbl::{HashMap, OrdSet, Vector};
 use std::hash::Hash;
 use std::sync::Arc;
@@ -469,11 +469,12 @@ impl Snapshot {
         }
     }
 
-    fn holder_grants_mut(&mut self, h: Holder) -> Option<&mut OrdSet<u32>> {
+    /// The holder's grant slots and the records of those grants.
+    fn holder_grants_mut(&mut self, h: Holder) -> Option<(&mut OrdSet<u32>, &mut Held)> {
         match h {
-            Holder::User(ix) => slot_mut(&mut self.users, ix).map(|s| &mut s.grants),
-            Holder::Sa(ix) => slot_mut(&mut self.sas, ix).map(|s| &mut s.grants),
-            Holder::Group(ix) => slot_mut(&mut self.groups, ix).map(|s| &mut s.grants),
+            Holder::User(ix) => slot_mut(&mut self.users, ix).map(|s| (&mut s.grants, &mut s.held)),
+            Holder::Sa(ix) => slot_mut(&mut self.sas, ix).map(|s| (&mut s.grants, &mut s.held)),
+            Holder::Group(ix) => slot_mut(&mut self.groups, ix).map(|s| (&mut s.grants, &mut s.held)),
         }
     }
 
@@ -521,8 +522,9 @@ impl Snapshot {
                 ix
             }
         };
-        if let Some(grants) = self.holder_grants_mut(holder) {
+        if let Some((grants, held)) = self.holder_grants_mut(holder) {
             grants.insert(ix);
+            Arc::make_mut(held).push(rec.clone());
         }
         if let Some(rs) = slot_mut(&mut self.roles, role) {
             rs.grants.insert(ix);
@@ -543,9 +545,12 @@ impl Snapshot {
 
     /// Takes a grant out of its holder's and its role's lists.
     fn detach_grant(&mut self, ix: u32) {
-        let Some((holder, role)) = self.grant(ix).map(|g| (g.holder, g.role)) else { return };
-        if let Some(grants) = self.holder_grants_mut(holder) {
+        let Some((holder, role, id)) = self.grant(ix).map(|g| (g.holder, g.role, g.id)) else { return };
+        if let Some((grants, held)) = self.holder_grants_mut(holder) {
             grants.remove(&ix);
+            if held.iter().any(|g| g.id == id) {
+                Arc::make_mut(held).retain(|g| g.id != id);
+            }
         }
         if let Some(rs) = slot_mut(&mut self.roles, role) {
             rs.grants.remove(&ix);

@@ -149,6 +149,43 @@ impl Snapshot {
                 return fail(format!("group {gr} lists a grant that is not its own"));
             }
         }
+        // Each holder's records are exactly its listed grants, as they are in their slots.
+        let held_lists = self
+            .users
+            .iter()
+            .map(|s| (&s.grants, &s.held))
+            .chain(self.sas.iter().map(|s| (&s.grants, &s.held)))
+            .chain(self.groups.iter().map(|s| (&s.grants, &s.held)));
+        for (list, held) in held_lists {
+            let mut ids: Vec<_> = held.iter().map(|g| g.id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            if list.len() != held.len() || ids.len() != held.len() {
+                return fail(format!("a holder lists {} grants but keeps {} records", list.len(), held.len()));
+            }
+            for copy in held.iter() {
+                let Some(&ix) = self.grant_ix.get(&copy.id) else {
+                    return fail(format!("a holder keeps the record of grant {}, which is gone", copy.id));
+                };
+                let same = list.contains(&ix)
+                    && self.grant(ix).is_some_and(|g| {
+                        g.holder == copy.holder
+                            && g.role == copy.role
+                            && g.scope == copy.scope
+                            && g.source == copy.source
+                            && g.starts_at == copy.starts_at
+                            && g.expires_at == copy.expires_at
+                            && match (&g.conditions, &copy.conditions) {
+                                (None, None) => true,
+                                (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+                                _ => false,
+                            }
+                    });
+                if !same {
+                    return fail(format!("a holder's record of grant {} differs from the grant", copy.id));
+                }
+            }
+        }
         for (r, rs) in self.roles.iter().enumerate() {
             if rs.grants.iter().any(|gix| self.grant(*gix).is_none_or(|g| g.role as usize != r)) {
                 return fail(format!("role {r} lists a grant of another role"));
