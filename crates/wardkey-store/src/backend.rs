@@ -180,6 +180,11 @@ impl SqliteBackend {
                     .max_connections(1)
                     .min_connections(0)
                     .acquire_timeout(options.acquire_timeout)
+                    // A SQLite connection is a file handle, not a socket that can die idle:
+                    // sqlx's ping before each acquire is a round trip to the connection's
+                    // worker thread that only adds latency (and, when the CPUs are busy, a
+                    // wake-up to wait for).
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             // WAL first: the mode is a property of the file, set by the writer.
@@ -207,6 +212,7 @@ impl SqliteBackend {
             .max_connections(options.sqlite_readers.max(1))
             .min_connections(0)
             .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(false)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     for pragma in [
