@@ -79,6 +79,7 @@
 mod decision;
 mod error;
 mod eval;
+mod flat;
 mod index;
 mod model;
 mod request;

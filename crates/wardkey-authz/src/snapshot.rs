@@ -8,6 +8,7 @@
 
 use crate::model::{GrantRec, GroupRec, Member, ResRec, RoleRec, SaRec, TypeRec, UserRec, fold};
 use crate::{MAX_RESOURCE_DEPTH, ResourceRef, SubjectKind, SubjectRef};
+use crate::flat::{IdMap, IxSet, Slots};
 use imbl::{HashMap, OrdMap, OrdSet, Vector};
 use std::hash::Hash;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ pub(crate) type Held = Arc<Vec<GrantRec>>;
 #[derive(Debug)]
 pub(crate) struct PrincipalSlot<R> {
     pub rec: Option<Arc<R>>,
-    pub groups: OrdSet<u32>,
+    pub groups: IxSet,
     pub grants: OrdSet<u32>,
     pub held: Held,
 }
@@ -46,7 +47,7 @@ impl<R> Clone for PrincipalSlot<R> {
 
 impl<R> Default for PrincipalSlot<R> {
     fn default() -> Self {
-        PrincipalSlot { rec: None, groups: OrdSet::new(), grants: OrdSet::new(), held: Held::default() }
+        PrincipalSlot { rec: None, groups: IxSet::default(), grants: OrdSet::new(), held: Held::default() }
     }
 }
 
@@ -74,6 +75,9 @@ pub(crate) struct TnameSlot {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ResSlot {
     pub rec: Option<Arc<ResRec>>,
+    /// `rec`'s parent, kept beside it so that the ancestor walk of every decision reads the
+    /// slots alone (set with `rec`, `Snapshot::verify` checks it).
+    pub parent: Option<u32>,
     /// Live resources whose parent is this one.
     pub children: OrdSet<u32>,
 }
@@ -92,33 +96,33 @@ pub(crate) type NameMap = HashMap<Arc<str>, OrdSet<u32>>;
 pub struct Snapshot {
     pub(crate) revision: u64,
 
-    pub(crate) users: Vector<PrincipalSlot<UserRec>>,
-    pub(crate) user_ix: HashMap<UserId, u32>,
+    pub(crate) users: Slots<PrincipalSlot<UserRec>>,
+    pub(crate) user_ix: IdMap<UserId>,
     pub(crate) user_names: NameMap,
 
-    pub(crate) sas: Vector<PrincipalSlot<SaRec>>,
-    pub(crate) sa_ix: HashMap<ServiceAccountId, u32>,
+    pub(crate) sas: Slots<PrincipalSlot<SaRec>>,
+    pub(crate) sa_ix: IdMap<ServiceAccountId>,
 
-    pub(crate) groups: Vector<GroupSlot>,
-    pub(crate) group_ix: HashMap<GroupId, u32>,
+    pub(crate) groups: Slots<GroupSlot>,
+    pub(crate) group_ix: IdMap<GroupId>,
 
-    pub(crate) types: Vector<TypeSlot>,
-    pub(crate) type_ix: HashMap<ResourceTypeId, u32>,
-    pub(crate) tnames: Vector<TnameSlot>,
-    pub(crate) tname_ix: HashMap<Arc<str>, u32>,
+    pub(crate) types: Slots<TypeSlot>,
+    pub(crate) type_ix: IdMap<ResourceTypeId>,
+    pub(crate) tnames: Slots<TnameSlot>,
+    pub(crate) tname_ix: IdMap<Arc<str>>,
 
-    pub(crate) resources: Vector<ResSlot>,
-    pub(crate) resource_ix: HashMap<ResourceId, u32>,
+    pub(crate) resources: Slots<ResSlot>,
+    pub(crate) resource_ix: IdMap<ResourceId>,
     /// Per resource type id: folded resource name → live resources of that type so named.
     pub(crate) resource_names: HashMap<ResourceTypeId, NameMap>,
 
-    pub(crate) roles: Vector<RoleSlot>,
-    pub(crate) role_ix: HashMap<RoleId, u32>,
+    pub(crate) roles: Slots<RoleSlot>,
+    pub(crate) role_ix: IdMap<RoleId>,
 
     /// Grants are referenced only from the holder and role lists, which are cleaned when a
     /// grant goes, so grant slots are recycled (revoked grants accumulate otherwise).
-    pub(crate) grants: Vector<Option<GrantRec>>,
-    pub(crate) grant_ix: HashMap<GrantId, u32>,
+    pub(crate) grants: Slots<Option<GrantRec>>,
+    pub(crate) grant_ix: IdMap<GrantId>,
     pub(crate) free_grants: Vector<u32>,
 
     /// Few, and ordered by id so that reasons come out in a stable order.
@@ -193,7 +197,7 @@ impl Chain {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Who<'s> {
     pub rec: WhoRec<'s>,
-    pub groups: &'s OrdSet<u32>,
+    pub groups: &'s IxSet,
     pub held: &'s [GrantRec],
 }
 
@@ -227,24 +231,18 @@ impl Who<'_> {
     }
 }
 
-pub(crate) fn slot<T>(v: &Vector<T>, ix: u32) -> Option<&T>
-where
-    T: Clone,
-{
+pub(crate) fn slot<T>(v: &Slots<T>, ix: u32) -> Option<&T> {
     v.get(ix as usize)
 }
 
 /// The one live record among `ixs`, if there is exactly one.
-fn unique<T, R>(ixs: &OrdSet<u32>, v: &Vector<T>, rec: impl Fn(&T) -> Option<&Arc<R>>) -> Option<u32>
-where
-    T: Clone,
-{
+fn unique<T, R>(ixs: &OrdSet<u32>, v: &Slots<T>, rec: impl Fn(&T) -> Option<&Arc<R>>) -> Option<u32> {
     let mut live = ixs.iter().filter(|ix| slot(v, **ix).and_then(&rec).is_some());
     let first = *live.next()?;
     live.next().is_none().then_some(first)
 }
 
-pub(crate) fn lookup<K: Hash + Eq + Clone>(map: &HashMap<K, u32>, k: &K) -> Option<u32> {
+pub(crate) fn lookup<K: Hash + Eq + Clone>(map: &IdMap<K>, k: &K) -> Option<u32> {
     map.get(k).copied()
 }
 
@@ -367,17 +365,20 @@ impl Snapshot {
 
     /// The resource and its live ancestors, at most [`MAX_RESOURCE_DEPTH`] above it.
     pub(crate) fn chain(&self, target: Option<u32>) -> Chain {
+        let live = |ix: u32| slot(&self.resources, ix).filter(|s| s.rec.is_some());
         let mut chain = Chain::EMPTY;
-        let Some(mut cur) = target else { return chain };
-        if self.resource(cur).is_none() || !chain.push(cur) {
+        let Some(ix) = target else { return chain };
+        let Some(mut cur) = live(ix) else { return chain };
+        if !chain.push(ix) {
             return chain;
         }
         for _ in 0..MAX_RESOURCE_DEPTH {
-            let Some(parent) = self.resource(cur).and_then(|r| r.parent) else { break };
-            if self.resource(parent).is_none() || !chain.push(parent) {
+            let Some(parent) = cur.parent else { break };
+            let Some(up) = live(parent) else { break };
+            if !chain.push(parent) {
                 break;
             }
-            cur = parent;
+            cur = up;
         }
         chain
     }

@@ -7,7 +7,8 @@ use crate::model::{
     sorted_unique, parse_networks, uuid_text,
 };
 use crate::snapshot::{Held, NameMap, Snapshot};
-use imbl::{HashMap, OrdSet, Vector};
+use crate::flat::{IdMap, IxSet, Slots};
+use imbl::OrdSet;
 use std::hash::Hash;
 use std::sync::Arc;
 use wardkey_domain::{
@@ -92,7 +93,7 @@ impl Records {
 
 /// The slot of `id`, made if new. `None` only past `u32::MAX` records of one kind, when the
 /// change is dropped rather than aliased onto another record.
-fn intern<K, S>(map: &mut HashMap<K, u32>, slots: &mut Vector<S>, id: K) -> Option<u32>
+fn intern<K, S>(map: &mut IdMap<K>, slots: &mut Slots<S>, id: K) -> Option<u32>
 where
     K: Hash + Eq + Clone,
     S: Clone + Default,
@@ -106,7 +107,7 @@ where
     Some(ix)
 }
 
-fn slot_mut<S: Clone>(slots: &mut Vector<S>, ix: u32) -> Option<&mut S> {
+fn slot_mut<S: Clone + Default>(slots: &mut Slots<S>, ix: u32) -> Option<&mut S> {
     slots.get_mut(ix as usize)
 }
 
@@ -177,7 +178,7 @@ impl Snapshot {
         }
     }
 
-    fn member_groups_mut(&mut self, m: Member) -> Option<&mut OrdSet<u32>> {
+    fn member_groups_mut(&mut self, m: Member) -> Option<&mut IxSet> {
         match m {
             Member::User(ix) => slot_mut(&mut self.users, ix).map(|s| &mut s.groups),
             Member::Sa(ix) => slot_mut(&mut self.sas, ix).map(|s| &mut s.groups),
@@ -205,7 +206,7 @@ impl Snapshot {
     /// Drops every membership of a member that is going away.
     fn unlink_member(&mut self, m: Member) {
         let groups = self.member_groups_mut(m).map(std::mem::take).unwrap_or_default();
-        for g in groups {
+        for &g in groups.iter() {
             if let Some(gs) = slot_mut(&mut self.groups, g) {
                 gs.members.remove(&m);
             }
@@ -430,6 +431,7 @@ impl Snapshot {
         name_add(&mut names, &rec.key, ix);
         self.resource_names.insert(rec.type_id, names);
         if let Some(slot) = slot_mut(&mut self.resources, ix) {
+            slot.parent = rec.parent;
             slot.rec = Some(rec);
         }
     }
@@ -439,6 +441,7 @@ impl Snapshot {
         self.detach_resource(ix);
         if let Some(slot) = slot_mut(&mut self.resources, ix) {
             slot.rec = None;
+            slot.parent = None;
         }
     }
 

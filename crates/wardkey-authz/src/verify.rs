@@ -6,7 +6,7 @@
 
 use crate::model::{Holder, Member};
 use crate::snapshot::{NameMap, Snapshot, slot};
-use imbl::{HashMap, Vector};
+use crate::flat::{IdMap, Slots};
 use std::hash::Hash;
 
 fn fail<T>(msg: String) -> Result<T, String> {
@@ -16,8 +16,8 @@ fn fail<T>(msg: String) -> Result<T, String> {
 /// Every id maps to a slot in range; every live record sits in the slot its id maps to.
 fn check_interner<K, S>(
     what: &str,
-    map: &HashMap<K, u32>,
-    slots: &Vector<S>,
+    map: &IdMap<K>,
+    slots: &Slots<S>,
     id_of: impl Fn(&S) -> Option<K>,
 ) -> Result<(), String>
 where
@@ -42,7 +42,7 @@ where
 fn check_names<S: Clone>(
     what: &str,
     names: &NameMap,
-    slots: &Vector<S>,
+    slots: &Slots<S>,
     key_of: impl Fn(&S) -> Option<&str>,
 ) -> Result<(), String> {
     let mut listed = 0usize;
@@ -194,6 +194,9 @@ impl Snapshot {
 
         // The resource tree and the per-type name index.
         for (r, rs) in self.resources.iter().enumerate() {
+            if rs.parent != rs.rec.as_ref().and_then(|rec| rec.parent) {
+                return fail(format!("resource {r}'s slot names another parent than its record"));
+            }
             if let Some(p) = rs.rec.as_ref().and_then(|rec| rec.parent)
                 && !slot(&self.resources, p).is_some_and(|ps| ps.children.contains(&(r as u32)))
             {
