@@ -49,7 +49,10 @@
 //!
 //! Readers load the current [`Snapshot`] through an `ArcSwap` and never wait for a writer;
 //! writers are serialised by a mutex that only they take, derive the next snapshot from the
-//! current one with persistent (`imbl`) structures, and publish it with one atomic store.
+//! current one with copy-on-write structures, and publish it with one atomic store. What a
+//! decision reads (record slots, id → slot maps, a subject's groups) is two levels deep
+//! (`flat.rs`): a writer copies the top level once per batch and each 64-slot chunk or
+//! 1/128 shard it touches; the rest (name indices, member and grant sets) is `imbl`.
 //! Once [`Index::apply`] returns, every evaluation that starts afterwards, on any thread, sees
 //! the change.
 //!
@@ -61,8 +64,9 @@
 //! records side by side (`held`), which is what a decision walks; a member keeps the set of
 //! groups it is in, and group grants stay on the group (a membership change touches two sets,
 //! whatever the group holds). A role's permission on a type becomes a bitmask over that type's
-//! sorted actions, recomputed when the type changes. Resources keep a parent link (for the
-//! ancestor walk) and a children set (for "what can this subject reach"). Type names map to
+//! sorted actions, recomputed when the type changes. Resources keep a parent link in their
+//! slot (for the ancestor walk, which then reads no record) and a children set (for "what
+//! can this subject reach"). Type names map to
 //! the roles that name them, and roles to their grants (for "who has access").
 //! [`Snapshot::verify`] checks all of these derived structures against the records.
 //!
