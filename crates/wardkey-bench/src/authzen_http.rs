@@ -9,7 +9,8 @@
 //!
 //! Needs `wrk` on the PATH (`apt-get install wrk`) and, for the peer, the Cerbos binary from the
 //! npm package `@cerbos/cerbos-linux-x64` at `WK_BENCH_CERBOS` (default `cerbos` on the PATH);
-//! without it the Cerbos run is skipped with a note. `WK_BENCH_WRK_SECS` (default 15) sets the
+//! without it the Cerbos run is skipped with a note. `WK_BENCH_QUICK=1` runs only audit off and
+//! the floor, without a verdict, for trying a change. `WK_BENCH_WRK_SECS` (default 15) sets the
 //! length of each wrk run.
 
 use crate::workload::{ACTIONS, Holder, REQUESTS, Sizes, TYPES, Workload};
@@ -373,8 +374,13 @@ pub async fn bench_authzen_http() {
     set_audit(&services, &op, &loaded.types, false, DecisionAudit::default()).await;
     let off = wrk_median(&url, &script, secs, runs);
     print_wrk("Wardkey, decision audit off", &off);
+    // WK_BENCH_QUICK=1: audit off and the floor only, for trying a change (no verdict).
+    let quick = std::env::var("WK_BENCH_QUICK").is_ok_and(|v| v == "1");
     let mut modes = Vec::new();
     for mode in [DecisionAudit::Async, DecisionAudit::Sync] {
+        if quick {
+            break;
+        }
         set_audit(&services, &op, &loaded.types, true, mode).await;
         let before = store.read().await.expect("read").audit_tree_size().await.expect("size");
         let r = wrk_median(&url, &script, secs, runs);
@@ -393,6 +399,17 @@ pub async fn bench_authzen_http() {
         floor.rps / 40_000.0
     );
     let bound = |r: &WrkResult| r.rps >= 40_000.0 && r.p99_ms <= 2.0;
+    if quick {
+        let _ = stop_tx.send(());
+        tokio::task::spawn_blocking(move || server_thread.join().expect("server thread")).await.expect("join");
+        store.close().await;
+        println!("  (WK_BENCH_QUICK: no audit modes, no Cerbos, no verdict)");
+        let db = std::sync::Arc::try_unwrap(db).ok().expect("database released");
+        if kept.is_none() {
+            db.drop_db().await;
+        }
+        return;
+    }
     println!(
         "  goal >= 40,000 req/s with p99 <= 2 ms (audit off or async): off {}, async {}",
         if bound(&off) { "MET" } else { "NOT MET" },
