@@ -58,6 +58,24 @@ pub(crate) struct UserRec {
     pub employment_type: Option<EmploymentType>,
 }
 
+/// A user or a service account, as a subject.
+pub(crate) trait Principal {
+    /// Whether its state lets it access anything at all.
+    fn may_access(&self) -> bool;
+}
+
+impl Principal for UserRec {
+    fn may_access(&self) -> bool {
+        self.status.may_access()
+    }
+}
+
+impl Principal for SaRec {
+    fn may_access(&self) -> bool {
+        self.active
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct SaRec {
     pub id: ServiceAccountId,

@@ -33,6 +33,9 @@ pub(crate) type Held = Arc<Vec<GrantRec>>;
 #[derive(Debug)]
 pub(crate) struct PrincipalSlot<R> {
     pub rec: Option<Arc<R>>,
+    /// Whether `rec` may access anything, kept beside it so that a decision need not read the
+    /// record (set only with it, through `set_rec`; `Snapshot::verify` checks it).
+    pub active: bool,
     pub groups: IxSet,
     pub grants: OrdSet<u32>,
     pub held: Held,
@@ -41,13 +44,21 @@ pub(crate) struct PrincipalSlot<R> {
 // By hand: the derives would ask `R: Clone + Default`, which the shared record need not be.
 impl<R> Clone for PrincipalSlot<R> {
     fn clone(&self) -> Self {
-        PrincipalSlot { rec: self.rec.clone(), groups: self.groups.clone(), grants: self.grants.clone(), held: self.held.clone() }
+        PrincipalSlot { rec: self.rec.clone(), active: self.active, groups: self.groups.clone(), grants: self.grants.clone(), held: self.held.clone() }
     }
 }
 
 impl<R> Default for PrincipalSlot<R> {
     fn default() -> Self {
-        PrincipalSlot { rec: None, groups: IxSet::default(), grants: OrdSet::new(), held: Held::default() }
+        PrincipalSlot { rec: None, active: false, groups: IxSet::default(), grants: OrdSet::new(), held: Held::default() }
+    }
+}
+
+impl<R: crate::model::Principal> PrincipalSlot<R> {
+    /// Sets the record and what is kept beside it; returns the record it replaces.
+    pub fn set_rec(&mut self, rec: Option<Arc<R>>) -> Option<Arc<R>> {
+        self.active = rec.as_deref().is_some_and(R::may_access);
+        std::mem::replace(&mut self.rec, rec)
     }
 }
 
@@ -197,6 +208,7 @@ impl Chain {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Who<'s> {
     pub rec: WhoRec<'s>,
+    pub active: bool,
     pub groups: &'s IxSet,
     pub held: &'s [GrantRec],
 }
@@ -209,10 +221,7 @@ pub(crate) enum WhoRec<'s> {
 
 impl Who<'_> {
     pub fn active(&self) -> bool {
-        match self.rec {
-            WhoRec::User(u) => u.status.may_access(),
-            WhoRec::Sa(s) => s.active,
-        }
+        self.active
     }
 
     pub fn status(&self) -> &'static str {
@@ -296,12 +305,12 @@ impl Snapshot {
             Member::User(ix) => {
                 let s = self.user(ix)?;
                 let rec = s.rec.as_deref()?;
-                Some(Who { rec: WhoRec::User(rec), groups: &s.groups, held: &s.held })
+                Some(Who { rec: WhoRec::User(rec), active: s.active, groups: &s.groups, held: &s.held })
             }
             Member::Sa(ix) => {
                 let s = self.sa(ix)?;
                 let rec = s.rec.as_deref()?;
-                Some(Who { rec: WhoRec::Sa(rec), groups: &s.groups, held: &s.held })
+                Some(Who { rec: WhoRec::Sa(rec), active: s.active, groups: &s.groups, held: &s.held })
             }
         }
     }

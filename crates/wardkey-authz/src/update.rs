@@ -240,7 +240,7 @@ impl Snapshot {
             employment_type: u.hr.employment_type,
         });
         let Some(slot) = slot_mut(&mut self.users, ix) else { return };
-        if let Some(old) = slot.rec.replace(rec.clone()) {
+        if let Some(old) = slot.set_rec(Some(rec.clone())) {
             name_remove(&mut self.user_names, &old.key, ix);
         }
         name_add(&mut self.user_names, &rec.key, ix);
@@ -248,7 +248,7 @@ impl Snapshot {
 
     fn remove_user(&mut self, id: UserId) {
         let Some(ix) = self.user_ix.get(&id).copied() else { return };
-        if let Some(old) = slot_mut(&mut self.users, ix).and_then(|s| s.rec.take()) {
+        if let Some(old) = slot_mut(&mut self.users, ix).and_then(|s| s.set_rec(None)) {
             name_remove(&mut self.user_names, &old.key, ix);
         }
         self.unlink_member(Member::User(ix));
@@ -263,14 +263,14 @@ impl Snapshot {
             active: s.status == ServiceAccountStatus::Active,
         });
         if let Some(slot) = slot_mut(&mut self.sas, ix) {
-            slot.rec = Some(rec);
+            slot.set_rec(Some(rec));
         }
     }
 
     fn remove_sa(&mut self, id: ServiceAccountId) {
         let Some(ix) = self.sa_ix.get(&id).copied() else { return };
         if let Some(slot) = slot_mut(&mut self.sas, ix) {
-            slot.rec = None;
+            slot.set_rec(None);
         }
         self.unlink_member(Member::Sa(ix));
     }

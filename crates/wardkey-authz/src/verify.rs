@@ -4,7 +4,7 @@
 //! would only show in a decision much later (a group removed, then re-created), so tests check
 //! it directly after every change.
 
-use crate::model::{Holder, Member};
+use crate::model::{Holder, Member, Principal};
 use crate::snapshot::{NameMap, Snapshot, slot};
 use crate::flat::{IdMap, Slots};
 use std::hash::Hash;
@@ -78,6 +78,15 @@ impl Snapshot {
             return fail("type names and their slots differ in number".into());
         }
         check_names("user", &self.user_names, &self.users, |s| s.rec.as_ref().map(|r| r.key.as_ref()))?;
+
+        // What principal slots keep beside their records.
+        let stale = |active: bool, rec: Option<bool>| active != rec.unwrap_or(false);
+        if let Some(ix) = self.users.iter().position(|s| stale(s.active, s.rec.as_deref().map(Principal::may_access))) {
+            return fail(format!("user slot {ix}'s active flag disagrees with its record"));
+        }
+        if let Some(ix) = self.sas.iter().position(|s| stale(s.active, s.rec.as_deref().map(Principal::may_access))) {
+            return fail(format!("service account slot {ix}'s active flag disagrees with its record"));
+        }
 
         // Memberships, both ways.
         let member_groups = |m: Member| match m {
