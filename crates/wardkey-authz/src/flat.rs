@@ -4,12 +4,12 @@
 //! `imbl`'s persistent vector and hash map are four to six nodes deep at a hospital's scale
 //! (100,000 users), and a decision on a cold cache paid a miss at almost every node: most of
 //! its time. Here a lookup is one step into a small top-level array (hot, shared by every
-//! decision) and one into a chunk or a shard. A writer copies the top level once per batch
+//! decision) and one into a chunk or a shard's table, whose entries hold the keys themselves.
+//! A writer copies the top level once per batch
 //! of changes and each chunk or shard it touches once; everything else is shared with the
 //! snapshot readers still hold, as before.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
@@ -86,14 +86,40 @@ const SHARD_BITS: u32 = 7;
 /// Shards per map: a shard is copied whole by the first change to it in a batch, so about
 /// 1/128 of the ids of one kind (800 at 100,000 users).
 const SHARDS: usize = 1 << SHARD_BITS;
+/// The smallest table a shard grows to once it holds anything.
+const MIN_TABLE: usize = 8;
 
 /// The hasher of every interner. foldhash is seeded per process at random, and the keys are
 /// ids and names an administrator or the server made, not a request's.
 type Hasher = foldhash::fast::RandomState;
 
-/// Id → slot, sharded so that a change copies one shard rather than the whole map.
+#[derive(Clone)]
+struct Entry<K> {
+    key: K,
+    ix: u32,
+    /// The low half of the key's hash: where its probe starts, and a cheap first comparison.
+    hash: u32,
+}
+
+/// An open-addressing table (linear probing, never more than half full, removal by backward
+/// shift so that no tombstones build up), its length a power of two.
+#[derive(Clone)]
+struct Shard<K> {
+    table: Arc<[Option<Entry<K>>]>,
+    len: usize,
+}
+
+impl<K> Default for Shard<K> {
+    fn default() -> Self {
+        Shard { table: Arc::new([]), len: 0 }
+    }
+}
+
+/// Id → slot. 128 shards, each a table with the keys inline and copied on write: a lookup
+/// reads the shard's pointer from an array every decision keeps in cache, then (at most half
+/// full) mostly a single line of entries. A change copies one shard's table.
 pub(crate) struct IdMap<K> {
-    shards: Arc<[Arc<HashMap<K, u32, Hasher>>]>,
+    shards: Arc<Vec<Shard<K>>>,
     hasher: Hasher,
     len: usize,
 }
@@ -106,9 +132,7 @@ impl<K> Clone for IdMap<K> {
 
 impl<K> Default for IdMap<K> {
     fn default() -> Self {
-        let hasher = Hasher::default();
-        let shards = std::iter::repeat_with(|| Arc::new(HashMap::with_hasher(hasher.clone()))).take(SHARDS).collect();
-        IdMap { shards, hasher, len: 0 }
+        IdMap { shards: Arc::new(std::iter::repeat_with(Shard::default).take(SHARDS).collect()), hasher: Hasher::default(), len: 0 }
     }
 }
 
@@ -118,12 +142,31 @@ impl<K> std::fmt::Debug for IdMap<K> {
     }
 }
 
+/// Where the probe for `hash` finds `k`, or the empty entry that ends it. `None` only for an
+/// empty table (a table is never full, but the walk is bounded all the same).
+fn probe<K, Q>(table: &[Option<Entry<K>>], hash: u32, k: &Q) -> Option<(usize, bool)>
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
+    let mask = table.len().checked_sub(1)?;
+    let mut i = hash as usize & mask;
+    for _ in 0..table.len() {
+        match table.get(i)? {
+            None => return Some((i, false)),
+            Some(e) if e.hash == hash && e.key.borrow() == k => return Some((i, true)),
+            Some(_) => i = (i + 1) & mask,
+        }
+    }
+    None
+}
+
 impl<K: Hash + Eq + Clone> IdMap<K> {
-    /// The shard of a key. Bits 32 to 38 of the hash: the maps inside use the low bits for the
-    /// bucket and the top seven for the tag, which would be all alike within a shard chosen by
-    /// either.
-    fn shard_of<Q: Hash + ?Sized>(&self, k: &Q) -> usize {
-        ((self.hasher.hash_one(k) >> 32) as usize) & (SHARDS - 1)
+    /// The shard and the probe hash of a key. The shard comes from bits 32 to 38, the probe
+    /// from the low 32: independent, so keys spread within a shard.
+    fn place<Q: Hash + ?Sized>(&self, k: &Q) -> (usize, u32) {
+        let h = self.hasher.hash_one(k);
+        (((h >> 32) as usize) & (SHARDS - 1), h as u32)
     }
 
     pub fn len(&self) -> usize {
@@ -135,17 +178,38 @@ impl<K: Hash + Eq + Clone> IdMap<K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.shards.get(self.shard_of(k))?.get(k)
+        let (s, hash) = self.place(k);
+        let table = &self.shards.get(s)?.table;
+        match probe(table, hash, k)? {
+            (i, true) => table.get(i)?.as_ref().map(|e| &e.ix),
+            (_, false) => None,
+        }
     }
 
     pub fn insert(&mut self, k: K, v: u32) -> Option<u32> {
-        let shard = self.shard_of(&k);
-        let map = Arc::make_mut(Arc::make_mut(&mut self.shards).get_mut(shard)?);
-        let old = map.insert(k, v);
-        if old.is_none() {
-            self.len += 1;
+        let (s, hash) = self.place(&k);
+        let shard = Arc::make_mut(&mut self.shards).get_mut(s)?;
+        if let Some((i, true)) = probe(&shard.table, hash, &k) {
+            let e = Arc::make_mut(&mut shard.table).get_mut(i)?.as_mut()?;
+            return Some(std::mem::replace(&mut e.ix, v));
         }
-        old
+        if (shard.len + 1) * 2 > shard.table.len() {
+            let size = (shard.table.len() * 2).max(MIN_TABLE);
+            let mut grown: Vec<Option<Entry<K>>> = vec![None; size];
+            for e in shard.table.iter().flatten() {
+                if let Some((i, false)) = probe(&grown, e.hash, &e.key)
+                    && let Some(free) = grown.get_mut(i)
+                {
+                    *free = Some(e.clone());
+                }
+            }
+            shard.table = grown.into();
+        }
+        let (i, _) = probe(&shard.table, hash, &k)?;
+        *Arc::make_mut(&mut shard.table).get_mut(i)? = Some(Entry { key: k, ix: v, hash });
+        shard.len += 1;
+        self.len += 1;
+        None
     }
 
     pub fn remove<Q>(&mut self, k: &Q) -> Option<u32>
@@ -153,19 +217,32 @@ impl<K: Hash + Eq + Clone> IdMap<K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let shard = self.shard_of(k);
+        let (s, hash) = self.place(k);
         // Not copying a shard for a key it does not hold.
-        self.shards.get(shard)?.get(k)?;
-        let map = Arc::make_mut(Arc::make_mut(&mut self.shards).get_mut(shard)?);
-        let old = map.remove(k);
-        if old.is_some() {
-            self.len -= 1;
+        let (mut hole, true) = probe(&self.shards.get(s)?.table, hash, k)? else { return None };
+        let shard = Arc::make_mut(&mut self.shards).get_mut(s)?;
+        let table = Arc::make_mut(&mut shard.table);
+        let removed = table.get_mut(hole)?.take()?;
+        // Backward shift: each entry after the hole, up to the next empty one, moves into the
+        // hole if the hole lies between its home and where it sits, so no probe is cut short.
+        let mask = table.len() - 1;
+        let mut j = hole;
+        for _ in 0..table.len() {
+            j = (j + 1) & mask;
+            let Some(home) = table.get(j)?.as_ref().map(|e| e.hash as usize & mask) else { break };
+            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
+                let moved = table.get_mut(j)?.take();
+                *table.get_mut(hole)? = moved;
+                hole = j;
+            }
         }
-        old
+        shard.len -= 1;
+        self.len -= 1;
+        Some(removed.ix)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&K, &u32)> {
-        self.shards.iter().flat_map(|s| s.iter())
+        self.shards.iter().flat_map(|s| s.table.iter().flatten().map(|e| (&e.key, &e.ix)))
     }
 }
 
@@ -232,6 +309,56 @@ mod tests {
         assert!(!Arc::ptr_eq(&a.chunks[2], &b.chunks[2]));
     }
 
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u16, u32),
+        Remove(u16),
+        /// Keep a copy of the map as it is now, which later changes must not touch.
+        Snapshot,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        // A small key space, so that keys are replaced, removed and probed for often, and
+        // shards grow and clusters form and are shifted back.
+        prop_oneof![
+            4 => (0u16..600, any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            3 => (0u16..600).prop_map(Op::Remove),
+            1 => Just(Op::Snapshot),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// The id map answers like `std`'s hash map after any sequence of changes, and a copy
+        /// taken along the way keeps answering as it did when it was taken.
+        #[test]
+        fn id_map_is_a_map(ops in proptest::collection::vec(op(), 1..3000)) {
+            let mut map: IdMap<u16> = IdMap::default();
+            let mut model = std::collections::HashMap::new();
+            let mut copies = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => proptest::prop_assert_eq!(map.insert(k, v), model.insert(k, v)),
+                    Op::Remove(k) => proptest::prop_assert_eq!(map.remove(&k), model.remove(&k)),
+                    Op::Snapshot => copies.push((map.clone(), model.clone())),
+                }
+                proptest::prop_assert_eq!(map.len(), model.len());
+            }
+            copies.push((map, model));
+            for (map, model) in copies {
+                for k in 0u16..600 {
+                    proptest::prop_assert_eq!(map.get(&k), model.get(&k));
+                }
+                let mut listed: Vec<(u16, u32)> = map.iter().map(|(k, v)| (*k, *v)).collect();
+                let mut expected: Vec<(u16, u32)> = model.into_iter().collect();
+                listed.sort_unstable();
+                expected.sort_unstable();
+                proptest::prop_assert_eq!(listed, expected);
+            }
+        }
+    }
+
     #[test]
     fn ix_set_stays_sorted_and_unique() {
         let mut s = IxSet::default();
@@ -262,7 +389,7 @@ mod tests {
         assert_eq!((a.get("k5"), b.get("k5")), (Some(&50), Some(&5)));
         assert_eq!((a.get("k6"), b.get("k6")), (None, Some(&6)));
         assert_eq!(a.iter().count(), 999);
-        let shared = a.shards.iter().zip(b.shards.iter()).filter(|(x, y)| Arc::ptr_eq(x, y)).count();
+        let shared = a.shards.iter().zip(b.shards.iter()).filter(|(x, y)| Arc::ptr_eq(&x.table, &y.table)).count();
         assert!((SHARDS - 2..SHARDS).contains(&shared), "only the written shards are copies ({shared} shared)");
     }
 }
