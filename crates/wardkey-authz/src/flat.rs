@@ -5,9 +5,8 @@
 //! (100,000 users), and a decision on a cold cache paid a miss at almost every node: most of
 //! its time. Here a lookup is one step into a small top-level array (hot, shared by every
 //! decision) and one into a chunk or a shard's table, whose entries hold the keys themselves.
-//! A writer copies the top level once per batch
-//! of changes and each chunk or shard it touches once; everything else is shared with the
-//! snapshot readers still hold, as before.
+//! A writer copies the top level once per batch of changes and each chunk or shard it touches
+//! once; everything else is shared with the snapshot readers still hold, as before.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
