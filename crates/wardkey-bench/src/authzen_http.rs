@@ -182,10 +182,20 @@ pub(crate) fn wrk_script(dir: &Path, name: &str, bodies: &[String], token: Optio
     }
     lua.push_str(
         "}\nlocal i = 0\nlocal n = 0\nsetup = function(thread) thread:set(\"offset\", n * 257); n = n + 1 end\n\
-         local reqs = {}\n\
-         init = function(args) i = offset or 0; for k, b in ipairs(bodies) do reqs[k] = wrk.format(nil, nil, nil, b) end end\n\
-         request = function() i = i % #reqs + 1; return reqs[i] end\n",
+         local reqs = {}\n",
     );
+    // WK_BENCH_WRK_FORMAT_EACH=1: the earlier script, one `wrk.format` per request (to compare).
+    if std::env::var("WK_BENCH_WRK_FORMAT_EACH").is_ok_and(|v| v == "1") {
+        lua.push_str(
+            "init = function(args) i = offset or 0 end\n\
+             request = function() i = i % #bodies + 1; return wrk.format(nil, nil, nil, bodies[i]) end\n",
+        );
+    } else {
+        lua.push_str(
+            "init = function(args) i = offset or 0; for k, b in ipairs(bodies) do reqs[k] = wrk.format(nil, nil, nil, b) end end\n\
+             request = function() i = i % #reqs + 1; return reqs[i] end\n",
+        );
+    }
     let path = dir.join(name);
     std::fs::write(&path, lua).expect("wrk script");
     path
