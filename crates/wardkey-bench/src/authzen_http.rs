@@ -11,7 +11,15 @@
 //! npm package `@cerbos/cerbos-linux-x64` at `WK_BENCH_CERBOS` (default `cerbos` on the PATH);
 //! without it the Cerbos run is skipped with a note. `WK_BENCH_QUICK=1` runs only audit off and
 //! the floor, without a verdict, for trying a change. `WK_BENCH_WRK_SECS` (default 15) sets the
-//! length of each wrk run.
+//! length of each wrk run, `WK_BENCH_WRK_RUNS` (default 3) their number,
+//! `WK_BENCH_WARMUP_SECS` (default 5; 0 for none) a discarded run before them, and
+//! `WK_BENCH_WRK_THREADS` (default 2) wrk's threads, for every server alike.
+//!
+//! Each run also prints what a request cost in CPU time — this process (the server, for
+//! Wardkey and the floor) and wrk — from `/proc`: unlike req/s, that figure hardly moves when
+//! the host is busy, so it is the one to compare changes by. And it counts host stalls (a 1 ms
+//! sleep taking over 10 ms): on these microVMs the host sometimes pauses both vCPUs for
+//! 25-40 ms, every 100 ms for a few seconds, and a run that caught that has the host's p99.
 
 use crate::workload::{ACTIONS, Holder, REQUESTS, Sizes, TYPES, Workload};
 use crate::{Db, median};
@@ -206,6 +214,13 @@ pub(crate) struct WrkResult {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub non_2xx: u64,
+    /// CPU time of this process per request, µs (the server's, when it runs in here).
+    pub self_cpu_us: f64,
+    /// CPU time of wrk per request, µs.
+    pub wrk_cpu_us: f64,
+    /// Sleeps of 1 ms that took over 10 ms during the run (the host pausing the VM).
+    pub stalls: u64,
+    pub worst_stall_ms: f64,
 }
 
 fn wrk_ms(v: &str) -> f64 {
@@ -219,14 +234,78 @@ fn wrk_ms(v: &str) -> f64 {
     }
 }
 
+/// wrk's threads: 2 by default; `WK_BENCH_WRK_THREADS` overrides it for every server measured.
+pub(crate) fn wrk_threads() -> usize {
+    std::env::var("WK_BENCH_WRK_THREADS").ok().and_then(|v| v.parse().ok()).filter(|&t| t >= 1).unwrap_or(2)
+}
+
+/// CPU time (user + system, seconds) of this process and of its waited-for children, from
+/// `/proc/self/stat` (clock ticks of 10 ms; a run of several seconds makes that precise enough).
+fn cpu_secs() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0.0)).collect();
+    // utime, stime, cutime, cstime are fields 14-17 of the whole line: 11-14 after ')'.
+    let at = |i: usize| f.get(i).copied().unwrap_or(0.0) / 100.0;
+    (at(11) + at(12), at(13) + at(14))
+}
+
+/// Watches for the whole machine stalling: a thread that sleeps 1 ms at a time and counts the
+/// sleeps that took over 10 ms. On this project's VMs the host pauses both vCPUs for 25-40 ms
+/// at a time in some periods (seen right after a large index rebuild freed memory); a run with
+/// stalls says so, since its p99 is then the host's, not the server's.
+struct StallWatch {
+    stalls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    worst_us: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StallWatch {
+    fn start() -> StallWatch {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stalls = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let worst_us = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, w, st) = (stalls.clone(), worst_us.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Relaxed) {
+                let t = Instant::now();
+                std::thread::sleep(Duration::from_millis(1));
+                let took = t.elapsed();
+                if took > Duration::from_millis(10) {
+                    s.fetch_add(1, Relaxed);
+                    w.fetch_max(took.as_micros() as u64, Relaxed);
+                }
+            }
+        });
+        StallWatch { stalls, worst_us, stop, thread: Some(thread) }
+    }
+
+    /// Stops watching: how many stalls, and the longest in ms.
+    fn finish(mut self) -> (u64, f64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stop.store(true, Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        (self.stalls.load(Relaxed), self.worst_us.load(Relaxed) as f64 / 1000.0)
+    }
+}
+
 fn run_wrk(url: &str, script: &Path, secs: u64) -> WrkResult {
+    let (self_before, wrk_before) = cpu_secs();
+    let watch = StallWatch::start();
     let out = Command::new("wrk")
-        .args(["-t2", &format!("-c{CONNECTIONS}"), &format!("-d{secs}s"), "--latency", "-s"])
+        .args([&format!("-t{}", wrk_threads()), &format!("-c{CONNECTIONS}"), &format!("-d{secs}s"), "--latency", "-s"])
         .arg(script)
         .arg(url)
         .stderr(Stdio::inherit())
         .output()
         .expect("wrk runs (apt-get install wrk)");
+    let (stalls, worst_stall_ms) = watch.finish();
+    let (self_after, wrk_after) = cpu_secs();
     let text = String::from_utf8_lossy(&out.stdout);
     let find = |prefix: &str| text.lines().map(str::trim).find(|l| l.starts_with(prefix)).map(|l| l[prefix.len()..].trim().to_owned());
     let rps = find("Requests/sec:").and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
@@ -236,7 +315,17 @@ fn run_wrk(url: &str, script: &Path, secs: u64) -> WrkResult {
     if rps.is_nan() {
         eprintln!("wrk printed:\n{text}");
     }
-    WrkResult { rps, p50_ms, p99_ms, non_2xx }
+    let requests = rps * secs as f64;
+    WrkResult {
+        rps,
+        p50_ms,
+        p99_ms,
+        non_2xx,
+        self_cpu_us: (self_after - self_before) * 1e6 / requests,
+        wrk_cpu_us: (wrk_after - wrk_before) * 1e6 / requests,
+        stalls,
+        worst_stall_ms,
+    }
 }
 
 fn print_wrk(name: &str, r: &WrkResult) {
@@ -249,9 +338,37 @@ fn print_wrk(name: &str, r: &WrkResult) {
     );
 }
 
-/// Several wrk runs; the one with the median rate.
+/// A discarded wrk run before the measured ones (`WK_BENCH_WARMUP_SECS`, default 5; 0 for
+/// none): the first seconds of load after a start-up are not the steady state, for any server.
+pub(crate) fn warm_up(url: &str, script: &Path) {
+    let secs: u64 = std::env::var("WK_BENCH_WARMUP_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    if secs > 0 {
+        let r = run_wrk(url, script, secs);
+        println!("      warm-up (discarded): {:>7.0} req/s  p99 {:.2} ms  host stalls {}", r.rps, r.p99_ms, r.stalls);
+    }
+}
+
+/// Several wrk runs after a warm-up; the one with the median rate. Each run is printed with
+/// the CPU it cost per request: this process (the server, when it runs in here; not for
+/// Cerbos, which is another process) and wrk, and the host stalls seen during it.
 pub(crate) fn wrk_median(url: &str, script: &Path, secs: u64, runs: usize) -> WrkResult {
-    let mut all: Vec<WrkResult> = (0..runs).map(|_| run_wrk(url, script, secs)).collect();
+    warm_up(url, script);
+    let mut all: Vec<WrkResult> = (0..runs)
+        .map(|_| {
+            let r = run_wrk(url, script, secs);
+            println!(
+                "      run: {:>7.0} req/s  p50 {:.2} ms  p99 {:.2} ms  cpu/req: bench process {:.1} us, wrk {:.1} us  host stalls {}{}",
+                r.rps,
+                r.p50_ms,
+                r.p99_ms,
+                r.self_cpu_us,
+                r.wrk_cpu_us,
+                r.stalls,
+                if r.stalls > 0 { format!(" (worst {:.0} ms)", r.worst_stall_ms) } else { String::new() }
+            );
+            r
+        })
+        .collect();
     let m = median(all.iter().map(|r| r.rps).collect());
     let k = all.iter().position(|r| r.rps == m).unwrap_or(0);
     all.swap_remove(k)
@@ -274,12 +391,13 @@ pub async fn bench_authzen_http() {
     let secs: u64 = std::env::var("WK_BENCH_WRK_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(15);
     let runs: usize = std::env::var("WK_BENCH_WRK_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     println!(
-        "== AuthZEN over HTTP ({}): {} users, {} roles, {} resources, {} grants; wrk -t2 -c{CONNECTIONS}, {REQUESTS} rotating bodies, {runs} x {secs}s per setup (median) ==",
+        "== AuthZEN over HTTP ({}): {} users, {} roles, {} resources, {} grants; wrk -t{} -c{CONNECTIONS}, {REQUESTS} rotating bodies, {runs} x {secs}s per setup (median) ==",
         crate::db_label(),
         sizes.users,
         sizes.roles,
         sizes.resources,
-        sizes.grants
+        sizes.grants,
+        wrk_threads(),
     );
     let w = Workload::generate(&sizes);
     let expected: Vec<bool> = {

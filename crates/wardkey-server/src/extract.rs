@@ -190,8 +190,11 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let essence = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    // Compared without lower-casing into a new string: this runs on every decision request.
+    let essence = ct.split(';').next().unwrap_or_default().trim();
+    let starts = |p: &str| essence.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
+    let ends = |p: &str| essence.len() >= p.len() && essence.get(essence.len() - p.len()..).is_some_and(|t| t.eq_ignore_ascii_case(p));
+    essence.eq_ignore_ascii_case("application/json") || (starts("application/") && ends("+json"))
 }
 
 pub(crate) fn payload_too_large() -> Problem {
@@ -386,5 +389,28 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         Ok(IfMatch::parse(&parts.headers))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with_type(v: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(v));
+        h
+    }
+
+    #[test]
+    fn json_media_types_are_recognised_whatever_their_case() {
+        for yes in ["application/json", "Application/JSON", "application/json; charset=utf-8", " application/json ", "application/scim+json", "APPLICATION/PROBLEM+JSON"] {
+            assert!(is_json(&with_type(yes)), "{yes}");
+        }
+        for no in ["text/plain", "application/jsonx", "text/json", "application/xml", "+json", "application/json+x", ""] {
+            assert!(!is_json(&with_type(no)), "{no}");
+        }
+        assert!(!is_json(&HeaderMap::new()));
     }
 }

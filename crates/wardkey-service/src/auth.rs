@@ -204,9 +204,16 @@ impl Services {
         if token.last_used_at.is_some_and(|t| now - t < chrono::Duration::seconds(TOKEN_USE_RESOLUTION_SECS)) {
             return Ok(());
         }
+        // Requests in flight with the same token all see the stale stamp until the first one
+        // has written; only that one writes (one `api_token.use` per minute, not one per
+        // concurrent request).
+        if !self.token_cache.claim_use_note(token.id, now) {
+            return Ok(());
+        }
         let id = token.id;
         let event = draft(caller, "api_token.use", Some(id.target()));
-        self.store
+        let written = self
+            .store
             .write(move |tx| {
                 Box::pin(async move {
                     let now = tx.now();
@@ -215,7 +222,12 @@ impl Services {
                     Ok::<_, ServiceError>(())
                 })
             })
-            .await?;
+            .await;
+        if written.is_err() {
+            // Not written: the next request tries again.
+            self.token_cache.release_use_note(id);
+        }
+        written?;
         self.token_cache.forget(id);
         Ok(())
     }
@@ -372,6 +384,8 @@ impl Services {
 /// can go unseen. The secret's hash is kept, never the secret.
 pub(crate) struct TokenCache {
     entries: std::sync::RwLock<std::collections::HashMap<ApiTokenId, CachedToken>>,
+    /// When this process last set out to stamp each token's use (see `note_token_use`).
+    use_notes: std::sync::Mutex<std::collections::HashMap<ApiTokenId, chrono::DateTime<chrono::Utc>>>,
 }
 
 /// A token with its secret's hash, and when it was read.
@@ -383,7 +397,26 @@ const TOKEN_CACHE_MAX: usize = 10_000;
 
 impl TokenCache {
     pub(crate) fn new() -> TokenCache {
-        TokenCache { entries: std::sync::RwLock::new(std::collections::HashMap::new()) }
+        TokenCache { entries: std::sync::RwLock::new(std::collections::HashMap::new()), use_notes: std::sync::Mutex::new(std::collections::HashMap::new()) }
+    }
+
+    /// True for the one caller that should stamp `id`'s use now: no other caller of this
+    /// process set out to within the last [`TOKEN_USE_RESOLUTION_SECS`].
+    fn claim_use_note(&self, id: ApiTokenId, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let mut notes = self.use_notes.lock().unwrap_or_else(|e| e.into_inner());
+        if notes.get(&id).is_some_and(|t| now - *t < chrono::Duration::seconds(TOKEN_USE_RESOLUTION_SECS)) {
+            return false;
+        }
+        if notes.len() >= TOKEN_CACHE_MAX {
+            // Bounded whatever callers present; forgetting costs at most one extra stamp.
+            notes.clear();
+        }
+        notes.insert(id, now);
+        true
+    }
+
+    fn release_use_note(&self, id: ApiTokenId) {
+        self.use_notes.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
     }
 
     /// A shared handle, not a copy: every request with a token reads it here.

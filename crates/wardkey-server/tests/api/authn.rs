@@ -804,6 +804,23 @@ async fn break_glass_and_forbid_rules(h: &Harness) {
     assert_eq!(bad.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation")["errors"][0]["field"], "conditions.time_windows[0].time_zone");
 }
 
+/// A token's use is stamped (`last_used_at` and an `api_token.use` event) at most once a
+/// minute, however many requests carry it at once: a burst of concurrent requests after the
+/// stamp went stale writes one event between them, and the next minute's use writes the next.
+async fn token_use_is_stamped_once_per_minute(h: &Harness) {
+    assert_eq!(h.get("/api/v1/users").await.status, StatusCode::OK);
+    let before = h.events("action=api_token.use&limit=500").await.len();
+    assert!(before >= 1, "the first use is stamped");
+    h.clock().advance(chrono::Duration::minutes(2));
+    let burst = futures::future::join_all((0..16).map(|_| h.get("/api/v1/users"))).await;
+    assert!(burst.iter().all(|r| r.status == StatusCode::OK));
+    let events = h.events("action=api_token.use&limit=500").await;
+    assert_eq!(events.len(), before + 1, "one stamp for the whole burst: {events:?}");
+    h.clock().advance(chrono::Duration::minutes(2));
+    assert_eq!(h.get("/api/v1/users").await.status, StatusCode::OK);
+    assert_eq!(h.events("action=api_token.use&limit=500").await.len(), before + 2, "the next minute's use is stamped again");
+}
+
 macro_rules! authn_on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -841,4 +858,5 @@ authn_on_both_stores!(
     bad_credentials,
     html_pages,
     break_glass_and_forbid_rules,
+    token_use_is_stamped_once_per_minute,
 );
