@@ -12,7 +12,7 @@
 //! without it the Cerbos run is skipped with a note. `WK_BENCH_QUICK=1` runs only audit off and
 //! the floor, without a verdict, for trying a change. `WK_BENCH_WRK_SECS` (default 15) sets the
 //! length of each wrk run, `WK_BENCH_WRK_RUNS` (default 3) their number,
-//! `WK_BENCH_WARMUP_SECS` (default 5; 0 for none) a discarded run before them, and
+//! `WK_BENCH_WARMUP_SECS` (default 15; 0 for none) a discarded run before them, and
 //! `WK_BENCH_WRK_THREADS` (default 2) wrk's threads, for every server alike.
 //!
 //! Each run also prints what a request cost in CPU time — this process (the server, for
@@ -338,10 +338,11 @@ fn print_wrk(name: &str, r: &WrkResult) {
     );
 }
 
-/// A discarded wrk run before the measured ones (`WK_BENCH_WARMUP_SECS`, default 5; 0 for
-/// none): the first seconds of load after a start-up are not the steady state, for any server.
+/// A discarded wrk run before the measured ones (`WK_BENCH_WARMUP_SECS`, default 15; 0 for
+/// none): the first seconds of load after a start-up are not the steady state, for any server
+/// (after the full-scale index rebuild the host stalled the VM for 10-15 s; 5 s was too short).
 pub(crate) fn warm_up(url: &str, script: &Path) {
-    let secs: u64 = std::env::var("WK_BENCH_WARMUP_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let secs: u64 = std::env::var("WK_BENCH_WARMUP_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(15);
     if secs > 0 {
         let r = run_wrk(url, script, secs);
         println!("      warm-up (discarded): {:>7.0} req/s  p99 {:.2} ms  host stalls {}", r.rps, r.p99_ms, r.stalls);
