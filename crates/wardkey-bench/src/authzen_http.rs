@@ -204,6 +204,9 @@ pub(crate) fn wrk_script(dir: &Path, name: &str, bodies: &[String], token: Optio
              request = function() i = i % #reqs + 1; return reqs[i] end\n",
         );
     }
+    // wrk prints p50-p99; the tail beyond p99 says whether a bad p99 was a broad shoulder or a
+    // few long pauses.
+    lua.push_str("done = function(summary, latency, requests) io.write(string.format(\"wk-p999 %d\\n\", latency:percentile(99.9))) end\n");
     let path = dir.join(name);
     std::fs::write(&path, lua).expect("wrk script");
     path
@@ -213,6 +216,7 @@ pub(crate) struct WrkResult {
     pub rps: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    pub p999_ms: f64,
     pub non_2xx: u64,
     /// CPU time of this process per request, µs (the server's, when it runs in here).
     pub self_cpu_us: f64,
@@ -221,6 +225,9 @@ pub(crate) struct WrkResult {
     /// Sleeps of 1 ms that took over 10 ms during the run (the host pausing the VM).
     pub stalls: u64,
     pub worst_stall_ms: f64,
+    /// CPU time the hypervisor gave to others while this VM's vCPUs wanted it (`steal` in
+    /// `/proc/stat`), as a share of all vCPU time during the run.
+    pub steal_pct: f64,
 }
 
 fn wrk_ms(v: &str) -> f64 {
@@ -249,6 +256,21 @@ fn cpu_secs() -> (f64, f64) {
     // utime, stime, cutime, cstime are fields 14-17 of the whole line: 11-14 after ')'.
     let at = |i: usize| f.get(i).copied().unwrap_or(0.0) / 100.0;
     (at(11) + at(12), at(13) + at(14))
+}
+
+fn vcpus() -> f64 {
+    std::thread::available_parallelism().map(|n| n.get() as f64).unwrap_or(1.0)
+}
+
+/// The machine's steal time so far, seconds (summed over vCPUs; ticks of 10 ms).
+fn steal_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(8))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|ticks| ticks / 100.0)
+        .unwrap_or(0.0)
 }
 
 /// Watches for the whole machine stalling: a thread that sleeps 1 ms at a time and counts the
@@ -296,6 +318,7 @@ impl StallWatch {
 
 fn run_wrk(url: &str, script: &Path, secs: u64) -> WrkResult {
     let (self_before, wrk_before) = cpu_secs();
+    let steal_before = steal_secs();
     let watch = StallWatch::start();
     let out = Command::new("wrk")
         .args([&format!("-t{}", wrk_threads()), &format!("-c{CONNECTIONS}"), &format!("-d{secs}s"), "--latency", "-s"])
@@ -306,11 +329,13 @@ fn run_wrk(url: &str, script: &Path, secs: u64) -> WrkResult {
         .expect("wrk runs (apt-get install wrk)");
     let (stalls, worst_stall_ms) = watch.finish();
     let (self_after, wrk_after) = cpu_secs();
+    let steal = steal_secs() - steal_before;
     let text = String::from_utf8_lossy(&out.stdout);
     let find = |prefix: &str| text.lines().map(str::trim).find(|l| l.starts_with(prefix)).map(|l| l[prefix.len()..].trim().to_owned());
     let rps = find("Requests/sec:").and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
     let p50_ms = find("50%").map(|v| wrk_ms(&v)).unwrap_or(f64::NAN);
     let p99_ms = find("99%").map(|v| wrk_ms(&v)).unwrap_or(f64::NAN);
+    let p999_ms = find("wk-p999").and_then(|v| v.parse::<f64>().ok()).map(|us| us / 1000.0).unwrap_or(f64::NAN);
     let non_2xx = find("Non-2xx or 3xx responses:").and_then(|v| v.parse().ok()).unwrap_or(0);
     if rps.is_nan() {
         eprintln!("wrk printed:\n{text}");
@@ -320,11 +345,13 @@ fn run_wrk(url: &str, script: &Path, secs: u64) -> WrkResult {
         rps,
         p50_ms,
         p99_ms,
+        p999_ms,
         non_2xx,
         self_cpu_us: (self_after - self_before) * 1e6 / requests,
         wrk_cpu_us: (wrk_after - wrk_before) * 1e6 / requests,
         stalls,
         worst_stall_ms,
+        steal_pct: steal * 100.0 / (secs as f64 * vcpus()),
     }
 }
 
@@ -358,12 +385,14 @@ pub(crate) fn wrk_median(url: &str, script: &Path, secs: u64, runs: usize) -> Wr
         .map(|_| {
             let r = run_wrk(url, script, secs);
             println!(
-                "      run: {:>7.0} req/s  p50 {:.2} ms  p99 {:.2} ms  cpu/req: bench process {:.1} us, wrk {:.1} us  host stalls {}{}",
+                "      run: {:>7.0} req/s  p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  cpu/req: bench process {:.1} us, wrk {:.1} us  steal {:.1}%  host stalls {}{}",
                 r.rps,
                 r.p50_ms,
                 r.p99_ms,
+                r.p999_ms,
                 r.self_cpu_us,
                 r.wrk_cpu_us,
+                r.steal_pct,
                 r.stalls,
                 if r.stalls > 0 { format!(" (worst {:.0} ms)", r.worst_stall_ms) } else { String::new() }
             );
