@@ -220,11 +220,7 @@ pub fn format_time(t: &DateTime<Utc>) -> String {
 impl AuditEvent {
     /// An event with its time truncated to microseconds.
     pub fn new(index: u64, time: DateTime<Utc>, draft: AuditDraft) -> Self {
-        AuditEvent {
-            index,
-            time: truncate_to_micros(time),
-            draft,
-        }
+        AuditEvent { index, time: truncate_to_micros(time), draft }
     }
 
     /// The canonical encoding hashed into the Merkle leaf. **Frozen: changing it breaks every

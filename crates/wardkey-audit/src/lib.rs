@@ -15,16 +15,13 @@ mod tree;
 mod verify;
 
 pub use error::AuditError;
-pub use event::{
-    AuditDraft, AuditEvent, IntoOptionalString, Outcome, format_time, truncate_to_micros,
-};
+pub use event::{AuditDraft, AuditEvent, IntoOptionalString, Outcome, format_time, truncate_to_micros};
 pub use sign::{Checkpoint, LogSigner, LogVerifier};
 pub use tlog_tiles::{EMPTY_HASH, HASH_SIZE, Hash};
 pub use tree::{
-    HashCache, MissingHashes, append_hashes, consistency_proof, decode_hashes, encode_hashes,
-    inclusion_proof, indices_for_append, indices_for_consistency, indices_for_inclusion,
-    indices_for_root, record_for_stored_index, records_for_indices, stored_hash_count,
-    stored_hash_span, tree_root, verify_consistency, verify_inclusion,
+    HashCache, MissingHashes, append_hashes, consistency_proof, decode_hashes, encode_hashes, inclusion_proof,
+    indices_for_append, indices_for_consistency, indices_for_inclusion, indices_for_root, record_for_stored_index,
+    records_for_indices, stored_hash_count, stored_hash_span, tree_root, verify_consistency, verify_inclusion,
 };
 pub use verify::{TreeVerifier, VerifyFailure, VerifyReport, open_checkpoints, verify_checkpoints};
 
@@ -53,9 +50,9 @@ impl HashExt for Hash {
     }
 
     fn from_slice(bytes: &[u8]) -> Result<Self, AuditError> {
-        let arr: [u8; HASH_SIZE] = bytes.try_into().map_err(|_| {
-            AuditError::MalformedHash(format!("expected {HASH_SIZE} bytes, got {}", bytes.len()))
-        })?;
+        let arr: [u8; HASH_SIZE] = bytes
+            .try_into()
+            .map_err(|_| AuditError::MalformedHash(format!("expected {HASH_SIZE} bytes, got {}", bytes.len())))?;
         Ok(Hash(arr))
     }
 

@@ -27,21 +27,9 @@ fn origin_is_valid(origin: &str) -> bool {
 
 /// Replaces characters a key name may not contain with `-`; empty becomes `wardkey`.
 fn sanitize_origin(origin: &str) -> String {
-    let s: String = origin
-        .chars()
-        .map(|c| {
-            if c.is_whitespace() || c.is_control() || c == '+' {
-                '-'
-            } else {
-                c
-            }
-        })
-        .collect();
-    if s.is_empty() {
-        "wardkey".to_owned()
-    } else {
-        s
-    }
+    let s: String =
+        origin.chars().map(|c| if c.is_whitespace() || c.is_control() || c == '+' { '-' } else { c }).collect();
+    if s.is_empty() { "wardkey".to_owned() } else { s }
 }
 
 /// The log's signing key. The key name is the checkpoint origin (e.g. `wardkey/<install-id>`).
@@ -80,19 +68,12 @@ impl LogSigner {
         if !origin_is_valid(origin) {
             return Err(AuditError::InvalidKey(format!("invalid origin {origin:?}")));
         }
-        Ok(Self::build(
-            origin.to_owned(),
-            SigningKey::from_bytes(&seed),
-        ))
+        Ok(Self::build(origin.to_owned(), SigningKey::from_bytes(&seed)))
     }
 
     fn build(origin: String, key: SigningKey) -> Self {
         let key_id = signed_note::key_id(&origin, &public_key_bytes(&key));
-        LogSigner {
-            origin,
-            key_id,
-            key,
-        }
+        LogSigner { origin, key_id, key }
     }
 
     /// The secret key file contents: signed-note's private key encoding
@@ -102,12 +83,7 @@ impl LogSigner {
         let mut raw = Vec::with_capacity(33);
         raw.push(ALG_ED25519);
         raw.extend_from_slice(self.key.as_bytes());
-        format!(
-            "PRIVATE+KEY+{}+{:08x}+{}\n",
-            self.origin,
-            self.key_id,
-            BASE64.encode(&raw)
-        )
+        format!("PRIVATE+KEY+{}+{:08x}+{}\n", self.origin, self.key_id, BASE64.encode(&raw))
     }
 
     /// Parses [`LogSigner::to_secret_file`] output (surrounding whitespace ignored). Checks the
@@ -119,13 +95,11 @@ impl LogSigner {
         let [_, _, origin, _, key64] = parts.as_slice() else {
             return Err(AuditError::InvalidKey("malformed key file".into()));
         };
-        let raw = BASE64
-            .decode(key64)
-            .map_err(|e| AuditError::InvalidKey(e.to_string()))?;
+        let raw = BASE64.decode(key64).map_err(|e| AuditError::InvalidKey(e.to_string()))?;
         let seed: [u8; 32] = match raw.as_slice() {
-            [ALG_ED25519, rest @ ..] => rest
-                .try_into()
-                .map_err(|_| AuditError::InvalidKey("bad Ed25519 key length".into()))?,
+            [ALG_ED25519, rest @ ..] => {
+                rest.try_into().map_err(|_| AuditError::InvalidKey("bad Ed25519 key length".into()))?
+            }
             _ => return Err(AuditError::InvalidKey("unsupported key algorithm".into())),
         };
         Self::from_seed(origin, seed)
@@ -159,14 +133,7 @@ impl LogSigner {
     /// signing time, [`format_time`]); the signature covers the body up to and including its
     /// final newline (c2sp.org/signed-note).
     pub fn sign_checkpoint(&self, size: u64, root: Hash, time: DateTime<Utc>) -> String {
-        let body = format!(
-            "{}\n{}\n{}\n{}{}\n",
-            self.origin,
-            size,
-            root,
-            TIME_PREFIX,
-            format_time(&time)
-        );
+        let body = format!("{}\n{}\n{}\n{}{}\n", self.origin, size, root, TIME_PREFIX, format_time(&time));
         let sig = self.key.sign(body.as_bytes());
         let mut raw = Vec::with_capacity(4 + 64);
         raw.extend_from_slice(&self.key_id.to_be_bytes());
@@ -228,33 +195,20 @@ impl LogVerifier {
         let s = s.trim();
         let std = StandardVerifier::new(s).map_err(|e| AuditError::InvalidKey(e.to_string()))?;
         let key64 = s.splitn(3, '+').nth(2).unwrap_or_default();
-        let raw = BASE64
-            .decode(key64)
-            .map_err(|e| AuditError::InvalidKey(e.to_string()))?;
+        let raw = BASE64.decode(key64).map_err(|e| AuditError::InvalidKey(e.to_string()))?;
         let pk: [u8; 32] = match raw.as_slice() {
-            [ALG_ED25519, rest @ ..] => rest
-                .try_into()
-                .map_err(|_| AuditError::InvalidKey("bad Ed25519 key length".into()))?,
+            [ALG_ED25519, rest @ ..] => {
+                rest.try_into().map_err(|_| AuditError::InvalidKey("bad Ed25519 key length".into()))?
+            }
             _ => return Err(AuditError::InvalidKey("unsupported key algorithm".into())),
         };
-        let key =
-            VerifyingKey::from_bytes(&pk).map_err(|e| AuditError::InvalidKey(e.to_string()))?;
-        Ok(LogVerifier {
-            verifier: KeyVerifier {
-                name: std.name().to_owned(),
-                id: std.key_id(),
-                key,
-            },
-        })
+        let key = VerifyingKey::from_bytes(&pk).map_err(|e| AuditError::InvalidKey(e.to_string()))?;
+        Ok(LogVerifier { verifier: KeyVerifier { name: std.name().to_owned(), id: std.key_id(), key } })
     }
 
     pub fn from_signer(signer: &LogSigner) -> Self {
         LogVerifier {
-            verifier: KeyVerifier {
-                name: signer.origin.clone(),
-                id: signer.key_id,
-                key: signer.key.verifying_key(),
-            },
+            verifier: KeyVerifier { name: signer.origin.clone(), id: signer.key_id, key: signer.key.verifying_key() },
         }
     }
 
@@ -283,14 +237,9 @@ impl LogVerifier {
             signed_note::NoteError::UnverifiedNote => bad("not signed by this log's key"),
             other => bad(&other.to_string()),
         })?;
-        let cp = tlog_tiles::Checkpoint::from_bytes(parsed.text())
-            .map_err(|_| bad("malformed checkpoint body"))?;
+        let cp = tlog_tiles::Checkpoint::from_bytes(parsed.text()).map_err(|_| bad("malformed checkpoint body"))?;
         if cp.origin() != self.verifier.name {
-            return Err(bad(&format!(
-                "origin {:?} is not this log's {:?}",
-                cp.origin(),
-                self.verifier.name
-            )));
+            return Err(bad(&format!("origin {:?} is not this log's {:?}", cp.origin(), self.verifier.name)));
         }
         let mut time = None;
         for line in cp.extension().lines() {
@@ -298,17 +247,11 @@ impl LogVerifier {
                 if time.is_some() {
                     return Err(bad("duplicate time line"));
                 }
-                let t = DateTime::parse_from_rfc3339(t)
-                    .map_err(|e| bad(&format!("bad time line: {e}")))?;
+                let t = DateTime::parse_from_rfc3339(t).map_err(|e| bad(&format!("bad time line: {e}")))?;
                 time = Some(t.with_timezone(&Utc));
             }
         }
-        Ok(Checkpoint {
-            origin: cp.origin().to_owned(),
-            size: cp.size(),
-            root: *cp.hash(),
-            time,
-        })
+        Ok(Checkpoint { origin: cp.origin().to_owned(), size: cp.size(), root: *cp.hash(), time })
     }
 }
 

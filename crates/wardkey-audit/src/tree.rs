@@ -41,10 +41,7 @@ pub fn record_for_stored_index(i: u64) -> (u64, usize) {
 
 /// The distinct records (sorted) whose blobs hold the given stored indices: the rows to load.
 pub fn records_for_indices(indices: &[u64]) -> Vec<u64> {
-    let mut v: Vec<u64> = indices
-        .iter()
-        .map(|&i| record_for_stored_index(i).0)
-        .collect();
+    let mut v: Vec<u64> = indices.iter().map(|&i| record_for_stored_index(i).0).collect();
     v.sort_unstable();
     v.dedup();
     v
@@ -149,11 +146,7 @@ impl HashCache {
 
     /// The subset of `indices` not in the cache (order kept).
     pub fn missing(&self, indices: &[u64]) -> Vec<u64> {
-        indices
-            .iter()
-            .copied()
-            .filter(|i| !self.map.contains_key(i))
-            .collect()
+        indices.iter().copied().filter(|i| !self.map.contains_key(i)).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -188,15 +181,7 @@ impl HashCache {
 
 impl HashReader for HashCache {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
-        indexes
-            .iter()
-            .map(|i| {
-                self.map
-                    .get(i)
-                    .copied()
-                    .ok_or(tlog_tiles::Error::IndexesNotInTree)
-            })
-            .collect()
+        indexes.iter().map(|i| self.map.get(i).copied().ok_or(tlog_tiles::Error::IndexesNotInTree)).collect()
     }
 }
 
@@ -215,10 +200,7 @@ impl HashReader for Recorder {
 /// that record `n` completes a sibling of), ascending.
 pub fn indices_for_append(n: u64) -> Vec<u64> {
     let m = (n + 1).trailing_zeros() as u8;
-    (0..m)
-        .rev()
-        .map(|i| tlog_tiles::stored_hash_index(i, (n >> i) - 1))
-        .collect()
+    (0..m).rev().map(|i| tlog_tiles::stored_hash_index(i, (n >> i) - 1)).collect()
 }
 
 /// The hashes to store for record `n` whose leaf hash is `leaf` (its blob, in order). On
@@ -240,9 +222,7 @@ pub fn indices_for_root(size: u64) -> Vec<u64> {
 /// Stored indices needed for [`inclusion_proof`]`(index, size)`.
 pub fn indices_for_inclusion(index: u64, size: u64) -> Result<Vec<u64>, AuditError> {
     if index >= size {
-        return Err(AuditError::InvalidInput(format!(
-            "index {index} >= size {size}"
-        )));
+        return Err(AuditError::InvalidInput(format!("index {index} >= size {size}")));
     }
     let r = Recorder(RefCell::new(Vec::new()));
     tlog_tiles::prove_record(size, index, &r)?;
@@ -264,11 +244,7 @@ pub fn indices_for_consistency(from: u64, to: u64) -> Result<Vec<u64>, AuditErro
 
 fn require(hashes: &HashCache, indices: &[u64]) -> Result<(), AuditError> {
     let missing = hashes.missing(indices);
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(AuditError::MissingHashes(missing))
-    }
+    if missing.is_empty() { Ok(()) } else { Err(AuditError::MissingHashes(missing)) }
 }
 
 /// Root of the tree of the first `size` records ([`tlog_tiles::EMPTY_HASH`] for 0).
@@ -296,25 +272,11 @@ pub fn consistency_proof(from: u64, to: u64, hashes: &HashCache) -> Result<Vec<H
 
 /// Checks that `proof` shows record `index` with leaf hash `leaf` is in the tree of size `size`
 /// with root `root`.
-pub fn verify_inclusion(
-    index: u64,
-    size: u64,
-    leaf: Hash,
-    root: Hash,
-    proof: &[Hash],
-) -> Result<(), AuditError> {
+pub fn verify_inclusion(index: u64, size: u64, leaf: Hash, root: Hash, proof: &[Hash]) -> Result<(), AuditError> {
     if index >= size {
-        return Err(AuditError::InvalidInput(format!(
-            "index {index} >= size {size}"
-        )));
+        return Err(AuditError::InvalidInput(format!("index {index} >= size {size}")));
     }
-    Ok(tlog_tiles::check_record(
-        &proof.to_vec(),
-        size,
-        root,
-        index,
-        leaf,
-    )?)
+    Ok(tlog_tiles::check_record(&proof.to_vec(), size, root, index, leaf)?)
 }
 
 /// Checks that `proof` shows the tree (`to`, `to_root`) extends the tree (`from`, `from_root`).
@@ -336,11 +298,5 @@ pub fn verify_consistency(
             Err(AuditError::InvalidProof)
         };
     }
-    Ok(tlog_tiles::check_tree(
-        &proof.to_vec(),
-        to,
-        to_root,
-        from,
-        from_root,
-    )?)
+    Ok(tlog_tiles::check_tree(&proof.to_vec(), to, to_root, from, from_root)?)
 }

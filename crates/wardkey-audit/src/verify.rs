@@ -29,20 +29,13 @@ pub struct VerifyFailure {
 
 impl VerifyFailure {
     fn new(index: u64, reason: impl Into<String>) -> Self {
-        VerifyFailure {
-            index,
-            reason: reason.into(),
-        }
+        VerifyFailure { index, reason: reason.into() }
     }
 }
 
 impl fmt::Display for VerifyFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "audit log verification failed at index {}: {}",
-            self.index, self.reason
-        )
+        write!(f, "audit log verification failed at index {}: {}", self.index, self.reason)
     }
 }
 
@@ -81,13 +74,7 @@ impl HashReader for Frontier<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
         indexes
             .iter()
-            .map(|i| {
-                self.0
-                    .iter()
-                    .find(|(j, _)| j == i)
-                    .map(|(_, h)| *h)
-                    .ok_or(tlog_tiles::Error::IndexesNotInTree)
-            })
+            .map(|i| self.0.iter().find(|(j, _)| j == i).map(|(_, h)| *h).ok_or(tlog_tiles::Error::IndexesNotInTree))
             .collect()
     }
 }
@@ -122,11 +109,7 @@ pub struct TreeVerifier {
 
 impl TreeVerifier {
     pub fn new() -> Self {
-        TreeVerifier {
-            frontier: Vec::with_capacity(64),
-            buf: Vec::with_capacity(512),
-            ..Default::default()
-        }
+        TreeVerifier { frontier: Vec::with_capacity(64), buf: Vec::with_capacity(512), ..Default::default() }
     }
 
     /// A verifier with every checkpoint registered ([`TreeVerifier::want_checkpoint`]).
@@ -219,10 +202,7 @@ impl TreeVerifier {
             return Err(if event.index > n {
                 VerifyFailure::new(
                     n,
-                    format!(
-                        "expected event {n} but found event {} (missing or reordered rows)",
-                        event.index
-                    ),
+                    format!("expected event {n} but found event {} (missing or reordered rows)", event.index),
                 )
             } else {
                 VerifyFailure::new(
@@ -238,10 +218,7 @@ impl TreeVerifier {
         if let Some(stored) = stored_leaf
             && stored != leaf
         {
-            return Err(VerifyFailure::new(
-                n,
-                "event content does not match its stored leaf hash (event altered)",
-            ));
+            return Err(VerifyFailure::new(n, "event content does not match its stored leaf hash (event altered)"));
         }
 
         // The stored hashes record n adds (same as tlog_tiles::stored_hashes_for_record_hash):
@@ -252,10 +229,7 @@ impl TreeVerifier {
         let mut h = leaf;
         for slot in produced.iter_mut().skip(1).take(m) {
             let Some((_, left)) = self.frontier.pop() else {
-                return Err(VerifyFailure::new(
-                    n,
-                    "internal error: tree frontier underflow",
-                ));
+                return Err(VerifyFailure::new(n, "internal error: tree frontier underflow"));
             };
             h = tlog_tiles::node_hash(left, h);
             *slot = h;
@@ -266,11 +240,7 @@ impl TreeVerifier {
             if blob.len() != produced.len() * HASH_SIZE {
                 return Err(VerifyFailure::new(
                     n,
-                    format!(
-                        "stored hashes blob has {} bytes, expected {}",
-                        blob.len(),
-                        produced.len() * HASH_SIZE
-                    ),
+                    format!("stored hashes blob has {} bytes, expected {}", blob.len(), produced.len() * HASH_SIZE),
                 ));
             }
             for (i, (chunk, want)) in blob.chunks_exact(HASH_SIZE).zip(produced).enumerate() {
@@ -280,9 +250,7 @@ impl TreeVerifier {
                         if i == 0 {
                             "stored hashes blob: leaf hash does not match the event (event or blob altered)".to_owned()
                         } else {
-                            format!(
-                                "stored hashes blob: tree hash {i} does not match the recomputed tree"
-                            )
+                            format!("stored hashes blob: tree hash {i} does not match the recomputed tree")
                         },
                     ));
                 }
@@ -317,10 +285,7 @@ impl TreeVerifier {
             Ok(r) => r,
             Err(_) => return,
         };
-        let consistency = self
-            .pair_from
-            .filter(|&a| a < size)
-            .map(|a| (a, self.check_pair(a, size, root)));
+        let consistency = self.pair_from.filter(|&a| a < size).map(|a| (a, self.check_pair(a, size, root)));
         if let Some(t) = self.targets.get_mut(&size) {
             t.root = Some(root);
             if consistency.is_some() {
@@ -339,14 +304,8 @@ impl TreeVerifier {
             format!("cannot build the consistency proof {a}→{b} ({e}); register checkpoints before pushing rows")
         })?;
         let ta = self.targets.get(&a);
-        let ra = ta
-            .and_then(|t| t.signed_root.or(t.root))
-            .unwrap_or(EMPTY_HASH);
-        let rb = self
-            .targets
-            .get(&b)
-            .and_then(|t| t.signed_root)
-            .unwrap_or(root_b);
+        let ra = ta.and_then(|t| t.signed_root.or(t.root)).unwrap_or(EMPTY_HASH);
+        let rb = self.targets.get(&b).and_then(|t| t.signed_root).unwrap_or(root_b);
         verify_consistency(a, ra, b, rb, &proof)
             .map_err(|_| format!("checkpoints at sizes {a} and {b} are not consistent"))
     }
@@ -383,10 +342,7 @@ impl TreeVerifier {
 /// Opens signed checkpoint notes (ascending by size) with the log's key. A bad signature,
 /// foreign origin or malformed note fails at the previous checkpoint's size (the first event
 /// no longer covered); a size smaller than its predecessor fails at that size.
-pub fn open_checkpoints<S: AsRef<str>>(
-    log: &LogVerifier,
-    notes: &[S],
-) -> Result<Vec<Checkpoint>, VerifyFailure> {
+pub fn open_checkpoints<S: AsRef<str>>(log: &LogVerifier, notes: &[S]) -> Result<Vec<Checkpoint>, VerifyFailure> {
     let mut out: Vec<Checkpoint> = Vec::with_capacity(notes.len());
     for (i, note) in notes.iter().enumerate() {
         let prev = out.last().map_or(0, |c| c.size);
@@ -396,10 +352,7 @@ pub fn open_checkpoints<S: AsRef<str>>(
         if cp.size < prev {
             return Err(VerifyFailure::new(
                 cp.size,
-                format!(
-                    "checkpoint #{i} (size {}) is smaller than its predecessor (size {prev})",
-                    cp.size
-                ),
+                format!("checkpoint #{i} (size {}) is smaller than its predecessor (size {prev})", cp.size),
             ));
         }
         out.push(cp);
@@ -417,40 +370,27 @@ pub fn open_checkpoints<S: AsRef<str>>(
 /// - the log is not shorter than any checkpoint (truncation fails at index = tree size).
 ///
 /// Events after the last checkpoint are reported in [`VerifyReport::unchecked_events`].
-pub fn verify_checkpoints(
-    tree: &TreeVerifier,
-    checkpoints: &[Checkpoint],
-) -> Result<VerifyReport, VerifyFailure> {
+pub fn verify_checkpoints(tree: &TreeVerifier, checkpoints: &[Checkpoint]) -> Result<VerifyReport, VerifyFailure> {
     let mut prev: Option<&Checkpoint> = None;
     for cp in checkpoints {
         let prev_size = prev.map_or(0, |p| p.size);
         if cp.size < prev_size {
             return Err(VerifyFailure::new(
                 cp.size,
-                format!(
-                    "checkpoints out of order: size {} after size {prev_size}",
-                    cp.size
-                ),
+                format!("checkpoints out of order: size {} after size {prev_size}", cp.size),
             ));
         }
         if cp.size > tree.size() {
             return Err(VerifyFailure::new(
                 tree.size(),
-                format!(
-                    "log truncated: a checkpoint covers {} events but only {} remain",
-                    cp.size,
-                    tree.size()
-                ),
+                format!("log truncated: a checkpoint covers {} events but only {} remain", cp.size, tree.size()),
             ));
         }
         match tree.root_at(cp.size) {
             None => {
                 return Err(VerifyFailure::new(
                     prev_size,
-                    format!(
-                        "no recomputed root at size {} (register checkpoints before pushing rows)",
-                        cp.size
-                    ),
+                    format!("no recomputed root at size {} (register checkpoints before pushing rows)", cp.size),
                 ));
             }
             Some(root) if root != cp.root => {

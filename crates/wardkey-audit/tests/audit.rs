@@ -22,7 +22,9 @@ fn sample_event() -> AuditEvent {
             .with_target("user:abc")
             .with_source_ip(Some("10.0.0.1".to_string()))
             .with_request_id("req-1")
-            .with_details(json!({"b": [1, -2, 1.5, true, null, 1e20, -0.0, 2.0, 0.1], "a": "x\"y\n\u{1}é/\\", "A": {}})),
+            .with_details(
+                json!({"b": [1, -2, 1.5, true, null, 1e20, -0.0, 2.0, 0.1], "a": "x\"y\n\u{1}é/\\", "A": {}}),
+            ),
     )
 }
 
@@ -39,10 +41,7 @@ fn canonical_bytes_pinned() {
         r#""details":{"A":{},"a":"x\"y\n\u0001é/\\","b":[1,-2,1.5,true,null,100000000000000000000,-0,2,0.1]}}"#
     );
     assert_eq!(String::from_utf8(e.canonical_bytes()).unwrap(), want);
-    assert_eq!(
-        e.leaf_hash().to_hex(),
-        "a9830519fcca4456d3d711b4ce42d76d11d80ca782259aab61832585d616638d"
-    );
+    assert_eq!(e.leaf_hash().to_hex(), "a9830519fcca4456d3d711b4ce42d76d11d80ca782259aab61832585d616638d");
     // leaf = SHA-256(0x00 || bytes)
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
@@ -69,14 +68,9 @@ fn event_serde_round_trip_and_outcome() {
         assert_eq!(Outcome::parse(o.as_str()).unwrap(), o);
     }
     assert!(Outcome::parse("ok").is_err());
-    let d = AuditDraft::new("a", "b", Outcome::Denied)
-        .with_detail("k", 1)
-        .with_detail("j", "x");
+    let d = AuditDraft::new("a", "b", Outcome::Denied).with_detail("k", 1).with_detail("j", "x");
     assert_eq!(d.details, json!({"k": 1, "j": "x"}));
-    assert_eq!(
-        truncate_to_micros(t0() + chrono::Duration::nanoseconds(999)),
-        t0()
-    );
+    assert_eq!(truncate_to_micros(t0() + chrono::Duration::nanoseconds(999)), t0());
 }
 
 #[test]
@@ -136,17 +130,12 @@ struct Store {
 
 impl Store {
     fn new() -> Self {
-        Store {
-            blobs: Vec::new(),
-            leaves: Vec::new(),
-        }
+        Store { blobs: Vec::new(), leaves: Vec::new() }
     }
 
     fn load(&self, cache: &mut HashCache, missing: &[u64]) {
         for r in records_for_indices(missing) {
-            cache
-                .insert_record_blob(r, &self.blobs[r as usize])
-                .unwrap();
+            cache.insert_record_blob(r, &self.blobs[r as usize]).unwrap();
         }
     }
 
@@ -181,11 +170,7 @@ impl Store {
     }
 
     /// Same, but fetching exactly the announced indices up front.
-    fn compute_planned<T>(
-        &self,
-        indices: Vec<u64>,
-        f: impl Fn(&HashCache) -> Result<T, AuditError>,
-    ) -> T {
+    fn compute_planned<T>(&self, indices: Vec<u64>, f: impl Fn(&HashCache) -> Result<T, AuditError>) -> T {
         let mut cache = HashCache::default();
         for i in indices {
             let (r, off) = record_for_stored_index(i);
@@ -287,22 +272,10 @@ proptest! {
 #[test]
 fn proof_argument_errors() {
     let c = HashCache::default();
-    assert!(matches!(
-        indices_for_inclusion(5, 5),
-        Err(AuditError::InvalidInput(_))
-    ));
-    assert!(matches!(
-        indices_for_consistency(6, 5),
-        Err(AuditError::InvalidInput(_))
-    ));
-    assert!(matches!(
-        inclusion_proof(0, 0, &c),
-        Err(AuditError::InvalidInput(_))
-    ));
-    assert!(matches!(
-        tree_root(3, &c),
-        Err(AuditError::MissingHashes(_))
-    ));
+    assert!(matches!(indices_for_inclusion(5, 5), Err(AuditError::InvalidInput(_))));
+    assert!(matches!(indices_for_consistency(6, 5), Err(AuditError::InvalidInput(_))));
+    assert!(matches!(inclusion_proof(0, 0, &c), Err(AuditError::InvalidInput(_))));
+    assert!(matches!(tree_root(3, &c), Err(AuditError::MissingHashes(_))));
     assert_eq!(consistency_proof(0, 9, &c).unwrap(), vec![]);
     assert!(verify_consistency(0, EMPTY_HASH, 9, Hash([1; 32]), &[]).is_ok());
     assert!(verify_consistency(0, EMPTY_HASH, 9, Hash([1; 32]), &[Hash([0; 32])]).is_err());
@@ -345,10 +318,7 @@ fn appender_cache_stays_bounded() {
         assert!(cache.len() <= 64);
         // The frontier also gives the root for the next checkpoint, no DB reads.
         if n % 997 == 0 {
-            assert_eq!(
-                tree_root(n + 1, &cache).unwrap(),
-                tree_root(n + 1, &full).unwrap()
-            );
+            assert_eq!(tree_root(n + 1, &cache).unwrap(), tree_root(n + 1, &full).unwrap());
         }
     }
     assert!(max_len <= 14, "max cache len {max_len}");
@@ -393,19 +363,9 @@ fn signer_round_trip() {
     let cp = v.open_checkpoint(&note).unwrap();
     assert_eq!(
         cp,
-        Checkpoint {
-            origin: "wardkey/test-install".into(),
-            size: 77,
-            root,
-            time: Some(truncate_to_micros(time))
-        }
+        Checkpoint { origin: "wardkey/test-install".into(), size: 77, root, time: Some(truncate_to_micros(time)) }
     );
-    assert_eq!(
-        LogVerifier::from_signer(&s2)
-            .open_checkpoint(&note)
-            .unwrap(),
-        cp
-    );
+    assert_eq!(LogVerifier::from_signer(&s2).open_checkpoint(&note).unwrap(), cp);
     let j = serde_json::to_value(&cp).unwrap();
     assert_eq!(j["root"], root.to_base64());
     let back: Checkpoint = serde_json::from_value(j).unwrap();
@@ -414,9 +374,7 @@ fn signer_round_trip() {
     // Independent parsers accept it.
     let parsed = signed_note::Note::from_bytes(note.as_bytes()).unwrap();
     let sv = signed_note::StandardVerifier::new(&s.verifier_key()).unwrap();
-    parsed
-        .verify(&signed_note::VerifierList::new(vec![Box::new(sv)]))
-        .unwrap();
+    parsed.verify(&signed_note::VerifierList::new(vec![Box::new(sv)])).unwrap();
     let body = tlog_tiles::Checkpoint::from_bytes(parsed.text()).unwrap();
     assert_eq!(body.size(), 77);
     assert_eq!(body.extension(), "time 2026-11-22T10:00:00.000001Z\n");
@@ -439,10 +397,7 @@ fn tampered_or_foreign_checkpoints_fail() {
     let note = s.sign_checkpoint(10, Hash([2; 32]), t0());
     // Flip one byte of the body (size 10 -> 11) and of the signature.
     let tampered = note.replacen("\n10\n", "\n11\n", 1);
-    assert!(matches!(
-        v.open_checkpoint(&tampered),
-        Err(AuditError::InvalidCheckpoint(_))
-    ));
+    assert!(matches!(v.open_checkpoint(&tampered), Err(AuditError::InvalidCheckpoint(_))));
     let sig_start = note.rfind(' ').unwrap() + 10;
     let mut bytes = note.clone().into_bytes();
     bytes[sig_start] = if bytes[sig_start] == b'A' { b'B' } else { b'A' };
@@ -451,17 +406,10 @@ fn tampered_or_foreign_checkpoints_fail() {
     // Flip a byte of the root.
     let root_line = note.lines().nth(2).unwrap();
     let other_root = Hash([3; 32]).to_base64();
-    assert!(
-        v.open_checkpoint(&note.replacen(root_line, &other_root, 1))
-            .is_err()
-    );
+    assert!(v.open_checkpoint(&note.replacen(root_line, &other_root, 1)).is_err());
     // Wrong key, same origin.
     let other = LogSigner::generate("wardkey/a");
-    assert!(
-        LogVerifier::from_signer(&other)
-            .open_checkpoint(&note)
-            .is_err()
-    );
+    assert!(LogVerifier::from_signer(&other).open_checkpoint(&note).is_err());
     // Wrong origin.
     let b = LogSigner::generate("wardkey/b");
     assert!(LogVerifier::from_signer(&b).open_checkpoint(&note).is_err());
@@ -518,11 +466,7 @@ fn make_log(n: u64, cps: &[u64], signer: &LogSigner) -> (Vec<Row>, Vec<String>) 
         let e = make_event(i);
         let leaf = e.leaf_hash();
         let hashes = cache.append(i, leaf).unwrap();
-        rows.push(Row {
-            event: e,
-            leaf: Some(leaf),
-            hashes: Some(encode_hashes(&hashes)),
-        });
+        rows.push(Row { event: e, leaf: Some(leaf), hashes: Some(encode_hashes(&hashes)) });
         if cps.contains(&(i + 1)) {
             let root = tree_root(i + 1, &cache).unwrap();
             notes.push(signer.sign_checkpoint(i + 1, root, t0()));
@@ -552,10 +496,7 @@ fn fails_at(r: Result<VerifyReport, VerifyFailure>) -> u64 {
     match r {
         Ok(rep) => panic!("expected failure, got {rep:?}"),
         Err(f) => {
-            assert!(f.to_string().starts_with(&format!(
-                "audit log verification failed at index {}: ",
-                f.index
-            )));
+            assert!(f.to_string().starts_with(&format!("audit log verification failed at index {}: ", f.index)));
             f.index
         }
     }
@@ -570,14 +511,7 @@ fn intact_log_verifies() {
     assert_eq!(rep.unchecked_events, 10);
     assert_eq!(rep.last_checkpoint.as_ref().unwrap().size, 90);
     // Also without the stored columns.
-    let bare: Vec<Row> = rows
-        .iter()
-        .map(|r| Row {
-            leaf: None,
-            hashes: None,
-            ..r.clone()
-        })
-        .collect();
+    let bare: Vec<Row> = rows.iter().map(|r| Row { leaf: None, hashes: None, ..r.clone() }).collect();
     assert_eq!(run(&bare, &notes, &v).unwrap(), rep);
     // Roots registered by size.
     let mut t = TreeVerifier::new();
@@ -588,10 +522,7 @@ fn intact_log_verifies() {
     }
     let mut cache = HashCache::default();
     for r in &rows[..50] {
-        cache.insert_record(
-            r.event.index,
-            &decode_hashes(r.hashes.as_ref().unwrap()).unwrap(),
-        );
+        cache.insert_record(r.event.index, &decode_hashes(r.hashes.as_ref().unwrap()).unwrap());
     }
     assert_eq!(t.root_at(50), Some(tree_root(50, &cache).unwrap()));
     assert_eq!(t.root_at(0), Some(EMPTY_HASH));
@@ -640,11 +571,7 @@ fn rewritten_tree_is_caught_by_checkpoints() {
     // Same without stored columns at all.
     let bare: Vec<Row> = rows
         .iter()
-        .map(|x| Row {
-            leaf: None,
-            hashes: None,
-            ..x.clone()
-        })
+        .map(|x| Row { leaf: None, hashes: None, ..x.clone() })
         .enumerate()
         .map(|(i, mut x)| {
             if i == 95 {
@@ -685,11 +612,7 @@ fn deleted_swapped_inserted_rows_are_named() {
     let fake = {
         let mut e = make_event(50);
         e.draft.actor = "operator:mallory".into();
-        Row {
-            leaf: Some(e.leaf_hash()),
-            hashes: None,
-            event: e,
-        }
+        Row { leaf: Some(e.leaf_hash()), hashes: None, event: e }
     };
     let mut r = rows.clone();
     r.insert(50, fake.clone());
@@ -721,20 +644,13 @@ fn truncation_and_unchecked_tail() {
     let mut r = rows.clone();
     let mut cache = HashCache::default();
     for row in &r {
-        cache.insert_record(
-            row.event.index,
-            &decode_hashes(row.hashes.as_ref().unwrap()).unwrap(),
-        );
+        cache.insert_record(row.event.index, &decode_hashes(row.hashes.as_ref().unwrap()).unwrap());
     }
     cache.retain_frontier(100);
     let e = make_event(100);
     let leaf = e.leaf_hash();
     let h = cache.append(100, leaf).unwrap();
-    r.push(Row {
-        event: e,
-        leaf: Some(leaf),
-        hashes: Some(encode_hashes(&h)),
-    });
+    r.push(Row { event: e, leaf: Some(leaf), hashes: Some(encode_hashes(&h)) });
     let rep = run(&r, &notes, &v).unwrap();
     assert_eq!((rep.tree_size, rep.unchecked_events), (101, 11));
     // No checkpoints at all: everything unchecked.
@@ -755,8 +671,7 @@ fn truncation_and_unchecked_tail() {
     let cps = open_checkpoints(&v, &notes).unwrap();
     let mut late = TreeVerifier::new();
     for row in &rows {
-        late.push(&row.event, row.leaf, row.hashes.as_deref())
-            .unwrap();
+        late.push(&row.event, row.leaf, row.hashes.as_deref()).unwrap();
     }
     for cp in &cps {
         late.want_checkpoint(cp);

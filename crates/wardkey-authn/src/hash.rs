@@ -42,11 +42,7 @@ impl Default for HashParams {
 
 impl HashParams {
     /// OWASP Password Storage Cheat Sheet: Argon2id, 19 MiB, 2 iterations, 1 lane.
-    pub const OWASP: Self = Self {
-        m_cost_kib: 19 * 1024,
-        t_cost: 2,
-        p_cost: 1,
-    };
+    pub const OWASP: Self = Self { m_cost_kib: 19 * 1024, t_cost: 2, p_cost: 1 };
 
     fn argon2(&self) -> Result<Argon2<'static>, HashError> {
         let params = Params::new(self.m_cost_kib, self.t_cost, self.p_cost, None)
@@ -61,11 +57,7 @@ impl HashParams {
             return None;
         }
         let params = Params::try_from(&parsed).ok()?;
-        Some(Self {
-            m_cost_kib: params.m_cost(),
-            t_cost: params.t_cost(),
-            p_cost: params.p_cost(),
-        })
+        Some(Self { m_cost_kib: params.m_cost(), t_cost: params.t_cost(), p_cost: params.p_cost() })
     }
 
     /// True when a stored hash was made with other parameters (or another algorithm) and
@@ -95,10 +87,7 @@ pub fn hash_password(password: &str, params: &HashParams) -> Result<String, Hash
         return Err(HashError::TooLong);
     }
     let normalised = normalize(password);
-    let hash = params
-        .argon2()?
-        .hash_password(normalised.as_bytes())
-        .map_err(|e| HashError::Hash(e.to_string()))?;
+    let hash = params.argon2()?.hash_password(normalised.as_bytes()).map_err(|e| HashError::Hash(e.to_string()))?;
     Ok(hash.to_string())
 }
 
@@ -113,9 +102,7 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         return false;
     };
     let normalised = normalize(password);
-    Argon2::default()
-        .verify_password(normalised.as_bytes(), &parsed)
-        .is_ok()
+    Argon2::default().verify_password(normalised.as_bytes(), &parsed).is_ok()
 }
 
 /// Spend the same work as [`verify_password`] with `params` and return `false`: used when
@@ -180,8 +167,7 @@ impl HashPriority {
             #[cfg(target_os = "linux")]
             Self::Idle => {
                 use thread_priority::unix::{
-                    NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
-                    thread_native_id,
+                    NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id,
                 };
                 set_thread_priority_and_policy(
                     thread_native_id(),
@@ -211,10 +197,7 @@ impl Pool {
     fn start(threads: usize, priority: HashPriority) -> Result<Arc<Pool>, HashError> {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(std::sync::Mutex::new(rx));
-        let pool = Arc::new(Pool {
-            jobs: tx,
-            lowered: std::sync::atomic::AtomicUsize::new(0),
-        });
+        let pool = Arc::new(Pool { jobs: tx, lowered: std::sync::atomic::AtomicUsize::new(0) });
         for n in 0..threads {
             let rx = Arc::clone(&rx);
             let weak = Arc::downgrade(&pool);
@@ -280,9 +263,7 @@ impl PasswordHasher {
 
     /// A hasher bounded by the number of available cores.
     pub fn with_available_parallelism(params: HashParams) -> Result<Self, HashError> {
-        let n = std::thread::available_parallelism()
-            .map(usize::from)
-            .unwrap_or(1);
+        let n = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
         Self::new(params, n)
     }
 
@@ -316,10 +297,7 @@ impl PasswordHasher {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| HashError::PoolClosed)?;
+        let permit = Arc::clone(&self.permits).acquire_owned().await.map_err(|_| HashError::PoolClosed)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.pool.submit(Box::new(move || {
             let out = f();
@@ -337,9 +315,7 @@ impl PasswordHasher {
 
     /// Verify a password against a stored PHC string.
     pub async fn verify(&self, password: String, phc: String) -> bool {
-        self.run(move || verify_password(&password, &phc))
-            .await
-            .unwrap_or(false)
+        self.run(move || verify_password(&password, &phc)).await.unwrap_or(false)
     }
 
     /// Verify against `phc` when the account exists and has a password, otherwise spend the
@@ -361,11 +337,7 @@ mod tests {
     use super::*;
 
     fn cheap() -> HashParams {
-        HashParams {
-            m_cost_kib: 64,
-            t_cost: 1,
-            p_cost: 1,
-        }
+        HashParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 }
     }
 
     #[test]
@@ -383,16 +355,6 @@ mod tests {
         let long = "a".repeat(MAX_PASSWORD_BYTES + 1);
         assert_eq!(hash_password(&long, &cheap()), Err(HashError::TooLong));
         assert!(!dummy_verify(&long, &cheap()));
-        assert!(
-            PasswordHasher::new(
-                HashParams {
-                    m_cost_kib: 1,
-                    t_cost: 0,
-                    p_cost: 0
-                },
-                1
-            )
-            .is_err()
-        );
+        assert!(PasswordHasher::new(HashParams { m_cost_kib: 1, t_cost: 0, p_cost: 0 }, 1).is_err());
     }
 }

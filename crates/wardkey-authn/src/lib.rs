@@ -17,20 +17,16 @@ pub mod throttle;
 pub mod totp;
 pub mod webauthn;
 
-pub use hash::{
-    HashError, HashParams, PasswordHasher, dummy_verify, hash_password, verify_password,
-};
+pub use hash::{HashError, HashParams, PasswordHasher, dummy_verify, hash_password, verify_password};
 pub use password::{
-    ContextField, PasswordContext, PasswordPolicy, PasswordRejection, PolicyError, TrivialKind,
-    normalize,
+    ContextField, PasswordContext, PasswordPolicy, PasswordRejection, PolicyError, TrivialKind, normalize,
 };
 pub use recovery::{RecoveryCodes, RecoveryError, verify_and_consume};
 pub use session::{
-    CookieSpec, RolePolicyOverride, SessionCheck, SessionId, SessionIdError, SessionPolicy,
-    SessionPolicyError, SessionState,
+    CookieSpec, RolePolicyOverride, SessionCheck, SessionId, SessionIdError, SessionPolicy, SessionPolicyError,
+    SessionState,
 };
 pub use throttle::{
-    AccountFailures, FailureOutcome, LockoutPolicy, LockoutPolicyError, RateLimitError,
-    SourceRateLimiter,
+    AccountFailures, FailureOutcome, LockoutPolicy, LockoutPolicyError, RateLimitError, SourceRateLimiter,
 };
 pub use totp::{TotpError, TotpSecret};

@@ -19,13 +19,8 @@ use unicode_normalization::UnicodeNormalization;
 /// The blocklist data file: one lowercase password per line, `#` lines are comments.
 const BLOCKLIST_DATA: &str = include_str!("../data/common-passwords.txt");
 
-static BLOCKLIST: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
-    BLOCKLIST_DATA
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect()
-});
+static BLOCKLIST: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| BLOCKLIST_DATA.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect());
 
 /// Number of entries in the shipped blocklist.
 pub fn blocklist_len() -> usize {
@@ -64,11 +59,7 @@ pub struct PasswordPolicy {
 
 impl Default for PasswordPolicy {
     fn default() -> Self {
-        Self {
-            min_len_single_factor: NIST_MIN_SINGLE_FACTOR,
-            min_len_with_mfa: NIST_MIN_WITH_MFA,
-            max_len: 256,
-        }
+        Self { min_len_single_factor: NIST_MIN_SINGLE_FACTOR, min_len_with_mfa: NIST_MIN_WITH_MFA, max_len: 256 }
     }
 }
 
@@ -163,9 +154,7 @@ impl PasswordPolicy {
     /// Refuse a configuration weaker than NIST SP 800-63B-4.
     pub fn validate(&self) -> Result<(), PolicyError> {
         if self.min_len_single_factor < NIST_MIN_SINGLE_FACTOR {
-            return Err(PolicyError::SingleFactorTooShort(
-                self.min_len_single_factor,
-            ));
+            return Err(PolicyError::SingleFactorTooShort(self.min_len_single_factor));
         }
         if self.min_len_with_mfa < NIST_MIN_WITH_MFA {
             return Err(PolicyError::WithMfaTooShort(self.min_len_with_mfa));
@@ -202,17 +191,11 @@ impl PasswordPolicy {
         // than 4 * max_len means more code points than max_len.
         let max = self.max_len;
         if password.len() > max.saturating_mul(4) {
-            return Err(PasswordRejection::TooLong {
-                max,
-                actual: password.chars().count(),
-            });
+            return Err(PasswordRejection::TooLong { max, actual: password.chars().count() });
         }
         let raw_len = password.chars().count();
         if raw_len > max {
-            return Err(PasswordRejection::TooLong {
-                max,
-                actual: raw_len,
-            });
+            return Err(PasswordRejection::TooLong { max, actual: raw_len });
         }
         if password.chars().any(char::is_control) {
             return Err(PasswordRejection::ControlCharacter);
@@ -222,11 +205,7 @@ impl PasswordPolicy {
         if len > max {
             return Err(PasswordRejection::TooLong { max, actual: len });
         }
-        let min = if with_mfa {
-            self.min_len_with_mfa
-        } else {
-            self.min_len_single_factor
-        };
+        let min = if with_mfa { self.min_len_with_mfa } else { self.min_len_single_factor };
         if len < min {
             return Err(PasswordRejection::TooShort { min, actual: len });
         }
@@ -339,22 +318,13 @@ fn trivial(lower: &str) -> Option<TrivialKind> {
     }
     // Repetition of a unit of at most a third of the length.
     for period in 1..=n / 3 {
-        if n.is_multiple_of(period)
-            && chars
-                .iter()
-                .enumerate()
-                .all(|(i, c)| *c == chars[i % period])
-        {
+        if n.is_multiple_of(period) && chars.iter().enumerate().all(|(i, c)| *c == chars[i % period]) {
             return Some(TrivialKind::Repetitive);
         }
     }
     // Only runs of at least 3 consecutive or repeated characters ("1234567890abcdef!",
     // "zyxw4444qrst"), separators ignored.
-    let alnum: Vec<char> = chars
-        .iter()
-        .copied()
-        .filter(|c| c.is_alphanumeric())
-        .collect();
+    let alnum: Vec<char> = chars.iter().copied().filter(|c| c.is_alphanumeric()).collect();
     if alnum.len() * 2 < n || alnum.len() < 3 {
         return None;
     }
@@ -409,15 +379,9 @@ mod tests {
     #[test]
     fn default_policy_is_nist() {
         assert_eq!(PasswordPolicy::default().validate(), Ok(()));
-        let weak = PasswordPolicy {
-            min_len_single_factor: 12,
-            ..PasswordPolicy::default()
-        };
+        let weak = PasswordPolicy { min_len_single_factor: 12, ..PasswordPolicy::default() };
         assert_eq!(weak.validate(), Err(PolicyError::SingleFactorTooShort(12)));
-        let short_max = PasswordPolicy {
-            max_len: 63,
-            ..PasswordPolicy::default()
-        };
+        let short_max = PasswordPolicy { max_len: 63, ..PasswordPolicy::default() };
         assert_eq!(short_max.validate(), Err(PolicyError::MaxTooShort(63)));
     }
 }

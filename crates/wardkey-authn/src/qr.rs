@@ -27,8 +27,7 @@ pub fn svg(data: &str) -> Result<String, QrError> {
     if data.len() > MAX_DATA_BYTES {
         return Err(QrError::TooLong);
     }
-    let code = QrCode::with_error_correction_level(data.as_bytes(), EcLevel::M)
-        .map_err(|_| QrError::Encoding)?;
+    let code = QrCode::with_error_correction_level(data.as_bytes(), EcLevel::M).map_err(|_| QrError::Encoding)?;
     Ok(code
         .render::<svg::Color<'_>>()
         .min_dimensions(200, 200)

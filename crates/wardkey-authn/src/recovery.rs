@@ -61,9 +61,7 @@ impl RecoveryCodes {
 
 fn new_code() -> Result<String, RecoveryError> {
     let mut bytes = [0u8; CODE_BITS / 8];
-    OsRng
-        .try_fill_bytes(&mut bytes)
-        .map_err(|_| RecoveryError::Rng)?;
+    OsRng.try_fill_bytes(&mut bytes).map_err(|_| RecoveryError::Rng)?;
     // Read the 80 bits five at a time: each symbol is uniform, no modulo bias.
     let mut acc: u128 = 0;
     for b in bytes {
@@ -149,10 +147,7 @@ mod tests {
         for code in &set.codes {
             assert_eq!(code.len(), 19);
             assert_eq!(code.matches('-').count(), 3);
-            assert!(
-                code.chars()
-                    .all(|c| c == '-' || ALPHABET.contains(&(c as u8)))
-            );
+            assert!(code.chars().all(|c| c == '-' || ALPHABET.contains(&(c as u8))));
         }
         let mut unique = set.codes.clone();
         unique.sort();
@@ -163,14 +158,8 @@ mod tests {
 
     #[test]
     fn crockford_input() {
-        assert_eq!(
-            canonical("abcd-efgh-jkmn-pqrs"),
-            Some("ABCDEFGHJKMNPQRS".into())
-        );
-        assert_eq!(
-            canonical("oOiL 0000 1111 2222"),
-            Some("0011000011112222".into())
-        );
+        assert_eq!(canonical("abcd-efgh-jkmn-pqrs"), Some("ABCDEFGHJKMNPQRS".into()));
+        assert_eq!(canonical("oOiL 0000 1111 2222"), Some("0011000011112222".into()));
         assert_eq!(canonical("ABCD-EFGH-JKMN-PQR"), None);
         assert_eq!(canonical("ABCD-EFGH-JKMN-PQRU"), None);
         assert_eq!(canonical("ABCD-EFGH-JKMN-PQRÉ"), None);

@@ -87,9 +87,7 @@ impl SecretKey {
     /// A fresh key from the operating system's random number generator.
     pub fn generate() -> Result<Self, SecretBoxError> {
         let mut key = Zeroizing::new([0u8; KEY_BYTES]);
-        OsRng
-            .try_fill_bytes(key.as_mut())
-            .map_err(|_| SecretBoxError::Rng)?;
+        OsRng.try_fill_bytes(key.as_mut()).map_err(|_| SecretBoxError::Rng)?;
         Ok(Self(key))
     }
 
@@ -108,15 +106,11 @@ impl SecretKey {
     /// meantime (then that file is read). A reader therefore never sees a half-written key.
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), SecretBoxError> {
         match Self::load(path) {
-            Err(SecretBoxError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(SecretBoxError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
             other => return other.map(|key| (key, false)),
         }
         let key = Self::generate()?;
-        let io = |source| SecretBoxError::Io {
-            path: path.to_owned(),
-            source,
-        };
+        let io = |source| SecretBoxError::Io { path: path.to_owned(), source };
         let tmp = temporary_path(path)?;
         let written = write_new_private(&tmp, key.encode().as_bytes());
         let published = written.and_then(|()| fs::hard_link(&tmp, path));
@@ -127,9 +121,7 @@ impl SecretKey {
                 sync_parent(path);
                 Ok((key, true))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Self::load(path).map(|key| (key, false))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(path).map(|key| (key, false)),
             Err(e) => Err(io(e)),
         }
     }
@@ -137,10 +129,7 @@ impl SecretKey {
     /// Reads an existing key file. On unix, a file that group or others may access is
     /// refused: the key is worth as much as every secret it protects.
     pub fn load(path: &Path) -> Result<Self, SecretBoxError> {
-        let io = |source| SecretBoxError::Io {
-            path: path.to_owned(),
-            source,
-        };
+        let io = |source| SecretBoxError::Io { path: path.to_owned(), source };
         let file = File::open(path).map_err(io)?;
         // The open file's own metadata: what is checked is what is read.
         let meta = file.metadata().map_err(io)?;
@@ -152,17 +141,11 @@ impl SecretKey {
         let mut text = Zeroizing::new(String::with_capacity(MAX_KEY_FILE_BYTES as usize + 1));
         file.take(MAX_KEY_FILE_BYTES + 1)
             .read_to_string(&mut text)
-            .map_err(|_| SecretBoxError::KeyFormat {
-                path: path.to_owned(),
-            })?;
+            .map_err(|_| SecretBoxError::KeyFormat { path: path.to_owned() })?;
         if text.len() as u64 > MAX_KEY_FILE_BYTES {
-            return Err(SecretBoxError::KeyFormat {
-                path: path.to_owned(),
-            });
+            return Err(SecretBoxError::KeyFormat { path: path.to_owned() });
         }
-        Self::decode(&text).ok_or_else(|| SecretBoxError::KeyFormat {
-            path: path.to_owned(),
-        })
+        Self::decode(&text).ok_or_else(|| SecretBoxError::KeyFormat { path: path.to_owned() })
     }
 
     /// 16 hex digits naming the key in logs and errors. It reveals nothing usable about the
@@ -181,19 +164,11 @@ impl SecretKey {
             return Err(SecretBoxError::TooLarge);
         }
         let mut nonce = [0u8; NONCE_BYTES];
-        OsRng
-            .try_fill_bytes(&mut nonce)
-            .map_err(|_| SecretBoxError::Rng)?;
+        OsRng.try_fill_bytes(&mut nonce).map_err(|_| SecretBoxError::Rng)?;
         let aad = associated_data(context);
         let ciphertext = self
             .cipher()
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
+            .encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad: &aad })
             .map_err(|_| SecretBoxError::TooLarge)?;
         let mut raw = Vec::with_capacity(NONCE_BYTES + ciphertext.len());
         raw.extend_from_slice(&nonce);
@@ -211,9 +186,7 @@ impl SecretKey {
             .strip_prefix(PREFIX)
             .filter(|e| e.len() <= max_raw.div_ceil(3) * 4)
             .ok_or(SecretBoxError::Malformed)?;
-        let raw = BASE64URL_NOPAD
-            .decode(encoded.as_bytes())
-            .map_err(|_| SecretBoxError::Malformed)?;
+        let raw = BASE64URL_NOPAD.decode(encoded.as_bytes()).map_err(|_| SecretBoxError::Malformed)?;
         if raw.len() < NONCE_BYTES + TAG_BYTES || raw.len() > max_raw {
             return Err(SecretBoxError::Malformed);
         }
@@ -221,13 +194,7 @@ impl SecretKey {
         let nonce = XNonce::try_from(nonce).map_err(|_| SecretBoxError::Malformed)?;
         let aad = associated_data(context);
         self.cipher()
-            .decrypt(
-                &nonce,
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
+            .decrypt(&nonce, Payload { msg: ciphertext, aad: &aad })
             .map(Zeroizing::new)
             .map_err(|_| SecretBoxError::Decrypt)
     }
@@ -269,13 +236,8 @@ fn associated_data(context: &str) -> Vec<u8> {
 /// A name next to `path` that no other process will pick.
 fn temporary_path(path: &Path) -> Result<PathBuf, SecretBoxError> {
     let mut tag = [0u8; 8];
-    OsRng
-        .try_fill_bytes(&mut tag)
-        .map_err(|_| SecretBoxError::Rng)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    OsRng.try_fill_bytes(&mut tag).map_err(|_| SecretBoxError::Rng)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     Ok(path.with_file_name(format!(".{name}.{}.tmp", hex::encode(tag))))
 }
 
@@ -307,10 +269,7 @@ fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), SecretBoxError>
     // Write access for others is refused too: whoever can replace the key can make the
     // server seal new secrets under a key they know.
     if mode & 0o077 != 0 {
-        return Err(SecretBoxError::Permissions {
-            path: path.to_owned(),
-            mode,
-        });
+        return Err(SecretBoxError::Permissions { path: path.to_owned(), mode });
     }
     Ok(())
 }

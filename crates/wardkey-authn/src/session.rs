@@ -58,9 +58,7 @@ impl SessionId {
     /// A fresh id from the operating system's random number generator.
     pub fn generate() -> Result<Self, SessionIdError> {
         let mut bytes = [0u8; SESSION_ID_BYTES];
-        OsRng
-            .try_fill_bytes(&mut bytes)
-            .map_err(|_| SessionIdError::Rng)?;
+        OsRng.try_fill_bytes(&mut bytes).map_err(|_| SessionIdError::Rng)?;
         Ok(Self(bytes))
     }
 
@@ -70,17 +68,12 @@ impl SessionId {
     pub fn parse(encoded: &str) -> Result<Self, SessionIdError> {
         let raw = encoded.as_bytes();
         if raw.len() != SESSION_ID_ENCODED_LEN
-            || !raw
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+            || !raw.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
         {
             return Err(SessionIdError::Malformed);
         }
-        let decoded = BASE64URL_NOPAD
-            .decode(raw)
-            .map_err(|_| SessionIdError::Malformed)?;
-        let bytes: [u8; SESSION_ID_BYTES] =
-            decoded.try_into().map_err(|_| SessionIdError::Malformed)?;
+        let decoded = BASE64URL_NOPAD.decode(raw).map_err(|_| SessionIdError::Malformed)?;
+        let bytes: [u8; SESSION_ID_BYTES] = decoded.try_into().map_err(|_| SessionIdError::Malformed)?;
         Ok(Self(bytes))
     }
 
@@ -169,9 +162,7 @@ impl SessionPolicy {
         if self.idle_timeout <= Duration::zero() || self.idle_timeout > MAX_IDLE_TIMEOUT {
             return Err(SessionPolicyError::IdleTimeout);
         }
-        if self.absolute_lifetime <= Duration::zero()
-            || self.absolute_lifetime > MAX_ABSOLUTE_LIFETIME
-        {
+        if self.absolute_lifetime <= Duration::zero() || self.absolute_lifetime > MAX_ABSOLUTE_LIFETIME {
             return Err(SessionPolicyError::AbsoluteLifetime);
         }
         if self.idle_timeout > self.absolute_lifetime {
@@ -259,13 +250,7 @@ pub struct SessionState {
 impl SessionState {
     /// A session created (and last seen) at `now`, with no factor recorded yet.
     pub fn new(now: DateTime<Utc>) -> Self {
-        Self {
-            created_at: now,
-            last_seen_at: now,
-            mfa_at: None,
-            phishing_resistant_at: None,
-            ended_at: None,
-        }
+        Self { created_at: now, last_seen_at: now, mfa_at: None, phishing_resistant_at: None, ended_at: None }
     }
 
     /// Whether the session may be used at `now`. Deadlines are exclusive: at exactly
@@ -319,9 +304,7 @@ impl SessionState {
 /// `Some(start + len)` if that deadline is at or before `now`. A deadline past the end of
 /// representable time never passes.
 fn passed(start: DateTime<Utc>, len: Duration, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    start
-        .checked_add_signed(len)
-        .filter(|deadline| *deadline <= now)
+    start.checked_add_signed(len).filter(|deadline| *deadline <= now)
 }
 
 fn fresh(at: Option<DateTime<Utc>>, now: DateTime<Utc>, window: Duration) -> bool {
@@ -342,17 +325,12 @@ pub struct CookieSpec {
 impl CookieSpec {
     /// A cookie that lives in the browser no longer than the policy's absolute lifetime.
     pub fn for_policy(policy: &SessionPolicy) -> Self {
-        Self {
-            max_age: Some(policy.absolute_lifetime),
-        }
+        Self { max_age: Some(policy.absolute_lifetime) }
     }
 
     /// The `Set-Cookie` header value carrying `id`.
     pub fn set_cookie(&self, id: &SessionId) -> String {
-        let mut out = format!(
-            "{COOKIE_NAME}={}; Path=/; Secure; HttpOnly; SameSite=Strict",
-            id.encode()
-        );
+        let mut out = format!("{COOKIE_NAME}={}; Path=/; Secure; HttpOnly; SameSite=Strict", id.encode());
         if let Some(age) = self.max_age {
             out.push_str(&format!("; Max-Age={}", age.num_seconds().max(0)));
         }

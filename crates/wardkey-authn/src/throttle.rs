@@ -124,10 +124,7 @@ impl AccountFailures {
         if locked_now {
             self.locked_at = Some(now);
         }
-        FailureOutcome {
-            delay_before_next: policy.delay_after(self.consecutive),
-            locked_now,
-        }
+        FailureOutcome { delay_before_next: policy.delay_after(self.consecutive), locked_now }
     }
 
     /// A successful login: the count and any delay are cleared. The caller must have refused
@@ -160,10 +157,7 @@ impl AccountFailures {
         if self.consecutive == 0 {
             return None;
         }
-        Some(
-            last.checked_add_signed(policy.delay_after(self.consecutive))
-                .unwrap_or(DateTime::<Utc>::MAX_UTC),
-        )
+        Some(last.checked_add_signed(policy.delay_after(self.consecutive)).unwrap_or(DateTime::<Utc>::MAX_UTC))
     }
 
     /// An administrator lifts the lock and clears the count (the caller audits it).
@@ -228,11 +222,7 @@ pub struct SourceRateLimiter {
 }
 
 impl SourceRateLimiter {
-    pub fn new(
-        capacity: u32,
-        refill_per_second: f64,
-        max_sources: usize,
-    ) -> Result<Self, RateLimitError> {
+    pub fn new(capacity: u32, refill_per_second: f64, max_sources: usize) -> Result<Self, RateLimitError> {
         if capacity == 0 {
             return Err(RateLimitError::Capacity);
         }
@@ -266,8 +256,7 @@ impl SourceRateLimiter {
                     .signed_duration_since(bucket.refilled_at)
                     .num_microseconds()
                     .map_or(f64::INFINITY, |us| us as f64 / 1_000_000.0);
-                bucket.tokens =
-                    (bucket.tokens + elapsed * self.refill_per_second).min(self.capacity);
+                bucket.tokens = (bucket.tokens + elapsed * self.refill_per_second).min(self.capacity);
                 bucket.refilled_at = now;
             }
             if bucket.tokens >= 1.0 {
@@ -284,14 +273,7 @@ impl SourceRateLimiter {
                 None => break,
             }
         }
-        self.buckets.insert(
-            key,
-            Bucket {
-                tokens: self.capacity - 1.0,
-                refilled_at: now,
-                seq,
-            },
-        );
+        self.buckets.insert(key, Bucket { tokens: self.capacity - 1.0, refilled_at: now, seq });
         self.recency.insert(seq, key);
         true
     }
@@ -333,10 +315,7 @@ mod tests {
         assert_eq!(SourceKey::of(a.into()), SourceKey::of(b.into()));
         assert_ne!(SourceKey::of(a.into()), SourceKey::of(c.into()));
         let v4 = Ipv4Addr::new(192, 0, 2, 7);
-        assert_eq!(
-            SourceKey::of(v4.to_ipv6_mapped().into()),
-            SourceKey::of(v4.into())
-        );
+        assert_eq!(SourceKey::of(v4.to_ipv6_mapped().into()), SourceKey::of(v4.into()));
     }
 
     #[test]

@@ -57,9 +57,7 @@ impl TotpSecret {
     /// A fresh 160-bit secret from the operating system's random number generator.
     pub fn generate() -> Result<Self, TotpError> {
         let mut bytes = vec![0u8; SECRET_BYTES];
-        OsRng
-            .try_fill_bytes(&mut bytes)
-            .map_err(|_| TotpError::Rng)?;
+        OsRng.try_fill_bytes(&mut bytes).map_err(|_| TotpError::Rng)?;
         Ok(Self(bytes))
     }
 
@@ -73,14 +71,9 @@ impl TotpSecret {
 
     /// Parse the base32 form (RFC 4648, padding, spaces and case ignored).
     pub fn from_base32(s: &str) -> Result<Self, TotpError> {
-        let cleaned: String = s
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '=')
-            .map(|c| c.to_ascii_uppercase())
-            .collect();
-        let bytes = BASE32_NOPAD
-            .decode(cleaned.as_bytes())
-            .map_err(|_| TotpError::SecretEncoding)?;
+        let cleaned: String =
+            s.chars().filter(|c| !c.is_whitespace() && *c != '=').map(|c| c.to_ascii_uppercase()).collect();
+        let bytes = BASE32_NOPAD.decode(cleaned.as_bytes()).map_err(|_| TotpError::SecretEncoding)?;
         Self::from_bytes(bytes)
     }
 
@@ -108,12 +101,7 @@ fn hotp(key: &[u8], counter: u64, digits: u32) -> u32 {
     mac.update(&counter.to_be_bytes());
     let h = mac.finalize().into_bytes();
     let offset = usize::from(h[19] & 0x0f);
-    let bin = u32::from_be_bytes([
-        h[offset] & 0x7f,
-        h[offset + 1],
-        h[offset + 2],
-        h[offset + 3],
-    ]);
+    let bin = u32::from_be_bytes([h[offset] & 0x7f, h[offset + 1], h[offset + 2], h[offset + 3]]);
     bin % 10u32.pow(digits.min(9))
 }
 
@@ -121,11 +109,7 @@ fn hotp(key: &[u8], counter: u64, digits: u32) -> u32 {
 /// test vectors use 8).
 pub fn code_at_step(secret: &TotpSecret, step: u64, digits: u32) -> String {
     let digits = digits.clamp(1, 9);
-    format!(
-        "{:0width$}",
-        hotp(&secret.0, step, digits),
-        width = digits as usize
-    )
+    format!("{:0width$}", hotp(&secret.0, step, digits), width = digits as usize)
 }
 
 /// The current 6-digit code (for tests and enrolment previews).
@@ -200,9 +184,7 @@ mod tests {
     #[test]
     fn rfc4226_appendix_d() {
         // RFC 4226 Appendix D: HOTP values for counters 0..9 with the ASCII key "12345678901234567890".
-        let expected = [
-            755224, 287082, 359152, 969429, 338314, 254676, 287922, 162583, 399871, 520489,
-        ];
+        let expected = [755224, 287082, 359152, 969429, 338314, 254676, 287922, 162583, 399871, 520489];
         for (counter, want) in expected.iter().enumerate() {
             assert_eq!(hotp(b"12345678901234567890", counter as u64, 6), *want);
         }
@@ -216,14 +198,8 @@ mod tests {
         let b32 = s.to_base32();
         assert_eq!(b32.len(), 32);
         assert_eq!(TotpSecret::from_base32(&b32.to_lowercase()).unwrap(), s);
-        assert_eq!(
-            TotpSecret::from_bytes(vec![0; 19]),
-            Err(TotpError::SecretTooShort)
-        );
-        assert_eq!(
-            TotpSecret::from_base32("not base32!"),
-            Err(TotpError::SecretEncoding)
-        );
+        assert_eq!(TotpSecret::from_bytes(vec![0; 19]), Err(TotpError::SecretTooShort));
+        assert_eq!(TotpSecret::from_base32("not base32!"), Err(TotpError::SecretEncoding));
         assert!(!format!("{s:?}").contains(&b32));
     }
 

@@ -20,9 +20,8 @@ use data_encoding::BASE64URL_NOPAD;
 use url::{Host, Url};
 use uuid::Uuid;
 use webauthn_rs::prelude::{
-    AuthenticationResult, CredentialID, Passkey, PasskeyAuthentication, PasskeyRegistration,
-    PublicKeyCredential, RegisterPublicKeyCredential, Webauthn, WebauthnBuilder,
-    WebauthnError as Inner,
+    AuthenticationResult, CredentialID, Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
+    RegisterPublicKeyCredential, Webauthn, WebauthnBuilder, WebauthnError as Inner,
 };
 
 /// Largest browser response accepted; refused before parsing. Real responses are a few KiB
@@ -131,9 +130,7 @@ impl Passkeys {
         let origin = check_origin(&cfg.rp_origin)?;
         check_rp_id(&cfg.rp_id, &origin)?;
         if cfg.rp_name.trim().is_empty() || cfg.rp_name.len() > MAX_NAME_BYTES {
-            return Err(WebauthnError::Config(format!(
-                "rp_name must be 1 to {MAX_NAME_BYTES} bytes"
-            )));
+            return Err(WebauthnError::Config(format!("rp_name must be 1 to {MAX_NAME_BYTES} bytes")));
         }
         let inner = WebauthnBuilder::new(&cfg.rp_id, &origin)
             .map_err(|e| WebauthnError::Config(format!("rp_id / rp_origin: {e}")))?
@@ -169,10 +166,8 @@ impl Passkeys {
             .map(|id| decode_credential_id(id))
             .collect::<Result<Vec<CredentialID>, _>>()?;
         let exclude = (!exclude.is_empty()).then_some(exclude);
-        let (options, state) = self
-            .inner
-            .start_passkey_registration(user_id, username, display_name, exclude)
-            .map_err(start_error)?;
+        let (options, state) =
+            self.inner.start_passkey_registration(user_id, username, display_name, exclude).map_err(start_error)?;
         Ok((to_value(&options)?, to_state(&state)?))
     }
 
@@ -185,20 +180,14 @@ impl Passkeys {
         let response: RegisterPublicKeyCredential = parse_client(client_response_json)?;
         check_envelope(&response.id, &response.raw_id, &response.type_)?;
         let state: PasskeyRegistration = parse_state(state_json)?;
-        let passkey = self
-            .inner
-            .finish_passkey_registration(&response, &state)
-            .map_err(ceremony_error)?;
+        let passkey = self.inner.finish_passkey_registration(&response, &state).map_err(ceremony_error)?;
         let credential_id = encode_credential_id(passkey.cred_id().as_ref());
         let passkey_json = serde_json::to_string(&passkey).map_err(|_| WebauthnError::State)?;
         if passkey_json.len() > MAX_STORED_PASSKEY_BYTES {
             // It could be stored but never used again: refuse it now rather than later.
             return Err(WebauthnError::Rejected("credential_too_large"));
         }
-        Ok(RegisteredPasskey {
-            credential_id,
-            passkey_json,
-        })
+        Ok(RegisteredPasskey { credential_id, passkey_json })
     }
 
     /// Begins an authentication with any of the user's stored passkeys. Returns the options
@@ -213,14 +202,9 @@ impl Passkeys {
         if stored_passkeys_json.len() > MAX_PASSKEYS {
             return Err(WebauthnError::Malformed);
         }
-        let passkeys = stored_passkeys_json
-            .iter()
-            .map(|json| parse_stored(json))
-            .collect::<Result<Vec<Passkey>, _>>()?;
-        let (options, state) = self
-            .inner
-            .start_passkey_authentication(&passkeys)
-            .map_err(start_error)?;
+        let passkeys =
+            stored_passkeys_json.iter().map(|json| parse_stored(json)).collect::<Result<Vec<Passkey>, _>>()?;
+        let (options, state) = self.inner.start_passkey_authentication(&passkeys).map_err(start_error)?;
         Ok((to_value(&options)?, to_state(&state)?))
     }
 
@@ -234,10 +218,7 @@ impl Passkeys {
         let response: PublicKeyCredential = parse_client(client_response_json)?;
         check_envelope(&response.id, &response.raw_id, &response.type_)?;
         let state: PasskeyAuthentication = parse_state(state_json)?;
-        let result = self
-            .inner
-            .finish_passkey_authentication(&response, &state)
-            .map_err(ceremony_error)?;
+        let result = self.inner.finish_passkey_authentication(&response, &state).map_err(ceremony_error)?;
         Ok(PasskeyAssertion {
             credential_id: encode_credential_id(result.cred_id().as_ref()),
             user_verified: result.user_verified(),
@@ -258,9 +239,7 @@ impl Passkeys {
         match passkey.update_credential(&assertion.result) {
             None => Err(WebauthnError::Rejected("credential_mismatch")),
             Some(false) => Ok(None),
-            Some(true) => serde_json::to_string(&passkey)
-                .map(Some)
-                .map_err(|_| WebauthnError::State),
+            Some(true) => serde_json::to_string(&passkey).map(Some).map_err(|_| WebauthnError::State),
         }
     }
 }
@@ -310,9 +289,7 @@ fn check_rp_id(rp_id: &str, origin: &Url) -> Result<(), WebauthnError> {
     if rp_id == host {
         return Ok(());
     }
-    let is_parent = host
-        .strip_suffix(rp_id)
-        .is_some_and(|prefix| prefix.ends_with('.'));
+    let is_parent = host.strip_suffix(rp_id).is_some_and(|prefix| prefix.ends_with('.'));
     if !is_parent {
         return Err(bad(&format!("must be {host:?} or a parent domain of it")));
     }
@@ -329,9 +306,7 @@ fn decode_credential_id(id: &str) -> Result<CredentialID, WebauthnError> {
     if id.is_empty() || id.len() > MAX_CREDENTIAL_ID_BYTES.div_ceil(3) * 4 {
         return Err(WebauthnError::Malformed);
     }
-    let bytes = BASE64URL_NOPAD
-        .decode(id.as_bytes())
-        .map_err(|_| WebauthnError::Malformed)?;
+    let bytes = BASE64URL_NOPAD.decode(id.as_bytes()).map_err(|_| WebauthnError::Malformed)?;
     if bytes.len() > MAX_CREDENTIAL_ID_BYTES {
         return Err(WebauthnError::Malformed);
     }
@@ -408,14 +383,10 @@ fn ceremony_error(e: Inner) -> WebauthnError {
         Inner::UserNotPresent => "user_not_present",
         Inner::UserNotVerified => "user_not_verified",
         Inner::CredentialNotFound => "credential_not_allowed",
-        Inner::CredentialExcludedFromRequest | Inner::CredentialAlreadyExists => {
-            "credential_excluded"
-        }
+        Inner::CredentialExcludedFromRequest | Inner::CredentialAlreadyExists => "credential_excluded",
         Inner::CredentialPossibleCompromise => "counter_regressed",
         Inner::CredentialBackupEligibilityInconsistent => "backup_eligibility_changed",
-        Inner::CredentialAlteredAlgFromRequest | Inner::CredentialInsecureCryptography => {
-            "algorithm_not_allowed"
-        }
+        Inner::CredentialAlteredAlgFromRequest | Inner::CredentialInsecureCryptography => "algorithm_not_allowed",
         Inner::AuthenticationFailure | Inner::SignatureInvalid => "signature_invalid",
         _ => "verification_failed",
     };
@@ -427,11 +398,7 @@ mod tests {
     use super::*;
 
     fn cfg(rp_id: &str, rp_origin: &str) -> PasskeyConfig {
-        PasskeyConfig {
-            rp_id: rp_id.into(),
-            rp_origin: rp_origin.into(),
-            rp_name: "Wardkey".into(),
-        }
+        PasskeyConfig { rp_id: rp_id.into(), rp_origin: rp_origin.into(), rp_name: "Wardkey".into() }
     }
 
     #[test]
@@ -471,31 +438,12 @@ mod tests {
         let pk = Passkeys::new(&cfg("example.org", "https://example.org")).unwrap();
         let long = "a".repeat(MAX_NAME_BYTES + 1);
         let id = Uuid::nil();
-        assert_eq!(
-            pk.start_registration(id, &long, "A", &[]).unwrap_err(),
-            WebauthnError::Malformed
-        );
-        assert_eq!(
-            pk.start_registration(id, "a", "A", &["not base64!".into()])
-                .unwrap_err(),
-            WebauthnError::Malformed
-        );
+        assert_eq!(pk.start_registration(id, &long, "A", &[]).unwrap_err(), WebauthnError::Malformed);
+        assert_eq!(pk.start_registration(id, "a", "A", &["not base64!".into()]).unwrap_err(), WebauthnError::Malformed);
         let too_many = vec!["AAAA".to_string(); MAX_PASSKEYS + 1];
-        assert_eq!(
-            pk.start_registration(id, "a", "A", &too_many).unwrap_err(),
-            WebauthnError::Malformed
-        );
-        assert!(
-            pk.start_registration(id, "a", "A", &["AAAA".into()])
-                .is_ok()
-        );
-        assert_eq!(
-            pk.start_authentication(&[]).unwrap_err(),
-            WebauthnError::Rejected("no_passkeys")
-        );
-        assert_eq!(
-            pk.start_authentication(&["{}".into()]).unwrap_err(),
-            WebauthnError::State
-        );
+        assert_eq!(pk.start_registration(id, "a", "A", &too_many).unwrap_err(), WebauthnError::Malformed);
+        assert!(pk.start_registration(id, "a", "A", &["AAAA".into()]).is_ok());
+        assert_eq!(pk.start_authentication(&[]).unwrap_err(), WebauthnError::Rejected("no_passkeys"));
+        assert_eq!(pk.start_authentication(&["{}".into()]).unwrap_err(), WebauthnError::State);
     }
 }

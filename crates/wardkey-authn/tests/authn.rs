@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use wardkey_authn::hash::{self, HashParams, PasswordHasher};
-use wardkey_authn::password::{
-    ContextField, PasswordContext, PasswordPolicy, PasswordRejection, TrivialKind,
-};
+use wardkey_authn::password::{ContextField, PasswordContext, PasswordPolicy, PasswordRejection, TrivialKind};
 use wardkey_authn::recovery::{self, RecoveryCodes};
 use wardkey_authn::totp::{self, TotpError, TotpSecret};
 
@@ -76,8 +74,7 @@ fn independent_implementation_codes_accepted_within_one_step() {
         let t = (now + offset * 30) as u64;
         let code = other.generate(t).to_string();
         assert_eq!(code.len(), 6);
-        let step = totp::verify(&secret, &code, at(now), None)
-            .unwrap_or_else(|e| panic!("offset {offset}: {e}"));
+        let step = totp::verify(&secret, &code, at(now), None).unwrap_or_else(|e| panic!("offset {offset}: {e}"));
         assert_eq!(step, current.checked_add_signed(offset).unwrap());
         // Our own generator agrees with theirs.
         assert_eq!(totp::generate(&secret, at(t as i64)).unwrap(), code);
@@ -86,16 +83,11 @@ fn independent_implementation_codes_accepted_within_one_step() {
         let t = (now + offset * 30) as u64;
         let code = other.generate(t).to_string();
         // A code two steps away could collide with a valid one by chance (1e-6); skip then.
-        let valid: Vec<String> = (-1..=1)
-            .map(|o| other.generate((now + o * 30) as u64).to_string())
-            .collect();
+        let valid: Vec<String> = (-1..=1).map(|o| other.generate((now + o * 30) as u64).to_string()).collect();
         if valid.contains(&code) {
             continue;
         }
-        assert_eq!(
-            totp::verify(&secret, &code, at(now), None),
-            Err(TotpError::Invalid)
-        );
+        assert_eq!(totp::verify(&secret, &code, at(now), None), Err(TotpError::Invalid));
     }
 }
 
@@ -105,10 +97,7 @@ fn many_secrets_agree_with_independent_implementation() {
         let secret = TotpSecret::generate().unwrap();
         let other = independent(&secret);
         let t = 1_700_000_000 + i * 7_919;
-        assert_eq!(
-            totp::generate(&secret, at(t)).unwrap(),
-            other.generate(t as u64).to_string()
-        );
+        assert_eq!(totp::generate(&secret, at(t)).unwrap(), other.generate(t as u64).to_string());
     }
 }
 
@@ -120,28 +109,16 @@ fn totp_replay_refused() {
     let code = other.generate(now as u64).to_string();
     let step = totp::verify(&secret, &code, at(now), None).unwrap();
     // Same code again, even a few seconds later in the same step or the next: replay.
-    assert_eq!(
-        totp::verify(&secret, &code, at(now + 5), Some(step)),
-        Err(TotpError::Replayed)
-    );
-    assert_eq!(
-        totp::verify(&secret, &code, at(now + 30), Some(step)),
-        Err(TotpError::Replayed)
-    );
+    assert_eq!(totp::verify(&secret, &code, at(now + 5), Some(step)), Err(TotpError::Replayed));
+    assert_eq!(totp::verify(&secret, &code, at(now + 30), Some(step)), Err(TotpError::Replayed));
     // An older code (previous step) after a newer one was used: also refused.
     let older = other.generate((now - 30) as u64).to_string();
     if older != code {
-        assert_eq!(
-            totp::verify(&secret, &older, at(now), Some(step)),
-            Err(TotpError::Replayed)
-        );
+        assert_eq!(totp::verify(&secret, &older, at(now), Some(step)), Err(TotpError::Replayed));
     }
     // The next step's code is fine.
     let next = other.generate((now + 30) as u64).to_string();
-    assert_eq!(
-        totp::verify(&secret, &next, at(now + 30), Some(step)),
-        Ok(step + 1)
-    );
+    assert_eq!(totp::verify(&secret, &next, at(now + 30), Some(step)), Ok(step + 1));
 }
 
 #[test]
@@ -149,11 +126,7 @@ fn totp_malformed_codes() {
     let secret = TotpSecret::generate().unwrap();
     let now = at(1_767_225_600);
     for bad in ["", "12345", "1234567", "12a456", "１２３４５６", "123456\0"] {
-        assert_eq!(
-            totp::verify(&secret, bad, now, None),
-            Err(TotpError::Malformed),
-            "{bad:?}"
-        );
+        assert_eq!(totp::verify(&secret, bad, now, None), Err(TotpError::Malformed), "{bad:?}");
     }
     // Spaces are allowed, as apps display "123 456".
     let code = totp::generate(&secret, now).unwrap();
@@ -171,10 +144,7 @@ fn otpauth_uri_format() {
         "otpauth://totp/St%20Mary%27s:jane.doe%40stmarys.example?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=St%20Mary%27s&algorithm=SHA1&digits=6&period=30"
     );
     // The secret in the URI decodes back to the same key.
-    assert_eq!(
-        TotpSecret::from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap(),
-        secret
-    );
+    assert_eq!(TotpSecret::from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap(), secret);
 }
 
 // ---------------------------------------------------------------- password policy
@@ -195,94 +165,44 @@ fn check(pw: &str, mfa: bool) -> Result<(), PasswordRejection> {
 
 #[test]
 fn length_single_factor_and_mfa() {
-    assert_eq!(
-        check("tulip river cam", false).map_err(|e| e.to_string()),
-        Ok(()),
-        "15 code points"
-    );
+    assert_eq!(check("tulip river cam", false).map_err(|e| e.to_string()), Ok(()), "15 code points");
     let e = check("tulip river ca", false).unwrap_err();
-    assert_eq!(
-        e,
-        PasswordRejection::TooShort {
-            min: 15,
-            actual: 14
-        }
-    );
-    assert_eq!(
-        e.to_string(),
-        "the password is too short: it needs at least 15 characters, it has 14"
-    );
+    assert_eq!(e, PasswordRejection::TooShort { min: 15, actual: 14 });
+    assert_eq!(e.to_string(), "the password is too short: it needs at least 15 characters, it has 14");
     assert_eq!(check("tuliprvr", true), Ok(()), "8 with MFA");
-    assert_eq!(
-        check("tuliprv", true),
-        Err(PasswordRejection::TooShort { min: 8, actual: 7 })
-    );
+    assert_eq!(check("tuliprv", true), Err(PasswordRejection::TooShort { min: 8, actual: 7 }));
 }
 
 #[test]
 fn long_passwords() {
-    let p64: String = "quiet harbour lanterns drift "
-        .repeat(3)
-        .chars()
-        .take(64)
-        .collect();
+    let p64: String = "quiet harbour lanterns drift ".repeat(3).chars().take(64).collect();
     assert_eq!(p64.chars().count(), 64);
     assert_eq!(check(&p64, false), Ok(()));
-    let p256: String = "quiet harbour lanterns drift "
-        .repeat(10)
-        .chars()
-        .take(256)
-        .collect();
+    let p256: String = "quiet harbour lanterns drift ".repeat(10).chars().take(256).collect();
     assert_eq!(check(&p256, false), Ok(()));
     let p257 = format!("{p256}x");
     let e = check(&p257, false).unwrap_err();
-    assert_eq!(
-        e,
-        PasswordRejection::TooLong {
-            max: 256,
-            actual: 257
-        }
-    );
+    assert_eq!(e, PasswordRejection::TooLong { max: 256, actual: 257 });
     assert!(e.to_string().contains("at most 256"));
     // Megabytes are refused without normalising them.
     let huge = "x".repeat(10_000_000);
-    assert!(matches!(
-        check(&huge, false),
-        Err(PasswordRejection::TooLong { .. })
-    ));
+    assert!(matches!(check(&huge, false), Err(PasswordRejection::TooLong { .. })));
 }
 
 #[test]
 fn nfkc_and_code_points() {
     // Full-width "ｔｕｌｉｐ ｒｉｖｅｒ ｃａｍ" normalises to the ASCII form and counts the same.
     let ascii = "tulip river cam";
-    let full: String = ascii
-        .chars()
-        .map(|c| {
-            if c == ' ' {
-                '\u{3000}'
-            } else {
-                char::from_u32(c as u32 + 0xFEE0).unwrap()
-            }
-        })
-        .collect();
+    let full: String =
+        ascii.chars().map(|c| if c == ' ' { '\u{3000}' } else { char::from_u32(c as u32 + 0xFEE0).unwrap() }).collect();
     assert_ne!(full, ascii);
     assert_eq!(wardkey_authn::normalize(&full), ascii);
     assert_eq!(check(&full, false), Ok(()));
     let full14: String = full.chars().take(14).collect();
-    assert_eq!(
-        check(&full14, false),
-        Err(PasswordRejection::TooShort {
-            min: 15,
-            actual: 14
-        })
-    );
+    assert_eq!(check(&full14, false), Err(PasswordRejection::TooShort { min: 15, actual: 14 }));
     // Emoji are one code point each: 8 emoji pass with MFA, 7 do not.
     assert_eq!(check("🐢🦊🌵🚲🎻🧭🪁🍋", true), Ok(()));
-    assert_eq!(
-        check("🐢🦊🌵🚲🎻🧭🪁", true),
-        Err(PasswordRejection::TooShort { min: 8, actual: 7 })
-    );
+    assert_eq!(check("🐢🦊🌵🚲🎻🧭🪁", true), Err(PasswordRejection::TooShort { min: 8, actual: 7 }));
     // Accented letters in composed and decomposed form count alike after normalisation.
     let composed = "café crème brûlée"; // 17 code points
     let decomposed = "cafe\u{301} cre\u{300}me bru\u{302}le\u{301}e"; // 21 raw, 17 after NFKC
@@ -303,23 +223,12 @@ fn blocklist() {
         "baseball",
     ] {
         let mfa = pw.chars().count() < 15;
-        let e = check(pw, mfa)
-            .err()
-            .unwrap_or_else(|| panic!("{pw} accepted"));
-        assert!(
-            matches!(
-                e,
-                PasswordRejection::Blocklisted | PasswordRejection::Trivial(_)
-            ),
-            "{pw}: {e:?}"
-        );
+        let e = check(pw, mfa).err().unwrap_or_else(|| panic!("{pw} accepted"));
+        assert!(matches!(e, PasswordRejection::Blocklisted | PasswordRejection::Trivial(_)), "{pw}: {e:?}");
     }
     let e = check("password123", true).unwrap_err();
     assert_eq!(e, PasswordRejection::Blocklisted);
-    assert_eq!(
-        e.to_string(),
-        "the password is on a list of common or breached passwords"
-    );
+    assert_eq!(e.to_string(), "the password is on a list of common or breached passwords");
     assert_eq!(e.code(), "blocklisted");
     assert!(wardkey_authn::password::blocklist_len() >= 29_000);
 }
@@ -338,22 +247,13 @@ fn context_words() {
     for (pw, field) in cases {
         let mfa = pw.chars().count() < 15;
         let got = check(pw, mfa);
-        assert!(
-            matches!(got, Err(PasswordRejection::ContainsContextWord(_))),
-            "{pw}: {got:?} (expected {field:?})"
-        );
+        assert!(matches!(got, Err(PasswordRejection::ContainsContextWord(_))), "{pw}: {got:?} (expected {field:?})");
     }
     let e = check("jdoe12345678", true).unwrap_err();
-    assert_eq!(
-        e,
-        PasswordRejection::ContainsContextWord(ContextField::Username)
-    );
+    assert_eq!(e, PasswordRejection::ContainsContextWord(ContextField::Username));
     assert_eq!(e.to_string(), "the password contains your username");
     // Username is "Bob": a 3-letter context word is refused alone with digits, not inside a word.
-    let bob = PasswordContext {
-        username: "Bob",
-        ..PasswordContext::default()
-    };
+    let bob = PasswordContext { username: "Bob", ..PasswordContext::default() };
     let policy = PasswordPolicy::default();
     assert!(policy.check("BOB12345", &bob, true).is_err());
     assert_eq!(policy.check("bobsled marathon", &bob, false), Ok(()));
@@ -361,32 +261,15 @@ fn context_words() {
 
 #[test]
 fn trivial_and_bad_input() {
-    assert_eq!(
-        check("aaaaaaaaaaaaaaaa", false),
-        Err(PasswordRejection::Trivial(TrivialKind::Repetitive))
-    );
-    assert_eq!(
-        check("xyzxyzxyzxyzxyz", false),
-        Err(PasswordRejection::Trivial(TrivialKind::Repetitive))
-    );
-    assert_eq!(
-        check("123456789012345", false),
-        Err(PasswordRejection::Trivial(TrivialKind::Sequential))
-    );
-    assert_eq!(
-        check("tulip\u{0}river cam", false),
-        Err(PasswordRejection::ControlCharacter)
-    );
+    assert_eq!(check("aaaaaaaaaaaaaaaa", false), Err(PasswordRejection::Trivial(TrivialKind::Repetitive)));
+    assert_eq!(check("xyzxyzxyzxyzxyz", false), Err(PasswordRejection::Trivial(TrivialKind::Repetitive)));
+    assert_eq!(check("123456789012345", false), Err(PasswordRejection::Trivial(TrivialKind::Sequential)));
+    assert_eq!(check("tulip\u{0}river cam", false), Err(PasswordRejection::ControlCharacter));
     let policy = PasswordPolicy::default();
-    let e = policy
-        .check_bytes(b"tulip river cam\xff\xfe", &ctx(), false)
-        .unwrap_err();
+    let e = policy.check_bytes(b"tulip river cam\xff\xfe", &ctx(), false).unwrap_err();
     assert_eq!(e, PasswordRejection::InvalidUtf8);
     assert_eq!(e.to_string(), "the password is not valid UTF-8 text");
-    assert_eq!(
-        policy.check_bytes("tulip river cam".as_bytes(), &ctx(), false),
-        Ok(())
-    );
+    assert_eq!(policy.check_bytes("tulip river cam".as_bytes(), &ctx(), false), Ok(()));
     // No composition rules: all lowercase, no digits, no symbols is fine.
     assert_eq!(check("correct horse battery staple", false), Ok(()));
 }
@@ -394,48 +277,28 @@ fn trivial_and_bad_input() {
 // ---------------------------------------------------------------- Argon2id
 
 fn cheap() -> HashParams {
-    HashParams {
-        m_cost_kib: 256,
-        t_cost: 1,
-        p_cost: 1,
-    }
+    HashParams { m_cost_kib: 256, t_cost: 1, p_cost: 1 }
 }
 
 #[test]
 fn argon2_default_params_are_owasp() {
-    assert_eq!(
-        HashParams::default(),
-        HashParams {
-            m_cost_kib: 19_456,
-            t_cost: 2,
-            p_cost: 1
-        }
-    );
+    assert_eq!(HashParams::default(), HashParams { m_cost_kib: 19_456, t_cost: 2, p_cost: 1 });
     let phc = hash::hash_password("correct horse battery staple", &HashParams::default()).unwrap();
     assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
     assert_eq!(HashParams::from_phc(&phc), Some(HashParams::OWASP));
     assert!(hash::verify_password("correct horse battery staple", &phc));
-    assert!(!hash::verify_password(
-        "correct horse battery stapler",
-        &phc
-    ));
+    assert!(!hash::verify_password("correct horse battery stapler", &phc));
 }
 
 #[test]
 fn argon2_round_trip_and_normalisation() {
     let phc = hash::hash_password("ｔｕｌｉｐ river cam", &cheap()).unwrap();
-    assert!(
-        hash::verify_password("tulip river cam", &phc),
-        "NFKC before hashing"
-    );
+    assert!(hash::verify_password("tulip river cam", &phc), "NFKC before hashing");
     assert!(hash::verify_password("ｔｕｌｉｐ river cam", &phc));
     assert!(!hash::verify_password("tulip river cab", &phc));
     assert!(!hash::verify_password("", &phc));
     // Fresh salt each time.
-    assert_ne!(
-        phc,
-        hash::hash_password("tulip river cam", &cheap()).unwrap()
-    );
+    assert_ne!(phc, hash::hash_password("tulip river cam", &cheap()).unwrap());
     assert!(!hash::dummy_verify("tulip river cam", &cheap()));
 }
 
@@ -443,26 +306,10 @@ fn argon2_round_trip_and_normalisation() {
 async fn hasher_async_round_trip() {
     let hasher = PasswordHasher::new(cheap(), 2).unwrap();
     let phc = hasher.hash("quiet harbour lanterns".into()).await.unwrap();
-    assert!(
-        hasher
-            .verify("quiet harbour lanterns".into(), phc.clone())
-            .await
-    );
-    assert!(
-        !hasher
-            .verify("quiet harbour lantern".into(), phc.clone())
-            .await
-    );
-    assert!(
-        hasher
-            .verify_or_dummy("quiet harbour lanterns".into(), Some(phc))
-            .await
-    );
-    assert!(
-        !hasher
-            .verify_or_dummy("quiet harbour lanterns".into(), None)
-            .await
-    );
+    assert!(hasher.verify("quiet harbour lanterns".into(), phc.clone()).await);
+    assert!(!hasher.verify("quiet harbour lantern".into(), phc.clone()).await);
+    assert!(hasher.verify_or_dummy("quiet harbour lanterns".into(), Some(phc)).await);
+    assert!(!hasher.verify_or_dummy("quiet harbour lanterns".into(), None).await);
     assert_eq!(hasher.available(), 2);
 }
 
@@ -483,8 +330,7 @@ async fn hasher_pool_is_bounded() {
                     let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                     peak.fetch_max(now, Ordering::SeqCst);
                     // Real work plus a pause so that jobs overlap if the bound were broken.
-                    let phc =
-                        hash::hash_password(&format!("storm password {i}"), &cheap()).unwrap();
+                    let phc = hash::hash_password(&format!("storm password {i}"), &cheap()).unwrap();
                     std::thread::sleep(Duration::from_millis(5));
                     running.fetch_sub(1, Ordering::SeqCst);
                     phc
@@ -516,9 +362,7 @@ async fn cancelled_callers_still_hold_their_permit_until_the_job_ends() {
         })
         .await
     });
-    tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
-        .await
-        .unwrap();
+    tokio::task::spawn_blocking(move || started_rx.recv().unwrap()).await.unwrap();
     task.abort();
     let _ = task.await;
     assert_eq!(hasher.available(), 0, "the blocking job still runs");
@@ -604,10 +448,7 @@ fn recovery_codes_single_use() {
         let typed = code.to_lowercase().replace('-', " ");
         assert!(recovery::verify_and_consume(&mut stored, &typed), "{code}");
         assert_eq!(stored.len(), 10 - n - 1);
-        assert!(
-            !recovery::verify_and_consume(&mut stored, code),
-            "reuse of {code}"
-        );
+        assert!(!recovery::verify_and_consume(&mut stored, code), "reuse of {code}");
     }
     assert!(stored.is_empty());
 }
@@ -616,13 +457,7 @@ fn recovery_codes_single_use() {
 fn recovery_codes_refuse_wrong_and_malformed() {
     let set = RecoveryCodes::generate().unwrap();
     let mut stored = set.hashes.clone();
-    for bad in [
-        "",
-        "ABCD",
-        "not a code at all",
-        "ABCD-EFGH-JKMN-PQRU",
-        "ZZZZ-ZZZZ-ZZZZ-ZZZZ",
-    ] {
+    for bad in ["", "ABCD", "not a code at all", "ABCD-EFGH-JKMN-PQRU", "ZZZZ-ZZZZ-ZZZZ-ZZZZ"] {
         if set.codes.iter().any(|c| c == bad) {
             continue;
         }
@@ -646,8 +481,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use chrono::TimeDelta;
 use wardkey_authn::session::{
-    self, CookieSpec, RolePolicyOverride, SessionCheck, SessionId, SessionIdError, SessionPolicy,
-    SessionPolicyError, SessionState,
+    self, CookieSpec, RolePolicyOverride, SessionCheck, SessionId, SessionIdError, SessionPolicy, SessionPolicyError,
+    SessionState,
 };
 use wardkey_authn::throttle::{
     self, AccountFailures, LockoutPolicy, LockoutPolicyError, RateLimitError, SourceRateLimiter,
@@ -668,11 +503,7 @@ fn session_id_round_trip_and_hash() {
     let id = SessionId::generate().unwrap();
     let encoded = id.encode();
     assert_eq!(encoded.len(), session::SESSION_ID_ENCODED_LEN);
-    assert!(
-        encoded
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    );
+    assert!(encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     let parsed = SessionId::parse(&encoded).unwrap();
     assert_eq!(parsed, id);
     assert!(parsed.ct_eq(&id));
@@ -711,12 +542,7 @@ fn session_id_malformed_refused() {
         format!("{}B", &good[..42]),
     ];
     for s in &bad {
-        assert_eq!(
-            SessionId::parse(s),
-            Err(SessionIdError::Malformed),
-            "{:?}",
-            &s[..s.len().min(60)]
-        );
+        assert_eq!(SessionId::parse(s), Err(SessionIdError::Malformed), "{:?}", &s[..s.len().min(60)]);
     }
     // All-zero and all-one ids in canonical form parse.
     assert!(SessionId::parse(&"A".repeat(43)).is_ok());
@@ -736,26 +562,11 @@ fn session_policy_defaults_and_validation() {
         f(&mut p);
         p.validate()
     };
-    assert_eq!(
-        with(&|p| p.idle_timeout = TimeDelta::zero()),
-        Err(SessionPolicyError::IdleTimeout)
-    );
-    assert_eq!(
-        with(&|p| p.idle_timeout = secs(-1)),
-        Err(SessionPolicyError::IdleTimeout)
-    );
-    assert_eq!(
-        with(&|p| p.idle_timeout = TimeDelta::hours(25)),
-        Err(SessionPolicyError::IdleTimeout)
-    );
-    assert_eq!(
-        with(&|p| p.absolute_lifetime = TimeDelta::zero()),
-        Err(SessionPolicyError::AbsoluteLifetime)
-    );
-    assert_eq!(
-        with(&|p| p.absolute_lifetime = TimeDelta::days(31)),
-        Err(SessionPolicyError::AbsoluteLifetime)
-    );
+    assert_eq!(with(&|p| p.idle_timeout = TimeDelta::zero()), Err(SessionPolicyError::IdleTimeout));
+    assert_eq!(with(&|p| p.idle_timeout = secs(-1)), Err(SessionPolicyError::IdleTimeout));
+    assert_eq!(with(&|p| p.idle_timeout = TimeDelta::hours(25)), Err(SessionPolicyError::IdleTimeout));
+    assert_eq!(with(&|p| p.absolute_lifetime = TimeDelta::zero()), Err(SessionPolicyError::AbsoluteLifetime));
+    assert_eq!(with(&|p| p.absolute_lifetime = TimeDelta::days(31)), Err(SessionPolicyError::AbsoluteLifetime));
     assert_eq!(
         with(&|p| {
             p.idle_timeout = mins(20);
@@ -770,28 +581,14 @@ fn session_policy_defaults_and_validation() {
         }),
         Ok(())
     );
+    assert_eq!(with(&|p| p.step_up_window = TimeDelta::zero()), Err(SessionPolicyError::StepUpWindow));
+    assert_eq!(with(&|p| p.step_up_window = TimeDelta::hours(2)), Err(SessionPolicyError::StepUpWindow));
     assert_eq!(
-        with(&|p| p.step_up_window = TimeDelta::zero()),
-        Err(SessionPolicyError::StepUpWindow)
-    );
-    assert_eq!(
-        with(&|p| p.step_up_window = TimeDelta::hours(2)),
-        Err(SessionPolicyError::StepUpWindow)
-    );
-    assert_eq!(
-        RolePolicyOverride {
-            idle_timeout: Some(TimeDelta::zero()),
-            absolute_lifetime: None
-        }
-        .validate(),
+        RolePolicyOverride { idle_timeout: Some(TimeDelta::zero()), absolute_lifetime: None }.validate(),
         Err(SessionPolicyError::IdleTimeout)
     );
     assert_eq!(
-        RolePolicyOverride {
-            idle_timeout: None,
-            absolute_lifetime: Some(TimeDelta::days(365))
-        }
-        .validate(),
+        RolePolicyOverride { idle_timeout: None, absolute_lifetime: Some(TimeDelta::days(365)) }.validate(),
         Err(SessionPolicyError::AbsoluteLifetime)
     );
     assert_eq!(RolePolicyOverride::default().validate(), Ok(()));
@@ -803,20 +600,11 @@ fn strictest_policy_wins() {
     assert_eq!(SessionPolicy::strictest(&global, &[]), global);
     let overrides = [
         // A clinician role on shared workstations: 5-minute idle.
-        RolePolicyOverride {
-            idle_timeout: Some(mins(5)),
-            absolute_lifetime: None,
-        },
+        RolePolicyOverride { idle_timeout: Some(mins(5)), absolute_lifetime: None },
         // An admin role: 8-hour lifetime, a looser idle that must not loosen anything.
-        RolePolicyOverride {
-            idle_timeout: Some(mins(30)),
-            absolute_lifetime: Some(TimeDelta::hours(8)),
-        },
+        RolePolicyOverride { idle_timeout: Some(mins(30)), absolute_lifetime: Some(TimeDelta::hours(8)) },
         // A role that loosens the lifetime: ignored.
-        RolePolicyOverride {
-            idle_timeout: None,
-            absolute_lifetime: Some(TimeDelta::hours(24)),
-        },
+        RolePolicyOverride { idle_timeout: None, absolute_lifetime: Some(TimeDelta::hours(24)) },
         RolePolicyOverride::default(),
     ];
     let p = SessionPolicy::strictest(&global, &overrides);
@@ -829,16 +617,11 @@ fn strictest_policy_wins() {
     reversed.reverse();
     assert_eq!(SessionPolicy::strictest(&global, &reversed), p);
     // Loosening alone leaves the global policy.
-    let loose = [RolePolicyOverride {
-        idle_timeout: Some(TimeDelta::hours(1)),
-        absolute_lifetime: Some(TimeDelta::days(2)),
-    }];
+    let loose =
+        [RolePolicyOverride { idle_timeout: Some(TimeDelta::hours(1)), absolute_lifetime: Some(TimeDelta::days(2)) }];
     assert_eq!(SessionPolicy::strictest(&global, &loose), global);
     // A lifetime below the idle timeout pulls the idle timeout down with it.
-    let short = [RolePolicyOverride {
-        idle_timeout: None,
-        absolute_lifetime: Some(mins(10)),
-    }];
+    let short = [RolePolicyOverride { idle_timeout: None, absolute_lifetime: Some(mins(10)) }];
     let p = SessionPolicy::strictest(&global, &short);
     assert_eq!(p.absolute_lifetime, mins(10));
     assert_eq!(p.idle_timeout, mins(10));
@@ -852,44 +635,21 @@ fn idle_expiry_exactly_at_boundary() {
     assert_eq!(s.check(&policy, at(T0)), SessionCheck::Active);
     let almost = at(T0) + mins(15) - TimeDelta::nanoseconds(1);
     assert_eq!(s.check(&policy, almost), SessionCheck::Active);
-    assert_eq!(
-        s.check(&policy, at(T0) + mins(15)),
-        SessionCheck::IdleExpired {
-            since: at(T0) + mins(15)
-        }
-    );
-    assert_eq!(
-        s.check(&policy, at(T0) + mins(40)),
-        SessionCheck::IdleExpired {
-            since: at(T0) + mins(15)
-        }
-    );
+    assert_eq!(s.check(&policy, at(T0) + mins(15)), SessionCheck::IdleExpired { since: at(T0) + mins(15) });
+    assert_eq!(s.check(&policy, at(T0) + mins(40)), SessionCheck::IdleExpired { since: at(T0) + mins(15) });
     // Activity moves the idle deadline.
     s.touch(at(T0) + mins(14));
     assert_eq!(s.check(&policy, at(T0) + mins(28)), SessionCheck::Active);
-    assert_eq!(
-        s.check(&policy, at(T0) + mins(29)),
-        SessionCheck::IdleExpired {
-            since: at(T0) + mins(29)
-        }
-    );
+    assert_eq!(s.check(&policy, at(T0) + mins(29)), SessionCheck::IdleExpired { since: at(T0) + mins(29) });
     // touch never moves backwards.
     s.touch(at(T0));
     assert_eq!(s.last_seen_at, at(T0) + mins(14));
     // A stricter role policy expires earlier.
     let strict = SessionPolicy::strictest(
         &policy,
-        &[RolePolicyOverride {
-            idle_timeout: Some(mins(5)),
-            absolute_lifetime: None,
-        }],
+        &[RolePolicyOverride { idle_timeout: Some(mins(5)), absolute_lifetime: None }],
     );
-    assert_eq!(
-        s.check(&strict, at(T0) + mins(19)),
-        SessionCheck::IdleExpired {
-            since: at(T0) + mins(19)
-        }
-    );
+    assert_eq!(s.check(&strict, at(T0) + mins(19)), SessionCheck::IdleExpired { since: at(T0) + mins(19) });
 }
 
 #[test]
@@ -905,23 +665,15 @@ fn absolute_expiry_even_when_active() {
         s.touch(now);
     }
     let end = start + TimeDelta::hours(12);
-    assert_eq!(
-        s.check(&policy, end - TimeDelta::nanoseconds(1)),
-        SessionCheck::Active
-    );
+    assert_eq!(s.check(&policy, end - TimeDelta::nanoseconds(1)), SessionCheck::Active);
     s.touch(end - secs(1));
-    assert_eq!(
-        s.check(&policy, end),
-        SessionCheck::AbsoluteExpired { since: end }
-    );
+    assert_eq!(s.check(&policy, end), SessionCheck::AbsoluteExpired { since: end });
     // Both passed: the earlier deadline is the reason.
     let mut idle_first = SessionState::new(start);
     idle_first.touch(start + mins(30));
     assert_eq!(
         idle_first.check(&policy, start + TimeDelta::hours(13)),
-        SessionCheck::IdleExpired {
-            since: start + mins(45)
-        }
+        SessionCheck::IdleExpired { since: start + mins(45) }
     );
 }
 
@@ -977,22 +729,13 @@ fn session_cookie_attributes() {
     assert!(!header.contains("Expires"));
 
     let with_age = CookieSpec::for_policy(&SessionPolicy::default()).set_cookie(&id);
-    assert!(
-        with_age.split("; ").any(|p| p == "Max-Age=43200"),
-        "{with_age}"
-    );
+    assert!(with_age.split("; ").any(|p| p == "Max-Age=43200"), "{with_age}");
     assert!(!with_age.to_ascii_lowercase().contains("domain"));
 
     let clear = CookieSpec::clear_cookie();
     let parts: Vec<&str> = clear.split("; ").collect();
     assert_eq!(parts[0], "__Host-wardkey_session=");
-    for attr in [
-        "Path=/",
-        "Secure",
-        "HttpOnly",
-        "SameSite=Strict",
-        "Max-Age=0",
-    ] {
+    for attr in ["Path=/", "Secure", "HttpOnly", "SameSite=Strict", "Max-Age=0"] {
         assert!(parts.contains(&attr), "{attr} missing from {clear}");
     }
     assert!(!clear.to_ascii_lowercase().contains("domain"));
@@ -1002,21 +745,13 @@ fn session_cookie_attributes() {
 fn session_cookie_from_request_header() {
     let id = SessionId::generate().unwrap();
     let enc = id.encode();
-    let found = CookieSpec::session_id_from_cookie_header(&format!(
-        "a=1; __Host-wardkey_session={enc}; b=2"
-    ));
+    let found = CookieSpec::session_id_from_cookie_header(&format!("a=1; __Host-wardkey_session={enc}; b=2"));
     assert_eq!(found, Some(id));
     assert_eq!(CookieSpec::session_id_from_cookie_header(""), None);
     assert_eq!(CookieSpec::session_id_from_cookie_header("a=1; b"), None);
-    assert_eq!(
-        CookieSpec::session_id_from_cookie_header("__Host-wardkey_session=forged"),
-        None
-    );
+    assert_eq!(CookieSpec::session_id_from_cookie_header("__Host-wardkey_session=forged"), None);
     // Without the prefix the cookie could have been set by a sibling host: ignored.
-    assert_eq!(
-        CookieSpec::session_id_from_cookie_header(&format!("wardkey_session={enc}")),
-        None
-    );
+    assert_eq!(CookieSpec::session_id_from_cookie_header(&format!("wardkey_session={enc}")), None);
     // Two session cookies: refused.
     let other = SessionId::generate().unwrap().encode();
     assert_eq!(
@@ -1030,10 +765,7 @@ fn session_cookie_from_request_header() {
 // ---------------------------------------------------------------- Throttling
 
 fn lockout(lock_duration: Option<TimeDelta>) -> LockoutPolicy {
-    LockoutPolicy {
-        lock_duration,
-        ..LockoutPolicy::default()
-    }
+    LockoutPolicy { lock_duration, ..LockoutPolicy::default() }
 }
 
 #[test]
@@ -1041,44 +773,18 @@ fn lockout_policy_validation() {
     assert_eq!(LockoutPolicy::default().lock_after, 10);
     assert_eq!(LockoutPolicy::default().validate(), Ok(()));
     assert_eq!(lockout(None).validate(), Ok(()));
-    for (n, ok) in [
-        (0, false),
-        (1, true),
-        (100, true),
-        (101, false),
-        (u32::MAX, false),
-    ] {
-        let p = LockoutPolicy {
-            lock_after: n,
-            ..LockoutPolicy::default()
-        };
-        let want = if ok {
-            Ok(())
-        } else {
-            Err(LockoutPolicyError::LockAfter)
-        };
+    for (n, ok) in [(0, false), (1, true), (100, true), (101, false), (u32::MAX, false)] {
+        let p = LockoutPolicy { lock_after: n, ..LockoutPolicy::default() };
+        let want = if ok { Ok(()) } else { Err(LockoutPolicyError::LockAfter) };
         assert_eq!(p.validate(), want, "lock_after = {n}");
     }
-    let p = LockoutPolicy {
-        base_delay: secs(-1),
-        ..LockoutPolicy::default()
-    };
+    let p = LockoutPolicy { base_delay: secs(-1), ..LockoutPolicy::default() };
     assert_eq!(p.validate(), Err(LockoutPolicyError::BaseDelay));
-    let p = LockoutPolicy {
-        base_delay: secs(10),
-        max_delay: secs(5),
-        ..LockoutPolicy::default()
-    };
+    let p = LockoutPolicy { base_delay: secs(10), max_delay: secs(5), ..LockoutPolicy::default() };
     assert_eq!(p.validate(), Err(LockoutPolicyError::MaxDelay));
-    let p = LockoutPolicy {
-        max_delay: TimeDelta::hours(2),
-        ..LockoutPolicy::default()
-    };
+    let p = LockoutPolicy { max_delay: TimeDelta::hours(2), ..LockoutPolicy::default() };
     assert_eq!(p.validate(), Err(LockoutPolicyError::MaxDelay));
-    assert_eq!(
-        lockout(Some(TimeDelta::zero())).validate(),
-        Err(LockoutPolicyError::LockDuration)
-    );
+    assert_eq!(lockout(Some(TimeDelta::zero())).validate(), Err(LockoutPolicyError::LockDuration));
 }
 
 #[test]
@@ -1089,11 +795,7 @@ fn lockout_after_exactly_n_failures_with_growing_capped_delay() {
     let want_delays = [1, 2, 4, 8, 16, 32, 60, 60, 60];
     let mut now = at(T0);
     for (i, want) in want_delays.iter().enumerate() {
-        assert!(
-            !acct.is_locked(&policy, now),
-            "locked before failure {}",
-            i + 1
-        );
+        assert!(!acct.is_locked(&policy, now), "locked before failure {}", i + 1);
         let out = acct.record_failure(&policy, now);
         assert_eq!(out.delay_before_next, secs(*want), "failure {}", i + 1);
         assert!(!out.locked_now, "failure {}", i + 1);
@@ -1109,10 +811,7 @@ fn lockout_after_exactly_n_failures_with_growing_capped_delay() {
     assert!(acct.is_locked(&policy, now));
     // Locked until an admin unlocks: no time will do.
     assert!(acct.is_locked(&policy, now + TimeDelta::days(3650)));
-    assert_eq!(
-        acct.earliest_next_attempt(&policy),
-        Some(chrono::DateTime::<Utc>::MAX_UTC)
-    );
+    assert_eq!(acct.earliest_next_attempt(&policy), Some(chrono::DateTime::<Utc>::MAX_UTC));
     // Further failures are counted but do not lock "again".
     let out = acct.record_failure(&policy, now + secs(1));
     assert!(!out.locked_now);
@@ -1127,22 +826,12 @@ fn lockout_after_exactly_n_failures_with_growing_capped_delay() {
 #[test]
 fn lock_after_one_and_hundred() {
     for n in [1u32, 100] {
-        let policy = LockoutPolicy {
-            lock_after: n,
-            ..lockout(None)
-        };
+        let policy = LockoutPolicy { lock_after: n, ..lockout(None) };
         let mut acct = AccountFailures::default();
         for i in 1..n {
-            assert!(
-                !acct
-                    .record_failure(&policy, at(T0 + i64::from(i)))
-                    .locked_now
-            );
+            assert!(!acct.record_failure(&policy, at(T0 + i64::from(i))).locked_now);
         }
-        assert!(
-            acct.record_failure(&policy, at(T0 + 1000)).locked_now,
-            "n = {n}"
-        );
+        assert!(acct.record_failure(&policy, at(T0 + 1000)).locked_now, "n = {n}");
         assert_eq!(acct.consecutive, n);
     }
 }
@@ -1162,11 +851,7 @@ fn success_resets_failures() {
         let out = acct.record_failure(&policy, at(T0 + 10_000 + i * 100));
         assert!(!out.locked_now);
     }
-    assert_eq!(
-        acct.record_failure(&policy, at(T0 + 20_000))
-            .delay_before_next,
-        secs(60)
-    );
+    assert_eq!(acct.record_failure(&policy, at(T0 + 20_000)).delay_before_next, secs(60));
     assert!(acct.is_locked(&policy, at(T0 + 20_000)));
 }
 
@@ -1182,10 +867,7 @@ fn auto_unlock_after_lock_duration() {
         }
     }
     let locked_at = locked_at.unwrap();
-    assert_eq!(
-        acct.earliest_next_attempt(&policy),
-        Some(locked_at + mins(30))
-    );
+    assert_eq!(acct.earliest_next_attempt(&policy), Some(locked_at + mins(30)));
     assert!(acct.is_locked(&policy, locked_at + mins(30) - TimeDelta::nanoseconds(1)));
     assert!(!acct.is_locked(&policy, locked_at + mins(30)));
     // The next failure after the lock ran out starts a fresh count.
@@ -1202,20 +884,11 @@ fn v4(n: u32) -> IpAddr {
 
 #[test]
 fn rate_limiter_validation() {
-    assert_eq!(
-        SourceRateLimiter::new(0, 1.0, 10).err(),
-        Some(RateLimitError::Capacity)
-    );
+    assert_eq!(SourceRateLimiter::new(0, 1.0, 10).err(), Some(RateLimitError::Capacity));
     for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-        assert_eq!(
-            SourceRateLimiter::new(5, bad, 10).err(),
-            Some(RateLimitError::Refill)
-        );
+        assert_eq!(SourceRateLimiter::new(5, bad, 10).err(), Some(RateLimitError::Refill));
     }
-    assert_eq!(
-        SourceRateLimiter::new(5, 1.0, 0).err(),
-        Some(RateLimitError::MaxSources)
-    );
+    assert_eq!(SourceRateLimiter::new(5, 1.0, 0).err(), Some(RateLimitError::MaxSources));
 }
 
 #[test]

@@ -11,30 +11,20 @@ fn svg_attr(svg: &str, name: &str) -> u32 {
     let tag = &svg[svg.find("<svg").unwrap()..];
     let tag = &tag[..tag.find('>').unwrap()];
     let start = tag.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
-    tag[start..start + tag[start..].find('"').unwrap()]
-        .parse()
-        .unwrap()
+    tag[start..start + tag[start..].find('"').unwrap()].parse().unwrap()
 }
 
 /// Rasterises the dark path: the renderer writes one `M{x} {y}h{w}v{h}H{x}V{y}` per module.
 fn rasterise(svg: &str) -> (usize, usize, Vec<u8>) {
-    let (w, h) = (
-        svg_attr(svg, "width") as usize,
-        svg_attr(svg, "height") as usize,
-    );
+    let (w, h) = (svg_attr(svg, "width") as usize, svg_attr(svg, "height") as usize);
     let mut pixels = vec![255u8; w * h];
     let d_start = svg.find(" d=\"").unwrap() + 4;
     let d = &svg[d_start..d_start + svg[d_start..].find('"').unwrap()];
     let mut modules = 0;
     for cmd in d.split('M').filter(|c| !c.is_empty()) {
-        let nums: Vec<usize> = cmd
-            .split(|c: char| !c.is_ascii_digit())
-            .filter(|n| !n.is_empty())
-            .map(|n| n.parse().unwrap())
-            .collect();
-        let [x, y, mw, mh, ..] = nums[..] else {
-            panic!("unexpected path segment {cmd:?}")
-        };
+        let nums: Vec<usize> =
+            cmd.split(|c: char| !c.is_ascii_digit()).filter(|n| !n.is_empty()).map(|n| n.parse().unwrap()).collect();
+        let [x, y, mw, mh, ..] = nums[..] else { panic!("unexpected path segment {cmd:?}") };
         for row in y..y + mh {
             for col in x..x + mw {
                 pixels[row * w + col] = 0;
@@ -70,10 +60,7 @@ fn svg_document_of_the_uri() {
 #[test]
 fn decodes_back_to_the_input() {
     assert_eq!(decode(&qr::svg(URI).unwrap()), URI);
-    let longest = format!(
-        "otpauth://totp/x?secret={}",
-        "A".repeat(MAX_DATA_BYTES - 24)
-    );
+    let longest = format!("otpauth://totp/x?secret={}", "A".repeat(MAX_DATA_BYTES - 24));
     assert_eq!(longest.len(), MAX_DATA_BYTES);
     assert_eq!(decode(&qr::svg(&longest).unwrap()), longest);
 }
@@ -89,10 +76,7 @@ fn different_input_gives_different_output() {
 #[test]
 fn input_is_bounded() {
     assert!(qr::svg(&"a".repeat(MAX_DATA_BYTES)).is_ok());
-    assert_eq!(
-        qr::svg(&"a".repeat(MAX_DATA_BYTES + 1)).unwrap_err(),
-        QrError::TooLong
-    );
+    assert_eq!(qr::svg(&"a".repeat(MAX_DATA_BYTES + 1)).unwrap_err(), QrError::TooLong);
     // Bytes, not characters: 342 three-byte characters are 1026 bytes.
     assert_eq!(qr::svg(&"€".repeat(342)).unwrap_err(), QrError::TooLong);
     assert!(qr::svg("").is_ok());

@@ -20,13 +20,7 @@ fn round_trip() {
     let k = SecretKey::generate().unwrap();
     let sealed = k.seal(SECRET, CTX).unwrap();
     assert!(sealed.starts_with("v1."));
-    assert_eq!(
-        BASE64URL_NOPAD
-            .decode(&sealed.as_bytes()[3..])
-            .unwrap()
-            .len(),
-        NONCE_BYTES + SECRET.len() + TAG_BYTES
-    );
+    assert_eq!(BASE64URL_NOPAD.decode(&sealed.as_bytes()[3..]).unwrap().len(), NONCE_BYTES + SECRET.len() + TAG_BYTES);
     assert_eq!(&k.open(&sealed, CTX).unwrap()[..], SECRET);
 
     for plaintext in [&b""[..], &[0u8; 1], &[0xffu8; MAX_PLAINTEXT_BYTES]] {
@@ -40,10 +34,8 @@ fn nonces_are_fresh() {
     let k = key(1);
     let sealed: HashSet<String> = (0..200).map(|_| k.seal(SECRET, CTX).unwrap()).collect();
     assert_eq!(sealed.len(), 200);
-    let nonces: HashSet<Vec<u8>> = sealed
-        .iter()
-        .map(|s| BASE64URL_NOPAD.decode(&s.as_bytes()[3..]).unwrap()[..NONCE_BYTES].to_vec())
-        .collect();
+    let nonces: HashSet<Vec<u8>> =
+        sealed.iter().map(|s| BASE64URL_NOPAD.decode(&s.as_bytes()[3..]).unwrap()[..NONCE_BYTES].to_vec()).collect();
     assert_eq!(nonces.len(), 200);
 }
 
@@ -57,27 +49,15 @@ fn wrong_context_fails() {
         "totp:user:0196a4c0-0000-7000-8000-00000000000",
         &CTX.to_uppercase(),
     ] {
-        assert!(matches!(
-            k.open(&sealed, other).unwrap_err(),
-            SecretBoxError::Decrypt
-        ));
+        assert!(matches!(k.open(&sealed, other).unwrap_err(), SecretBoxError::Decrypt));
     }
 }
 
 #[test]
 fn wrong_key_fails() {
     let sealed = key(1).seal(SECRET, CTX).unwrap();
-    assert!(matches!(
-        key(2).open(&sealed, CTX).unwrap_err(),
-        SecretBoxError::Decrypt
-    ));
-    assert!(matches!(
-        SecretKey::generate()
-            .unwrap()
-            .open(&sealed, CTX)
-            .unwrap_err(),
-        SecretBoxError::Decrypt
-    ));
+    assert!(matches!(key(2).open(&sealed, CTX).unwrap_err(), SecretBoxError::Decrypt));
+    assert!(matches!(SecretKey::generate().unwrap().open(&sealed, CTX).unwrap_err(), SecretBoxError::Decrypt));
 }
 
 #[test]
@@ -91,10 +71,7 @@ fn tampered_ciphertext_fails() {
             let mut t = raw.clone();
             t[i] ^= 1 << bit;
             let tampered = format!("v1.{}", BASE64URL_NOPAD.encode(&t));
-            assert!(
-                matches!(k.open(&tampered, CTX), Err(SecretBoxError::Decrypt)),
-                "byte {i} bit {bit}"
-            );
+            assert!(matches!(k.open(&tampered, CTX), Err(SecretBoxError::Decrypt)), "byte {i} bit {bit}");
         }
     }
     // Truncated or extended by whole bytes.
@@ -104,10 +81,7 @@ fn tampered_ciphertext_fails() {
     }
     let mut longer = raw.clone();
     longer.push(0);
-    assert!(
-        k.open(&format!("v1.{}", BASE64URL_NOPAD.encode(&longer)), CTX)
-            .is_err()
-    );
+    assert!(k.open(&format!("v1.{}", BASE64URL_NOPAD.encode(&longer)), CTX).is_err());
 }
 
 #[test]
@@ -115,10 +89,7 @@ fn malformed_input_fails() {
     let k = key(1);
     let sealed = k.seal(SECRET, CTX).unwrap();
     let too_long = format!("v1.{}", "A".repeat(100_000));
-    let short = format!(
-        "v1.{}",
-        BASE64URL_NOPAD.encode(&[0u8; NONCE_BYTES + TAG_BYTES - 1])
-    );
+    let short = format!("v1.{}", BASE64URL_NOPAD.encode(&[0u8; NONCE_BYTES + TAG_BYTES - 1]));
     for bad in [
         "",
         "v1.",
@@ -141,34 +112,19 @@ fn malformed_input_fails() {
         &too_long,
     ] {
         let err = k.open(bad, CTX).unwrap_err();
-        assert!(
-            matches!(err, SecretBoxError::Malformed | SecretBoxError::Decrypt),
-            "{bad:.40}: {err:?}"
-        );
+        assert!(matches!(err, SecretBoxError::Malformed | SecretBoxError::Decrypt), "{bad:.40}: {err:?}");
     }
-    assert!(matches!(
-        k.open("", CTX).unwrap_err(),
-        SecretBoxError::Malformed
-    ));
+    assert!(matches!(k.open("", CTX).unwrap_err(), SecretBoxError::Malformed));
 }
 
 #[test]
 fn sizes_are_bounded() {
     let k = key(1);
-    assert!(matches!(
-        k.seal(&vec![0; MAX_PLAINTEXT_BYTES + 1], CTX).unwrap_err(),
-        SecretBoxError::TooLarge
-    ));
+    assert!(matches!(k.seal(&vec![0; MAX_PLAINTEXT_BYTES + 1], CTX).unwrap_err(), SecretBoxError::TooLarge));
     let long_ctx = "c".repeat(MAX_CONTEXT_BYTES + 1);
-    assert!(matches!(
-        k.seal(SECRET, &long_ctx).unwrap_err(),
-        SecretBoxError::TooLarge
-    ));
+    assert!(matches!(k.seal(SECRET, &long_ctx).unwrap_err(), SecretBoxError::TooLarge));
     let sealed = k.seal(SECRET, CTX).unwrap();
-    assert!(matches!(
-        k.open(&sealed, &long_ctx).unwrap_err(),
-        SecretBoxError::TooLarge
-    ));
+    assert!(matches!(k.open(&sealed, &long_ctx).unwrap_err(), SecretBoxError::TooLarge));
     assert!(k.seal(SECRET, &"c".repeat(MAX_CONTEXT_BYTES)).is_ok());
 }
 
@@ -176,10 +132,7 @@ fn sizes_are_bounded() {
 fn debug_and_fingerprint_do_not_reveal_the_key() {
     let k = key(0xab);
     let debug = format!("{k:?}");
-    assert!(
-        !debug.contains("171, 171") && !debug.contains("0xab"),
-        "{debug}"
-    );
+    assert!(!debug.contains("171, 171") && !debug.contains("0xab"), "{debug}");
     assert!(!debug.to_lowercase().contains(&"ab".repeat(8)), "{debug}");
     let fp = k.fingerprint();
     assert_eq!(fp.len(), 16);
@@ -258,11 +211,7 @@ mod files {
             let path = dir.path().join(name);
             fs::write(&path, text).unwrap();
             fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
-            assert_eq!(
-                SecretKey::load(&path).unwrap().fingerprint(),
-                expected,
-                "{name}"
-            );
+            assert_eq!(SecretKey::load(&path).unwrap().fingerprint(), expected, "{name}");
         }
     }
 
@@ -288,10 +237,7 @@ mod files {
             fs::write(&path, &text).unwrap();
             fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
             let err = SecretKey::load(&path).unwrap_err();
-            assert!(
-                matches!(err, SecretBoxError::KeyFormat { .. }),
-                "{text:.20?}: {err}"
-            );
+            assert!(matches!(err, SecretBoxError::KeyFormat { .. }), "{text:.20?}: {err}");
             // Never overwritten by load_or_create either.
             assert!(SecretKey::load_or_create(&path).is_err());
             assert_eq!(fs::read_to_string(&path).unwrap(), text);
@@ -299,10 +245,7 @@ mod files {
         let path = dir.path().join("binary");
         fs::write(&path, [0xffu8, 0xfe, 0x00]).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(matches!(
-            SecretKey::load(&path).unwrap_err(),
-            SecretBoxError::KeyFormat { .. }
-        ));
+        assert!(matches!(SecretKey::load(&path).unwrap_err(), SecretBoxError::KeyFormat { .. }));
     }
 
     #[test]
@@ -313,30 +256,21 @@ mod files {
         for bad in [0o640, 0o604, 0o644, 0o660, 0o620, 0o602] {
             fs::set_permissions(&path, fs::Permissions::from_mode(bad)).unwrap();
             let err = SecretKey::load(&path).unwrap_err();
-            assert!(
-                matches!(err, SecretBoxError::Permissions { mode, .. } if mode == bad),
-                "{bad:o}: {err}"
-            );
+            assert!(matches!(err, SecretBoxError::Permissions { mode, .. } if mode == bad), "{bad:o}: {err}");
             let message = err.to_string();
             assert!(message.contains("chmod 600"), "{message}");
             assert!(message.contains(&format!("{bad:o}")), "{message}");
             assert!(SecretKey::load_or_create(&path).is_err());
         }
         fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
-        assert_eq!(
-            SecretKey::load(&path).unwrap().fingerprint(),
-            k.fingerprint()
-        );
+        assert_eq!(SecretKey::load(&path).unwrap().fingerprint(), k.fingerprint());
     }
 
     #[test]
     fn missing_file_and_directory() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("absent.key");
-        assert!(matches!(
-            SecretKey::load(&path).unwrap_err(),
-            SecretBoxError::Io { .. }
-        ));
+        assert!(matches!(SecretKey::load(&path).unwrap_err(), SecretBoxError::Io { .. }));
         let nested = dir.path().join("no-such-dir").join("k");
         let err = SecretKey::load_or_create(&nested).unwrap_err();
         assert!(matches!(err, SecretBoxError::Io { .. }), "{err}");

@@ -7,8 +7,7 @@ use serde_json::Value;
 use url::Url;
 use uuid::Uuid;
 use wardkey_authn::webauthn::{
-    MAX_CLIENT_RESPONSE_BYTES, PasskeyConfig, Passkeys, RegisteredPasskey, WebauthnError,
-    stored_credential_id,
+    MAX_CLIENT_RESPONSE_BYTES, PasskeyConfig, Passkeys, RegisteredPasskey, WebauthnError, stored_credential_id,
 };
 use webauthn_authenticator_rs::WebauthnAuthenticator;
 use webauthn_authenticator_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse};
@@ -22,12 +21,8 @@ fn server() -> Passkeys {
 }
 
 fn server_at(rp_id: &str, origin: &str) -> Passkeys {
-    Passkeys::new(&PasskeyConfig {
-        rp_id: rp_id.into(),
-        rp_origin: origin.into(),
-        rp_name: "Wardkey test".into(),
-    })
-    .unwrap()
+    Passkeys::new(&PasskeyConfig { rp_id: rp_id.into(), rp_origin: origin.into(), rp_name: "Wardkey test".into() })
+        .unwrap()
 }
 
 fn user() -> Uuid {
@@ -40,35 +35,23 @@ fn authenticator() -> SoftPasskey {
 }
 
 /// What a browser at `origin` answers to the creation options, as JSON text.
-fn client_register(
-    auth: &mut SoftPasskey,
-    origin: &str,
-    options: &Value,
-) -> Result<String, String> {
-    let options: CreationChallengeResponse =
-        serde_json::from_str(&serde_json::to_string(options).unwrap()).unwrap();
+fn client_register(auth: &mut SoftPasskey, origin: &str, options: &Value) -> Result<String, String> {
+    let options: CreationChallengeResponse = serde_json::from_str(&serde_json::to_string(options).unwrap()).unwrap();
     auth.do_registration(Url::parse(origin).unwrap(), options)
         .map(|r| serde_json::to_string(&r).unwrap())
         .map_err(|e| format!("{e:?}"))
 }
 
 /// What a browser at `origin` answers to the request options, as JSON text.
-fn client_authenticate(
-    auth: &mut SoftPasskey,
-    origin: &str,
-    options: &Value,
-) -> Result<String, String> {
-    let options: RequestChallengeResponse =
-        serde_json::from_str(&serde_json::to_string(options).unwrap()).unwrap();
+fn client_authenticate(auth: &mut SoftPasskey, origin: &str, options: &Value) -> Result<String, String> {
+    let options: RequestChallengeResponse = serde_json::from_str(&serde_json::to_string(options).unwrap()).unwrap();
     auth.do_authentication(Url::parse(origin).unwrap(), options)
         .map(|r| serde_json::to_string(&r).unwrap())
         .map_err(|e| format!("{e:?}"))
 }
 
 fn register(server: &Passkeys, auth: &mut SoftPasskey, origin: &str) -> RegisteredPasskey {
-    let (options, state) = server
-        .start_registration(user(), "claire", "Claire", &[])
-        .unwrap();
+    let (options, state) = server.start_registration(user(), "claire", "Claire", &[]).unwrap();
     let response = client_register(auth, origin, &options).unwrap();
     server.finish_registration(&response, &state).unwrap()
 }
@@ -78,46 +61,30 @@ fn register_then_authenticate() {
     let server = server();
     let mut auth = authenticator();
     let user = user();
-    let (options, state) = server
-        .start_registration(user, "claire", "Claire", &[])
-        .unwrap();
+    let (options, state) = server.start_registration(user, "claire", "Claire", &[]).unwrap();
 
     // What the browser is told: our RP, the user handle, and that UV is required.
     let pk = &options["publicKey"];
     assert_eq!(pk["rp"]["id"], RP_ID);
     assert_eq!(pk["rp"]["name"], "Wardkey test");
     assert_eq!(pk["user"]["name"], "claire");
-    assert_eq!(
-        pk["authenticatorSelection"]["userVerification"], "required",
-        "{options:#}"
-    );
+    assert_eq!(pk["authenticatorSelection"]["userVerification"], "required", "{options:#}");
     assert!(pk["challenge"].as_str().unwrap().len() >= 22, "{options:#}");
 
     let response = client_register(&mut auth, ORIGIN, &options).unwrap();
     let registered = server.finish_registration(&response, &state).unwrap();
 
     // The id we return is the browser's `id` (base64url, unpadded).
-    let browser_id = serde_json::from_str::<Value>(&response).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let browser_id = serde_json::from_str::<Value>(&response).unwrap()["id"].as_str().unwrap().to_owned();
     assert_eq!(registered.credential_id, browser_id);
     assert!(!registered.credential_id.contains(['=', '+', '/']));
-    assert_eq!(
-        stored_credential_id(&registered.passkey_json).unwrap(),
-        registered.credential_id
-    );
+    assert_eq!(stored_credential_id(&registered.passkey_json).unwrap(), registered.credential_id);
 
-    let (options, state) = server
-        .start_authentication(std::slice::from_ref(&registered.passkey_json))
-        .unwrap();
+    let (options, state) = server.start_authentication(std::slice::from_ref(&registered.passkey_json)).unwrap();
     let pk = &options["publicKey"];
     assert_eq!(pk["rpId"], RP_ID);
     assert_eq!(pk["userVerification"], "required", "{options:#}");
-    assert_eq!(
-        pk["allowCredentials"][0]["id"], registered.credential_id,
-        "{options:#}"
-    );
+    assert_eq!(pk["allowCredentials"][0]["id"], registered.credential_id, "{options:#}");
     let response = client_authenticate(&mut auth, ORIGIN, &options).unwrap();
     let assertion = server.finish_authentication(&response, &state).unwrap();
     assert_eq!(assertion.credential_id, registered.credential_id);
@@ -129,9 +96,7 @@ fn localhost_over_http_works() {
     let server = server_at("localhost", "http://localhost:8080");
     let mut auth = authenticator();
     let registered = register(&server, &mut auth, "http://localhost:8080");
-    let (options, state) = server
-        .start_authentication(&[registered.passkey_json])
-        .unwrap();
+    let (options, state) = server.start_authentication(&[registered.passkey_json]).unwrap();
     let response = client_authenticate(&mut auth, "http://localhost:8080", &options).unwrap();
     assert!(server.finish_authentication(&response, &state).is_ok());
 }
@@ -141,9 +106,7 @@ fn user_verification_is_required() {
     let server = server();
     // An authenticator that cannot verify the user (no PIN, no biometric).
     let mut auth = SoftPasskey::new(false);
-    let (options, state) = server
-        .start_registration(user(), "claire", "Claire", &[])
-        .unwrap();
+    let (options, state) = server.start_registration(user(), "claire", "Claire", &[]).unwrap();
     // A conforming client gives up, since the options require UV...
     assert!(client_register(&mut auth, ORIGIN, &options).is_err());
 
@@ -160,20 +123,15 @@ fn user_verification_is_required() {
 
 /// Origins a phishing site (or a misconfigured proxy) would present. The client accepts
 /// each for RP id `example.org` (same registrable domain), so the server must refuse them.
-const OTHER_ORIGINS: [&str; 3] = [
-    "https://evil.example.org",
-    "https://wardkey.example.org:8443",
-    "https://login.wardkey.example.org",
-];
+const OTHER_ORIGINS: [&str; 3] =
+    ["https://evil.example.org", "https://wardkey.example.org:8443", "https://login.wardkey.example.org"];
 
 #[test]
 fn other_origin_is_rejected_at_registration() {
     let server = server();
     for origin in OTHER_ORIGINS {
         let mut auth = authenticator();
-        let (options, state) = server
-            .start_registration(user(), "claire", "Claire", &[])
-            .unwrap();
+        let (options, state) = server.start_registration(user(), "claire", "Claire", &[]).unwrap();
         let response = client_register(&mut auth, origin, &options).unwrap();
         assert_eq!(
             server.finish_registration(&response, &state).unwrap_err(),
@@ -189,9 +147,7 @@ fn other_origin_is_rejected_at_authentication() {
     let mut auth = authenticator();
     let registered = register(&server, &mut auth, ORIGIN);
     for origin in OTHER_ORIGINS {
-        let (options, state) = server
-            .start_authentication(std::slice::from_ref(&registered.passkey_json))
-            .unwrap();
+        let (options, state) = server.start_authentication(std::slice::from_ref(&registered.passkey_json)).unwrap();
         let response = client_authenticate(&mut auth, origin, &options).unwrap();
         assert_eq!(
             server.finish_authentication(&response, &state).unwrap_err(),
@@ -208,21 +164,14 @@ fn other_rp_id_is_rejected() {
 
     // A client that lets a page change the RP id to another valid one for its origin: the
     // authenticator signs a hash of the wrong RP id.
-    let (mut options, state) = server
-        .start_registration(user(), "claire", "Claire", &[])
-        .unwrap();
+    let (mut options, state) = server.start_registration(user(), "claire", "Claire", &[]).unwrap();
     options["publicKey"]["rp"]["id"] = "wardkey.example.org".into();
     let response = client_register(&mut auth, ORIGIN, &options).unwrap();
-    assert_eq!(
-        server.finish_registration(&response, &state).unwrap_err(),
-        WebauthnError::Rejected("rp_id_mismatch")
-    );
+    assert_eq!(server.finish_registration(&response, &state).unwrap_err(), WebauthnError::Rejected("rp_id_mismatch"));
 
     // A phishing site on another domain relays our options under its own RP id (the
     // client would refuse ours there): wrong origin and wrong RP id hash.
-    let (mut options, state) = server
-        .start_registration(user(), "claire", "Claire", &[])
-        .unwrap();
+    let (mut options, state) = server.start_registration(user(), "claire", "Claire", &[]).unwrap();
     options["publicKey"]["rp"]["id"] = "evil.test".into();
     let response = client_register(&mut auth, "https://evil.test", &options).unwrap();
     assert!(matches!(
@@ -232,15 +181,10 @@ fn other_rp_id_is_rejected() {
 
     // The same for an assertion.
     let registered = register(&server, &mut auth, ORIGIN);
-    let (mut options, state) = server
-        .start_authentication(std::slice::from_ref(&registered.passkey_json))
-        .unwrap();
+    let (mut options, state) = server.start_authentication(std::slice::from_ref(&registered.passkey_json)).unwrap();
     options["publicKey"]["rpId"] = "wardkey.example.org".into();
     let response = client_authenticate(&mut auth, ORIGIN, &options).unwrap();
-    assert_eq!(
-        server.finish_authentication(&response, &state).unwrap_err(),
-        WebauthnError::Rejected("rp_id_mismatch")
-    );
+    assert_eq!(server.finish_authentication(&response, &state).unwrap_err(), WebauthnError::Rejected("rp_id_mismatch"));
 }
 
 #[test]
@@ -256,9 +200,7 @@ fn assertion_replayed_against_a_new_challenge_is_rejected() {
 
     let (_, new_state) = server.start_authentication(stored).unwrap();
     assert_eq!(
-        server
-            .finish_authentication(&response, &new_state)
-            .unwrap_err(),
+        server.finish_authentication(&response, &new_state).unwrap_err(),
         WebauthnError::Rejected("challenge_mismatch")
     );
 
@@ -271,17 +213,11 @@ fn assertion_replayed_against_a_new_challenge_is_rejected() {
 fn registration_response_replayed_against_a_new_challenge_is_rejected() {
     let server = server();
     let mut auth = authenticator();
-    let (options, _) = server
-        .start_registration(user(), "claire", "Claire", &[])
-        .unwrap();
+    let (options, _) = server.start_registration(user(), "claire", "Claire", &[]).unwrap();
     let response = client_register(&mut auth, ORIGIN, &options).unwrap();
-    let (_, other_state) = server
-        .start_registration(user(), "claire", "Claire", &[])
-        .unwrap();
+    let (_, other_state) = server.start_registration(user(), "claire", "Claire", &[]).unwrap();
     assert_eq!(
-        server
-            .finish_registration(&response, &other_state)
-            .unwrap_err(),
+        server.finish_registration(&response, &other_state).unwrap_err(),
         WebauthnError::Rejected("challenge_mismatch")
     );
 }
@@ -290,29 +226,14 @@ fn registration_response_replayed_against_a_new_challenge_is_rejected() {
 fn state_of_the_other_ceremony_is_refused() {
     let server = server();
     let mut auth = authenticator();
-    let (reg_options, reg_state) = server
-        .start_registration(user(), "claire", "Claire", &[])
-        .unwrap();
+    let (reg_options, reg_state) = server.start_registration(user(), "claire", "Claire", &[]).unwrap();
     let reg_response = client_register(&mut auth, ORIGIN, &reg_options).unwrap();
-    let registered = server
-        .finish_registration(&reg_response, &reg_state)
-        .unwrap();
-    let (options, auth_state) = server
-        .start_authentication(&[registered.passkey_json])
-        .unwrap();
+    let registered = server.finish_registration(&reg_response, &reg_state).unwrap();
+    let (options, auth_state) = server.start_authentication(&[registered.passkey_json]).unwrap();
     let response = client_authenticate(&mut auth, ORIGIN, &options).unwrap();
 
-    assert_eq!(
-        server
-            .finish_authentication(&response, &reg_state)
-            .unwrap_err(),
-        WebauthnError::State
-    );
-    assert!(
-        server
-            .finish_registration(&reg_response, &auth_state)
-            .is_err()
-    );
+    assert_eq!(server.finish_authentication(&response, &reg_state).unwrap_err(), WebauthnError::State);
+    assert!(server.finish_registration(&reg_response, &auth_state).is_err());
 }
 
 #[test]
@@ -320,18 +241,9 @@ fn existing_credentials_are_excluded_in_options() {
     let server = server();
     let mut auth = authenticator();
     let first = register(&server, &mut auth, ORIGIN);
-    let (options, state) = server
-        .start_registration(
-            user(),
-            "claire",
-            "Claire",
-            std::slice::from_ref(&first.credential_id),
-        )
-        .unwrap();
-    assert_eq!(
-        options["publicKey"]["excludeCredentials"][0]["id"],
-        first.credential_id
-    );
+    let (options, state) =
+        server.start_registration(user(), "claire", "Claire", std::slice::from_ref(&first.credential_id)).unwrap();
+    assert_eq!(options["publicKey"]["excludeCredentials"][0]["id"], first.credential_id);
     // SoftPasskey ignores the exclusion list (a hardware key would refuse) and makes a new
     // credential, which is fine: only the listed ids are excluded.
     let response = client_register(&mut auth, ORIGIN, &options).unwrap();
@@ -347,9 +259,7 @@ fn credential_not_in_the_allowed_list_is_rejected() {
     let alice = register(&server, &mut alice_key, ORIGIN);
     let mallory = register(&server, &mut mallory_key, ORIGIN);
 
-    let (options, state) = server
-        .start_authentication(std::slice::from_ref(&alice.passkey_json))
-        .unwrap();
+    let (options, state) = server.start_authentication(std::slice::from_ref(&alice.passkey_json)).unwrap();
     // An honest client with only Mallory's key finds nothing to sign with...
     assert!(client_authenticate(&mut mallory_key, ORIGIN, &options).is_err());
 
@@ -363,9 +273,8 @@ fn credential_not_in_the_allowed_list_is_rejected() {
     );
 
     // Both allowed: either key may answer.
-    let (options, state) = server
-        .start_authentication(&[alice.passkey_json.clone(), mallory.passkey_json.clone()])
-        .unwrap();
+    let (options, state) =
+        server.start_authentication(&[alice.passkey_json.clone(), mallory.passkey_json.clone()]).unwrap();
     let response = client_authenticate(&mut mallory_key, ORIGIN, &options).unwrap();
     let assertion = server.finish_authentication(&response, &state).unwrap();
     assert_eq!(assertion.credential_id, mallory.credential_id);
@@ -382,26 +291,17 @@ fn update_stored_after_assertion() {
 
     let mut last_counter = 0;
     for _ in 0..3 {
-        let (options, state) = server
-            .start_authentication(std::slice::from_ref(&stored))
-            .unwrap();
+        let (options, state) = server.start_authentication(std::slice::from_ref(&stored)).unwrap();
         let response = client_authenticate(&mut auth, ORIGIN, &options).unwrap();
         let assertion = server.finish_authentication(&response, &state).unwrap();
         // SoftPasskey keeps a signature counter, so every assertion moves it.
         assert!(assertion.counter > last_counter, "{assertion:?}");
         last_counter = assertion.counter;
 
-        let updated = Passkeys::update_stored(&stored, &assertion)
-            .unwrap()
-            .expect("a counter that moved must be saved");
-        assert!(
-            updated.contains(&format!("\"counter\":{}", assertion.counter)),
-            "{updated}"
-        );
-        assert_eq!(
-            stored_credential_id(&updated).unwrap(),
-            registered.credential_id
-        );
+        let updated =
+            Passkeys::update_stored(&stored, &assertion).unwrap().expect("a counter that moved must be saved");
+        assert!(updated.contains(&format!("\"counter\":{}", assertion.counter)), "{updated}");
+        assert_eq!(stored_credential_id(&updated).unwrap(), registered.credential_id);
         // Applying the same assertion again changes nothing more.
         assert_eq!(Passkeys::update_stored(&updated, &assertion).unwrap(), None);
         stored = updated;
@@ -411,22 +311,14 @@ fn update_stored_after_assertion() {
             Passkeys::update_stored(&unrelated.passkey_json, &assertion).unwrap_err(),
             WebauthnError::Rejected("credential_mismatch")
         );
-        assert_eq!(
-            Passkeys::update_stored("{", &assertion).unwrap_err(),
-            WebauthnError::State
-        );
+        assert_eq!(Passkeys::update_stored("{", &assertion).unwrap_err(), WebauthnError::State);
     }
 
     // Why saving matters: once the stored counter is ahead of what the authenticator
     // signs (as after a cloned authenticator was used), the assertion is refused.
-    let ahead = stored.replace(
-        &format!("\"counter\":{last_counter}"),
-        &format!("\"counter\":{}", last_counter + 100),
-    );
+    let ahead = stored.replace(&format!("\"counter\":{last_counter}"), &format!("\"counter\":{}", last_counter + 100));
     assert_ne!(ahead, stored);
-    let (options, state) = server
-        .start_authentication(std::slice::from_ref(&ahead))
-        .unwrap();
+    let (options, state) = server.start_authentication(std::slice::from_ref(&ahead)).unwrap();
     let response = client_authenticate(&mut auth, ORIGIN, &options).unwrap();
     assert_eq!(
         server.finish_authentication(&response, &state).unwrap_err(),
@@ -448,24 +340,12 @@ struct Ceremonies {
 fn ceremonies() -> Ceremonies {
     let server = server();
     let mut auth = authenticator();
-    let (options, reg_state) = server
-        .start_registration(user(), "claire", "Claire", &[])
-        .unwrap();
+    let (options, reg_state) = server.start_registration(user(), "claire", "Claire", &[]).unwrap();
     let reg_response = client_register(&mut auth, ORIGIN, &options).unwrap();
-    let registered = server
-        .finish_registration(&reg_response, &reg_state)
-        .unwrap();
-    let (options, auth_state) = server
-        .start_authentication(&[registered.passkey_json])
-        .unwrap();
+    let registered = server.finish_registration(&reg_response, &reg_state).unwrap();
+    let (options, auth_state) = server.start_authentication(&[registered.passkey_json]).unwrap();
     let auth_response = client_authenticate(&mut auth, ORIGIN, &options).unwrap();
-    Ceremonies {
-        server,
-        reg_response,
-        reg_state,
-        auth_response,
-        auth_state,
-    }
+    Ceremonies { server, reg_response, reg_state, auth_response, auth_state }
 }
 
 /// Every string inside a JSON value, by JSON pointer.
@@ -489,13 +369,7 @@ fn string_pointers(v: &Value, at: String, out: &mut Vec<String>) {
 /// Variants of one string field: truncated (breaking base64 and what it encodes), with a
 /// character flipped, emptied, and replaced by something that is not base64 at all.
 fn mutations(s: &str) -> Vec<String> {
-    let mut out = vec![
-        String::new(),
-        "!!!".into(),
-        "A".into(),
-        format!("{s}A"),
-        format!("{s}=="),
-    ];
+    let mut out = vec![String::new(), "!!!".into(), "A".into(), format!("{s}A"), format!("{s}==")];
     for cut in [1, 2, 3, 5, 17, s.len() / 2, s.len().saturating_sub(1)] {
         if cut < s.len() && s.is_char_boundary(cut) {
             out.push(s[..cut].to_owned());
@@ -517,12 +391,7 @@ fn mutated_responses(response: &str) -> Vec<String> {
     assert!(pointers.len() >= 4, "{value:#}");
     let mut out = Vec::new();
     for pointer in pointers {
-        let original = value
-            .pointer(&pointer)
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let original = value.pointer(&pointer).unwrap().as_str().unwrap().to_owned();
         for m in mutations(&original) {
             let mut v = value.clone();
             *v.pointer_mut(&pointer).unwrap() = Value::String(m);
@@ -586,28 +455,9 @@ fn mutated_authentication_responses_are_errors() {
 #[test]
 fn malformed_json_is_malformed() {
     let c = ceremonies();
-    for bad in [
-        "",
-        "{",
-        "null",
-        "[]",
-        "{}",
-        "\"text\"",
-        "{\"id\": 1}",
-        &c.reg_response[..c.reg_response.len() / 2],
-    ] {
-        assert_eq!(
-            c.server.finish_registration(bad, &c.reg_state).unwrap_err(),
-            WebauthnError::Malformed,
-            "{bad}"
-        );
-        assert_eq!(
-            c.server
-                .finish_authentication(bad, &c.auth_state)
-                .unwrap_err(),
-            WebauthnError::Malformed,
-            "{bad}"
-        );
+    for bad in ["", "{", "null", "[]", "{}", "\"text\"", "{\"id\": 1}", &c.reg_response[..c.reg_response.len() / 2]] {
+        assert_eq!(c.server.finish_registration(bad, &c.reg_state).unwrap_err(), WebauthnError::Malformed, "{bad}");
+        assert_eq!(c.server.finish_authentication(bad, &c.auth_state).unwrap_err(), WebauthnError::Malformed, "{bad}");
     }
 }
 
@@ -615,49 +465,18 @@ fn malformed_json_is_malformed() {
 fn oversized_input_is_refused_before_parsing() {
     let c = ceremonies();
     // Valid JSON, padded with whitespace past the limit: refused on size alone.
-    let padded = format!(
-        "{}{}",
-        c.auth_response,
-        " ".repeat(MAX_CLIENT_RESPONSE_BYTES + 1 - c.auth_response.len())
-    );
+    let padded = format!("{}{}", c.auth_response, " ".repeat(MAX_CLIENT_RESPONSE_BYTES + 1 - c.auth_response.len()));
     assert_eq!(padded.len(), MAX_CLIENT_RESPONSE_BYTES + 1);
-    assert_eq!(
-        c.server
-            .finish_authentication(&padded, &c.auth_state)
-            .unwrap_err(),
-        WebauthnError::Malformed
-    );
-    let padded = format!(
-        "{}{}",
-        c.reg_response,
-        " ".repeat(MAX_CLIENT_RESPONSE_BYTES + 1 - c.reg_response.len())
-    );
-    assert_eq!(
-        c.server
-            .finish_registration(&padded, &c.reg_state)
-            .unwrap_err(),
-        WebauthnError::Malformed
-    );
+    assert_eq!(c.server.finish_authentication(&padded, &c.auth_state).unwrap_err(), WebauthnError::Malformed);
+    let padded = format!("{}{}", c.reg_response, " ".repeat(MAX_CLIENT_RESPONSE_BYTES + 1 - c.reg_response.len()));
+    assert_eq!(c.server.finish_registration(&padded, &c.reg_state).unwrap_err(), WebauthnError::Malformed);
     // Just under the limit is parsed (and verifies).
-    let padded = format!(
-        "{}{}",
-        c.auth_response,
-        " ".repeat(MAX_CLIENT_RESPONSE_BYTES - c.auth_response.len())
-    );
-    assert!(
-        c.server
-            .finish_authentication(&padded, &c.auth_state)
-            .is_ok()
-    );
+    let padded = format!("{}{}", c.auth_response, " ".repeat(MAX_CLIENT_RESPONSE_BYTES - c.auth_response.len()));
+    assert!(c.server.finish_authentication(&padded, &c.auth_state).is_ok());
     // A huge string in one field.
     let mut v: Value = serde_json::from_str(&c.auth_response).unwrap();
     v["response"]["signature"] = "A".repeat(10 * MAX_CLIENT_RESPONSE_BYTES).into();
-    assert_eq!(
-        c.server
-            .finish_authentication(&v.to_string(), &c.auth_state)
-            .unwrap_err(),
-        WebauthnError::Malformed
-    );
+    assert_eq!(c.server.finish_authentication(&v.to_string(), &c.auth_state).unwrap_err(), WebauthnError::Malformed);
 }
 
 #[test]
@@ -667,19 +486,11 @@ fn garbage_state_is_a_state_error() {
     let truncated = &c.auth_state[..c.auth_state.len() / 2];
     for bad in ["", "{", "null", "{}", "[]", "\"state\"", truncated, &huge] {
         assert_eq!(
-            c.server
-                .finish_authentication(&c.auth_response, bad)
-                .unwrap_err(),
+            c.server.finish_authentication(&c.auth_response, bad).unwrap_err(),
             WebauthnError::State,
             "{bad:.40}"
         );
-        assert_eq!(
-            c.server
-                .finish_registration(&c.reg_response, bad)
-                .unwrap_err(),
-            WebauthnError::State,
-            "{bad:.40}"
-        );
+        assert_eq!(c.server.finish_registration(&c.reg_response, bad).unwrap_err(), WebauthnError::State, "{bad:.40}");
     }
     // A state whose fields were tampered with parses or not, but never verifies.
     let mut v: Value = serde_json::from_str(&c.auth_state).unwrap();
@@ -688,9 +499,7 @@ fn garbage_state_is_a_state_error() {
     for pointer in pointers {
         let original = v.pointer(&pointer).unwrap().clone();
         *v.pointer_mut(&pointer).unwrap() = Value::String("AAAA".into());
-        let _ = c
-            .server
-            .finish_authentication(&c.auth_response, &v.to_string());
+        let _ = c.server.finish_authentication(&c.auth_response, &v.to_string());
         *v.pointer_mut(&pointer).unwrap() = original;
     }
 }
@@ -700,8 +509,5 @@ fn error_codes_are_stable() {
     assert_eq!(WebauthnError::Malformed.code(), "webauthn_malformed");
     assert_eq!(WebauthnError::State.code(), "webauthn_state");
     assert_eq!(WebauthnError::Rejected("x").code(), "webauthn_rejected");
-    assert_eq!(
-        WebauthnError::Config(String::new()).code(),
-        "webauthn_config"
-    );
+    assert_eq!(WebauthnError::Config(String::new()).code(), "webauthn_config");
 }

@@ -44,7 +44,10 @@ pub enum Reason {
     },
     UnknownResourceType,
     UnknownAction,
-    ForbiddenByRule { rule_id: ForbidRuleId, rule_name: String },
+    ForbiddenByRule {
+        rule_id: ForbidRuleId,
+        rule_name: String,
+    },
     /// A grant that allows.
     Granted {
         #[serde(flatten)]

@@ -133,10 +133,7 @@ impl Snapshot {
     }
 
     /// Steps 1 and 2: the subject, its state, the type, the action and the resource.
-    pub(crate) fn prepare<'s, 'r>(
-        &'s self,
-        req: &Request<'r>,
-    ) -> Result<(Who<'s>, Target<'s, 'r>, Env<'r>), Early> {
+    pub(crate) fn prepare<'s, 'r>(&'s self, req: &Request<'r>) -> Result<(Who<'s>, Target<'s, 'r>, Env<'r>), Early> {
         let who = self.resolve_subject(&req.subject).ok_or(Early::UnknownSubject)?;
         if !who.active() {
             return Err(Early::NotActive(who.status()));
@@ -228,7 +225,8 @@ impl Snapshot {
             return false;
         }
         self.for_each_candidate(who, t, env.now, |c| {
-            if self.holds(c.role.conditions.as_deref(), who, env) && self.holds(c.grant.conditions.as_deref(), who, env) {
+            if self.holds(c.role.conditions.as_deref(), who, env) && self.holds(c.grant.conditions.as_deref(), who, env)
+            {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
@@ -298,7 +296,9 @@ impl Snapshot {
                 // Strings and numbers (by their JSON text), alone or in an array: a client
                 // that sends `42` instead of `"42"` must not slip past a ban.
                 let matches = match env.props.get(property.as_ref()) {
-                    Some(serde_json::Value::Array(items)) => items.iter().any(|i| with_text(i, listed).unwrap_or(false)),
+                    Some(serde_json::Value::Array(items)) => {
+                        items.iter().any(|i| with_text(i, listed).unwrap_or(false))
+                    }
                     Some(v) => with_text(v, listed).unwrap_or(false),
                     None => false,
                 };

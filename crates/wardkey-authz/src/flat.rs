@@ -131,7 +131,11 @@ impl<K> Clone for IdMap<K> {
 
 impl<K> Default for IdMap<K> {
     fn default() -> Self {
-        IdMap { shards: Arc::new(std::iter::repeat_with(Shard::default).take(SHARDS).collect()), hasher: Hasher::default(), len: 0 }
+        IdMap {
+            shards: Arc::new(std::iter::repeat_with(Shard::default).take(SHARDS).collect()),
+            hasher: Hasher::default(),
+            len: 0,
+        }
     }
 }
 

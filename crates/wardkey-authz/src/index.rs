@@ -1,7 +1,9 @@
 //! The shared handle: the current snapshot behind an `ArcSwap`, and the writer's mutex.
 
 use crate::search::{Found, Page, ResourceAccess, SubjectAccess};
-use crate::{ActionAccess, AuthzError, Change, Decision, Records, Request, RequestContext, ResourceRef, Snapshot, SubjectRef};
+use crate::{
+    ActionAccess, AuthzError, Change, Decision, Records, Request, RequestContext, ResourceRef, Snapshot, SubjectRef,
+};
 use arc_swap::ArcSwap;
 use std::sync::{Arc, Mutex, PoisonError};
 use wardkey_domain::{

@@ -219,7 +219,8 @@ impl Cond {
         let networks = (!c.networks.is_empty()).then(|| parse_networks(&c.networks));
         let windows =
             (!c.time_windows.is_empty()).then(|| c.time_windows.iter().map(Window::compile).collect::<Box<[_]>>());
-        let rules = c.attribute_rules.iter().map(|r| Rule { attr: Attr::parse(&r.subject_attribute), source: r.clone() });
+        let rules =
+            c.attribute_rules.iter().map(|r| Rule { attr: Attr::parse(&r.subject_attribute), source: r.clone() });
         Some(Arc::new(Cond {
             min_assurance: c.min_assurance,
             networks,

@@ -270,11 +270,8 @@ impl Snapshot {
                 ),
                 Candidate::Resource(r, ty) => {
                     let Some(rec) = self.resource(r) else { continue };
-                    let props: Properties = rec
-                        .attributes
-                        .iter()
-                        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                        .collect();
+                    let props: Properties =
+                        rec.attributes.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
                     let target = AccessTarget::Resource {
                         id: rec.id,
                         name: rec.name.to_string(),

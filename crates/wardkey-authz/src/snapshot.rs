@@ -6,9 +6,9 @@
 //! All collections are persistent (`imbl`): cloning a snapshot is a handful of pointer copies,
 //! and changing the clone copies only the path to what changed.
 
+use crate::flat::{IdMap, IxSet, Slots};
 use crate::model::{GrantRec, GroupRec, Member, ResRec, RoleRec, SaRec, TypeRec, UserRec, fold};
 use crate::{MAX_RESOURCE_DEPTH, ResourceRef, SubjectKind, SubjectRef};
-use crate::flat::{IdMap, IxSet, Slots};
 use imbl::{HashMap, OrdMap, OrdSet, Vector};
 use std::hash::Hash;
 use std::sync::Arc;
@@ -44,13 +44,25 @@ pub(crate) struct PrincipalSlot<R> {
 // By hand: the derives would ask `R: Clone + Default`, which the shared record need not be.
 impl<R> Clone for PrincipalSlot<R> {
     fn clone(&self) -> Self {
-        PrincipalSlot { rec: self.rec.clone(), active: self.active, groups: self.groups.clone(), grants: self.grants.clone(), held: self.held.clone() }
+        PrincipalSlot {
+            rec: self.rec.clone(),
+            active: self.active,
+            groups: self.groups.clone(),
+            grants: self.grants.clone(),
+            held: self.held.clone(),
+        }
     }
 }
 
 impl<R> Default for PrincipalSlot<R> {
     fn default() -> Self {
-        PrincipalSlot { rec: None, active: false, groups: IxSet::default(), grants: OrdSet::new(), held: Held::default() }
+        PrincipalSlot {
+            rec: None,
+            active: false,
+            groups: IxSet::default(),
+            grants: OrdSet::new(),
+            held: Held::default(),
+        }
     }
 }
 

@@ -2,12 +2,12 @@
 //! the persistent structures), whatever order they come in: a record may name another that
 //! arrives later in the same batch.
 
+use crate::flat::{IdMap, IxSet, Slots};
 use crate::model::{
     Cond, ForbidRec, GrantRec, GroupRec, Holder, Member, PermRec, ResRec, RoleRec, SaRec, TypeRec, UserRec, When, key,
-    sorted_unique, parse_networks, uuid_text,
+    parse_networks, sorted_unique, uuid_text,
 };
 use crate::snapshot::{Held, NameMap, Snapshot};
-use crate::flat::{IdMap, IxSet, Slots};
 use imbl::OrdSet;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -28,9 +28,18 @@ pub enum Change {
     UpsertGroup(Group),
     RemoveGroup(GroupId),
     /// Replaces the group's members.
-    SetGroupMembers { group: GroupId, members: Vec<DomainMember> },
-    AddMember { group: GroupId, member: DomainMember },
-    RemoveMember { group: GroupId, member: DomainMember },
+    SetGroupMembers {
+        group: GroupId,
+        members: Vec<DomainMember>,
+    },
+    AddMember {
+        group: GroupId,
+        member: DomainMember,
+    },
+    RemoveMember {
+        group: GroupId,
+        member: DomainMember,
+    },
     UpsertResourceType(ResourceType),
     RemoveResourceType(ResourceTypeId),
     UpsertResource(Resource),
@@ -337,17 +346,10 @@ impl Snapshot {
         let roles = self.tnames.get(tname as usize).map(|s| s.roles.clone()).unwrap_or_default();
         for r in roles {
             let Some(old) = self.role(r) else { continue };
-            let perms: Box<[PermRec]> = old
-                .perms
-                .iter()
-                .map(|p| PermRec { mask: self.mask(p.tname, &p.actions), ..p.clone() })
-                .collect();
-            let rec = Arc::new(RoleRec {
-                id: old.id,
-                name: old.name.clone(),
-                perms,
-                conditions: old.conditions.clone(),
-            });
+            let perms: Box<[PermRec]> =
+                old.perms.iter().map(|p| PermRec { mask: self.mask(p.tname, &p.actions), ..p.clone() }).collect();
+            let rec =
+                Arc::new(RoleRec { id: old.id, name: old.name.clone(), perms, conditions: old.conditions.clone() });
             if let Some(slot) = slot_mut(&mut self.roles, r) {
                 slot.rec = Some(rec);
             }

@@ -4,9 +4,9 @@
 //! would only show in a decision much later (a group removed, then re-created), so tests check
 //! it directly after every change.
 
+use crate::flat::{IdMap, Slots};
 use crate::model::{Holder, Member, Principal};
 use crate::snapshot::{NameMap, Snapshot, slot};
-use crate::flat::{IdMap, Slots};
 use std::hash::Hash;
 
 fn fail<T>(msg: String) -> Result<T, String> {
@@ -259,7 +259,8 @@ impl Snapshot {
                 if !slot(&self.tnames, p.tname).is_some_and(|ts| ts.roles.contains(&(ix as u32))) {
                     return fail(format!("role {} is missing from a type name's list", role.id));
                 }
-                let expected = self.type_of_tname(p.tname).map_or(0, |ty| ty.mask_of(p.actions.iter().map(|a| a.as_ref())));
+                let expected =
+                    self.type_of_tname(p.tname).map_or(0, |ty| ty.mask_of(p.actions.iter().map(|a| a.as_ref())));
                 if p.mask != expected {
                     return fail(format!("role {} has a stale action mask", role.id));
                 }

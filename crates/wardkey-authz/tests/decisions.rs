@@ -391,7 +391,10 @@ fn step_up_needs_both_the_role_and_the_grant_minimum_and_nothing_else_failing() 
 fn network_conditions() {
     let w = Ward::new();
     let g = Grant {
-        conditions: Conditions { networks: vec!["10.20.0.0/16".into(), "2001:db8::/32".into()], ..Conditions::default() },
+        conditions: Conditions {
+            networks: vec!["10.20.0.0/16".into(), "2001:db8::/32".into()],
+            ..Conditions::default()
+        },
         ..grant(uid(&w.nurse), &w.reader, None)
     };
     let index = with(w.records.clone(), vec![g]);
@@ -423,7 +426,12 @@ fn device_trust_conditions() {
 fn windowed(w: &Ward, tz: &str, days: &[Day], start: &str, end: &str) -> Index {
     let g = Grant {
         conditions: Conditions {
-            time_windows: vec![TimeWindow { time_zone: tz.into(), days: days.to_vec(), start: start.into(), end: end.into() }],
+            time_windows: vec![TimeWindow {
+                time_zone: tz.into(),
+                days: days.to_vec(),
+                start: start.into(),
+                end: end.into(),
+            }],
             ..Conditions::default()
         },
         ..grant(uid(&w.nurse), &w.reader, None)
@@ -547,7 +555,10 @@ fn attribute_rule_equals() {
     let Reason::ConditionsNotMet { failed, .. } = &d.reasons[0] else { panic!("{d:?}") };
     assert_eq!(
         failed,
-        &vec![FailedCondition::AttributeRule { on: ConditionSource::Grant, rule: rule("p", AttributeOp::Equals, "department") }]
+        &vec![FailedCondition::AttributeRule {
+            on: ConditionSource::Grant,
+            rule: rule("p", AttributeOp::Equals, "department")
+        }]
     );
     // A missing property fails; so does a missing attribute (the doctor has no department).
     let index = ruled(&w, uid(&nurse), vec![rule("p", AttributeOp::Equals, "department")]);
@@ -572,11 +583,8 @@ fn attribute_rule_in_groups_is_case_insensitive() {
 #[test]
 fn service_accounts_have_only_id_and_groups() {
     let w = Ward::new();
-    let index = ruled(
-        &w,
-        sid(&w.bot),
-        vec![rule("owner", AttributeOp::Equals, "id"), rule("team", AttributeOp::In, "groups")],
-    );
+    let index =
+        ruled(&w, sid(&w.bot), vec![rule("owner", AttributeOp::Equals, "id"), rule("team", AttributeOp::In, "groups")]);
     index.add_member(w.nurses.id, Member::ServiceAccount(w.bot.id));
     let q = Q::sa(&w.bot).prop("owner", json!(w.bot.id.to_string())).prop("team", json!("Nurses"));
     assert!(q.run(&index).allow);
@@ -710,10 +718,8 @@ fn forbid_rules_with_empty_lists_cover_everything_and_list_every_applying_rule()
 #[test]
 fn subjects_that_are_not_active_are_denied_whatever_they_hold() {
     let w = Ward::new();
-    let index = with(
-        w.records.clone(),
-        vec![grant(uid(&w.nurse), &w.reader, None), grant(sid(&w.bot), &w.reader, None)],
-    );
+    let index =
+        with(w.records.clone(), vec![grant(uid(&w.nurse), &w.reader, None), grant(sid(&w.bot), &w.reader, None)]);
     for status in [UserStatus::Suspended, UserStatus::Disabled, UserStatus::PendingVerification] {
         index.upsert_user(User { status, ..w.nurse.clone() });
         let d = Q::user(&w.nurse).run(&index);
@@ -728,7 +734,8 @@ fn subjects_that_are_not_active_are_denied_whatever_they_hold() {
 #[test]
 fn unknown_subjects_types_and_actions() {
     let w = Ward::new();
-    let index = with(w.records.clone(), vec![grant(uid(&w.nurse), &w.reader, None), grant(sid(&w.bot), &w.reader, None)]);
+    let index =
+        with(w.records.clone(), vec![grant(uid(&w.nurse), &w.reader, None), grant(sid(&w.bot), &w.reader, None)]);
     assert!(Q::named("NURSE.JOY").run(&index).allow, "usernames are case-insensitive");
     assert!(Q::named(&w.nurse.id.to_string().to_uppercase()).run(&index).allow, "UUIDs in any case");
     assert_eq!(codes(&Q::named("nobody").run(&index)), ["unknown_subject"]);
@@ -736,7 +743,10 @@ fn unknown_subjects_types_and_actions() {
     assert_eq!(codes(&Q::named(&"n".repeat(10_000)).run(&index)), ["unknown_subject"]);
     // A service account is named by id only, and a user id is not a service account.
     assert!(Q::sa(&w.bot).run(&index).allow);
-    assert_eq!(codes(&Q { kind: SubjectKind::ServiceAccount, ..Q::named("lab-feed") }.run(&index)), ["unknown_subject"]);
+    assert_eq!(
+        codes(&Q { kind: SubjectKind::ServiceAccount, ..Q::named("lab-feed") }.run(&index)),
+        ["unknown_subject"]
+    );
     assert_eq!(codes(&Q { kind: SubjectKind::ServiceAccount, ..Q::user(&w.nurse) }.run(&index)), ["unknown_subject"]);
     assert_eq!(codes(&Q::user(&w.nurse).ty("lab_result").run(&index)), ["unknown_resource_type"]);
     assert!(Q::user(&w.nurse).ty("Patient_Record").run(&index).allow, "type names are case-insensitive");
@@ -761,11 +771,15 @@ fn break_glass_is_flagged_only_when_it_is_the_only_path() {
     assert!(d.allow && !d.break_glass && d.obligations.is_empty());
     let mut ids = granted_ids(&d);
     ids.sort();
-    assert_eq!(ids, {
-        let mut v = vec![bg.id, normal.id];
-        v.sort();
-        v
-    }, "every satisfied grant is listed");
+    assert_eq!(
+        ids,
+        {
+            let mut v = vec![bg.id, normal.id];
+            v.sort();
+            v
+        },
+        "every satisfied grant is listed"
+    );
 }
 
 #[test]
@@ -842,7 +856,8 @@ fn search_who_has_access() {
     let index = with(w.records.clone(), vec![via_group.clone(), direct.clone(), bot.clone()]);
     let ctx = RequestContext::at(t0());
     let chart_a = w.chart_a.id.to_string();
-    let found = index.subjects_with_access(&ResourceRef::new("patient_record", &chart_a), "read", &ctx, Page::ALL).unwrap();
+    let found =
+        index.subjects_with_access(&ResourceRef::new("patient_record", &chart_a), "read", &ctx, Page::ALL).unwrap();
     let mut expected = vec![
         (Member::User(w.nurse.id), via_group.id, false),
         (Member::User(w.doctor.id), direct.id, false),
@@ -859,14 +874,16 @@ fn search_who_has_access() {
 
     // Chart B: not under ward A.
     let chart_b = w.chart_b.id.to_string();
-    let found = index.subjects_with_access(&ResourceRef::new("patient_record", &chart_b), "write", &ctx, Page::ALL).unwrap();
+    let found =
+        index.subjects_with_access(&ResourceRef::new("patient_record", &chart_b), "write", &ctx, Page::ALL).unwrap();
     assert_eq!(found.items.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["dr.house"]);
 
     // Paging: one at a time.
     let mut pages = vec![];
     let mut page = Page::first(1);
     loop {
-        let found = index.subjects_with_access(&ResourceRef::new("patient_record", &chart_a), "read", &ctx, page).unwrap();
+        let found =
+            index.subjects_with_access(&ResourceRef::new("patient_record", &chart_a), "read", &ctx, page).unwrap();
         pages.extend(found.items.iter().map(|s| s.subject));
         match found.next {
             Some(n) => page = Page::after(n, 1),
@@ -917,7 +934,10 @@ fn search_what_a_subject_can_reach() {
     let found = index.resources_for(&nurse, Some("unit"), Some("read"), &ctx, Page::ALL).unwrap();
     assert_eq!(found.items.len(), 1);
     assert_eq!(found.items[0].target.id(), w.ward_a.id.0);
-    assert_eq!(index.resources_for(&nurse, Some("unit"), Some("write"), &ctx, Page::ALL), Err(AuthzError::UnknownAction));
+    assert_eq!(
+        index.resources_for(&nurse, Some("unit"), Some("write"), &ctx, Page::ALL),
+        Err(AuthzError::UnknownAction)
+    );
     assert_eq!(
         index.resources_for(&SubjectRef::user("ghost"), None, None, &ctx, Page::ALL),
         Err(AuthzError::UnknownSubject)

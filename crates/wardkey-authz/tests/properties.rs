@@ -96,8 +96,8 @@ fn arb_user(i: u8) -> impl Strategy<Value = User> {
 }
 
 fn arb_sa(i: u8) -> impl Strategy<Value = ServiceAccount> {
-    prop_oneof![4 => Just(ServiceAccountStatus::Active), 1 => Just(ServiceAccountStatus::Disabled)]
-        .prop_map(move |status| ServiceAccount {
+    prop_oneof![4 => Just(ServiceAccountStatus::Active), 1 => Just(ServiceAccountStatus::Disabled)].prop_map(
+        move |status| ServiceAccount {
             id: sa_id(i),
             name: format!("sa{i}"),
             description: None,
@@ -106,7 +106,8 @@ fn arb_sa(i: u8) -> impl Strategy<Value = ServiceAccount> {
             created_at: t0(),
             updated_at: t0(),
             version: 1,
-        })
+        },
+    )
 }
 
 fn arb_group(i: u8) -> impl Strategy<Value = Group> {
@@ -125,8 +126,7 @@ fn arb_type(i: u8) -> impl Strategy<Value = ResourceType> {
         prop_oneof![9 => Just(TYPE_NAMES[usize::from(i)]), 1 => Just("REC")],
         prop::sample::subsequence(ACTIONS[1..].to_vec(), 1..=3),
     )
-        .prop_map(
-        move |(name, actions)| {
+        .prop_map(move |(name, actions)| {
             // Always `read`; the others come and go, which moves every action's bit.
             let mut actions = strings(&actions);
             actions.push("read".to_owned());
@@ -142,8 +142,7 @@ fn arb_type(i: u8) -> impl Strategy<Value = ResourceType> {
                 updated_at: t0(),
                 version: 1,
             }
-        },
-    )
+        })
 }
 
 fn arb_resource(i: u8) -> impl Strategy<Value = Resource> {
@@ -183,7 +182,12 @@ fn condition_parts() -> Vec<Conditions> {
         Conditions { min_assurance: Some(Assurance::PhishingResistant), ..Conditions::default() },
         Conditions { networks: strings(&["10.0.0.0/8"]), ..Conditions::default() },
         Conditions {
-            time_windows: vec![TimeWindow { time_zone: "UTC".into(), days: vec![], start: "08:00".into(), end: "17:00".into() }],
+            time_windows: vec![TimeWindow {
+                time_zone: "UTC".into(),
+                days: vec![],
+                start: "08:00".into(),
+                end: "17:00".into(),
+            }],
             ..Conditions::default()
         },
         Conditions {
@@ -259,7 +263,12 @@ fn arb_grant(i: u8) -> impl Strategy<Value = Grant> {
         arb_subject(),
         0..ROLES,
         prop::option::weighted(0.4, 0..RESOURCES),
-        prop::sample::select(vec![GrantSource::Manual, GrantSource::Manual, GrantSource::BreakGlass, GrantSource::Template]),
+        prop::sample::select(vec![
+            GrantSource::Manual,
+            GrantSource::Manual,
+            GrantSource::BreakGlass,
+            GrantSource::Template,
+        ]),
         prop::sample::select(vec![-2i64, -2, -2, 0, 1]),
         prop::sample::select(vec![None, None, None, Some(0i64), Some(1), Some(2)]),
         prop::bool::weighted(0.1),

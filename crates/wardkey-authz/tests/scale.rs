@@ -224,7 +224,8 @@ fn a_hospital_sized_workload_builds_decides_and_updates() {
     // the build (and freed), leaving the index as the main thing in memory.
     let mut rng = Lcg(11);
     let n = 20_000;
-    let type_name: BTreeMap<ResourceTypeId, String> = records.resource_types.iter().map(|t| (t.id, t.name.clone())).collect();
+    let type_name: BTreeMap<ResourceTypeId, String> =
+        records.resource_types.iter().map(|t| (t.id, t.name.clone())).collect();
     let asks: Vec<(String, String, String)> = (0..n)
         .map(|_| {
             let u = &records.users[rng.below(records.users.len())];

@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use wardkey_domain::*;
-use wardkey_service::{ServiceConfig, Services};
 use wardkey_server::ServerConfig;
+use wardkey_service::{ServiceConfig, Services};
 
 const CONCURRENCY: usize = 64;
 const CONNECTIONS: usize = 16;
@@ -111,22 +111,47 @@ async fn populate(services: &Services, w: &Workload) -> Loaded {
         services.create_role(op, input).await.expect("role").value.id
     })
     .await;
-    let groups: Vec<GroupId> =
-        par(w.groups, |i| async move { services.create_group(op, NewGroup { name: format!("g{i}"), description: None }).await.expect("group").value.id })
-            .await;
-    println!("  loaded types, {} resources, {} roles, {} groups in {:.0}s", resources.len(), roles.len(), groups.len(), t.elapsed().as_secs_f64());
+    let groups: Vec<GroupId> = par(w.groups, |i| async move {
+        services.create_group(op, NewGroup { name: format!("g{i}"), description: None }).await.expect("group").value.id
+    })
+    .await;
+    println!(
+        "  loaded types, {} resources, {} roles, {} groups in {:.0}s",
+        resources.len(),
+        roles.len(),
+        groups.len(),
+        t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     let groups_ref = &groups;
     let users: Vec<UserId> = par(w.users.len(), |i| async move {
-        let input = NewUser { username: format!("u{i}"), display_name: None, email: None, status: None, hr: HrAttributes::default() };
+        let input = NewUser {
+            username: format!("u{i}"),
+            display_name: None,
+            email: None,
+            status: None,
+            hr: HrAttributes::default(),
+        };
         let user = services.create_user(op, input).await.expect("user").value;
-        let user = services.verify_identity(op, user.id, user.version, "in_person_government_id".into()).await.expect("verify").value;
-        let user = services.set_user_status(op, user.id, user.version, UserStatus::Active, None).await.expect("activate").value;
+        let user = services
+            .verify_identity(op, user.id, user.version, "in_person_government_id".into())
+            .await
+            .expect("verify")
+            .value;
+        let user = services
+            .set_user_status(op, user.id, user.version, UserStatus::Active, None)
+            .await
+            .expect("activate")
+            .value;
         services.add_member(op, groups_ref[w.users[i].group], Member::User(user.id)).await.expect("member");
         user.id
     })
     .await;
-    println!("  loaded {} users (created, verified, activated, in a group) in {:.0}s", users.len(), t.elapsed().as_secs_f64());
+    println!(
+        "  loaded {} users (created, verified, activated, in a group) in {:.0}s",
+        users.len(),
+        t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     let expires = chrono::Utc::now() + chrono::Duration::days(30);
     let (users_ref, resources_ref, roles_ref) = (&users, &resources, &roles);
@@ -156,10 +181,18 @@ async fn populate(services: &Services, w: &Workload) -> Loaded {
     par(suspended.len(), |k| async move {
         let id = users_ref[suspended_ref[k]];
         let user = services.get_user(op, id).await.expect("user");
-        services.set_user_status(op, id, user.version, UserStatus::Suspended, Some("benchmark".into())).await.expect("suspend");
+        services
+            .set_user_status(op, id, user.version, UserStatus::Suspended, Some("benchmark".into()))
+            .await
+            .expect("suspend");
     })
     .await;
-    println!("  loaded {} grants and {} suspensions in {:.0}s", w.grants.len(), suspended.len(), t.elapsed().as_secs_f64());
+    println!(
+        "  loaded {} grants and {} suspensions in {:.0}s",
+        w.grants.len(),
+        suspended.len(),
+        t.elapsed().as_secs_f64()
+    );
     Loaded { types, users, resources }
 }
 
@@ -331,7 +364,9 @@ fn run_wrk(url: &str, script: &Path, secs: u64) -> WrkResult {
     let (self_after, wrk_after) = cpu_secs();
     let steal = steal_secs() - steal_before;
     let text = String::from_utf8_lossy(&out.stdout);
-    let find = |prefix: &str| text.lines().map(str::trim).find(|l| l.starts_with(prefix)).map(|l| l[prefix.len()..].trim().to_owned());
+    let find = |prefix: &str| {
+        text.lines().map(str::trim).find(|l| l.starts_with(prefix)).map(|l| l[prefix.len()..].trim().to_owned())
+    };
     let rps = find("Requests/sec:").and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
     let p50_ms = find("50%").map(|v| wrk_ms(&v)).unwrap_or(f64::NAN);
     let p99_ms = find("99%").map(|v| wrk_ms(&v)).unwrap_or(f64::NAN);
@@ -405,13 +440,25 @@ pub(crate) fn wrk_median(url: &str, script: &Path, secs: u64, runs: usize) -> Wr
 }
 
 /// Marks the workload's types PHI (decision audit in `mode`) or not (no decision audit).
-async fn set_audit(services: &Services, op: &wardkey_service::Authorized<wardkey_service::Admin>, types: &[ResourceTypeId], phi: bool, mode: DecisionAudit) {
+async fn set_audit(
+    services: &Services,
+    op: &wardkey_service::Authorized<wardkey_service::Admin>,
+    types: &[ResourceTypeId],
+    phi: bool,
+    mode: DecisionAudit,
+) {
     for t in types {
         let current = services.get_resource_type(op, *t).await.expect("type");
         if current.phi == phi && current.decision_audit == mode {
             continue;
         }
-        let update = ResourceTypeUpdate { version: current.version, description: None, actions: None, phi: Some(phi), decision_audit: Some(mode) };
+        let update = ResourceTypeUpdate {
+            version: current.version,
+            description: None,
+            actions: None,
+            phi: Some(phi),
+            decision_audit: Some(mode),
+        };
         services.update_resource_type(op, *t, update).await.expect("audit mode");
     }
 }
@@ -433,12 +480,19 @@ pub async fn bench_authzen_http() {
     let expected: Vec<bool> = {
         let index = wardkey_authz::Index::build(w.records());
         let c = |mfa: bool| {
-            wardkey_authz::RequestContext::at(crate::workload::now()).with_assurance(if mfa { Assurance::Mfa } else { Assurance::Password })
+            wardkey_authz::RequestContext::at(crate::workload::now()).with_assurance(if mfa {
+                Assurance::Mfa
+            } else {
+                Assurance::Password
+            })
         };
         w.asks
             .iter()
             .map(|a| {
-                let (u, r) = (crate::workload::ids::user(a.user).to_string(), crate::workload::ids::resource(a.resource).to_string());
+                let (u, r) = (
+                    crate::workload::ids::user(a.user).to_string(),
+                    crate::workload::ids::resource(a.resource).to_string(),
+                );
                 index.check(&wardkey_authz::Request {
                     subject: wardkey_authz::SubjectRef::user(&u),
                     action: ACTIONS[a.action],
@@ -459,10 +513,14 @@ pub async fn bench_authzen_http() {
         None => Db::fresh().await,
     });
     let ids_file = kept.as_ref().map(|d| d.join("bench-ids.json"));
-    let reused: Option<Loaded> = ids_file.as_ref().and_then(|f| std::fs::read(f).ok()).and_then(|b| serde_json::from_slice(&b).ok());
+    let reused: Option<Loaded> =
+        ids_file.as_ref().and_then(|f| std::fs::read(f).ok()).and_then(|b| serde_json::from_slice(&b).ok());
     let loaded = match reused {
         Some(l) => {
-            println!("  reusing the populated store in {}", kept.as_ref().map(|d| d.display().to_string()).unwrap_or_default());
+            println!(
+                "  reusing the populated store in {}",
+                kept.as_ref().map(|d| d.display().to_string()).unwrap_or_default()
+            );
             l
         }
         None => {
@@ -523,7 +581,14 @@ pub async fn bench_authzen_http() {
     let http = reqwest::Client::new();
     let bodies: Vec<String> = (0..REQUESTS).map(|i| wardkey_body(&w, &loaded, i)).collect();
     for (i, body) in bodies.iter().enumerate() {
-        let resp = http.post(&url).bearer_auth(&token).header("content-type", "application/json").body(body.clone()).send().await.expect("evaluation");
+        let resp = http
+            .post(&url)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("evaluation");
         assert_eq!(resp.status(), 200, "request {i}");
         let v: serde_json::Value = resp.json().await.expect("json");
         assert_eq!(v["decision"], expected[i], "request {i}: over HTTP {v}");
@@ -548,7 +613,10 @@ pub async fn bench_authzen_http() {
         let r = wrk_median(&url, &script, secs, runs);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let after = store.read().await.expect("read").audit_tree_size().await.expect("size");
-        print_wrk(&format!("Wardkey, decision audit {}", if mode == DecisionAudit::Async { "async" } else { "sync" }), &r);
+        print_wrk(
+            &format!("Wardkey, decision audit {}", if mode == DecisionAudit::Async { "async" } else { "sync" }),
+            &r,
+        );
         println!("      ({} decision events written during these runs)", after - before);
         modes.push(r);
     }

@@ -25,7 +25,14 @@ use std::time::{Duration, Instant};
 
 fn binary() -> Option<PathBuf> {
     let candidate = std::env::var("WK_BENCH_CERBOS").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("cerbos"));
-    Command::new(&candidate).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().ok().filter(|s| s.success()).map(|_| candidate)
+    Command::new(&candidate)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()
+        .filter(|s| s.success())
+        .map(|_| candidate)
 }
 
 fn policies(w: &Workload, dir: &Path) {
@@ -145,11 +152,22 @@ pub async fn run(w: &Workload, expected: &[bool], work: &Path, secs: u64, runs: 
         assert!(started.elapsed() < Duration::from_secs(60), "Cerbos did not become healthy");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!("  Cerbos {} ready in {:.1}s with {} rules", bin.display(), started.elapsed().as_secs_f64(), w.roles.iter().map(|r| r.perms.len()).sum::<usize>());
+    println!(
+        "  Cerbos {} ready in {:.1}s with {} rules",
+        bin.display(),
+        started.elapsed().as_secs_f64(),
+        w.roles.iter().map(|r| r.perms.len()).sum::<usize>()
+    );
     let url = format!("{base}/access/v1/evaluation");
     let bodies = bodies(w);
     for (i, body) in bodies.iter().enumerate() {
-        let resp = http.post(&url).header("content-type", "application/json").body(body.clone()).send().await.expect("cerbos evaluation");
+        let resp = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("cerbos evaluation");
         assert!(resp.status().is_success(), "Cerbos answered {} to request {i}", resp.status());
         let v: serde_json::Value = resp.json().await.expect("json");
         assert_eq!(v["decision"], expected[i], "Cerbos disagrees with Wardkey on request {i}: {body} -> {v}");

@@ -22,7 +22,9 @@
 use crate::workload::{ACTIONS, Ask, Holder, REQUESTS, Sizes, TYPES, Workload, ids, mask_actions, now};
 use crate::{peak_rss_mib, percentile};
 use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi};
-use cedar_policy::{Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet, RestrictedExpression};
+use cedar_policy::{
+    Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet, RestrictedExpression,
+};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::str::FromStr;
@@ -115,7 +117,11 @@ fn cedar_permits(w: &Workload, g: usize, out: &mut String) {
             when.push("context.mfa".to_owned());
         }
         let when = if when.is_empty() { String::new() } else { format!(" when {{ {} }}", when.join(" && ")) };
-        let _ = writeln!(out, "@id(\"g{g}p{p}\")\npermit ({principal}, action in [{}], {resource}){when};", actions.join(", "));
+        let _ = writeln!(
+            out,
+            "@id(\"g{g}p{p}\")\npermit ({principal}, action in [{}], {resource}){when};",
+            actions.join(", ")
+        );
     }
 }
 
@@ -128,7 +134,8 @@ fn wk_request(a: &Owned, mfa: RequestContext, password: RequestContext) -> Reque
     }
 }
 
-const CEDAR_FORBID: &str = "@id(\"inactive\")\nforbid (principal, action, resource) unless { principal.status == \"active\" };\n";
+const CEDAR_FORBID: &str =
+    "@id(\"inactive\")\nforbid (principal, action, resource) unless { principal.status == \"active\" };\n";
 
 pub async fn bench_decisions() {
     let sizes = Sizes::from_env();
@@ -146,18 +153,32 @@ pub async fn bench_decisions() {
     let rss0 = peak_rss_mib();
     let started = Instant::now();
     let index = Index::build(w.records());
-    println!("  Wardkey index built in {:.2}s (peak RSS {:.0} MiB, {:.0} before)", started.elapsed().as_secs_f64(), peak_rss_mib(), rss0);
+    println!(
+        "  Wardkey index built in {:.2}s (peak RSS {:.0} MiB, {:.0} before)",
+        started.elapsed().as_secs_f64(),
+        peak_rss_mib(),
+        rss0
+    );
     let ctx_mfa = RequestContext::at(now()).with_assurance(Assurance::Mfa);
     let ctx_pwd = RequestContext::at(now()).with_assurance(Assurance::Password);
     let expected: Vec<bool> = asks.iter().map(|a| index.evaluate(&wk_request(a, ctx_mfa, ctx_pwd)).allow).collect();
     let allows = expected.iter().filter(|a| **a).count();
     println!("  {allows} of {REQUESTS} requests allow");
-    assert!(allows > REQUESTS / 5 && allows < REQUESTS * 4 / 5, "the workload should mix allows and denies ({allows} allow)");
+    assert!(
+        allows > REQUESTS / 5 && allows < REQUESTS * 4 / 5,
+        "the workload should mix allows and denies ({allows} allow)"
+    );
 
     if std::env::var("WK_BENCH_ONLY_WARDKEY").is_ok_and(|v| v == "1") {
         // For profiling the index alone.
-        summary("Wardkey evaluate (with reasons)", time_each(rounds, REQUESTS, |i| index.evaluate(&wk_request(&asks[i], ctx_mfa, ctx_pwd)).allow));
-        summary("Wardkey check (allow/deny only)", time_each(rounds, REQUESTS, |i| index.check(&wk_request(&asks[i], ctx_mfa, ctx_pwd))));
+        summary(
+            "Wardkey evaluate (with reasons)",
+            time_each(rounds, REQUESTS, |i| index.evaluate(&wk_request(&asks[i], ctx_mfa, ctx_pwd)).allow),
+        );
+        summary(
+            "Wardkey check (allow/deny only)",
+            time_each(rounds, REQUESTS, |i| index.check(&wk_request(&asks[i], ctx_mfa, ctx_pwd))),
+        );
         return;
     }
 
@@ -165,7 +186,10 @@ pub async fn bench_decisions() {
     let started = Instant::now();
     let mut entities = Vec::with_capacity(w.users.len() + w.groups + w.resources.len());
     for (i, u) in w.users.iter().enumerate() {
-        let attrs = HashMap::from([("status".to_owned(), RestrictedExpression::new_string(if u.active { "active" } else { "suspended" }.into()))]);
+        let attrs = HashMap::from([(
+            "status".to_owned(),
+            RestrictedExpression::new_string(if u.active { "active" } else { "suspended" }.into()),
+        )]);
         let parents = HashSet::from([uid("Group", &ids::group(u.group).to_string())]);
         entities.push(Entity::new(uid("User", &ids::user(i).to_string()), attrs, parents).expect("user entity"));
     }
@@ -173,7 +197,8 @@ pub async fn bench_decisions() {
         entities.push(Entity::new_no_attrs(uid("Group", &ids::group(k).to_string()), HashSet::new()));
     }
     for (i, r) in w.resources.iter().enumerate() {
-        let parents: HashSet<EntityUid> = r.parent.iter().map(|&p| uid(TYPES[w.resources[p].ty], &ids::resource(p).to_string())).collect();
+        let parents: HashSet<EntityUid> =
+            r.parent.iter().map(|&p| uid(TYPES[w.resources[p].ty], &ids::resource(p).to_string())).collect();
         entities.push(Entity::new_no_attrs(uid(TYPES[r.ty], &ids::resource(i).to_string()), parents));
     }
     let entities = Entities::from_entities(entities, None).expect("entities");
@@ -226,7 +251,8 @@ pub async fn bench_decisions() {
         slice_sizes.get(slice_sizes.len() / 2).copied().unwrap_or(0)
     );
     let cedar_decide = |i: usize| {
-        authorizer.is_authorized(&cedar_requests[i], &slices[&w.asks[i].user], &entities).decision() == cedar_policy::Decision::Allow
+        authorizer.is_authorized(&cedar_requests[i], &slices[&w.asks[i].user], &entities).decision()
+            == cedar_policy::Decision::Allow
     };
     for (i, &want) in expected.iter().enumerate() {
         assert_eq!(cedar_decide(i), want, "Cedar and Wardkey disagree on request {i}");
@@ -248,7 +274,12 @@ pub async fn bench_decisions() {
     for (i, role) in w.roles.iter().enumerate() {
         for &(ty, mask) in &role.perms {
             for a in mask_actions(mask) {
-                p_rows.push(vec![format!("role{i}"), TYPES[ty].to_owned(), a, if role.mfa { "mfa" } else { "any" }.to_owned()]);
+                p_rows.push(vec![
+                    format!("role{i}"),
+                    TYPES[ty].to_owned(),
+                    a,
+                    if role.mfa { "mfa" } else { "any" }.to_owned(),
+                ]);
             }
         }
     }
@@ -270,13 +301,17 @@ pub async fn bench_decisions() {
     let chains: Vec<Vec<String>> = w
         .asks
         .iter()
-        .map(|a| w.chain(a.resource).into_iter().map(|r| ids::resource(r).to_string()).chain(["*".to_owned()]).collect())
+        .map(|a| {
+            w.chain(a.resource).into_iter().map(|r| ids::resource(r).to_string()).chain(["*".to_owned()]).collect()
+        })
         .collect();
     println!("  casbin loaded {np} p rows and {ng} g rows in {:.1}s", started.elapsed().as_secs_f64());
     let casbin_decide = |i: usize| {
         let a = &asks[i];
         let mfa = if a.mfa { "yes" } else { "no" };
-        chains[i].iter().any(|dom| enforcer.enforce((a.user.as_str(), dom.as_str(), a.ty, a.action, mfa)).expect("casbin enforce"))
+        chains[i]
+            .iter()
+            .any(|dom| enforcer.enforce((a.user.as_str(), dom.as_str(), a.ty, a.action, mfa)).expect("casbin enforce"))
     };
     for (i, &want) in expected.iter().enumerate() {
         assert_eq!(casbin_decide(i), want, "casbin and Wardkey disagree on request {i}");
@@ -289,8 +324,12 @@ pub async fn bench_decisions() {
     const BLOCKS: usize = 10;
     let (mut eval_ns, mut check_ns, mut cedar_ns) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..BLOCKS {
-        eval_ns.extend(time_each(rounds.div_ceil(BLOCKS), REQUESTS, |i| index.evaluate(&wk_request(&asks[i], ctx_mfa, ctx_pwd)).allow));
-        check_ns.extend(time_each(rounds.div_ceil(BLOCKS), REQUESTS, |i| index.check(&wk_request(&asks[i], ctx_mfa, ctx_pwd))));
+        eval_ns.extend(time_each(rounds.div_ceil(BLOCKS), REQUESTS, |i| {
+            index.evaluate(&wk_request(&asks[i], ctx_mfa, ctx_pwd)).allow
+        }));
+        check_ns.extend(time_each(rounds.div_ceil(BLOCKS), REQUESTS, |i| {
+            index.check(&wk_request(&asks[i], ctx_mfa, ctx_pwd))
+        }));
         cedar_ns.extend(time_each(1, REQUESTS, cedar_decide));
     }
     let wk_eval = summary("Wardkey evaluate (with reasons)", eval_ns);
@@ -312,24 +351,40 @@ pub async fn bench_decisions() {
     // what a decision costs inside a busy server, where the HTTP stack evicts the index
     // between requests. Also the measure for index-layout work, steadier than HTTP runs.
     let mut scratch = vec![0u8; 64 << 20];
-    let cold_eval = summary("Wardkey evaluate, cold caches", time_each_cold(REQUESTS, &mut scratch, |i| index.evaluate(&wk_request(&asks[i], ctx_mfa, ctx_pwd)).allow));
+    let cold_eval = summary(
+        "Wardkey evaluate, cold caches",
+        time_each_cold(REQUESTS, &mut scratch, |i| index.evaluate(&wk_request(&asks[i], ctx_mfa, ctx_pwd)).allow),
+    );
     let cold_cedar = summary("Cedar is_authorized, cold caches", time_each_cold(REQUESTS, &mut scratch, cedar_decide));
-    println!("  cold caches: Cedar / Wardkey evaluate p50 {:.1}x p99 {:.1}x", cold_cedar.0 / cold_eval.0, cold_cedar.1 / cold_eval.1);
+    println!(
+        "  cold caches: Cedar / Wardkey evaluate p50 {:.1}x p99 {:.1}x",
+        cold_cedar.0 / cold_eval.0,
+        cold_cedar.1 / cold_eval.1
+    );
 
-    if let Some(n) = std::env::var("WK_BENCH_CEDAR_FULL").ok().and_then(|v| v.parse::<usize>().ok()).filter(|n| *n > 0) {
+    if let Some(n) = std::env::var("WK_BENCH_CEDAR_FULL").ok().and_then(|v| v.parse::<usize>().ok()).filter(|n| *n > 0)
+    {
         let started = Instant::now();
         let mut text = String::from(CEDAR_FORBID);
         for g in 0..w.grants.len() {
             cedar_permits(&w, g, &mut text);
         }
         let all = PolicySet::from_str(&text).expect("cedar policies");
-        println!("  Cedar whole policy set: {} policies parsed in {:.1}s", all.policies().count(), started.elapsed().as_secs_f64());
+        println!(
+            "  Cedar whole policy set: {} policies parsed in {:.1}s",
+            all.policies().count(),
+            started.elapsed().as_secs_f64()
+        );
         let n = n.min(REQUESTS);
-        let full = summary("Cedar is_authorized (all policies)", time_each(1, n, |i| {
-            let allow = authorizer.is_authorized(&cedar_requests[i], &all, &entities).decision() == cedar_policy::Decision::Allow;
-            assert_eq!(allow, expected[i]);
-            allow
-        }));
+        let full = summary(
+            "Cedar is_authorized (all policies)",
+            time_each(1, n, |i| {
+                let allow = authorizer.is_authorized(&cedar_requests[i], &all, &entities).decision()
+                    == cedar_policy::Decision::Allow;
+                assert_eq!(allow, expected[i]);
+                allow
+            }),
+        );
         println!("  ratio (Cedar, all policies / Wardkey evaluate): p50 {:.0}x", full.0 / wk_eval.0);
     }
 }

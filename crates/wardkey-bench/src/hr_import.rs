@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use wardkey_audit::{AuditDraft, Outcome};
 use wardkey_domain::{
-    AttributeMatch, Grant, GrantId, GrantSource, HrAttribute, HrAttributes, IdentityVerification, MatchOp, Role, RoleId, RoleTemplate,
-    RoleTemplateId, Subject, TemplateRule, User, UserId, UserStatus,
+    AttributeMatch, Grant, GrantId, GrantSource, HrAttribute, HrAttributes, IdentityVerification, MatchOp, Role,
+    RoleId, RoleTemplate, RoleTemplateId, Subject, TemplateRule, User, UserId, UserStatus,
 };
 use wardkey_hr::Format;
 use wardkey_service::hr::HrImportRequest;
@@ -62,14 +62,23 @@ pub async fn bench_hr_import() {
                             id: RoleTemplateId::generate(),
                             name: format!("dept-{d:02}"),
                             description: None,
-                            rule: TemplateRule { all: vec![AttributeMatch { attribute: HrAttribute::Department, op: MatchOp::In, values: vec![dept(d)] }] },
+                            rule: TemplateRule {
+                                all: vec![AttributeMatch {
+                                    attribute: HrAttribute::Department,
+                                    op: MatchOp::In,
+                                    values: vec![dept(d)],
+                                }],
+                            },
                             role_ids: vec![r.id],
                             created_at: now,
                             updated_at: now,
                             version: 1,
                         };
                         tx.insert_role_template(&t).await?;
-                        tx.audit(AuditDraft::new("operator:bench", "role.create", Outcome::Success).with_target(r.id.target()));
+                        tx.audit(
+                            AuditDraft::new("operator:bench", "role.create", Outcome::Success)
+                                .with_target(r.id.target()),
+                        );
                     }
                     Ok::<_, wardkey_store::StoreError>(())
                 })
@@ -94,8 +103,17 @@ pub async fn bench_hr_import() {
                                 display_name: Some(format!("Worker {i}")),
                                 email: None,
                                 status: UserStatus::Active,
-                                hr: HrAttributes { employee_id: Some(format!("E{i:07}")), department: Some(dept(i)), job_code: Some("RN".into()), ..Default::default() },
-                                verification: Some(IdentityVerification { verified_by: "operator:bench".into(), method: "bench".into(), verified_at: now }),
+                                hr: HrAttributes {
+                                    employee_id: Some(format!("E{i:07}")),
+                                    department: Some(dept(i)),
+                                    job_code: Some("RN".into()),
+                                    ..Default::default()
+                                },
+                                verification: Some(IdentityVerification {
+                                    verified_by: "operator:bench".into(),
+                                    method: "bench".into(),
+                                    verified_at: now,
+                                }),
                                 created_at: now,
                                 updated_at: now,
                                 version: 1,
@@ -120,7 +138,10 @@ pub async fn bench_hr_import() {
                                 version: 1,
                             };
                             tx.insert_grant(&g).await?;
-                            tx.audit(AuditDraft::new("operator:bench", "user.create", Outcome::Success).with_target(u.id.target()));
+                            tx.audit(
+                                AuditDraft::new("operator:bench", "user.create", Outcome::Success)
+                                    .with_target(u.id.target()),
+                            );
                         }
                         Ok::<_, wardkey_store::StoreError>(())
                     })
@@ -130,7 +151,11 @@ pub async fn bench_hr_import() {
         });
     }
     futures::future::join_all(jobs).await;
-    println!("hr-import: setup of {rows} active workers with birthright grants took {:.1} s ({})", t0.elapsed().as_secs_f64(), crate::db_label());
+    println!(
+        "hr-import: setup of {rows} active workers with birthright grants took {:.1} s ({})",
+        t0.elapsed().as_secs_f64(),
+        crate::db_label()
+    );
 
     // ---- the roster: 5 % movers, 1 % leavers, the rest unchanged ----
     let mut csv = String::with_capacity(rows * 48);
@@ -149,7 +174,10 @@ pub async fn bench_hr_import() {
         csv.push_str(&format!("E{i:07},w{i:07},Worker {i},{department},RN,{status}\n"));
     }
     let bytes = csv.into_bytes();
-    println!("hr-import: roster of {rows} rows ({:.1} MiB): {movers} movers, {leavers} leavers", bytes.len() as f64 / 1048576.0);
+    println!(
+        "hr-import: roster of {rows} rows ({:.1} MiB): {movers} movers, {leavers} leavers",
+        bytes.len() as f64 / 1048576.0
+    );
     let settings = wardkey_service::hr::HrConfig::default().import_settings();
 
     let req = HrImportRequest { format: Format::Csv, apply: false, full_roster: true, override_breaker: false };

@@ -26,9 +26,9 @@ use crate::{Db, db_label, median, percentile};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use wardkey_authn::hash::HashPriority;
 use wardkey_domain::{NewApiToken, NewUser, Scope, UserStatus};
 use wardkey_server::ServerConfig;
-use wardkey_authn::hash::HashPriority;
 use wardkey_service::{AuthnSettings, ServiceConfig, Services};
 
 /// Keycloak's sizing guide ("Concepts for sizing CPU and memory resources"): one vCPU per 15
@@ -108,7 +108,10 @@ impl ServerThread {
                     .expect("services");
                     let (good, bad, read_user, admin_token) = populate(&services).await;
                     let server = wardkey_server::spawn(
-                        ServerConfig { listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)), ..ServerConfig::default() },
+                        ServerConfig {
+                            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                            ..ServerConfig::default()
+                        },
                         services.clone(),
                     )
                     .await
@@ -160,7 +163,10 @@ fn lower_this_thread(priority: &str) {
     let status = if priority == "idle" {
         std::process::Command::new("chrt").args(["--idle", "-p", "0", &tid]).status()
     } else {
-        std::process::Command::new("renice").args(["-n", priority, "-p", &tid]).stdout(std::process::Stdio::null()).status()
+        std::process::Command::new("renice")
+            .args(["-n", priority, "-p", &tid])
+            .stdout(std::process::Stdio::null())
+            .status()
     };
     assert!(status.is_ok_and(|s| s.success()), "could not set priority {priority} on thread {tid}");
 }
@@ -240,7 +246,15 @@ async fn login(http: &reqwest::Client, base: &str, username: &str, password: &st
 }
 
 /// `total` sign-ins by `callers` concurrent clients, cycling over `users`; returns sign-ins/s.
-async fn login_run(t: &Target, http: &reqwest::Client, users: &[String], password: &'static str, expect: u16, total: u64, callers: u64) -> f64 {
+async fn login_run(
+    t: &Target,
+    http: &reqwest::Client,
+    users: &[String],
+    password: &'static str,
+    expect: u16,
+    total: u64,
+    callers: u64,
+) -> f64 {
     let next = Arc::new(AtomicU64::new(0));
     let users = Arc::new(users.to_vec());
     let started = Instant::now();
@@ -350,7 +364,10 @@ async fn fsync_probe(n: usize) -> Vec<f64> {
 }
 
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| s.split_whitespace().next().map(str::to_owned)).unwrap_or_default()
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// Sign-in loops (or CPU spinners) running until stopped.
@@ -444,11 +461,14 @@ pub(crate) async fn bench_logins() {
         t.hash_concurrency,
         hash_priority().as_str()
     );
-    let knobs: Vec<String> = ["WK_BENCH_HASH_CONCURRENCY", "WK_BENCH_AUDIT_READS", "WK_BENCH_SERVER_WORKERS", "WK_BENCH_HASH_PRIORITY"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
-        .collect();
-    println!("  machine load average (1 min) at start: {load_at_start} (this benchmark is CPU-bound: other work on the machine shows)");
+    let knobs: Vec<String> =
+        ["WK_BENCH_HASH_CONCURRENCY", "WK_BENCH_AUDIT_READS", "WK_BENCH_SERVER_WORKERS", "WK_BENCH_HASH_PRIORITY"]
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
+            .collect();
+    println!(
+        "  machine load average (1 min) at start: {load_at_start} (this benchmark is CPU-bound: other work on the machine shows)"
+    );
     if !knobs.is_empty() {
         println!("  investigation settings: {}", knobs.join(" "));
     }
@@ -458,26 +478,36 @@ pub(crate) async fn bench_logins() {
     let next = body["next"].as_str().unwrap_or("?").to_owned();
     let (status, _) = login(&http, &t.base, &t.bad[0], WRONG).await;
     assert_eq!(status, 401, "a wrong password is refused");
-    println!("  a sign-in answers 200 with next = {next:?} (MFA required, the default), a session cookie, an audit event");
+    println!(
+        "  a sign-in answers 200 with next = {next:?} (MFA required, the default), a session cookie, an audit event"
+    );
 
     // 1. Throughput, interleaving right and wrong passwords so that noise hits both alike.
     let (mut ok_rates, mut bad_rates) = (Vec::new(), Vec::new());
     for r in 0..runs {
         let ok = login_run(t, &http, &t.good, PASSWORD, 200, total, callers).await;
         let bad = login_run(t, &http, &t.bad, WRONG, 401, total / 2, callers).await;
-        println!("  run {r}: {ok:6.1} sign-ins/s (right password, {total}) | {bad:6.1} refusals/s (wrong password, {})", total / 2);
+        println!(
+            "  run {r}: {ok:6.1} sign-ins/s (right password, {total}) | {bad:6.1} refusals/s (wrong password, {})",
+            total / 2
+        );
         ok_rates.push(ok);
         bad_rates.push(bad);
     }
     let ok = median(ok_rates);
     let bad = median(bad_rates);
     let per_vcpu = ok / cpus as f64;
-    println!("  median: {ok:.1} password sign-ins/s ({callers} concurrent clients, {USERS} users) = {per_vcpu:.1} per vCPU");
+    println!(
+        "  median: {ok:.1} password sign-ins/s ({callers} concurrent clients, {USERS} users) = {per_vcpu:.1} per vCPU"
+    );
     println!(
         "  peer: Keycloak's sizing guide, ~{KEYCLOAK_LOGINS_PER_VCPU:.0} password logins/s per vCPU -> {:.2}x that",
         per_vcpu / KEYCLOAK_LOGINS_PER_VCPU
     );
-    println!("  median: {bad:.1} wrong-password refusals/s -> {:.2}x the sign-in rate (same Argon2 work; ~1 means failures are not cheaper)", bad / ok);
+    println!(
+        "  median: {bad:.1} wrong-password refusals/s -> {:.2}x the sign-in rate (same Argon2 work; ~1 means failures are not cheaper)",
+        bad / ok
+    );
 
     // 2. Latency of health and an authenticated read: idle, during a sign-in storm, and (the
     // peer) while as many threads as the hashing pool admits only spin on the CPU.
@@ -511,13 +541,29 @@ pub(crate) async fn bench_logins() {
         let p = |v: &[f64], q: f64| percentile(v.to_vec(), q);
         // healthz: idle p50, idle p99, storm p50, storm p99, spin p99; then the same for the read.
         let row = [
-            p(&idle.0, 0.5), p(&idle.0, 0.99), p(&during_storm.0, 0.5), p(&during_storm.0, 0.99), p(&spinning.0, 0.99),
-            p(&idle.1, 0.5), p(&idle.1, 0.99), p(&during_storm.1, 0.5), p(&during_storm.1, 0.99), p(&spinning.1, 0.99),
+            p(&idle.0, 0.5),
+            p(&idle.0, 0.99),
+            p(&during_storm.0, 0.5),
+            p(&during_storm.0, 0.99),
+            p(&spinning.0, 0.99),
+            p(&idle.1, 0.5),
+            p(&idle.1, 0.99),
+            p(&during_storm.1, 0.5),
+            p(&during_storm.1, 0.99),
+            p(&spinning.1, 0.99),
         ];
         let login_p50 = if login_lat.is_empty() { f64::NAN } else { percentile(login_lat, 0.5) };
         println!(
             "  run {r}: /healthz p99 {:.2} | {:.2} ({:.1}x) | {:.2} ms  --  read p99 {:.2} | {:.2} ({:.1}x) | {:.2} ms  --  {during} sign-ins in the {secs:.1}s storm window ({:.1}/s, each p50 {login_p50:.0} ms); load average {load}",
-            row[1], row[3], row[3] / row[1], row[4], row[6], row[8], row[8] / row[6], row[9], during as f64 / secs
+            row[1],
+            row[3],
+            row[3] / row[1],
+            row[4],
+            row[6],
+            row[8],
+            row[8] / row[6],
+            row[9],
+            during as f64 / secs
         );
         if verbose {
             let commits = w1.commits - w0.commits;
@@ -529,12 +575,20 @@ pub(crate) async fn bench_logins() {
             );
             println!(
                 "    audit-only append (the api.read part of a read), {probes} sequential on the server runtime: p50 {:.2} -> {:.2} ms, p99 {:.2} -> {:.2} ms ({:.1}x)",
-                p(&idle_append, 0.5), p(&storm_append, 0.5), p(&idle_append, 0.99), p(&storm_append, 0.99),
+                p(&idle_append, 0.5),
+                p(&storm_append, 0.5),
+                p(&idle_append, 0.99),
+                p(&storm_append, 0.99),
                 p(&storm_append, 0.99) / p(&idle_append, 0.99)
             );
             println!(
                 "    fdatasync of a 4 KiB append, 500 sequential: p50 {:.2} | {:.2} | {:.2} ms, p99 {:.2} | {:.2} | {:.2} ms (idle | storm | spinners)",
-                p(&idle_fsync, 0.5), p(&storm_fsync, 0.5), p(&spin_fsync, 0.5), p(&idle_fsync, 0.99), p(&storm_fsync, 0.99), p(&spin_fsync, 0.99)
+                p(&idle_fsync, 0.5),
+                p(&storm_fsync, 0.5),
+                p(&spin_fsync, 0.5),
+                p(&idle_fsync, 0.99),
+                p(&storm_fsync, 0.99),
+                p(&spin_fsync, 0.99)
             );
         }
         rows.push((row, during as f64 / secs));
@@ -548,7 +602,13 @@ pub(crate) async fn bench_logins() {
         let x = ratio(o + 3, o + 1);
         println!(
             "    {name}  p50 {:.2} -> {:.2} ms   p99 {:.2} -> {:.2} ms   storm/idle p99 {x:.2}x; bound 2x -> {}   | peer, CPU spinners: p99 {:.2} ms ({:.2}x idle)",
-            col(o), col(o + 2), col(o + 1), col(o + 3), verdict(x), col(o + 4), ratio(o + 4, o + 1)
+            col(o),
+            col(o + 2),
+            col(o + 1),
+            col(o + 3),
+            verdict(x),
+            col(o + 4),
+            ratio(o + 4, o + 1)
         );
     }
     println!(

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use wardkey_audit::{AuditDraft, LogSigner, LogVerifier, Outcome};
 use wardkey_domain::{NewUser, SystemClock};
 use wardkey_service::{ServiceConfig, Services};
-use wardkey_store::{StoreError, Store};
+use wardkey_store::{Store, StoreError};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -66,7 +66,10 @@ enum Db {
     Sqlite(tempfile::TempDir),
     /// A SQLite data directory kept between runs (`WK_BENCH_DATA`).
     Kept(std::path::PathBuf),
-    Postgres { url: String, name: String },
+    Postgres {
+        url: String,
+        name: String,
+    },
 }
 
 fn pg_base() -> String {
@@ -90,7 +93,10 @@ impl Db {
         let base = pg_base();
         let name = format!("wk_bench_{:016x}", rand::random::<u64>());
         let mut conn = sqlx::PgConnection::connect(&base).await.expect("connect to PostgreSQL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create database");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
         let (prefix, _) = base.rsplit_once('/').expect("URL with a database");
         Db::Postgres { url: format!("{prefix}/{name}"), name }
     }
@@ -131,7 +137,9 @@ impl Db {
         if let Db::Postgres { name, .. } = self {
             use sqlx::Connection;
             if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_base()).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                    .execute(&mut conn)
+                    .await;
             }
         }
     }
@@ -139,7 +147,7 @@ impl Db {
 
 /// Events through the real write path: `concurrency` callers, each job one audited event.
 async fn write_path_run(events: u64, concurrency: u64, with_job: bool) -> f64 {
-        let db = Db::fresh().await;
+    let db = Db::fresh().await;
     let store = db.open().await;
     let started = Instant::now();
     let per_task = events / concurrency;
@@ -173,10 +181,14 @@ async fn write_path_run(events: u64, concurrency: u64, with_job: bool) -> f64 {
     let secs = started.elapsed().as_secs_f64();
     let stats = store.write_stats();
     if std::env::var("WK_BENCH_VERBOSE").is_ok() {
-        eprintln!("    {} commits, {:.1} jobs per commit on average, largest batch {}", stats.commits,
-            stats.jobs_committed as f64 / stats.commits.max(1) as f64, stats.max_batch);
+        eprintln!(
+            "    {} commits, {:.1} jobs per commit on average, largest batch {}",
+            stats.commits,
+            stats.jobs_committed as f64 / stats.commits.max(1) as f64,
+            stats.max_batch
+        );
     }
-        store.close().await;
+    store.close().await;
     db.drop_db().await;
     (per_task * concurrency) as f64 / secs
 }
@@ -294,23 +306,34 @@ async fn bench_audit_append() {
         jobs.push(write_path_run(events / 4, concurrency, true).await);
         auto.push(peer_autocommit_run(2_000).await);
         one_tx.push(peer_one_tx_run(events).await);
-        println!("  run {r}: append_audit {:>9.0} ev/s | write job {:>8.0} ev/s | INSERT+COMMIT per row {:>8.0} rows/s | INSERT loop in one tx {:>9.0} rows/s",
-            ours[r], jobs[r], auto[r], one_tx[r]);
+        println!(
+            "  run {r}: append_audit {:>9.0} ev/s | write job {:>8.0} ev/s | INSERT+COMMIT per row {:>8.0} rows/s | INSERT loop in one tx {:>9.0} rows/s",
+            ours[r], jobs[r], auto[r], one_tx[r]
+        );
     }
     if std::env::var("WK_BENCH_ONLY_APPEND").is_ok() {
         return;
     }
     let (o, j, a, t) = (median(ours), median(jobs), median(auto), median(one_tx));
-    println!("  median: append_audit {o:.0} events/s ({events} events, {concurrency} concurrent callers, each call = 1 event acknowledged only after its durable COMMIT)");
+    println!(
+        "  median: append_audit {o:.0} events/s ({events} events, {concurrency} concurrent callers, each call = 1 event acknowledged only after its durable COMMIT)"
+    );
     println!("  median: write job (savepoint + 1 event) {j:.0} events/s");
     println!("  median: plain INSERT loop, durable commit per row: {a:.0} rows/s  -> write path is {:.1}x", o / a);
-    println!("  median: plain INSERT loop, all rows in one transaction: {t:.0} rows/s  -> write path is {:.2}x of that ceiling", o / t);
-    println!("  bound: >= 20,000 events/s -> {} ({:.2}x the bound)", if o >= 20_000.0 { "MET" } else { "NOT MET" }, o / 20_000.0);
+    println!(
+        "  median: plain INSERT loop, all rows in one transaction: {t:.0} rows/s  -> write path is {:.2}x of that ceiling",
+        o / t
+    );
+    println!(
+        "  bound: >= 20,000 events/s -> {} ({:.2}x the bound)",
+        if o >= 20_000.0 { "MET" } else { "NOT MET" },
+        o / 20_000.0
+    );
 }
 
 async fn bench_verify() {
     let n: u64 = std::env::var("WK_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-        println!("== audit verify on {n} events ({}) ==", db_label());
+    println!("== audit verify on {n} events ({}) ==", db_label());
     let db = Db::fresh().await;
     let signer = LogSigner::generate("wardkey.bench/1");
     let verifier = LogVerifier::from_signer(&signer);
@@ -343,7 +366,7 @@ async fn bench_verify() {
         println!("  filled in {:.1}s", fill.elapsed().as_secs_f64());
         store.close().await;
     }
-        let url = db.url();
+    let url = db.url();
     let mut times = Vec::new();
     for r in 0..3 {
         let store = Store::open_for_verify(&url).await.expect("open for verify");
@@ -356,7 +379,11 @@ async fn bench_verify() {
         store.close().await;
     }
     let m = median(times);
-    println!("  median verify time {m:.2}s; bound 5 s -> {} ({:.2}x of the bound)", if m <= 5.0 { "MET" } else { "NOT MET" }, m / 5.0);
+    println!(
+        "  median verify time {m:.2}s; bound 5 s -> {} ({:.2}x of the bound)",
+        if m <= 5.0 { "MET" } else { "NOT MET" },
+        m / 5.0
+    );
 
     let store = Store::open_for_verify(&url).await.expect("open");
     let mut lat = Vec::new();
@@ -373,8 +400,11 @@ async fn bench_verify() {
         std::hint::black_box(proof);
     }
     let (p50, p99) = (percentile(lat.clone(), 0.5), percentile(lat, 0.99));
-    println!("  inclusion proof (random index, tree of {n}): median {p50:.3} ms, p99 {p99:.3} ms; bound 1 ms -> {} ({:.2}x of the bound)",
-        if p50 <= 1.0 { "MET" } else { "NOT MET" }, p50);
+    println!(
+        "  inclusion proof (random index, tree of {n}): median {p50:.3} ms, p99 {p99:.3} ms; bound 1 ms -> {} ({:.2}x of the bound)",
+        if p50 <= 1.0 { "MET" } else { "NOT MET" },
+        p50
+    );
     store.close().await;
     db.drop_db().await;
 }
@@ -417,7 +447,10 @@ async fn bench_users() {
     }
     let secs = started.elapsed().as_secs_f64();
     let size = store.read().await.expect("read").audit_tree_size().await.expect("size");
-    println!("  created {n} users in {secs:.1}s ({:.0} users/s, {concurrency} concurrent callers); audit events {size}", n as f64 / secs);
+    println!(
+        "  created {n} users in {secs:.1}s ({:.0} users/s, {concurrency} concurrent callers); audit events {size}",
+        n as f64 / secs
+    );
     println!("  peak RSS {:.0} MiB (before: {rss_before:.0} MiB)", peak_rss_mib());
     store.close().await;
     db.drop_db().await;

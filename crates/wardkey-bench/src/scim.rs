@@ -55,7 +55,10 @@ impl ServerThread {
                 let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("server runtime");
                 rt.block_on(async move {
                     let server = wardkey_server::spawn(
-                        ServerConfig { listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)), ..ServerConfig::default() },
+                        ServerConfig {
+                            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                            ..ServerConfig::default()
+                        },
                         services,
                     )
                     .await
@@ -94,7 +97,10 @@ async fn fresh(postgres: bool) -> Db {
     let base = crate::pg_base();
     let name = format!("wk_bench_scim_{}_{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let mut conn = sqlx::PgConnection::connect(&base).await.expect("connect to PostgreSQL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create database");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
     let (prefix, _) = base.rsplit_once('/').expect("URL with a database");
     Db::Postgres { url: format!("{prefix}/{name}"), name }
 }
@@ -112,15 +118,25 @@ fn settings() -> AuthnSettings {
 
 async fn services_on(db: &Db) -> Services {
     let store = db.open().await;
-    let services = Services::with_authn(store, ServiceConfig::default(), settings(), wardkey_authn::secretbox::SecretKey::from_bytes([7u8; 32]))
-        .expect("services");
+    let services = Services::with_authn(
+        store,
+        ServiceConfig::default(),
+        settings(),
+        wardkey_authn::secretbox::SecretKey::from_bytes([7u8; 32]),
+    )
+    .expect("services");
     services.start_decision_point().await.expect("decision index");
     services
 }
 
 async fn token(services: &Services, name: &str, scope: Scope) -> String {
     let op = services.operator("bench");
-    services.create_token(&op, NewApiToken { name: name.into(), scopes: vec![scope], expires_at: None }).await.expect("token").value.1
+    services
+        .create_token(&op, NewApiToken { name: name.into(), scopes: vec![scope], expires_at: None })
+        .await
+        .expect("token")
+        .value
+        .1
 }
 
 fn scim_user(i: usize) -> serde_json::Value {
@@ -290,11 +306,20 @@ async fn provisioning(postgres: bool, label: &str) {
     let (eq50, eq99) = pcts(&eq);
     let (pe50, pe99) = pcts(&peer);
     println!("  filter latency at {n} users ({queries} sequential queries each, one client):");
-    println!("    userName eq \"...\"                               p50 {eq50:7.2} ms  p99 {eq99:7.2} ms  ({:.2}x / {:.2}x the peer)", eq50 / pe50, eq99 / pe99);
+    println!(
+        "    userName eq \"...\"                               p50 {eq50:7.2} ms  p99 {eq99:7.2} ms  ({:.2}x / {:.2}x the peer)",
+        eq50 / pe50,
+        eq99 / pe99
+    );
     println!("    peer: admin API GET /api/v1/users?username_prefix  p50 {pe50:7.2} ms  p99 {pe99:7.2} ms");
 
     // Last, because a pathological plan could run for a long time: one probe with a deadline.
-    let co_url = |k: usize| format!("{users_url}?filter={}", enc(&format!("emails[type eq \"work\" and value co \"n{:07}.work\"]", pick(k, n))));
+    let co_url = |k: usize| {
+        format!(
+            "{users_url}?filter={}",
+            enc(&format!("emails[type eq \"work\" and value co \"n{:07}.work\"]", pick(k, n)))
+        )
+    };
     let probe = Instant::now();
     let first = http.get(co_url(queries)).bearer_auth(&scim).timeout(Duration::from_secs(30)).send().await;
     if first.is_err() {
@@ -308,9 +333,14 @@ async fn provisioning(postgres: bool, label: &str) {
         db.drop_db().await;
         return;
     }
-    let co = timed_gets(&http, &scim, queries, co_url, |k, v| assert_eq!(v["totalResults"], 1, "emails co #{k}: {v}")).await;
+    let co =
+        timed_gets(&http, &scim, queries, co_url, |k, v| assert_eq!(v["totalResults"], 1, "emails co #{k}: {v}")).await;
     let (co50, co99) = pcts(&co);
-    println!("    emails[type eq \"work\" and value co \"...\"]       p50 {co50:7.2} ms  p99 {co99:7.2} ms  ({:.2}x / {:.2}x the peer)", co50 / pe50, co99 / pe99);
+    println!(
+        "    emails[type eq \"work\" and value co \"...\"]       p50 {co50:7.2} ms  p99 {co99:7.2} ms  ({:.2}x / {:.2}x the peer)",
+        co50 / pe50,
+        co99 / pe99
+    );
 
     server.stop().await;
     services.store().close().await;
@@ -326,7 +356,9 @@ struct Victim {
 
 async fn termination(postgres: bool, label: &str) {
     let count: usize = env_num("WK_BENCH_SCIM_TERMINATIONS", 1_000);
-    println!("== termination latency over HTTP ({label}): {count} users, PATCH active=false -> session refused and AuthZEN deny ==");
+    println!(
+        "== termination latency over HTTP ({label}): {count} users, PATCH active=false -> session refused and AuthZEN deny =="
+    );
     let db = fresh(postgres).await;
     let services = services_on(&db).await;
     let scim = token(&services, "bench-scim", Scope::Scim).await;
@@ -335,14 +367,29 @@ async fn termination(postgres: bool, label: &str) {
     let ty = services
         .create_resource_type(
             &op,
-            NewResourceType { name: "ward".into(), description: None, actions: vec!["read".into()], phi: false, decision_audit: DecisionAudit::default() },
+            NewResourceType {
+                name: "ward".into(),
+                description: None,
+                actions: vec!["read".into()],
+                phi: false,
+                decision_audit: DecisionAudit::default(),
+            },
         )
         .await
         .expect("type")
         .value
         .id;
     let resource = services
-        .create_resource(&op, NewResource { type_id: ty, name: "ward-4b".into(), parent_id: None, description: None, attributes: Default::default() })
+        .create_resource(
+            &op,
+            NewResource {
+                type_id: ty,
+                name: "ward-4b".into(),
+                parent_id: None,
+                description: None,
+                attributes: Default::default(),
+            },
+        )
         .await
         .expect("resource")
         .value
@@ -388,9 +435,16 @@ async fn termination(postgres: bool, label: &str) {
             let mut user = services_ref.get_user(op_ref, uid).await.expect("user");
             if user.status != UserStatus::Active {
                 if user.status == UserStatus::PendingVerification {
-                    user = services_ref.verify_identity(op_ref, uid, user.version, "in_person_government_id".into()).await.expect("verify").value;
+                    user = services_ref
+                        .verify_identity(op_ref, uid, user.version, "in_person_government_id".into())
+                        .await
+                        .expect("verify")
+                        .value;
                 }
-                services_ref.set_user_status(op_ref, uid, user.version, UserStatus::Active, None).await.expect("activate");
+                services_ref
+                    .set_user_status(op_ref, uid, user.version, UserStatus::Active, None)
+                    .await
+                    .expect("activate");
             }
             services_ref.admin_set_password(op_ref, uid, PASSWORD.as_bytes(), false).await.expect("password");
             let grant = NewGrant {
@@ -413,7 +467,8 @@ async fn termination(postgres: bool, label: &str) {
                 .await
                 .expect("login");
             assert_eq!(resp.status().as_u16(), 200, "sign-in");
-            let set_cookie = resp.headers().get("set-cookie").and_then(|c| c.to_str().ok()).expect("session cookie").to_owned();
+            let set_cookie =
+                resp.headers().get("set-cookie").and_then(|c| c.to_str().ok()).expect("session cookie").to_owned();
             let cookie = set_cookie.split(';').next().expect("cookie pair").to_owned();
             let evaluation = serde_json::json!({
                 "subject": { "type": "user", "id": id },
@@ -426,7 +481,10 @@ async fn termination(postgres: bool, label: &str) {
         .buffered(8)
         .collect()
         .await;
-    println!("  set up {count} users (SCIM create, verified, active, password, grant, signed in) in {:.0}s", t.elapsed().as_secs_f64());
+    println!(
+        "  set up {count} users (SCIM create, verified, active, password, grant, signed in) in {:.0}s",
+        t.elapsed().as_secs_f64()
+    );
 
     let me = format!("{base}/api/v1/me");
     let eval = format!("{base}/access/v1/evaluation");
@@ -439,7 +497,14 @@ async fn termination(postgres: bool, label: &str) {
         let (http, eval, pdp) = (&http, &eval, &pdp);
         let body = v.evaluation.clone();
         async move {
-            let r = http.post(eval).bearer_auth(pdp).header("content-type", "application/json").body(body).send().await.expect("evaluation");
+            let r = http
+                .post(eval)
+                .bearer_auth(pdp)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("evaluation");
             assert_eq!(r.status().as_u16(), 200);
             let v: serde_json::Value = r.json().await.expect("json");
             v["decision"] == true
@@ -474,15 +539,23 @@ async fn termination(postgres: bool, label: &str) {
                 break;
             }
             retries += 1;
-            assert!(started.elapsed() < Duration::from_secs(10), "user {} still has access 10 s after the termination", v.id);
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "user {} still has access 10 s after the termination",
+                v.id
+            );
         }
         total.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     let (p50, p99) = pcts(&total);
     let (pp50, pp99) = pcts(&patch_only);
-    println!("  PATCH sent -> session refused and AuthZEN deny: p50 {p50:.2} ms, p99 {p99:.2} ms (max {:.2} ms) over {count} terminations",
-        total.iter().copied().fold(0.0, f64::max));
-    println!("    of which the PATCH itself: p50 {pp50:.2} ms, p99 {pp99:.2} ms; probes that still saw access: {retries}");
+    println!(
+        "  PATCH sent -> session refused and AuthZEN deny: p50 {p50:.2} ms, p99 {p99:.2} ms (max {:.2} ms) over {count} terminations",
+        total.iter().copied().fold(0.0, f64::max)
+    );
+    println!(
+        "    of which the PATCH itself: p50 {pp50:.2} ms, p99 {pp99:.2} ms; probes that still saw access: {retries}"
+    );
     println!(
         "  bound p99 <= 50 ms -> {} ({:.2}x the bound; p50 {:.2}x)",
         if p99 <= 50.0 { "MET" } else { "NOT MET" },

@@ -27,7 +27,8 @@ pub struct Sizes {
 
 impl Sizes {
     pub fn from_env() -> Sizes {
-        let k: usize = std::env::var("WK_BENCH_SCALE").ok().and_then(|v| v.parse().ok()).filter(|k| *k >= 1).unwrap_or(1);
+        let k: usize =
+            std::env::var("WK_BENCH_SCALE").ok().and_then(|v| v.parse().ok()).filter(|k| *k >= 1).unwrap_or(1);
         Sizes { users: 100_000 / k, groups: 1_000 / k, roles: 1_000 / k, resources: 20_000 / k, grants: 300_000 / k }
     }
 }
@@ -122,7 +123,9 @@ impl Workload {
         let roles: Vec<WRole> = (0..s.roles)
             .map(|i| WRole {
                 // Every role can read; the other three actions vary (a non-empty 4-bit mask).
-                perms: (0..1 + i % 2).map(|k| ((i + k * 3) % TYPES.len(), (((i * 7 + k * 3) % 15) as u8 + 1) | 0b0100)).collect(),
+                perms: (0..1 + i % 2)
+                    .map(|k| ((i + k * 3) % TYPES.len(), (((i * 7 + k * 3) % 15) as u8 + 1) | 0b0100))
+                    .collect(),
                 mfa: i % 5 == 0,
             })
             .collect();
@@ -198,7 +201,12 @@ impl Workload {
                         break Ask { user, action, resource: under[rng.below(under.len())], mfa };
                     }
                 } else {
-                    Ask { user: rng.below(self.users.len()), action: rng.below(ACTIONS.len()), resource: rng.below(self.resources.len()), mfa }
+                    Ask {
+                        user: rng.below(self.users.len()),
+                        action: rng.below(ACTIONS.len()),
+                        resource: rng.below(self.resources.len()),
+                        mfa,
+                    }
                 }
             })
             .collect()
@@ -258,9 +266,21 @@ impl Workload {
             })
             .collect();
         let groups = (0..self.groups)
-            .map(|i| Group { id: GroupId(ids::group(i)), name: format!("g{i}"), description: None, created_at: t0, updated_at: t0, version: 1 })
+            .map(|i| Group {
+                id: GroupId(ids::group(i)),
+                name: format!("g{i}"),
+                description: None,
+                created_at: t0,
+                updated_at: t0,
+                version: 1,
+            })
             .collect();
-        let memberships = self.users.iter().enumerate().map(|(i, u)| (GroupId(ids::group(u.group)), Member::User(UserId(ids::user(i))))).collect();
+        let memberships = self
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (GroupId(ids::group(u.group)), Member::User(UserId(ids::user(i)))))
+            .collect();
         let resources = self
             .resources
             .iter()
@@ -323,11 +343,19 @@ impl Workload {
             id: RoleId(ids::role(i)),
             name: format!("role{i}"),
             description: None,
-            permissions: r.perms.iter().map(|&(ty, mask)| Permission { resource_type: TYPES[ty].to_owned(), actions: mask_actions(mask) }).collect(),
+            permissions: r
+                .perms
+                .iter()
+                .map(|&(ty, mask)| Permission { resource_type: TYPES[ty].to_owned(), actions: mask_actions(mask) })
+                .collect(),
             privileged: false,
             session_policy: RoleSessionPolicy::default(),
             break_glass: false,
-            conditions: if r.mfa { Conditions { min_assurance: Some(Assurance::Mfa), ..Conditions::default() } } else { Conditions::default() },
+            conditions: if r.mfa {
+                Conditions { min_assurance: Some(Assurance::Mfa), ..Conditions::default() }
+            } else {
+                Conditions::default()
+            },
             created_at: t0,
             updated_at: t0,
             version: 1,

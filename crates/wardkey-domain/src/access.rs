@@ -1,7 +1,7 @@
 use crate::validate;
 use crate::{
-    ApiTokenId, DomainError, FieldError, GrantId, GroupId, ResourceId, ResourceTypeId, RoleId, Scope,
-    ServiceAccountId, Timestamp, UserId,
+    ApiTokenId, DomainError, FieldError, GrantId, GroupId, ResourceId, ResourceTypeId, RoleId, Scope, ServiceAccountId,
+    Timestamp, UserId,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -245,17 +245,11 @@ pub struct Role {
 
 impl Role {
     pub fn allows(&self, resource_type: &str, action: &str) -> bool {
-        self.permissions
-            .iter()
-            .any(|p| p.resource_type == resource_type && p.actions.iter().any(|a| a == action))
+        self.permissions.iter().any(|p| p.resource_type == resource_type && p.actions.iter().any(|a| a == action))
     }
 }
 
-fn validate_permissions(
-    errors: &mut Vec<FieldError>,
-    permissions: &[Permission],
-    types: &[ResourceType],
-) {
+fn validate_permissions(errors: &mut Vec<FieldError>, permissions: &[Permission], types: &[ResourceType]) {
     validate::list_len(errors, "permissions", permissions, 256);
     for (i, p) in permissions.iter().enumerate() {
         let Some(rt) = types.iter().find(|t| t.name == p.resource_type) else {

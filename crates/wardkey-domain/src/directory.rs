@@ -155,7 +155,9 @@ impl HrAttributes {
         {
             errors.push(FieldError::new("hr.time_zone", "must be an IANA time zone such as America/Chicago"));
         }
-        if self.employment_type.is_some_and(|t| t.needs_sponsor()) && (self.sponsor_id.is_none() || self.end_date.is_none()) {
+        if self.employment_type.is_some_and(|t| t.needs_sponsor())
+            && (self.sponsor_id.is_none() || self.end_date.is_none())
+        {
             errors.push(FieldError::new("hr.sponsor_id", "contractors and vendors need a sponsor and an end date"));
         }
     }
@@ -262,7 +264,10 @@ impl NewUser {
             && status != UserStatus::PendingVerification
         {
             // Activation needs a recorded identity verification: POST .../verify-identity, then .../status.
-            errors.push(FieldError::new("status", "a new user starts as pending_verification; verify the identity, then activate"));
+            errors.push(FieldError::new(
+                "status",
+                "a new user starts as pending_verification; verify the identity, then activate",
+            ));
         }
         self.hr.validate(&mut errors);
         validate::finish(errors)

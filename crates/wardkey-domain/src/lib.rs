@@ -5,8 +5,8 @@
 //! deterministic and tested with plain unit and property tests.
 
 pub mod access;
-pub mod authn;
 pub mod actor;
+pub mod authn;
 pub mod clock;
 pub mod directory;
 pub mod error;
@@ -17,8 +17,8 @@ pub mod template;
 pub mod validate;
 
 pub use access::*;
-pub use authn::*;
 pub use actor::*;
+pub use authn::*;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use directory::*;
 pub use error::{DomainError, FieldError};

@@ -140,7 +140,8 @@ pub struct AttributeRule {
     pub subject_attribute: String,
 }
 
-pub const SUBJECT_ATTRIBUTES: [&str; 8] = ["id", "username", "email", "department", "job_code", "title", "employment_type", "groups"];
+pub const SUBJECT_ATTRIBUTES: [&str; 8] =
+    ["id", "username", "email", "department", "job_code", "title", "employment_type", "groups"];
 
 /// Conditions that must all hold for a role or grant to allow. Empty: always.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -177,14 +178,20 @@ impl Conditions {
         validate::list_len(errors, &format!("{prefix}.networks"), &self.networks, 64);
         for (i, n) in self.networks.iter().enumerate() {
             if n.parse::<ipnet::IpNet>().is_err() {
-                errors.push(FieldError::new(format!("{prefix}.networks[{i}]"), format!("{n:?} is not a network in CIDR form (10.0.0.0/8, 2001:db8::/32)")));
+                errors.push(FieldError::new(
+                    format!("{prefix}.networks[{i}]"),
+                    format!("{n:?} is not a network in CIDR form (10.0.0.0/8, 2001:db8::/32)"),
+                ));
             }
         }
         validate::list_len(errors, &format!("{prefix}.time_windows"), &self.time_windows, 16);
         for (i, w) in self.time_windows.iter().enumerate() {
             let f = format!("{prefix}.time_windows[{i}]");
             if w.time_zone.parse::<chrono_tz::Tz>().is_err() {
-                errors.push(FieldError::new(format!("{f}.time_zone"), format!("{:?} is not an IANA time zone (e.g. Europe/London)", validate::clip(&w.time_zone))));
+                errors.push(FieldError::new(
+                    format!("{f}.time_zone"),
+                    format!("{:?} is not an IANA time zone (e.g. Europe/London)", validate::clip(&w.time_zone)),
+                ));
             }
             if parse_hhmm(&w.start).is_none() {
                 errors.push(FieldError::new(format!("{f}.start"), "expected HH:MM (00:00 to 23:59)"));
@@ -219,7 +226,12 @@ impl Conditions {
 pub enum ForbidWhen {
     /// The resource property has one of `values` (e.g. `category` in `psychiatry`, `hiv`) and
     /// the subject is not in the group `unless_group` (a clearance).
-    ResourceProperty { property: String, values: Vec<String>, #[serde(default)] unless_group: Option<String> },
+    ResourceProperty {
+        property: String,
+        values: Vec<String>,
+        #[serde(default)]
+        unless_group: Option<String>,
+    },
     /// The device is trusted less than `min` (e.g. writes from unmanaged devices).
     DeviceTrustBelow { min: DeviceTrust },
     /// The source address is outside every one of `networks`.
@@ -280,7 +292,10 @@ impl ForbidWhen {
                 validate::list_len(errors, "when.networks", networks, 64);
                 for (i, n) in networks.iter().enumerate() {
                     if n.parse::<ipnet::IpNet>().is_err() {
-                        errors.push(FieldError::new(format!("when.networks[{i}]"), format!("{n:?} is not a network in CIDR form")));
+                        errors.push(FieldError::new(
+                            format!("when.networks[{i}]"),
+                            format!("{n:?} is not a network in CIDR form"),
+                        ));
                     }
                 }
             }

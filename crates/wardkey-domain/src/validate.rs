@@ -56,7 +56,9 @@ pub fn non_empty_text(errors: &mut Vec<FieldError>, field: &str, value: &str, ma
 pub fn email(errors: &mut Vec<FieldError>, field: &str, value: &str) {
     text(errors, field, value, MAX_SHORT);
     let ok = match value.split_once('@') {
-        Some((local, domain)) => !local.is_empty() && !domain.is_empty() && !domain.contains('@') && !value.contains(char::is_whitespace),
+        Some((local, domain)) => {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@') && !value.contains(char::is_whitespace)
+        }
         None => false,
     };
     if !ok {

@@ -125,7 +125,16 @@ fn role(name: &str, perms: &[(&str, &[&str])]) -> Role {
 }
 
 fn rule(left: SodItem, right: SodItem) -> SodRule {
-    SodRule { id: SodRuleId::generate(), name: "r".into(), description: None, left, right, created_at: now(), updated_at: now(), version: 1 }
+    SodRule {
+        id: SodRuleId::generate(),
+        name: "r".into(),
+        description: None,
+        left,
+        right,
+        created_at: now(),
+        updated_at: now(),
+        version: 1,
+    }
 }
 
 #[test]
@@ -141,7 +150,10 @@ fn sod_blocks_the_grant_that_completes_a_conflict() {
     for r in [&by_role, &by_perm] {
         let rules = vec![r.clone()];
         assert!(check_sod(&rules, std::slice::from_ref(&requester), std::slice::from_ref(&approver)).is_err());
-        assert!(check_sod(&rules, std::slice::from_ref(&approver), std::slice::from_ref(&requester)).is_err(), "symmetric");
+        assert!(
+            check_sod(&rules, std::slice::from_ref(&approver), std::slice::from_ref(&requester)).is_err(),
+            "symmetric"
+        );
         assert!(check_sod(&rules, &[], &[requester.clone(), approver.clone()]).is_err(), "both at once");
         assert!(check_sod(&rules, std::slice::from_ref(&requester), std::slice::from_ref(&reader)).is_ok());
         // A conflict that predates the rule does not block unrelated grants.
@@ -168,11 +180,22 @@ fn templates_match_hr_attributes_case_insensitively_and_never_when_empty() {
         version: 1,
     };
     let templates = vec![
-        t(vec![AttributeMatch { attribute: HrAttribute::JobCode, op: MatchOp::Prefix, values: vec!["rn".into()] }], vec![nurse]),
+        t(
+            vec![AttributeMatch { attribute: HrAttribute::JobCode, op: MatchOp::Prefix, values: vec!["rn".into()] }],
+            vec![nurse],
+        ),
         t(
             vec![
-                AttributeMatch { attribute: HrAttribute::Department, op: MatchOp::In, values: vec!["Cardiology".into()] },
-                AttributeMatch { attribute: HrAttribute::EmploymentType, op: MatchOp::In, values: vec!["employee".into()] },
+                AttributeMatch {
+                    attribute: HrAttribute::Department,
+                    op: MatchOp::In,
+                    values: vec!["Cardiology".into()],
+                },
+                AttributeMatch {
+                    attribute: HrAttribute::EmploymentType,
+                    op: MatchOp::In,
+                    values: vec!["employee".into()],
+                },
             ],
             vec![cardio, nurse],
         ),
@@ -191,7 +214,12 @@ fn templates_match_hr_attributes_case_insensitively_and_never_when_empty() {
     assert_eq!(birthright_roles(&templates, &contractor), vec![nurse]);
     assert!(birthright_roles(&templates, &HrAttributes::default()).is_empty());
     // Templates with an empty rule are refused when saved.
-    let bad = NewRoleTemplate { name: "x".into(), description: None, rule: TemplateRule { all: vec![] }, role_ids: vec![nurse] };
+    let bad = NewRoleTemplate {
+        name: "x".into(),
+        description: None,
+        rule: TemplateRule { all: vec![] },
+        role_ids: vec![nurse],
+    };
     assert!(matches!(bad.validate(), Err(DomainError::Invalid(e)) if e[0].field == "rule.all"));
 }
 
@@ -253,9 +281,21 @@ fn resource_cycles_and_bounds() {
     assert!(check_no_cycle(a, &[b]).is_ok());
     assert!(check_no_cycle(a, &[b, a]).is_err());
     let long = "x".repeat(5000);
-    let r = NewResource { type_id: ResourceTypeId::generate(), name: "ok".into(), parent_id: None, description: Some(long), attributes: Default::default() };
+    let r = NewResource {
+        type_id: ResourceTypeId::generate(),
+        name: "ok".into(),
+        parent_id: None,
+        description: Some(long),
+        attributes: Default::default(),
+    };
     assert!(matches!(r.validate(), Err(DomainError::Invalid(e)) if e[0].field == "description"));
-    let rt = NewResourceType { name: "dataset".into(), description: None, actions: vec![], phi: true, decision_audit: Default::default() };
+    let rt = NewResourceType {
+        name: "dataset".into(),
+        description: None,
+        actions: vec![],
+        phi: true,
+        decision_audit: Default::default(),
+    };
     assert!(matches!(rt.validate(), Err(DomainError::Invalid(e)) if e[0].field == "actions"));
 }
 
@@ -272,12 +312,28 @@ fn roles_only_name_existing_types_and_actions() {
         updated_at: now(),
         version: 1,
     };
-    let ok = NewRole { name: "r".into(), description: None, permissions: vec![Permission { resource_type: "dataset".into(), actions: vec!["read".into()] }], privileged: false, session_policy: Default::default(), conditions: Default::default(), break_glass: false };
+    let ok = NewRole {
+        name: "r".into(),
+        description: None,
+        permissions: vec![Permission { resource_type: "dataset".into(), actions: vec!["read".into()] }],
+        privileged: false,
+        session_policy: Default::default(),
+        conditions: Default::default(),
+        break_glass: false,
+    };
     assert!(ok.validate(std::slice::from_ref(&dataset)).is_ok());
-    let bad_action = NewRole { permissions: vec![Permission { resource_type: "dataset".into(), actions: vec!["delete".into()] }], ..ok.clone() };
-    assert!(matches!(bad_action.validate(std::slice::from_ref(&dataset)), Err(DomainError::Invalid(e)) if e[0].field == "permissions[0].actions[0]"));
-    let bad_type = NewRole { permissions: vec![Permission { resource_type: "app".into(), actions: vec!["read".into()] }], ..ok };
-    assert!(matches!(bad_type.validate(&[dataset]), Err(DomainError::Invalid(e)) if e[0].field == "permissions[0].resource_type"));
+    let bad_action = NewRole {
+        permissions: vec![Permission { resource_type: "dataset".into(), actions: vec!["delete".into()] }],
+        ..ok.clone()
+    };
+    assert!(
+        matches!(bad_action.validate(std::slice::from_ref(&dataset)), Err(DomainError::Invalid(e)) if e[0].field == "permissions[0].actions[0]")
+    );
+    let bad_type =
+        NewRole { permissions: vec![Permission { resource_type: "app".into(), actions: vec!["read".into()] }], ..ok };
+    assert!(
+        matches!(bad_type.validate(&[dataset]), Err(DomainError::Invalid(e)) if e[0].field == "permissions[0].resource_type")
+    );
 }
 
 #[test]
@@ -302,19 +358,41 @@ fn conditions_are_validated_when_saved() {
     let good = Conditions {
         min_assurance: Some(Assurance::Mfa),
         networks: vec!["10.0.0.0/8".into(), "2001:db8::/32".into()],
-        time_windows: vec![TimeWindow { time_zone: "Europe/London".into(), days: vec![Day::Mon], start: "19:00".into(), end: "07:00".into() }],
+        time_windows: vec![TimeWindow {
+            time_zone: "Europe/London".into(),
+            days: vec![Day::Mon],
+            start: "19:00".into(),
+            end: "07:00".into(),
+        }],
         min_device_trust: Some(DeviceTrust::Managed),
-        attribute_rules: vec![AttributeRule { resource_property: "care_team".into(), op: AttributeOp::In, subject_attribute: "groups".into() }],
+        attribute_rules: vec![AttributeRule {
+            resource_property: "care_team".into(),
+            op: AttributeOp::In,
+            subject_attribute: "groups".into(),
+        }],
     };
     let mut errors = Vec::new();
     good.validate(&mut errors, "conditions");
     assert!(errors.is_empty(), "{errors:?}");
     let bad = Conditions {
         networks: vec!["10.0.0.0/33".into(), "not-a-net".into()],
-        time_windows: vec![TimeWindow { time_zone: "Mars/Olympus".into(), days: vec![], start: "25:00".into(), end: "7:00".into() }],
+        time_windows: vec![TimeWindow {
+            time_zone: "Mars/Olympus".into(),
+            days: vec![],
+            start: "25:00".into(),
+            end: "7:00".into(),
+        }],
         attribute_rules: vec![
-            AttributeRule { resource_property: "owner".into(), op: AttributeOp::Equals, subject_attribute: "shoe_size".into() },
-            AttributeRule { resource_property: "dept".into(), op: AttributeOp::In, subject_attribute: "department".into() },
+            AttributeRule {
+                resource_property: "owner".into(),
+                op: AttributeOp::Equals,
+                subject_attribute: "shoe_size".into(),
+            },
+            AttributeRule {
+                resource_property: "dept".into(),
+                op: AttributeOp::In,
+                subject_attribute: "department".into(),
+            },
         ],
         ..Default::default()
     };

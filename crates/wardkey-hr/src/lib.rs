@@ -276,7 +276,12 @@ fn parse_csv(bytes: &[u8], settings: &ImportSettings) -> Result<Roster, FileErro
             Ok(true) => {}
             Err(e) => {
                 // The csv reader cannot resynchronise after a broken quote; stop with a clear error.
-                roster.errors.push(RowError { row: line, employee_id: None, column: None, message: format!("unreadable CSV: {e}") });
+                roster.errors.push(RowError {
+                    row: line,
+                    employee_id: None,
+                    column: None,
+                    message: format!("unreadable CSV: {e}"),
+                });
                 break;
             }
         }
@@ -327,7 +332,8 @@ fn parse_csv(bytes: &[u8], settings: &ImportSettings) -> Result<Roster, FileErro
 }
 
 fn parse_json(bytes: &[u8], settings: &ImportSettings) -> Result<Roster, FileError> {
-    let doc: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| file_err(format!("not a JSON roster: {e}")))?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| file_err(format!("not a JSON roster: {e}")))?;
     let items = match doc {
         serde_json::Value::Array(a) => a,
         serde_json::Value::Object(mut o) => match o.remove("workers") {
@@ -357,7 +363,12 @@ fn parse_json(bytes: &[u8], settings: &ImportSettings) -> Result<Roster, FileErr
     for (i, item) in items.into_iter().enumerate() {
         let row = i + 1;
         let serde_json::Value::Object(o) = item else {
-            roster.errors.push(RowError { row, employee_id: None, column: None, message: "is not a JSON object".into() });
+            roster.errors.push(RowError {
+                row,
+                employee_id: None,
+                column: None,
+                message: "is not a JSON object".into(),
+            });
             continue;
         };
         let mut raw = RawRow { row, values: BTreeMap::new() };
@@ -541,7 +552,13 @@ fn parse_date(s: &str) -> Option<NaiveDate> {
 
 /// Compares the roster with the directory. `workers` are the live people (any status);
 /// `now` decides which dates are past.
-pub fn plan(roster: &Roster, workers: &[Worker], settings: &ImportSettings, full_roster: bool, now: DateTime<Utc>) -> Plan {
+pub fn plan(
+    roster: &Roster,
+    workers: &[Worker],
+    settings: &ImportSettings,
+    full_roster: bool,
+    now: DateTime<Utc>,
+) -> Plan {
     let mut errors = roster.errors.clone();
     // Employee id → person (the first live one; duplicates in the directory are the
     // reconciliation report's business).
@@ -605,7 +622,10 @@ pub fn plan(roster: &Roster, workers: &[Worker], settings: &ImportSettings, full
         // Contractors and vendors: sponsor and end date (or a termination) required.
         if hr.employment_type.is_some_and(|e| e.needs_sponsor()) && !t.terminated {
             if hr.sponsor_id.is_none() {
-                errors.push(row_err("sponsor", "contractors and vendors need a sponsor (an employee id in the directory)"));
+                errors.push(row_err(
+                    "sponsor",
+                    "contractors and vendors need a sponsor (an employee id in the directory)",
+                ));
                 continue;
             }
             if hr.end_date.is_none() && t.termination_date.is_none() {
@@ -698,10 +718,18 @@ pub fn plan(roster: &Roster, workers: &[Worker], settings: &ImportSettings, full
                 let email = t.email.clone().unwrap_or_else(|| w.email.clone());
                 let mut changes = diff(&w.hr, &hr);
                 if display_name != w.display_name {
-                    changes.push(AttributeChange { attribute: "display_name".into(), before: w.display_name.clone(), after: display_name.clone() });
+                    changes.push(AttributeChange {
+                        attribute: "display_name".into(),
+                        before: w.display_name.clone(),
+                        after: display_name.clone(),
+                    });
                 }
                 if email != w.email {
-                    changes.push(AttributeChange { attribute: "email".into(), before: w.email.clone(), after: email.clone() });
+                    changes.push(AttributeChange {
+                        attribute: "email".into(),
+                        before: w.email.clone(),
+                        after: email.clone(),
+                    });
                 }
                 if changes.is_empty() {
                     unchanged += 1;
@@ -814,7 +842,9 @@ fn type_row(r: &RawRow, settings: &ImportSettings, by_eid: &HashMap<&str, &Worke
         match get(a) {
             None => Ok(None),
             Some("") => Ok(Some(None)),
-            Some(v) => parse_date(v).map(|d| Some(Some(d))).ok_or_else(|| err(a, format!("{v:?} is not a date (YYYY-MM-DD)"))),
+            Some(v) => {
+                parse_date(v).map(|d| Some(Some(d))).ok_or_else(|| err(a, format!("{v:?} is not a date (YYYY-MM-DD)")))
+            }
         }
     };
     let employment_type = match get("employment_type") {
@@ -848,7 +878,8 @@ fn type_row(r: &RawRow, settings: &ImportSettings, by_eid: &HashMap<&str, &Worke
         }
         other => other,
     };
-    let terminated = get("status").is_some_and(|s| settings.terminated_values.iter().any(|t| t.eq_ignore_ascii_case(s)));
+    let terminated =
+        get("status").is_some_and(|s| settings.terminated_values.iter().any(|t| t.eq_ignore_ascii_case(s)));
     Ok(Typed {
         row: r.row,
         employee_id: eid.clone(),

@@ -33,7 +33,11 @@ fn run(csv: &str, workers: &[Worker], full: bool) -> Plan {
 #[test]
 fn mapping_renames_columns_case_insensitively() {
     let s = ImportSettings {
-        mapping: ColumnMapping { employee_id: "Worker ID".into(), department: "Cost Center".into(), ..Default::default() },
+        mapping: ColumnMapping {
+            employee_id: "Worker ID".into(),
+            department: "Cost Center".into(),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let csv = "\u{feff}worker id , USERNAME,cost center\nE1,ann,Lab\n";
@@ -43,7 +47,10 @@ fn mapping_renames_columns_case_insensitively() {
     assert_eq!(p.joiners[0].hr.department.as_deref(), Some("Lab"));
     assert_eq!(p.joiners[0].row, 2);
     // A mapping that uses one column twice is refused.
-    let bad = ImportSettings { mapping: ColumnMapping { username: "employee_id".into(), ..Default::default() }, ..Default::default() };
+    let bad = ImportSettings {
+        mapping: ColumnMapping { username: "employee_id".into(), ..Default::default() },
+        ..Default::default()
+    };
     assert!(parse(b"employee_id\nE1\n", Format::Csv, &bad).unwrap_err().message.contains("more than one"));
 }
 
@@ -102,7 +109,11 @@ fn joiners_movers_leavers_unchanged() {
     assert_eq!(p.joiners[0].username, "dan");
     assert_eq!(p.movers[0].changes.len(), 2, "department and job code");
     // Without the job_code column, E1 is unchanged: absent columns leave attributes alone.
-    let p = run("employee_id,department,status\nE1,Lab,active\nE2,Radiology,active\nE3,Lab,terminated\n", &[a, b.clone(), c.clone()], false);
+    let p = run(
+        "employee_id,department,status\nE1,Lab,active\nE2,Radiology,active\nE3,Lab,terminated\n",
+        &[a, b.clone(), c.clone()],
+        false,
+    );
     assert_eq!(p.unchanged, 1);
     assert_eq!(p.movers.len(), 1);
     assert_eq!(p.movers[0].user_id, b.user_id);
@@ -138,16 +149,32 @@ fn full_roster_missing_is_review_not_termination() {
 #[test]
 fn contractors_need_sponsor_and_end_date() {
     let sponsor = worker("S1", "sam", "Lab");
-    let p = run("employee_id,username,employment_type,end_date,sponsor_employee_id\nC1,con,contractor,2027-01-01,\n", std::slice::from_ref(&sponsor), false);
+    let p = run(
+        "employee_id,username,employment_type,end_date,sponsor_employee_id\nC1,con,contractor,2027-01-01,\n",
+        std::slice::from_ref(&sponsor),
+        false,
+    );
     assert!(p.errors[0].message.contains("sponsor"), "{:?}", p.errors);
-    let p = run("employee_id,username,employment_type,end_date,sponsor_employee_id\nC1,con,vendor,,S1\n", std::slice::from_ref(&sponsor), false);
+    let p = run(
+        "employee_id,username,employment_type,end_date,sponsor_employee_id\nC1,con,vendor,,S1\n",
+        std::slice::from_ref(&sponsor),
+        false,
+    );
     assert!(p.errors[0].message.contains("end date"), "{:?}", p.errors);
-    let p = run("employee_id,username,employment_type,end_date,sponsor_employee_id\nC1,con,Contractor,2027-01-01,S1\n", std::slice::from_ref(&sponsor), false);
+    let p = run(
+        "employee_id,username,employment_type,end_date,sponsor_employee_id\nC1,con,Contractor,2027-01-01,S1\n",
+        std::slice::from_ref(&sponsor),
+        false,
+    );
     assert!(p.errors.is_empty(), "{:?}", p.errors);
     assert_eq!(p.joiners[0].hr.sponsor_id, Some(sponsor.user_id));
     assert_eq!(p.joiners[0].hr.employment_type, Some(EmploymentType::Contractor));
     // An unknown sponsor is an error, not a guess.
-    let p = run("employee_id,username,employment_type,end_date,sponsor_employee_id\nC1,con,contractor,2027-01-01,S9\n", &[sponsor], false);
+    let p = run(
+        "employee_id,username,employment_type,end_date,sponsor_employee_id\nC1,con,contractor,2027-01-01,S9\n",
+        &[sponsor],
+        false,
+    );
     assert!(p.errors[0].message.contains("S9"));
 }
 
@@ -171,7 +198,11 @@ fn dates_take_effect_in_the_workers_time_zone() {
     let p = run("employee_id,termination_date\nE1,2026-12-01\n", std::slice::from_ref(&w), false);
     assert_eq!(p.movers[0].hr.end_date, NaiveDate::from_ymd_opt(2026, 11, 30));
     // A DST gap at midnight (America/Santiago, 2026-09-06 00:00 does not exist): the first instant of the day.
-    let hr = HrAttributes { end_date: NaiveDate::from_ymd_opt(2026, 9, 5), time_zone: Some("America/Santiago".into()), ..Default::default() };
+    let hr = HrAttributes {
+        end_date: NaiveDate::from_ymd_opt(2026, 9, 5),
+        time_zone: Some("America/Santiago".into()),
+        ..Default::default()
+    };
     assert_eq!(hr.access_ends_at(), Some(Utc.with_ymd_and_hms(2026, 9, 6, 4, 0, 0).unwrap()));
 }
 

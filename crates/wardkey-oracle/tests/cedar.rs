@@ -543,17 +543,15 @@ fn prop_record(v: &serde_json::Value) -> RestrictedExpression {
         _ => ("other", String::new()),
     };
     let items: Vec<RestrictedExpression> = match v {
-        serde_json::Value::Array(items) => {
-            items
-                .iter()
-                .filter_map(|i| match i {
-                    serde_json::Value::String(s) => Some(s.clone()),
-                    serde_json::Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                })
-                .map(RestrictedExpression::new_string)
-                .collect()
-        }
+        serde_json::Value::Array(items) => items
+            .iter()
+            .filter_map(|i| match i {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .map(RestrictedExpression::new_string)
+            .collect(),
         _ => Vec::new(),
     };
     RestrictedExpression::new_record([

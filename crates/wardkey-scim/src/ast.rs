@@ -68,11 +68,7 @@ pub struct AttrPath {
 impl AttrPath {
     /// A path with just an attribute name.
     pub fn new(attr: impl Into<String>) -> Self {
-        AttrPath {
-            schema: None,
-            attr: Name::new(attr),
-            sub_attr: None,
-        }
+        AttrPath { schema: None, attr: Name::new(attr), sub_attr: None }
     }
 
     /// The whole path lower-cased, e.g. `name.familyname`: one string to look up.
@@ -149,9 +145,7 @@ impl CompareOp {
 
     /// The operator for a keyword in any case (`EQ`, `Eq`, `eq`).
     pub fn from_keyword(word: &str) -> Option<CompareOp> {
-        CompareOp::ALL
-            .into_iter()
-            .find(|op| op.as_str().eq_ignore_ascii_case(word))
+        CompareOp::ALL.into_iter().find(|op| op.as_str().eq_ignore_ascii_case(word))
     }
 }
 
@@ -232,16 +226,8 @@ impl Number {
         if !float.is_finite() {
             return Err(NumberError::OutOfRange);
         }
-        let int = if integral {
-            text.parse::<i64>().ok()
-        } else {
-            None
-        };
-        Ok(Number {
-            text: text.to_owned(),
-            float,
-            int,
-        })
+        let int = if integral { text.parse::<i64>().ok() } else { None };
+        Ok(Number { text: text.to_owned(), float, int })
     }
 
     /// The literal as written.
@@ -263,11 +249,7 @@ impl Number {
 impl From<i64> for Number {
     fn from(n: i64) -> Self {
         // i64 → f64 may round for |n| > 2^53; the text keeps the exact value.
-        Number {
-            text: n.to_string(),
-            float: n as f64,
-            int: Some(n),
-        }
+        Number { text: n.to_string(), float: n as f64, int: Some(n) }
     }
 }
 
@@ -418,19 +400,15 @@ impl Filter {
 
     /// A cheap stand-in, overwritten before anyone can see it (no allocation).
     fn placeholder() -> Filter {
-        Filter::Present {
-            path: AttrPath::new(String::new()),
-        }
+        Filter::Present { path: AttrPath::new(String::new()) }
     }
 
     /// This node with its children replaced by placeholders.
     fn clone_node(&self) -> Filter {
         match self {
-            Filter::Compare { path, op, value } => Filter::Compare {
-                path: path.clone(),
-                op: *op,
-                value: value.clone(),
-            },
+            Filter::Compare { path, op, value } => {
+                Filter::Compare { path: path.clone(), op: *op, value: value.clone() }
+            }
             Filter::Present { path } => Filter::Present { path: path.clone() },
             Filter::And(..) => Filter::and(Filter::placeholder(), Filter::placeholder()),
             Filter::Or(..) => Filter::or(Filter::placeholder(), Filter::placeholder()),
@@ -467,8 +445,7 @@ impl Clone for Filter {
         while let Some((slot, src)) = todo.pop() {
             *slot = src.clone_node();
             match (slot, src) {
-                (Filter::And(dl, dr), Filter::And(sl, sr))
-                | (Filter::Or(dl, dr), Filter::Or(sl, sr)) => {
+                (Filter::And(dl, dr), Filter::And(sl, sr)) | (Filter::Or(dl, dr), Filter::Or(sl, sr)) => {
                     todo.push((&mut **dl, &**sl));
                     todo.push((&mut **dr, &**sr));
                 }
@@ -489,18 +466,7 @@ impl PartialEq for Filter {
         let mut todo = vec![(self, other)];
         while let Some(pair) = todo.pop() {
             match pair {
-                (
-                    Filter::Compare {
-                        path: pa,
-                        op: oa,
-                        value: va,
-                    },
-                    Filter::Compare {
-                        path: pb,
-                        op: ob,
-                        value: vb,
-                    },
-                ) => {
+                (Filter::Compare { path: pa, op: oa, value: va }, Filter::Compare { path: pb, op: ob, value: vb }) => {
                     if pa != pb || oa != ob || va != vb {
                         return false;
                     }
@@ -510,23 +476,14 @@ impl PartialEq for Filter {
                         return false;
                     }
                 }
-                (Filter::And(al, ar), Filter::And(bl, br))
-                | (Filter::Or(al, ar), Filter::Or(bl, br)) => {
+                (Filter::And(al, ar), Filter::And(bl, br)) | (Filter::Or(al, ar), Filter::Or(bl, br)) => {
                     todo.push((ar, br));
                     todo.push((al, bl));
                 }
                 (Filter::Not(a), Filter::Not(b)) => todo.push((a, b)),
                 (
-                    Filter::ValuePath {
-                        path: pa,
-                        filter: fa,
-                        sub_attr: sa,
-                    },
-                    Filter::ValuePath {
-                        path: pb,
-                        filter: fb,
-                        sub_attr: sb,
-                    },
+                    Filter::ValuePath { path: pa, filter: fa, sub_attr: sa },
+                    Filter::ValuePath { path: pb, filter: fb, sub_attr: sb },
                 ) => {
                     if pa != pb || sa != sb {
                         return false;
@@ -547,30 +504,19 @@ impl Eq for Filter {}
 impl fmt::Debug for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Filter::Compare { path, op, value } => f
-                .debug_struct("Compare")
-                .field("path", path)
-                .field("op", op)
-                .field("value", value)
-                .finish(),
+            Filter::Compare { path, op, value } => {
+                f.debug_struct("Compare").field("path", path).field("op", op).field("value", value).finish()
+            }
             Filter::Present { path } => f.debug_struct("Present").field("path", path).finish(),
             Filter::Not(inner) => f.debug_tuple("Not").field(inner).finish(),
-            Filter::ValuePath {
-                path,
-                filter,
-                sub_attr,
-            } => f
+            Filter::ValuePath { path, filter, sub_attr } => f
                 .debug_struct("ValuePath")
                 .field("path", path)
                 .field("filter", filter)
                 .field("sub_attr", sub_attr)
                 .finish(),
             Filter::And(..) | Filter::Or(..) => {
-                let name = if matches!(self, Filter::And(..)) {
-                    "And"
-                } else {
-                    "Or"
-                };
+                let name = if matches!(self, Filter::And(..)) { "And" } else { "Or" };
                 let mut tuple = f.debug_tuple(name);
                 for operand in self.chain_operands() {
                     tuple.field(operand);
@@ -591,11 +537,7 @@ impl fmt::Display for Filter {
             Filter::Compare { path, op, value } => write!(f, "{path} {op} {value}"),
             Filter::Present { path } => write!(f, "{path} pr"),
             Filter::Not(inner) => write!(f, "not ({inner})"),
-            Filter::ValuePath {
-                path,
-                filter,
-                sub_attr,
-            } => {
+            Filter::ValuePath { path, filter, sub_attr } => {
                 write!(f, "{path}[{filter}]")?;
                 if let Some(sub) = sub_attr {
                     write!(f, ".{sub}")?;
@@ -622,23 +564,14 @@ fn write_chain(f: &mut fmt::Formatter<'_>, node: &Filter) -> fmt::Result {
     Ok(())
 }
 
-fn write_operand(
-    f: &mut fmt::Formatter<'_>,
-    child: &Filter,
-    parent_is_and: bool,
-    is_left: bool,
-) -> fmt::Result {
+fn write_operand(f: &mut fmt::Formatter<'_>, child: &Filter, parent_is_and: bool, is_left: bool) -> fmt::Result {
     // `and` binds tighter than `or`, and both associate to the left when parsed.
     let parens = match child {
         Filter::Or(..) => parent_is_and || !is_left,
         Filter::And(..) => parent_is_and && !is_left,
         _ => false,
     };
-    if parens {
-        write!(f, "({child})")
-    } else {
-        write!(f, "{child}")
-    }
+    if parens { write!(f, "({child})") } else { write!(f, "{child}") }
 }
 
 /// A PATCH operation's `path` (RFC 7644 §3.5.2): `attrPath` or `valuePath [subAttr]`.
@@ -647,22 +580,14 @@ pub enum PatchPath {
     /// `name.givenName`, `members`, `urn:...:enterprise:2.0:User:manager.value`.
     Attr(AttrPath),
     /// `members[value eq "2819c223"]`, `emails[type eq "work"].value`.
-    ValuePath {
-        path: AttrPath,
-        filter: Box<Filter>,
-        sub_attr: Option<Name>,
-    },
+    ValuePath { path: AttrPath, filter: Box<Filter>, sub_attr: Option<Name> },
 }
 
 impl fmt::Display for PatchPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PatchPath::Attr(path) => write!(f, "{path}"),
-            PatchPath::ValuePath {
-                path,
-                filter,
-                sub_attr,
-            } => {
+            PatchPath::ValuePath { path, filter, sub_attr } => {
                 write!(f, "{path}[{filter}]")?;
                 if let Some(sub) = sub_attr {
                     write!(f, ".{sub}")?;

@@ -34,16 +34,14 @@ impl ScimFilterError {
     /// The byte offset into the input where the problem was found.
     pub fn offset(&self) -> usize {
         match self {
-            ScimFilterError::InvalidFilter { offset, .. }
-            | ScimFilterError::InvalidPath { offset, .. } => *offset,
+            ScimFilterError::InvalidFilter { offset, .. } | ScimFilterError::InvalidPath { offset, .. } => *offset,
         }
     }
 
     /// What was wrong.
     pub fn reason(&self) -> &Reason {
         match self {
-            ScimFilterError::InvalidFilter { reason, .. }
-            | ScimFilterError::InvalidPath { reason, .. } => reason,
+            ScimFilterError::InvalidFilter { reason, .. } | ScimFilterError::InvalidPath { reason, .. } => reason,
         }
     }
 }
@@ -57,28 +55,18 @@ pub enum Reason {
     Empty,
     #[error("the input is {len} bytes long; at most {max} are accepted")]
     TooLong { len: usize, max: usize },
-    #[error(
-        "nesting deeper than {max} levels (each '(', \"not (\" and value path '[' opens a level)"
-    )]
+    #[error("nesting deeper than {max} levels (each '(', \"not (\" and value path '[' opens a level)")]
     TooDeep { max: usize },
     #[error("more than {max} attribute expressions")]
     TooManyTerms { max: usize },
     #[error("expected {expected}, found {found}")]
-    Expected {
-        expected: &'static str,
-        found: String,
-    },
+    Expected { expected: &'static str, found: String },
     #[error("unknown operator {found}; expected one of eq, ne, co, sw, ew, gt, lt, ge, le or pr")]
     UnknownOperator { found: String },
     #[error("\"pr\" takes no value, found {found}")]
     PresentWithValue { found: String },
     #[error("expected {expected} closing the '{open}' at byte {opened_at}, found {found}")]
-    Unclosed {
-        open: char,
-        opened_at: usize,
-        expected: &'static str,
-        found: String,
-    },
+    Unclosed { open: char, opened_at: usize, expected: &'static str, found: String },
     #[error("'{close}' has no matching '{open}'")]
     Unmatched { open: char, close: char },
     #[error("unterminated string: no closing '\"'")]
@@ -97,8 +85,6 @@ pub enum Reason {
     InvalidUrn { found: String, why: &'static str },
     #[error("value paths cannot be nested: a filter inside '[...]' cannot contain another '['")]
     NestedValuePath,
-    #[error(
-        "a value path's attribute cannot have a sub-attribute (complex attributes do not nest)"
-    )]
+    #[error("a value path's attribute cannot have a sub-attribute (complex attributes do not nest)")]
     SubAttrBeforeValuePath,
 }

@@ -98,9 +98,7 @@ pub mod resource;
 pub mod schema;
 pub mod sql;
 
-pub use ast::{
-    AttrPath, CompValue, CompareOp, Condition, Filter, Name, Number, PatchPath, SubAttrCondition,
-};
+pub use ast::{AttrPath, CompValue, CompareOp, Condition, Filter, Name, Number, PatchPath, SubAttrCondition};
 pub use error::{Reason, ScimFilterError};
 pub use limits::{HARD_MAX_DEPTH, HARD_MAX_TERMS, Limits, MAX_DEPTH, MAX_INPUT_LEN, MAX_TERMS};
 

@@ -33,11 +33,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub const DEFAULT: Limits = Limits {
-        max_len: MAX_INPUT_LEN,
-        max_depth: MAX_DEPTH,
-        max_terms: MAX_TERMS,
-    };
+    pub const DEFAULT: Limits = Limits { max_len: MAX_INPUT_LEN, max_depth: MAX_DEPTH, max_terms: MAX_TERMS };
 
     /// Maximum input length in bytes. Not capped: time is linear in the length, and the term
     /// and depth limits bound everything the length could otherwise make grow.
@@ -47,21 +43,13 @@ impl Limits {
 
     /// Maximum nesting depth, capped at [`HARD_MAX_DEPTH`].
     pub const fn with_max_depth(self, max_depth: usize) -> Limits {
-        let max_depth = if max_depth > HARD_MAX_DEPTH {
-            HARD_MAX_DEPTH
-        } else {
-            max_depth
-        };
+        let max_depth = if max_depth > HARD_MAX_DEPTH { HARD_MAX_DEPTH } else { max_depth };
         Limits { max_depth, ..self }
     }
 
     /// Maximum number of attribute expressions, capped at [`HARD_MAX_TERMS`].
     pub const fn with_max_terms(self, max_terms: usize) -> Limits {
-        let max_terms = if max_terms > HARD_MAX_TERMS {
-            HARD_MAX_TERMS
-        } else {
-            max_terms
-        };
+        let max_terms = if max_terms > HARD_MAX_TERMS { HARD_MAX_TERMS } else { max_terms };
         Limits { max_terms, ..self }
     }
 

@@ -12,8 +12,7 @@
 //!   case degrades to an error or an empty slice rather than an abort.
 
 use crate::ast::{
-    AttrPath, CompValue, CompareOp, Condition, Filter, Name, Number, NumberError, PatchPath,
-    SubAttrCondition,
+    AttrPath, CompValue, CompareOp, Condition, Filter, Name, Number, NumberError, PatchPath, SubAttrCondition,
 };
 use crate::error::{Reason, ScimFilterError};
 use crate::limits::Limits;
@@ -78,15 +77,7 @@ fn quote(text: &str) -> String {
 
 impl<'a> Parser<'a> {
     fn new(src: &'a str, limits: Limits, ctx: Ctx) -> Self {
-        Parser {
-            src,
-            bytes: src.as_bytes(),
-            pos: 0,
-            peeked: None,
-            limits,
-            terms: 0,
-            ctx,
-        }
+        Parser { src, bytes: src.as_bytes(), pos: 0, peeked: None, limits, terms: 0, ctx }
     }
 
     /// Parses a whole filter.
@@ -97,20 +88,8 @@ impl<'a> Parser<'a> {
         let t = p.peek()?;
         match t.kind {
             Kind::Eof => Ok(*filter),
-            Kind::RParen => Err(p.err(
-                t.start,
-                Reason::Unmatched {
-                    open: '(',
-                    close: ')',
-                },
-            )),
-            Kind::RBracket => Err(p.err(
-                t.start,
-                Reason::Unmatched {
-                    open: '[',
-                    close: ']',
-                },
-            )),
+            Kind::RParen => Err(p.err(t.start, Reason::Unmatched { open: '(', close: ')' })),
+            Kind::RBracket => Err(p.err(t.start, Reason::Unmatched { open: '[', close: ']' })),
             _ => Err(p.expected(t, "\"and\", \"or\" or the end of the filter")),
         }
     }
@@ -133,29 +112,15 @@ impl<'a> Parser<'a> {
             p.ctx = Ctx::Filter;
             let filter = p.value_filter(&path, 0)?;
             p.ctx = Ctx::Path;
-            let sub_attr = if p.byte_at(p.pos) == Some(b'.') {
-                Some(p.sub_attr_after_bracket()?)
-            } else {
-                None
-            };
-            PatchPath::ValuePath {
-                path,
-                filter,
-                sub_attr,
-            }
+            let sub_attr = if p.byte_at(p.pos) == Some(b'.') { Some(p.sub_attr_after_bracket()?) } else { None };
+            PatchPath::ValuePath { path, filter, sub_attr }
         } else {
             PatchPath::Attr(path)
         };
         let t = p.peek()?;
         match t.kind {
             Kind::Eof => Ok(result),
-            Kind::RBracket => Err(p.err(
-                t.start,
-                Reason::Unmatched {
-                    open: '[',
-                    close: ']',
-                },
-            )),
+            Kind::RBracket => Err(p.err(t.start, Reason::Unmatched { open: '[', close: ']' })),
             _ => Err(p.expected(t, "the end of the path")),
         }
     }
@@ -165,13 +130,7 @@ impl<'a> Parser<'a> {
     fn check_input(&self) -> Result<()> {
         let max = self.limits.max_len();
         if self.src.len() > max {
-            return Err(self.err(
-                max,
-                Reason::TooLong {
-                    len: self.src.len(),
-                    max,
-                },
-            ));
+            return Err(self.err(max, Reason::TooLong { len: self.src.len(), max }));
         }
         if self.src.trim_ascii().is_empty() {
             return Err(self.err(0, Reason::Empty));
@@ -201,13 +160,7 @@ impl<'a> Parser<'a> {
     }
 
     fn expected(&self, t: Token, expected: &'static str) -> Box<ScimFilterError> {
-        self.err(
-            t.start,
-            Reason::Expected {
-                expected,
-                found: self.describe(t),
-            },
-        )
+        self.err(t.start, Reason::Expected { expected, found: self.describe(t) })
     }
 
     // ---- lexing -------------------------------------------------------------------------
@@ -243,19 +196,9 @@ impl<'a> Parser<'a> {
             start += 1;
         }
         let Some(b) = self.byte_at(start) else {
-            return Ok(Token {
-                kind: Kind::Eof,
-                start,
-                end: start,
-            });
+            return Ok(Token { kind: Kind::Eof, start, end: start });
         };
-        let single = |kind| {
-            Ok(Token {
-                kind,
-                start,
-                end: start + 1,
-            })
-        };
+        let single = |kind| Ok(Token { kind, start, end: start + 1 });
         match b {
             b'(' => single(Kind::LParen),
             b')' => single(Kind::RParen),
@@ -270,11 +213,7 @@ impl<'a> Parser<'a> {
                     match self.byte_at(i) {
                         None => return Err(self.err(start, Reason::UnterminatedString)),
                         Some(b'"') => {
-                            return Ok(Token {
-                                kind: Kind::Str,
-                                start,
-                                end: i + 1,
-                            });
+                            return Ok(Token { kind: Kind::Str, start, end: i + 1 });
                         }
                         Some(b'\\') => i += 2,
                         Some(_) => i += 1,
@@ -286,11 +225,7 @@ impl<'a> Parser<'a> {
                 while self.byte_at(end).is_some_and(|b| !is_delimiter(b)) {
                     end += 1;
                 }
-                Ok(Token {
-                    kind: Kind::Word,
-                    start,
-                    end,
-                })
+                Ok(Token { kind: Kind::Word, start, end })
             }
         }
     }
@@ -305,12 +240,7 @@ impl<'a> Parser<'a> {
     fn enter(&self, depth: usize, at: usize) -> Result<usize> {
         let depth = depth + 1;
         if depth > self.limits.max_depth() {
-            return Err(self.err(
-                at,
-                Reason::TooDeep {
-                    max: self.limits.max_depth(),
-                },
-            ));
+            return Err(self.err(at, Reason::TooDeep { max: self.limits.max_depth() }));
         }
         Ok(depth)
     }
@@ -319,12 +249,7 @@ impl<'a> Parser<'a> {
     fn count_term(&mut self, at: usize) -> Result<()> {
         self.terms += 1;
         if self.terms > self.limits.max_terms() {
-            return Err(self.err(
-                at,
-                Reason::TooManyTerms {
-                    max: self.limits.max_terms(),
-                },
-            ));
+            return Err(self.err(at, Reason::TooManyTerms { max: self.limits.max_terms() }));
         }
         Ok(())
     }
@@ -387,9 +312,7 @@ impl<'a> Parser<'a> {
                 Ok(Box::new(Filter::Not(inner)))
             }
             // `and`/`or` where a term should start is a missing term, not an attribute name.
-            Kind::Word if self.is_keyword(t, "and") || self.is_keyword(t, "or") => {
-                Err(self.expected(t, WANT))
-            }
+            Kind::Word if self.is_keyword(t, "and") || self.is_keyword(t, "or") => Err(self.expected(t, WANT)),
             Kind::Word => self.parse_attr_expr(t, depth, in_value_path),
             _ => Err(self.expected(t, WANT)),
         }
@@ -406,25 +329,12 @@ impl<'a> Parser<'a> {
             Kind::RBracket => ('[', "\"and\", \"or\" or ']'"),
             _ => ('(', "\"and\", \"or\" or ')'"),
         };
-        Err(self.err(
-            t.start,
-            Reason::Unclosed {
-                open,
-                opened_at,
-                expected,
-                found: self.describe(t),
-            },
-        ))
+        Err(self.err(t.start, Reason::Unclosed { open, opened_at, expected, found: self.describe(t) }))
     }
 
     /// `path pr` | `path op value` | `path "[" valFilter "]" ["." subAttr (pr | op value)]`.
     /// `t` is the (peeked) word holding the path.
-    fn parse_attr_expr(
-        &mut self,
-        t: Token,
-        depth: usize,
-        in_value_path: bool,
-    ) -> Result<Box<Filter>> {
+    fn parse_attr_expr(&mut self, t: Token, depth: usize, in_value_path: bool) -> Result<Box<Filter>> {
         self.bump(t);
         let path = self.attr_path(t)?;
         // A value path's `[` must follow the attribute directly: `emails[...]`.
@@ -437,18 +347,11 @@ impl<'a> Parser<'a> {
                 let at = self.pos;
                 let sub_attr = self.sub_attr_after_bracket()?;
                 self.count_term(at)?;
-                Some(SubAttrCondition {
-                    sub_attr,
-                    condition: self.condition()?,
-                })
+                Some(SubAttrCondition { sub_attr, condition: self.condition()? })
             } else {
                 None
             };
-            return Ok(Box::new(Filter::ValuePath {
-                path,
-                filter,
-                sub_attr,
-            }));
+            return Ok(Box::new(Filter::ValuePath { path, filter, sub_attr }));
         }
         self.count_term(t.start)?;
         Ok(Box::new(match self.condition()? {
@@ -496,22 +399,12 @@ impl<'a> Parser<'a> {
             // `title pr "x"`: say what is wrong rather than "expected and/or".
             let next = self.peek()?;
             if self.looks_like_value(next) {
-                return Err(self.err(
-                    next.start,
-                    Reason::PresentWithValue {
-                        found: self.describe(next),
-                    },
-                ));
+                return Err(self.err(next.start, Reason::PresentWithValue { found: self.describe(next) }));
             }
             return Ok(Condition::Present);
         }
         let Some(op) = CompareOp::from_keyword(self.slice(t.start, t.end)) else {
-            return Err(self.err(
-                t.start,
-                Reason::UnknownOperator {
-                    found: self.describe(t),
-                },
-            ));
+            return Err(self.err(t.start, Reason::UnknownOperator { found: self.describe(t) }));
         };
         self.bump(t);
         let value = self.value()?;
@@ -521,12 +414,7 @@ impl<'a> Parser<'a> {
     fn looks_like_value(&self, t: Token) -> bool {
         match t.kind {
             Kind::Str => true,
-            Kind::Word => {
-                self.starts_like_number(t)
-                    || ["true", "false", "null"]
-                        .iter()
-                        .any(|k| self.is_keyword(t, k))
-            }
+            Kind::Word => self.starts_like_number(t) || ["true", "false", "null"].iter().any(|k| self.is_keyword(t, k)),
             _ => false,
         }
     }
@@ -534,10 +422,7 @@ impl<'a> Parser<'a> {
     /// A word meant as a number, well-formed or not: `+1` and `.5` get "invalid number" rather
     /// than "expected a value".
     fn starts_like_number(&self, t: Token) -> bool {
-        matches!(
-            self.byte_at(t.start),
-            Some(b'-' | b'+' | b'.' | b'0'..=b'9')
-        )
+        matches!(self.byte_at(t.start), Some(b'-' | b'+' | b'.' | b'0'..=b'9'))
     }
 
     /// compValue: a JSON string or number, or `true`/`false`/`null` in any case.
@@ -601,9 +486,7 @@ impl<'a> Parser<'a> {
                 _ => {
                     return Err(self.err(
                         escape_at,
-                        Reason::InvalidEscape(
-                            "expected one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u",
-                        ),
+                        Reason::InvalidEscape("expected one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u"),
                     ));
                 }
             };
@@ -650,11 +533,7 @@ impl<'a> Parser<'a> {
             Some(colon) => {
                 let urn = word.get(..colon).unwrap_or_default();
                 check_urn(urn).map_err(fail)?;
-                (
-                    Some(Name::new(urn)),
-                    word.get(colon + 1..).unwrap_or_default(),
-                    colon + 1,
-                )
+                (Some(Name::new(urn)), word.get(colon + 1..).unwrap_or_default(), colon + 1)
             }
             None => (None, word, 0),
         };
@@ -689,20 +568,14 @@ impl<'a> Parser<'a> {
             }
             None => None,
         };
-        Ok(AttrPath {
-            schema,
-            attr: Name::new(attr),
-            sub_attr,
-        })
+        Ok(AttrPath { schema, attr: Name::new(attr), sub_attr })
     }
 }
 
 /// `\uXXXX`'s four hex digits at `i`.
 fn hex4(b: &[u8], i: usize) -> Option<u32> {
     let digits = b.get(i..i + 4)?;
-    digits
-        .iter()
-        .try_fold(0u32, |acc, &d| Some(acc * 16 + char::from(d).to_digit(16)?))
+    digits.iter().try_fold(0u32, |acc, &d| Some(acc * 16 + char::from(d).to_digit(16)?))
 }
 
 /// RFC 7643 §2.1: `ATTRNAME = ALPHA *(nameChar)`, `nameChar = "-" / "_" / DIGIT / ALPHA`;
@@ -712,15 +585,7 @@ fn check_attr_name(name: &str) -> std::result::Result<(), (usize, Reason)> {
     if name.eq_ignore_ascii_case("$ref") {
         return Ok(());
     }
-    let invalid = |i, why| {
-        (
-            i,
-            Reason::InvalidAttrName {
-                found: quote(name),
-                why,
-            },
-        )
-    };
+    let invalid = |i, why| (i, Reason::InvalidAttrName { found: quote(name), why });
     let mut bytes = name.bytes().enumerate();
     match bytes.next() {
         None => return Err(invalid(0, "the name is empty")),
@@ -728,10 +593,7 @@ fn check_attr_name(name: &str) -> std::result::Result<(), (usize, Reason)> {
         Some((i, _)) => return Err(invalid(i, "an attribute name starts with a letter")),
     }
     match bytes.find(|&(_, b)| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) {
-        Some((i, _)) => Err(invalid(
-            i,
-            "an attribute name has only letters, digits, '-' and '_'",
-        )),
+        Some((i, _)) => Err(invalid(i, "an attribute name has only letters, digits, '-' and '_'")),
         None => Ok(()),
     }
 }
@@ -740,15 +602,7 @@ fn check_attr_name(name: &str) -> std::result::Result<(), (usize, Reason)> {
 /// (starting and ending with a letter or digit), NSS non-empty `pchar`s and `/`.
 /// On error, the offset within `urn` and the reason.
 fn check_urn(urn: &str) -> std::result::Result<(), (usize, Reason)> {
-    let invalid = |i, why| {
-        (
-            i,
-            Reason::InvalidUrn {
-                found: quote(urn),
-                why,
-            },
-        )
-    };
+    let invalid = |i, why| (i, Reason::InvalidUrn { found: quote(urn), why });
     let has_prefix = urn.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"));
     if !has_prefix {
         return Err(invalid(0, "a schema must be a URN starting with \"urn:\""));
@@ -762,10 +616,7 @@ fn check_urn(urn: &str) -> std::result::Result<(), (usize, Reason)> {
         && !nid.starts_with('-')
         && !nid.ends_with('-');
     if !nid_ok {
-        return Err(invalid(
-            4,
-            "the namespace must be 2 to 32 letters, digits or '-'",
-        ));
+        return Err(invalid(4, "the namespace must be 2 to 32 letters, digits or '-'"));
     }
     let nss_at = 4 + nid.len() + 1;
     if nss.is_empty() {
@@ -777,10 +628,7 @@ fn check_urn(urn: &str) -> std::result::Result<(), (usize, Reason)> {
         let ok = c.is_ascii_alphanumeric() || b"-._~!$&'*+,;=:@/".contains(&c);
         if ok {
             i += 1;
-        } else if c == b'%'
-            && b.get(i + 1..i + 3)
-                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
-        {
+        } else if c == b'%' && b.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
             i += 3;
         } else {
             return Err(invalid(nss_at + i, "character not allowed in a URN"));

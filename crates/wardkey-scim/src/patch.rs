@@ -100,17 +100,29 @@ pub fn apply(kind: ResourceKind, resource: &mut Value, ops: &[PatchOperation]) -
                     // Entra: keys are paths ("name.givenName", "urn:...:User:department").
                     match crate::parse_patch_path(key) {
                         Ok(PatchPath::Attr(p)) => apply_attr(kind, obj, op.op, &p, Some(v), true)?,
-                        Ok(PatchPath::ValuePath { path, filter, sub_attr }) => {
-                            apply_value_path(kind, obj, op.op, &path, &filter, sub_attr.as_ref().map(|s| s.as_str()), Some(v))?
-                        }
+                        Ok(PatchPath::ValuePath { path, filter, sub_attr }) => apply_value_path(
+                            kind,
+                            obj,
+                            op.op,
+                            &path,
+                            &filter,
+                            sub_attr.as_ref().map(|s| s.as_str()),
+                            Some(v),
+                        )?,
                         Err(_) => {} // not an attribute name: ignored like any unknown attribute
                     }
                 }
             }
             Some(PatchPath::Attr(p)) => apply_attr(kind, obj, op.op, p, op.value.as_ref(), false)?,
-            Some(PatchPath::ValuePath { path, filter, sub_attr }) => {
-                apply_value_path(kind, obj, op.op, path, filter, sub_attr.as_ref().map(|s| s.as_str()), op.value.as_ref())?
-            }
+            Some(PatchPath::ValuePath { path, filter, sub_attr }) => apply_value_path(
+                kind,
+                obj,
+                op.op,
+                path,
+                filter,
+                sub_attr.as_ref().map(|s| s.as_str()),
+                op.value.as_ref(),
+            )?,
         }
     }
     Ok(())
@@ -272,7 +284,9 @@ fn apply_attr(
         }
         (_, Some(sub)) => {
             let Some(v) = value else { return Err(ScimError::invalid_syntax(format!("{path}: a value is required"))) };
-            let entry = target.entry(name).or_insert_with(|| if r.attr.multi { Value::Array(Vec::new()) } else { Value::Object(Map::new()) });
+            let entry = target
+                .entry(name)
+                .or_insert_with(|| if r.attr.multi { Value::Array(Vec::new()) } else { Value::Object(Map::new()) });
             match entry {
                 Value::Object(o) => {
                     o.retain(|k, _| !k.eq_ignore_ascii_case(sub.name));
@@ -332,7 +346,8 @@ fn apply_value_path(
     sub_attr: Option<&str>,
     value: Option<&Value>,
 ) -> Result<(), ScimError> {
-    let r = resolve(kind, path).ok_or_else(|| ScimError::invalid_path(format!("{path} is not an attribute of {}", kind.name())))?;
+    let r = resolve(kind, path)
+        .ok_or_else(|| ScimError::invalid_path(format!("{path} is not an attribute of {}", kind.name())))?;
     if !r.attr.multi || r.sub.is_some() {
         return Err(ScimError::invalid_path(format!("{path} is not a multi-valued attribute")));
     }
@@ -341,7 +356,10 @@ fn apply_value_path(
     }
     let sub = match sub_attr {
         None => None,
-        Some(s) => Some(find(r.attr.sub, s).ok_or_else(|| ScimError::invalid_path(format!("{} has no sub-attribute {s:?}", r.attr.name)))?),
+        Some(s) => Some(
+            find(r.attr.sub, s)
+                .ok_or_else(|| ScimError::invalid_path(format!("{} has no sub-attribute {s:?}", r.attr.name)))?,
+        ),
     };
     let Some(target) = container(obj, r.scope, op != OpKind::Remove) else { return Ok(()) };
     let name = r.attr.name;

@@ -92,16 +92,21 @@ fn clip(s: &str) -> String {
 /// Checks and normalises a full resource (POST, PUT, or the result of a PATCH).
 pub fn normalize(kind: ResourceKind, input: &Value) -> Result<Value, ScimError> {
     let obj = input.as_object().ok_or_else(|| ScimError::invalid_syntax("the request body must be a JSON object"))?;
-    let schemas = get_ci(obj, "schemas")
-        .ok_or_else(|| ScimError::invalid_syntax(format!("\"schemas\" is missing; it must list {}", kind.core_schema())))?;
-    let schemas = schemas.as_array().ok_or_else(|| ScimError::invalid_syntax("\"schemas\" must be an array of schema URNs"))?;
+    let schemas = get_ci(obj, "schemas").ok_or_else(|| {
+        ScimError::invalid_syntax(format!("\"schemas\" is missing; it must list {}", kind.core_schema()))
+    })?;
+    let schemas =
+        schemas.as_array().ok_or_else(|| ScimError::invalid_syntax("\"schemas\" must be an array of schema URNs"))?;
     let mut has_core = false;
     for s in schemas {
         let s = s.as_str().ok_or_else(|| ScimError::invalid_syntax("\"schemas\" must be an array of schema URNs"))?;
         if s.eq_ignore_ascii_case(kind.core_schema()) {
             has_core = true;
         } else if !kind.extensions().iter().any(|e| e.eq_ignore_ascii_case(s)) {
-            return Err(ScimError::invalid_value(format!("schema {:?} is not one of this resource type's schemas", clip(s))));
+            return Err(ScimError::invalid_value(format!(
+                "schema {:?} is not one of this resource type's schemas",
+                clip(s)
+            )));
         }
     }
     if !has_core {
@@ -482,7 +487,11 @@ pub fn project(kind: ResourceKind, resource: Value, attributes: &[AttrPath], exc
         }
         for p in attributes {
             // A whole extension named by its URN.
-            let whole = format!("{}{}", p.schema.as_ref().map(|s| format!("{}:", s.as_str())).unwrap_or_default(), p.attr.as_str());
+            let whole = format!(
+                "{}{}",
+                p.schema.as_ref().map(|s| format!("{}:", s.as_str())).unwrap_or_default(),
+                p.attr.as_str()
+            );
             if let Some(ext) = kind.extensions().iter().find(|e| e.eq_ignore_ascii_case(&whole)) {
                 if let Some(v) = obj.get(*ext) {
                     out.insert((*ext).into(), v.clone());
@@ -514,11 +523,13 @@ pub fn project(kind: ResourceKind, resource: Value, attributes: &[AttrPath], exc
                         Value::Array(items) => Some(Value::Array(
                             items
                                 .iter()
-                                .filter_map(|i| i.get(sub.name).map(|x| {
-                                    let mut m = Map::new();
-                                    m.insert(sub.name.into(), x.clone());
-                                    Value::Object(m)
-                                }))
+                                .filter_map(|i| {
+                                    i.get(sub.name).map(|x| {
+                                        let mut m = Map::new();
+                                        m.insert(sub.name.into(), x.clone());
+                                        Value::Object(m)
+                                    })
+                                })
                                 .collect(),
                         )),
                         _ => None,
@@ -532,7 +543,8 @@ pub fn project(kind: ResourceKind, resource: Value, attributes: &[AttrPath], exc
         obj = out;
     }
     for p in excluded {
-        let whole = format!("{}{}", p.schema.as_ref().map(|s| format!("{}:", s.as_str())).unwrap_or_default(), p.attr.as_str());
+        let whole =
+            format!("{}{}", p.schema.as_ref().map(|s| format!("{}:", s.as_str())).unwrap_or_default(), p.attr.as_str());
         if let Some(ext) = kind.extensions().iter().find(|e| e.eq_ignore_ascii_case(&whole)) {
             obj.remove(*ext);
             continue;
@@ -622,7 +634,8 @@ fn sub_of(attr: &'static Attr, path: &AttrPath) -> Result<&'static Attr, ScimErr
         Some(_) => return Err(ScimError::invalid_filter(format!("{path} is not a sub-attribute of {}", attr.name))),
         None => path.attr.as_str(),
     };
-    find(attr.sub, name).ok_or_else(|| ScimError::invalid_filter(format!("{} has no sub-attribute {name:?}", attr.name)))
+    find(attr.sub, name)
+        .ok_or_else(|| ScimError::invalid_filter(format!("{} has no sub-attribute {name:?}", attr.name)))
 }
 
 /// The RFC 7644 operators over one JSON value.

@@ -177,12 +177,7 @@ pub const COMMON: &[Attr] = &[
         ..s("id", "Unique id assigned by Wardkey.")
     },
     Attr { case_exact: true, ..s("externalId", "Id assigned by the provisioning client.") },
-    Attr {
-        ty: AttrType::Complex,
-        mutability: Mutability::ReadOnly,
-        sub: META_SUBS,
-        ..s("meta", "Resource metadata.")
-    },
+    Attr { ty: AttrType::Complex, mutability: Mutability::ReadOnly, sub: META_SUBS, ..s("meta", "Resource metadata.") },
 ];
 
 pub const USER_ATTRS: &[Attr] = &[
@@ -192,11 +187,18 @@ pub const USER_ATTRS: &[Attr] = &[
     s("nickName", "Casual name."),
     typed("profileUrl", AttrType::Reference, "URI of an online profile."),
     s("title", "Job title."),
-    s("userType", "Relationship to the organisation: employee, contractor, vendor, student or volunteer map to Wardkey's employment types."),
+    s(
+        "userType",
+        "Relationship to the organisation: employee, contractor, vendor, student or volunteer map to Wardkey's employment types.",
+    ),
     s("preferredLanguage", "Preferred language."),
     s("locale", "Locale."),
     s("timezone", "IANA time zone."),
-    typed("active", AttrType::Boolean, "Administrative status. false terminates the user (disables, revokes every session, grant, membership and API token)."),
+    typed(
+        "active",
+        AttrType::Boolean,
+        "Administrative status. false terminates the user (disables, revokes every session, grant, membership and API token).",
+    ),
     Attr {
         mutability: Mutability::WriteOnly,
         returned: Returned::Never,
@@ -207,7 +209,10 @@ pub const USER_ATTRS: &[Attr] = &[
     multi("ims", MV_SUBS, "Instant messaging addresses."),
     multi("photos", MV_SUBS, "URIs of photos."),
     multi("addresses", ADDRESS_SUBS, "Physical mailing addresses."),
-    Attr { mutability: Mutability::ReadOnly, ..multi("groups", GROUP_REF_SUBS, "Groups the user belongs to (read-only; change Group members instead).") },
+    Attr {
+        mutability: Mutability::ReadOnly,
+        ..multi("groups", GROUP_REF_SUBS, "Groups the user belongs to (read-only; change Group members instead).")
+    },
     multi("entitlements", MV_SUBS, "Entitlements."),
     multi("roles", MV_SUBS, "Roles (kept as sent; Wardkey roles are granted through its own model)."),
     multi("x509Certificates", MV_SUBS, "Certificates."),
@@ -306,12 +311,10 @@ pub fn find<'a>(attrs: &'a [Attr], name: &str) -> Option<&'a Attr> {
 /// attributes, the core schema, then the resource's extensions.
 pub fn resolve(kind: ResourceKind, path: &AttrPath) -> Option<Resolved> {
     let (scope, attr) = match &path.schema {
-        Some(urn) if urn.as_str().eq_ignore_ascii_case(kind.core_schema()) => {
-            match find(COMMON, path.attr.as_str()) {
-                Some(a) => (Scope::Common, a),
-                None => (Scope::Core, find(kind.core_attrs(), path.attr.as_str())?),
-            }
-        }
+        Some(urn) if urn.as_str().eq_ignore_ascii_case(kind.core_schema()) => match find(COMMON, path.attr.as_str()) {
+            Some(a) => (Scope::Common, a),
+            None => (Scope::Core, find(kind.core_attrs(), path.attr.as_str())?),
+        },
         Some(urn) if kind == ResourceKind::User && urn.as_str().eq_ignore_ascii_case(ENTERPRISE_SCHEMA) => {
             (Scope::Enterprise, find(ENTERPRISE_ATTRS, path.attr.as_str())?)
         }

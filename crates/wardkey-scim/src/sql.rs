@@ -78,8 +78,12 @@ fn target(kind: ResourceKind, path: &AttrPath) -> Result<(Target, Option<&'stati
     let sub = r.sub.map(|s| s.name);
     let single = |c: Col| Ok((Target::Single(c), None));
     match (kind, r.scope, name, sub) {
-        (_, Scope::Common, "meta", Some("created")) => single(Col::Time(if kind == ResourceKind::User { "u.created_at" } else { "g.created_at" }.into())),
-        (_, Scope::Common, "meta", Some("lastModified")) => single(Col::Time(if kind == ResourceKind::User { "u.updated_at" } else { "g.updated_at" }.into())),
+        (_, Scope::Common, "meta", Some("created")) => {
+            single(Col::Time(if kind == ResourceKind::User { "u.created_at" } else { "g.created_at" }.into()))
+        }
+        (_, Scope::Common, "meta", Some("lastModified")) => {
+            single(Col::Time(if kind == ResourceKind::User { "u.updated_at" } else { "g.updated_at" }.into()))
+        }
         (_, Scope::Common, "meta", Some("resourceType")) => single(Col::Const(kind.name())),
         (ResourceKind::User, Scope::Common, "id", None) => single(Col::Exact("u.id".into())),
         (ResourceKind::User, Scope::Common, "externalId", None) => single(Col::Exact("s.external_id".into())),
@@ -87,8 +91,12 @@ fn target(kind: ResourceKind, path: &AttrPath) -> Result<(Target, Option<&'stati
         (ResourceKind::Group, Scope::Common, "externalId", None) => single(Col::Exact("sg.external_id".into())),
         (ResourceKind::User, Scope::Core, "userName", None) => single(Col::Key("u.username_key".into())),
         (ResourceKind::User, Scope::Core, "active", None) => single(Col::Active),
-        (ResourceKind::User, Scope::Enterprise, "manager", None | Some("value")) => single(Col::Exact("s.manager_value".into())),
-        (ResourceKind::Group, Scope::Core, "displayName", None) => single(Col::Key("COALESCE(sg.display_name_key, g.name_key)".into())),
+        (ResourceKind::User, Scope::Enterprise, "manager", None | Some("value")) => {
+            single(Col::Exact("s.manager_value".into()))
+        }
+        (ResourceKind::Group, Scope::Core, "displayName", None) => {
+            single(Col::Key("COALESCE(sg.display_name_key, g.name_key)".into()))
+        }
         (ResourceKind::Group, Scope::Core, "members", _) => Ok((Target::Members, r.sub)),
         (ResourceKind::User, Scope::Core, "groups", _) => Ok((Target::UserGroups, r.sub)),
         (ResourceKind::User, Scope::Core, _, _) if r.attr.multi => {
@@ -154,9 +162,11 @@ fn exists_open(kind: ResourceKind, multi: &Target) -> String {
             let owner = if kind == ResourceKind::User { "u.id" } else { "g.id" };
             format!("{owner} IN (SELECT v.resource_id FROM scim_values v WHERE v.attr = '{attr}'")
         }
-        Target::UserGroups => "u.id IN (SELECT ugm.member_id FROM group_members ugm JOIN groups ug ON ug.id = ugm.group_id \
+        Target::UserGroups => {
+            "u.id IN (SELECT ugm.member_id FROM group_members ugm JOIN groups ug ON ug.id = ugm.group_id \
              LEFT JOIN scim_groups usg ON usg.id = ug.id WHERE ugm.member_kind = 'user' AND ug.deleted_at IS NULL"
-            .into(),
+                .into()
+        }
         _ => "g.id IN (SELECT gm.group_id FROM group_members gm WHERE gm.member_kind = 'user'".into(),
     }
 }
@@ -233,13 +243,15 @@ impl Builder {
                 if matches!(t, Target::Single(_)) || sub.is_some() {
                     return Err(ScimError::invalid_filter(format!("{path} is not a multi-valued attribute")));
                 }
-                let r = resolve(self.kind, path).ok_or_else(|| ScimError::invalid_filter(format!("unknown attribute {path}")))?;
+                let r = resolve(self.kind, path)
+                    .ok_or_else(|| ScimError::invalid_filter(format!("unknown attribute {path}")))?;
                 let open = exists_open(self.kind, &t);
                 let inner = self.filter(filter, Some((&t, r.attr)))?;
                 let mut sql = format!("{open} AND {inner}");
                 if let Some(cond) = sub_attr {
-                    let sub = crate::schema::find(r.attr.sub, cond.sub_attr.as_str())
-                        .ok_or_else(|| ScimError::invalid_filter(format!("{} has no sub-attribute {}", r.attr.name, cond.sub_attr)))?;
+                    let sub = crate::schema::find(r.attr.sub, cond.sub_attr.as_str()).ok_or_else(|| {
+                        ScimError::invalid_filter(format!("{} has no sub-attribute {}", r.attr.name, cond.sub_attr))
+                    })?;
                     let col = element_col(&t, Some(sub), &cond.sub_attr)?;
                     let c = match &cond.condition {
                         Condition::Present => self.present(&col),
@@ -269,7 +281,13 @@ impl Builder {
         }
     }
 
-    fn compare(&mut self, col: &Col, op: CompareOp, value: &CompValue, path: &dyn std::fmt::Display) -> Result<String, ScimError> {
+    fn compare(
+        &mut self,
+        col: &Col,
+        op: CompareOp,
+        value: &CompValue,
+        path: &dyn std::fmt::Display,
+    ) -> Result<String, ScimError> {
         use CompareOp::*;
         let bad = |why: &str| ScimError::invalid_filter(format!("{path} {op}: {why}"));
         if let CompValue::Null = value {
@@ -325,7 +343,9 @@ impl Builder {
                 })
             }
             Col::Time(e) => {
-                let CompValue::String(s) = value else { return Err(bad("a dateTime is compared with an RFC 3339 string")) };
+                let CompValue::String(s) = value else {
+                    return Err(bad("a dateTime is compared with an RFC 3339 string"));
+                };
                 let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|_| bad("not an RFC 3339 date-time"))?;
                 let micros = t.timestamp_micros();
                 let sym = match op {
@@ -409,7 +429,12 @@ pub fn escape_like(s: &str) -> String {
 }
 
 /// Translates `filter` for resources of `kind`; placeholders are numbered from `$first`.
-pub fn translate(kind: ResourceKind, filter: &Filter, dialect: Dialect, first: usize) -> Result<SqlCondition, ScimError> {
+pub fn translate(
+    kind: ResourceKind,
+    filter: &Filter,
+    dialect: Dialect,
+    first: usize,
+) -> Result<SqlCondition, ScimError> {
     let mut b = Builder { kind, dialect, args: Vec::new(), first };
     let sql = b.filter(filter, None)?;
     Ok(SqlCondition { sql, args: b.args })
@@ -459,6 +484,8 @@ mod tests {
         let f = crate::parse_filter(r#"userName eq "BJensen""#).unwrap();
         let c = translate(ResourceKind::User, &f, Dialect::Postgres, 3).unwrap();
         assert_eq!(c.sql, "(u.username_key IS NOT NULL AND u.username_key = $3)");
-        assert!(translate(ResourceKind::User, &crate::parse_filter("nosuch eq 1").unwrap(), Dialect::Sqlite, 1).is_err());
+        assert!(
+            translate(ResourceKind::User, &crate::parse_filter("nosuch eq 1").unwrap(), Dialect::Sqlite, 1).is_err()
+        );
     }
 }

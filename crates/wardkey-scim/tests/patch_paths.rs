@@ -7,11 +7,7 @@ use wardkey_scim::*;
 fn parse(input: &str) -> PatchPath {
     let path = parse_patch_path(input).unwrap_or_else(|e| panic!("{input:?} should parse: {e}"));
     // Printing gives back the same path.
-    assert_eq!(
-        parse_patch_path(&path.to_string()).unwrap(),
-        path,
-        "{input:?}"
-    );
+    assert_eq!(parse_patch_path(&path.to_string()).unwrap(), path, "{input:?}");
     path
 }
 
@@ -33,11 +29,7 @@ fn attr(input: &str) -> AttrPath {
 }
 
 fn eq(attr: &str, value: &str) -> Filter {
-    Filter::Compare {
-        path: AttrPath::new(attr),
-        op: CompareOp::Eq,
-        value: CompValue::String(value.to_owned()),
-    }
+    Filter::Compare { path: AttrPath::new(attr), op: CompareOp::Eq, value: CompValue::String(value.to_owned()) }
 }
 
 #[test]
@@ -51,10 +43,7 @@ fn attribute_paths() {
     assert_eq!((p.attr.as_str(), p.sub_attr.is_none()), ("members", true));
 
     let p = attr("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value");
-    assert_eq!(
-        p.schema.as_ref().map(Name::as_str),
-        Some("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User")
-    );
+    assert_eq!(p.schema.as_ref().map(Name::as_str), Some("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"));
     assert_eq!(p.attr.as_str(), "manager");
     assert_eq!(p.sub_attr.as_ref().map(Name::as_str), Some("value"));
 
@@ -62,20 +51,10 @@ fn attribute_paths() {
     let p = attr("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber");
     assert_eq!(p.attr.as_str(), "employeeNumber");
     let p = attr("urn:ietf:params:scim:schemas:core:2.0:User:name.familyName");
-    assert_eq!(
-        p.key(),
-        "urn:ietf:params:scim:schemas:core:2.0:user:name.familyname"
-    );
+    assert_eq!(p.key(), "urn:ietf:params:scim:schemas:core:2.0:user:name.familyname");
 
     // Entra ID and Okta send plain attribute names in every case.
-    for name in [
-        "active",
-        "displayName",
-        "userName",
-        "externalId",
-        "title",
-        "ACTIVE",
-    ] {
+    for name in ["active", "displayName", "userName", "externalId", "title", "ACTIVE"] {
         assert_eq!(attr(name).attr.as_str(), name);
     }
 }
@@ -104,22 +83,15 @@ fn value_paths() {
         r#"members[value eq "2819c223-7f76-453a-919d-413861904646"]"#
     );
     let p = parse(r#"emails[type eq "work" and value ew "example.com"]"#);
-    assert!(
-        matches!(&p, PatchPath::ValuePath { filter, sub_attr: None, .. } if matches!(**filter, Filter::And(..)))
-    );
+    assert!(matches!(&p, PatchPath::ValuePath { filter, sub_attr: None, .. } if matches!(**filter, Filter::And(..))));
     // Entra ID: addresses of a type, one field.
     let p = parse(r#"addresses[type eq "work"].streetAddress"#);
-    assert!(
-        matches!(&p, PatchPath::ValuePath { sub_attr: Some(s), .. } if s.as_str() == "streetAddress")
-    );
+    assert!(matches!(&p, PatchPath::ValuePath { sub_attr: Some(s), .. } if s.as_str() == "streetAddress"));
     // Case-insensitive keywords inside the brackets.
     let p = parse(r#"members[Value EQ "x"]"#);
     assert_eq!(p.to_string(), r#"members[Value eq "x"]"#);
     // Surrounding whitespace is tolerated.
-    assert_eq!(
-        parse("  name.givenName "),
-        PatchPath::Attr(attr("name.givenName"))
-    );
+    assert_eq!(parse("  name.givenName "), PatchPath::Attr(attr("name.givenName")));
 }
 
 #[test]
@@ -132,11 +104,7 @@ fn malformed_paths_are_invalid_path() {
     fail("1name", "invalidPath", 0);
     fail("urn:ietf:userName", "invalidPath", 8);
     fail("foo:bar", "invalidPath", 0);
-    fail(
-        "urn:ietf:params:scim:schemas:core:2.0:User:",
-        "invalidPath",
-        43,
-    );
+    fail("urn:ietf:params:scim:schemas:core:2.0:User:", "invalidPath", 43);
     fail("name givenName", "invalidPath", 5);
     fail("emails]", "invalidPath", 6);
     fail("(emails)", "invalidPath", 0);
@@ -155,11 +123,7 @@ fn malformed_paths_are_invalid_path() {
 fn malformed_bracket_filters_are_invalid_filter() {
     // RFC 7644 §3.12 lists "PATCH (Path Filter)" under invalidFilter.
     let e = fail(r#"members[value eq ]"#, "invalidFilter", 17);
-    assert!(
-        e.to_string()
-            .starts_with("invalid filter at byte 17: expected a value"),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("invalid filter at byte 17: expected a value"), "{e}");
     fail(r#"members[value xx "a"]"#, "invalidFilter", 14);
     fail(r#"members[value eq "a""#, "invalidFilter", 20);
     fail(r#"members[value eq "a"#, "invalidFilter", 17);

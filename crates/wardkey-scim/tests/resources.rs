@@ -62,11 +62,17 @@ fn entra_and_okta_patches() {
     assert_eq!(r[ENTERPRISE_SCHEMA]["department"], "D");
     assert_eq!(r["active"], false);
     // Okta's path-less replace.
-    assert_eq!(patched(start.clone(), json!([{ "op": "replace", "value": { "active": false } }])).unwrap()["active"], false);
+    assert_eq!(
+        patched(start.clone(), json!([{ "op": "replace", "value": { "active": false } }])).unwrap()["active"],
+        false
+    );
     // A value path with no match creates the value when the filter is an equality.
-    let r = patched(start.clone(), json!([{ "op": "Add", "path": "emails[type eq \"home\"].value", "value": "h@x" }])).unwrap();
+    let r = patched(start.clone(), json!([{ "op": "Add", "path": "emails[type eq \"home\"].value", "value": "h@x" }]))
+        .unwrap();
     assert_eq!(r["emails"], json!([{ "value": "a@x", "type": "work" }, { "value": "h@x", "type": "home" }]));
-    let r = patched(start.clone(), json!([{ "op": "replace", "path": "emails[type eq \"work\"].value", "value": "b@x" }])).unwrap();
+    let r =
+        patched(start.clone(), json!([{ "op": "replace", "path": "emails[type eq \"work\"].value", "value": "b@x" }]))
+            .unwrap();
     assert_eq!(r["emails"], json!([{ "value": "b@x", "type": "work" }]));
     let r = patched(start.clone(), json!([{ "op": "remove", "path": "emails[type eq \"work\"]" }])).unwrap();
     assert!(r.get("emails").is_none());
@@ -75,7 +81,10 @@ fn entra_and_okta_patches() {
     assert_eq!(t(json!([{ "op": "remove", "path": "id" }])), "mutability");
     assert_eq!(t(json!([{ "op": "remove" }])), "noTarget");
     assert_eq!(t(json!([{ "op": "add", "path": "nope", "value": 1 }])), "invalidPath");
-    assert_eq!(t(json!([{ "op": "add", "path": "emails[type eq \"x\" or type eq \"y\"].display", "value": "d" }])), "noTarget");
+    assert_eq!(
+        t(json!([{ "op": "add", "path": "emails[type eq \"x\" or type eq \"y\"].display", "value": "d" }])),
+        "noTarget"
+    );
 }
 
 #[test]
@@ -96,8 +105,14 @@ fn group_members_removed_by_value_array() {
 
 #[test]
 fn projection() {
-    let r = user(json!({ "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA], "userName": "u", "name": { "givenName": "G", "familyName": "F" }, "title": "T", ENTERPRISE_SCHEMA: { "department": "D", "division": "V" } }));
-    let attrs = parse_attr_list(ResourceKind::User, "name.givenName, urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department").unwrap();
+    let r = user(
+        json!({ "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA], "userName": "u", "name": { "givenName": "G", "familyName": "F" }, "title": "T", ENTERPRISE_SCHEMA: { "department": "D", "division": "V" } }),
+    );
+    let attrs = parse_attr_list(
+        ResourceKind::User,
+        "name.givenName, urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+    )
+    .unwrap();
     let p = project(ResourceKind::User, r.clone(), &attrs, &[]);
     assert_eq!(p["name"], json!({ "givenName": "G" }));
     assert_eq!(p[ENTERPRISE_SCHEMA], json!({ "department": "D" }));

@@ -8,12 +8,7 @@ use wardkey_scim::*;
 /// A 2 MiB stack, what Rust gives spawned threads (and tokio its workers) by default: the
 /// deep-input tests run on one, so a recursion that only fits the main thread's 8 MiB fails.
 fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new()
-        .stack_size(2 << 20)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap()
+    std::thread::Builder::new().stack_size(2 << 20).spawn(f).unwrap().join().unwrap()
 }
 
 fn unlimited_len() -> Limits {
@@ -123,21 +118,13 @@ fn length_limit_is_exact() {
     assert!(parse_filter(&input).is_ok());
     let input = format!("a eq \"{}\"", "x".repeat(MAX_INPUT_LEN - 6));
     let e = parse_filter(&input).unwrap_err();
-    assert_eq!(
-        e.reason(),
-        &Reason::TooLong {
-            len: MAX_INPUT_LEN + 1,
-            max: MAX_INPUT_LEN
-        }
-    );
+    assert_eq!(e.reason(), &Reason::TooLong { len: MAX_INPUT_LEN + 1, max: MAX_INPUT_LEN });
     assert!(e.to_string().contains("at most 8192"), "{e}");
 }
 
 #[test]
 fn limits_are_capped() {
-    let limits = Limits::DEFAULT
-        .with_max_depth(usize::MAX)
-        .with_max_terms(usize::MAX);
+    let limits = Limits::DEFAULT.with_max_depth(usize::MAX).with_max_terms(usize::MAX);
     assert_eq!(limits.max_depth(), HARD_MAX_DEPTH);
     assert_eq!(limits.max_terms(), HARD_MAX_TERMS);
     assert_eq!(Limits::default(), Limits::DEFAULT);
@@ -149,10 +136,7 @@ fn limits_are_capped() {
 #[test]
 fn the_hard_caps_fit_a_small_stack() {
     on_small_stack(|| {
-        let limits = Limits::DEFAULT
-            .with_max_len(usize::MAX)
-            .with_max_depth(usize::MAX)
-            .with_max_terms(usize::MAX);
+        let limits = Limits::DEFAULT.with_max_len(usize::MAX).with_max_depth(usize::MAX).with_max_terms(usize::MAX);
         let d = HARD_MAX_DEPTH;
         let nested = format!("{}a[b pr]{}", "not (".repeat(d - 1), ")".repeat(d - 1));
         let f = parse_filter_with(&nested, limits).unwrap();
@@ -169,16 +153,9 @@ fn the_hard_caps_fit_a_small_stack() {
             assert_eq!(copy, f);
             drop(copy);
             // A tree built on the right, which printing cannot flatten.
-            let mut right = Filter::Present {
-                path: AttrPath::new("a"),
-            };
+            let mut right = Filter::Present { path: AttrPath::new("a") };
             for _ in 1..HARD_MAX_TERMS {
-                right = Filter::and(
-                    Filter::Present {
-                        path: AttrPath::new("b"),
-                    },
-                    right,
-                );
+                right = Filter::and(Filter::Present { path: AttrPath::new("b") }, right);
             }
             drop(right);
         }
@@ -193,9 +170,7 @@ fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
 
 #[test]
 fn parse_time_is_linear() {
-    let limits = Limits::DEFAULT
-        .with_max_len(usize::MAX)
-        .with_max_terms(usize::MAX);
+    let limits = Limits::DEFAULT.with_max_len(usize::MAX).with_max_terms(usize::MAX);
     let chain = |terms: usize| vec!["a eq 1"; terms].join(" or ");
     // 4,000 terms: about 10 ms unoptimised; the bound only catches a hang or a blow-up on a busy CI machine.
     let t = best_of(3, || parse_filter_with(&chain(4_000), limits).unwrap());
@@ -206,10 +181,7 @@ fn parse_time_is_linear() {
     let t_small = best_of(7, || parse_filter_with(&small, limits).unwrap());
     let t_large = best_of(7, || parse_filter_with(&large, limits).unwrap());
     eprintln!("1,000 terms: {t_small:?}; 8,000 terms: {t_large:?}");
-    assert!(
-        t_large < t_small * 24 + Duration::from_millis(5),
-        "{t_small:?} → {t_large:?}"
-    );
+    assert!(t_large < t_small * 24 + Duration::from_millis(5), "{t_small:?} → {t_large:?}");
 
     // Mixed precedence and value paths, at the default 8 KiB length limit.
     let mut mixed = String::new();
@@ -236,10 +208,7 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         self.0 >> 33
     }
 
@@ -259,30 +228,19 @@ fn exercise(input: &str) -> (bool, bool) {
     match &filter {
         Ok(f) => {
             let printed = f.to_string();
-            let again = parse_filter(&printed)
-                .unwrap_or_else(|e| panic!("{input:?} printed as {printed:?}: {e}"));
+            let again = parse_filter(&printed).unwrap_or_else(|e| panic!("{input:?} printed as {printed:?}: {e}"));
             assert_eq!(&again, f, "{input:?} printed as {printed:?}");
         }
         Err(e) => {
-            assert!(
-                e.offset() <= input.len().max(MAX_INPUT_LEN),
-                "{input:?}: {e}"
-            );
+            assert!(e.offset() <= input.len().max(MAX_INPUT_LEN), "{input:?}: {e}");
             assert_eq!(e.scim_type(), "invalidFilter");
             assert!(!e.to_string().is_empty());
         }
     }
     let path = parse_patch_path(input);
     match &path {
-        Ok(p) => assert_eq!(
-            parse_patch_path(&p.to_string()).as_ref(),
-            Ok(p),
-            "{input:?}"
-        ),
-        Err(e) => assert!(
-            e.offset() <= input.len().max(MAX_INPUT_LEN),
-            "{input:?}: {e}"
-        ),
+        Ok(p) => assert_eq!(parse_patch_path(&p.to_string()).as_ref(), Ok(p), "{input:?}"),
+        Err(e) => assert!(e.offset() <= input.len().max(MAX_INPUT_LEN), "{input:?}: {e}"),
     }
     (filter.is_ok(), path.is_ok())
 }
@@ -294,15 +252,8 @@ fn random_bytes_never_panic() {
     let interesting = b"()[]\"\\ .:-_$%aeEnoqrtu019\t\n";
     for _ in 0..20_000 {
         let len = rng.below(48);
-        let bytes: Vec<u8> = (0..len)
-            .map(|_| {
-                if rng.below(3) == 0 {
-                    rng.next() as u8
-                } else {
-                    *rng.pick(interesting)
-                }
-            })
-            .collect();
+        let bytes: Vec<u8> =
+            (0..len).map(|_| if rng.below(3) == 0 { rng.next() as u8 } else { *rng.pick(interesting) }).collect();
         exercise(&String::from_utf8_lossy(&bytes));
     }
 }
@@ -377,10 +328,7 @@ fn random_token_soup_never_panics_and_round_trips() {
         paths_ok += usize::from(p);
     }
     // The soup must reach the success paths too, or the round trips above test nothing.
-    assert!(
-        filters_ok > 0 && paths_ok > 100,
-        "{filters_ok} filters, {paths_ok} paths parsed"
-    );
+    assert!(filters_ok > 0 && paths_ok > 100, "{filters_ok} filters, {paths_ok} paths parsed");
 }
 
 /// Near-misses: canonical forms of random trees with a few bytes deleted, duplicated or
@@ -388,9 +336,7 @@ fn random_token_soup_never_panics_and_round_trips() {
 #[test]
 fn mutated_filters_never_panic() {
     let mut rng = Lcg(0xabad_cafe);
-    let inserts = [
-        "(", ")", "[", "]", "\"", "\\", " ", ".", ":", "not (", " and ", " or ", "pr", "eq 1",
-    ];
+    let inserts = ["(", ")", "[", "]", "\"", "\\", " ", ".", ":", "not (", " and ", " or ", "pr", "eq 1"];
     let (mut ok, mut failed) = (0, 0);
     for _ in 0..5_000 {
         let mut text = random_filter(&mut rng, 4, false).to_string().into_bytes();
@@ -422,11 +368,7 @@ fn mutated_filters_never_panic() {
 fn random_filter(rng: &mut Lcg, depth: usize, in_value_path: bool) -> Filter {
     let attrs = ["userName", "emails", "Name", "x-y_z", "$ref", "A1"];
     let subs = [None, Some("value"), Some("familyName"), Some("$ref")];
-    let schemas = [
-        None,
-        Some("urn:ietf:params:scim:schemas:core:2.0:User"),
-        Some("URN:x-y:a%20b/c"),
-    ];
+    let schemas = [None, Some("urn:ietf:params:scim:schemas:core:2.0:User"), Some("URN:x-y:a%20b/c")];
     let values = || -> Vec<CompValue> {
         vec![
             CompValue::String("work".into()),
@@ -442,49 +384,31 @@ fn random_filter(rng: &mut Lcg, depth: usize, in_value_path: bool) -> Filter {
     let path = |rng: &mut Lcg, allow_sub: bool| AttrPath {
         schema: rng.pick(&schemas).map(Name::new),
         attr: Name::new(*rng.pick(&attrs)),
-        sub_attr: if allow_sub {
-            rng.pick(&subs).map(Name::new)
-        } else {
-            None
-        },
+        sub_attr: if allow_sub { rng.pick(&subs).map(Name::new) } else { None },
     };
     let leaf = rng.below(if depth == 0 { 3 } else { 8 });
     match leaf {
-        0 => Filter::Present {
-            path: path(rng, true),
-        },
+        0 => Filter::Present { path: path(rng, true) },
         1 | 2 => Filter::Compare {
             path: path(rng, true),
             op: *rng.pick(&CompareOp::ALL),
             value: rng.pick(&values()).clone(),
         },
         3 => Filter::negate(random_filter(rng, depth - 1, in_value_path)),
-        4 | 5 => Filter::and(
-            random_filter(rng, depth - 1, in_value_path),
-            random_filter(rng, depth - 1, in_value_path),
-        ),
-        6 => Filter::or(
-            random_filter(rng, depth - 1, in_value_path),
-            random_filter(rng, depth - 1, in_value_path),
-        ),
-        _ if in_value_path => Filter::Present {
-            path: path(rng, true),
-        },
+        4 | 5 => {
+            Filter::and(random_filter(rng, depth - 1, in_value_path), random_filter(rng, depth - 1, in_value_path))
+        }
+        6 => Filter::or(random_filter(rng, depth - 1, in_value_path), random_filter(rng, depth - 1, in_value_path)),
+        _ if in_value_path => Filter::Present { path: path(rng, true) },
         _ => Filter::ValuePath {
             path: path(rng, false),
             filter: Box::new(random_filter(rng, depth - 1, true)),
             sub_attr: match rng.below(3) {
                 0 => None,
-                1 => Some(SubAttrCondition {
-                    sub_attr: Name::new("value"),
-                    condition: Condition::Present,
-                }),
+                1 => Some(SubAttrCondition { sub_attr: Name::new("value"), condition: Condition::Present }),
                 _ => Some(SubAttrCondition {
                     sub_attr: Name::new("type"),
-                    condition: Condition::Compare {
-                        op: CompareOp::Ne,
-                        value: values()[0].clone(),
-                    },
+                    condition: Condition::Compare { op: CompareOp::Ne, value: values()[0].clone() },
                 }),
             },
         },
@@ -533,10 +457,7 @@ fn string_values_agree_with_serde_json() {
         let literal = format!("\"{body}\"");
         let theirs = serde_json::from_str::<String>(&literal).ok();
         let ours = match parse_filter(&format!("a eq {literal}")) {
-            Ok(Filter::Compare {
-                value: CompValue::String(s),
-                ..
-            }) => Some(s),
+            Ok(Filter::Compare { value: CompValue::String(s), .. }) => Some(s),
             Ok(other) => panic!("{other:?}"),
             Err(_) => None,
         };

@@ -31,7 +31,11 @@ pub(crate) fn request_meta(parts: &Parts) -> RequestMeta {
 
 /// `"<METHOD> <route template>"`, as recorded in `auth.denied` and `api.read` events.
 pub(crate) fn operation(parts: &Parts) -> String {
-    let path = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| parts.uri.path().to_owned());
+    let path = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| parts.uri.path().to_owned());
     format!("{} {}", parts.method, path)
 }
 
@@ -81,7 +85,10 @@ pub(crate) async fn session_caller(
     stages: &[SessionStage],
 ) -> Result<SessionCaller, Problem> {
     let Some(value) = cookie(&parts.headers, COOKIE_NAME) else {
-        return Err(Problem::unauthenticated("sign in first (POST /api/v1/auth/login); no session cookie was sent", None));
+        return Err(Problem::unauthenticated(
+            "sign in first (POST /api/v1/auth/login); no session cookie was sent",
+            None,
+        ));
     };
     check_same_origin(parts, state)?;
     state.services.authenticate_session(value, request_meta(parts), stages).await.map_err(Problem::from)
@@ -193,7 +200,9 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     // Compared without lower-casing into a new string: this runs on every decision request.
     let essence = ct.split(';').next().unwrap_or_default().trim();
     let starts = |p: &str| essence.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
-    let ends = |p: &str| essence.len() >= p.len() && essence.get(essence.len() - p.len()..).is_some_and(|t| t.eq_ignore_ascii_case(p));
+    let ends = |p: &str| {
+        essence.len() >= p.len() && essence.get(essence.len() - p.len()..).is_some_and(|t| t.eq_ignore_ascii_case(p))
+    };
     essence.eq_ignore_ascii_case("application/json") || (starts("application/") && ends("+json"))
 }
 
@@ -350,7 +359,10 @@ impl IfMatch {
     }
 
     fn unmatchable() -> Problem {
-        Problem::new(Kind::PreconditionFailed, "If-Match names no version of this resource (expected a strong ETag such as \"3\")")
+        Problem::new(
+            Kind::PreconditionFailed,
+            "If-Match names no version of this resource (expected a strong ETag such as \"3\")",
+        )
     }
 
     /// Checks the header against the version named in the request body.
@@ -405,10 +417,18 @@ mod tests {
 
     #[test]
     fn json_media_types_are_recognised_whatever_their_case() {
-        for yes in ["application/json", "Application/JSON", "application/json; charset=utf-8", " application/json ", "application/scim+json", "APPLICATION/PROBLEM+JSON"] {
+        for yes in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            " application/json ",
+            "application/scim+json",
+            "APPLICATION/PROBLEM+JSON",
+        ] {
             assert!(is_json(&with_type(yes)), "{yes}");
         }
-        for no in ["text/plain", "application/jsonx", "text/json", "application/xml", "+json", "application/json+x", ""] {
+        for no in ["text/plain", "application/jsonx", "text/json", "application/xml", "+json", "application/json+x", ""]
+        {
             assert!(!is_json(&with_type(no)), "{no}");
         }
         assert!(!is_json(&HeaderMap::new()));

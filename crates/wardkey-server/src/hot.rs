@@ -120,7 +120,8 @@ async fn serve(state: AppState, req: Request) -> Response {
 
 /// Authenticate, read the body, decide; in the order the router's extractors use.
 async fn answer(state: &AppState, headers: &HeaderMap, body: Body, meta: RequestMeta) -> ApiResult {
-    let declared_len = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared_len =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared_len.is_some_and(|n| n > state.max_body_bytes as u64) {
         return Err(payload_too_large());
     }

@@ -293,9 +293,11 @@ async fn bind(config: &ServerConfig) -> Result<Bound, ServerError> {
 async fn load_tls(t: &TlsConfig) -> Result<axum_server::tls_rustls::RustlsConfig, ServerError> {
     // One crypto provider for the process (aws-lc-rs); ignore "already installed".
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    axum_server::tls_rustls::RustlsConfig::from_pem_file(&t.cert_path, &t.key_path).await.map_err(|e| ServerError::Tls {
-        path: format!("{} / {}", t.cert_path.display(), t.key_path.display()),
-        message: e.to_string(),
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(&t.cert_path, &t.key_path).await.map_err(|e| {
+        ServerError::Tls {
+            path: format!("{} / {}", t.cert_path.display(), t.key_path.display()),
+            message: e.to_string(),
+        }
     })
 }
 

@@ -11,13 +11,13 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::FutureExt as _;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use futures::FutureExt as _;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
@@ -59,11 +59,21 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("wardkey");
         let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let audit_tree_size = Gauge::default();
         registry.register("http_requests", "HTTP requests by method, route template and status", requests.clone());
-        registry.register("http_request_duration_seconds", "HTTP request latency by method and route template", latency.clone());
-        registry.register("audit_tree_size", "Number of events in the audit log (Merkle tree size)", audit_tree_size.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by method and route template",
+            latency.clone(),
+        );
+        registry.register(
+            "audit_tree_size",
+            "Number of events in the audit log (Merkle tree size)",
+            audit_tree_size.clone(),
+        );
         let hot = crate::hot::HOT_PATH.to_owned();
         let hot_ok = requests.get_or_create(&RequestLabels { method: "POST", path: hot.clone(), status: 200 }).clone();
         let hot_latency = latency.get_or_create(&RouteLabels { method: "POST", path: hot }).clone();
@@ -137,14 +147,11 @@ pub(crate) fn valid_request_id(v: &HeaderValue) -> Option<String> {
 /// The middleware around every route and the fallback.
 pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let request_id = req
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(valid_request_id)
-        .unwrap_or_else(new_request_id);
+    let request_id = req.headers().get(REQUEST_ID_HEADER).and_then(valid_request_id).unwrap_or_else(new_request_id);
     let source_ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ci| ci.0.ip().to_canonical().to_string());
     let method = req.method().clone();
-    let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
+    let path =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
     req.extensions_mut().insert(RequestContext { request_id: request_id.clone(), source_ip });
 
     // Decisions are tens of thousands a second and each PHI decision is an audit event of its
@@ -156,11 +163,8 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
         tracing::info_span!("request", method = %method, path = %path, request_id = %request_id)
     };
 
-    let declared_len = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared_len =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let too_large = declared_len.is_some_and(|n| n > state.max_body_bytes as u64);
 
     let mut res = if too_large {
@@ -180,7 +184,11 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     // effective for every decision made after its call returns.
     if !method.is_safe()
         && res.status().is_success()
-        && let Some(rev) = res.headers().get(crate::respond::REVISION_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        && let Some(rev) = res
+            .headers()
+            .get(crate::respond::REVISION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
         && let Err(e) = state.services.catch_up(rev).await
     {
         tracing::error!(parent: &span, error = %e, "the decision index could not apply this write");

@@ -73,11 +73,9 @@ impl Kind {
         match self {
             Kind::Validation => StatusCode::UNPROCESSABLE_ENTITY,
             Kind::NotFound => StatusCode::NOT_FOUND,
-            Kind::Duplicate
-            | Kind::VersionConflict
-            | Kind::Conflict
-            | Kind::IllegalTransition
-            | Kind::SodViolation => StatusCode::CONFLICT,
+            Kind::Duplicate | Kind::VersionConflict | Kind::Conflict | Kind::IllegalTransition | Kind::SodViolation => {
+                StatusCode::CONFLICT
+            }
             Kind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Kind::Unauthenticated => StatusCode::UNAUTHORIZED,
             Kind::Forbidden => StatusCode::FORBIDDEN,

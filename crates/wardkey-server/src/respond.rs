@@ -33,7 +33,12 @@ impl<T: Serialize> IntoResponse for Page<T> {
 
 /// Pages a short list the service returns whole (resource types, role templates, ...):
 /// items whose cursor sorts after `after`, at most `limit` of them.
-pub fn page_of<T>(mut items: Vec<T>, after: Option<&str>, limit: Option<u32>, cursor: impl Fn(&T) -> String) -> Page<T> {
+pub fn page_of<T>(
+    mut items: Vec<T>,
+    after: Option<&str>,
+    limit: Option<u32>,
+    cursor: impl Fn(&T) -> String,
+) -> Page<T> {
     let limit = limit.unwrap_or(wardkey_service::DEFAULT_PAGE).clamp(1, wardkey_service::MAX_PAGE) as usize;
     items.sort_by_key(|a| cursor(a));
     let mut items: Vec<T> = match after {
@@ -67,7 +72,12 @@ pub fn entity<T: Serialize>(value: &T, version: i64) -> Response {
 
 /// A write that returns the entity it wrote: body, `ETag`, `X-Wardkey-Revision`, and
 /// `Location` when one is given (creations).
-pub fn written<T: Serialize>(status: StatusCode, committed: Committed<T>, version: i64, location: Option<String>) -> Response {
+pub fn written<T: Serialize>(
+    status: StatusCode,
+    committed: Committed<T>,
+    version: i64,
+    location: Option<String>,
+) -> Response {
     let mut res = (status, Json(&committed.value)).into_response();
     if let Some(e) = etag(version) {
         res.headers_mut().insert(header::ETAG, e);

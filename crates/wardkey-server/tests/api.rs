@@ -136,7 +136,9 @@ impl Harness {
         if let Backing::Postgres { admin_url, db } = &self.backing
             && let Ok(mut conn) = sqlx::postgres::PgConnection::connect(admin_url).await
         {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))).execute(&mut conn).await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")))
+                .execute(&mut conn)
+                .await;
             let _ = conn.close().await;
         }
     }
@@ -203,14 +205,18 @@ impl Harness {
 /// notice) when PostgreSQL is unreachable and not required.
 async fn fresh_pg_database() -> Option<(String, String, String)> {
     let admin_url = pg_base_url();
-    let connected = tokio::time::timeout(Duration::from_secs(5), sqlx::postgres::PgConnection::connect(&admin_url)).await;
+    let connected =
+        tokio::time::timeout(Duration::from_secs(5), sqlx::postgres::PgConnection::connect(&admin_url)).await;
     let mut conn = match connected {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return pg_unreachable(&admin_url, &e.to_string()),
         Err(_) => return pg_unreachable(&admin_url, "timed out"),
     };
     let db = format!("wk_s_{}", uuid::Uuid::now_v7().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut conn).await.expect("create test database");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
     let _ = conn.close().await;
     let url = with_database(&admin_url, &db);
     Some((url, admin_url, db))
@@ -220,7 +226,9 @@ fn pg_unreachable<T>(url: &str, why: &str) -> Option<T> {
     if std::env::var("WARDKEY_REQUIRE_PG").is_ok_and(|v| v == "1") {
         panic!("PostgreSQL at {url} is required (WARDKEY_REQUIRE_PG=1) but unreachable: {why}");
     }
-    say_loudly(&format!("\n*** PostgreSQL SKIPPED: {url} unreachable ({why}); set WARDKEY_REQUIRE_PG=1 to make this fail ***\n"));
+    say_loudly(&format!(
+        "\n*** PostgreSQL SKIPPED: {url} unreachable ({why}); set WARDKEY_REQUIRE_PG=1 to make this fail ***\n"
+    ));
     None
 }
 
@@ -268,7 +276,12 @@ fn hash(v: &Value) -> Hash {
 
 /// The five-minute walk-through, ending with a verified inclusion proof of the grant event.
 async fn walkthrough(h: &Harness) {
-    let rt = h.post("/api/v1/resource-types", json!({ "name": "dataset", "actions": ["read", "write", "export"], "phi": true })).await;
+    let rt = h
+        .post(
+            "/api/v1/resource-types",
+            json!({ "name": "dataset", "actions": ["read", "write", "export"], "phi": true }),
+        )
+        .await;
     assert_eq!(rt.status, StatusCode::CREATED, "{}", rt.text);
     assert_eq!(rt.header("etag"), Some("\"1\""));
     assert!(rt.header("x-wardkey-revision").is_some_and(|r| r.parse::<u64>().is_ok()));
@@ -277,18 +290,31 @@ async fn walkthrough(h: &Harness) {
     let res = h.post("/api/v1/resources", json!({ "type_id": id(&rt.body), "name": "oncology-records" })).await;
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
     let role = h
-        .post("/api/v1/roles", json!({ "name": "clinician", "permissions": [{ "resource_type": "dataset", "actions": ["read"] }] }))
+        .post(
+            "/api/v1/roles",
+            json!({ "name": "clinician", "permissions": [{ "resource_type": "dataset", "actions": ["read"] }] }),
+        )
         .await;
     assert_eq!(role.status, StatusCode::CREATED, "{}", role.text);
 
     let user = h.create_user("alice").await;
     assert_eq!(user["status"], "pending_verification");
     let uid = id(&user);
-    let v = h.post(&format!("/api/v1/users/{uid}/verify-identity"), json!({ "version": 1, "method": "in_person_government_id" })).await;
+    let v = h
+        .post(
+            &format!("/api/v1/users/{uid}/verify-identity"),
+            json!({ "version": 1, "method": "in_person_government_id" }),
+        )
+        .await;
     assert_eq!(v.status, StatusCode::OK, "{}", v.text);
     assert_eq!(v.header("etag"), Some("\"2\""));
     assert!(v.body["verification"]["verified_by"].as_str().is_some_and(|p| p.starts_with("token:")));
-    let a = h.post(&format!("/api/v1/users/{uid}/status"), json!({ "version": 2, "status": "active", "reason": "onboarded" })).await;
+    let a = h
+        .post(
+            &format!("/api/v1/users/{uid}/status"),
+            json!({ "version": 2, "status": "active", "reason": "onboarded" }),
+        )
+        .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     assert_eq!(a.body["status"], "active");
 
@@ -331,7 +357,9 @@ async fn walkthrough(h: &Harness) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let size = checkpoint["size"].as_u64().expect("a checkpoint covering the grant event");
-    let opened = LogVerifier::from_signer(&signer()).open_checkpoint(checkpoint["note"].as_str().expect("note")).expect("signed note verifies");
+    let opened = LogVerifier::from_signer(&signer())
+        .open_checkpoint(checkpoint["note"].as_str().expect("note"))
+        .expect("signed note verifies");
     assert_eq!(opened.size, size);
     assert_eq!(opened.root, hash(&checkpoint["root"]));
 
@@ -342,7 +370,8 @@ async fn walkthrough(h: &Harness) {
     assert_eq!(event.draft.action, "grant.create");
     assert_eq!(event.leaf_hash(), hash(&p.body["leaf_hash"]), "leaf hash recomputed from the event");
     let proof: Vec<Hash> = p.body["proof"].as_array().expect("proof").iter().map(hash).collect();
-    wardkey_audit::verify_inclusion(index, size, event.leaf_hash(), hash(&p.body["root"]), &proof).expect("inclusion proof verifies");
+    wardkey_audit::verify_inclusion(index, size, event.leaf_hash(), hash(&p.body["root"]), &proof)
+        .expect("inclusion proof verifies");
 
     let c = h.get(&format!("/api/v1/audit/proof/consistency?from=1&to={size}")).await;
     assert_eq!(c.status, StatusCode::OK, "{}", c.text);
@@ -372,7 +401,13 @@ async fn authentication(h: &Harness) {
     assert!(r.header("www-authenticate").is_some_and(|v| v.starts_with("Bearer") && v.contains("invalid_token")));
     assert_eq!(h.tree_size().await, before + 1, "a failed authentication is audited");
 
-    let r = h.http.get(h.url("/api/v1/users")).header("authorization", "Basic YWxpY2U6c2VjcmV0").send().await.expect("sent");
+    let r = h
+        .http
+        .get(h.url("/api/v1/users"))
+        .header("authorization", "Basic YWxpY2U6c2VjcmV0")
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     // A revoked token stops working.
@@ -382,7 +417,9 @@ async fn authentication(h: &Harness) {
     assert_eq!(h.call(Method::GET, "/api/v1/groups", Some(&secret), None).await.status, StatusCode::OK);
     let d = h.delete(&format!("/api/v1/tokens/{}", id(&t.body["token"]))).await;
     assert_eq!(d.status, StatusCode::NO_CONTENT, "{}", d.text);
-    h.call(Method::GET, "/api/v1/groups", Some(&secret), None).await.problem(StatusCode::UNAUTHORIZED, "unauthenticated");
+    h.call(Method::GET, "/api/v1/groups", Some(&secret), None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED, "unauthenticated");
 }
 
 async fn scopes(h: &Harness) {
@@ -438,7 +475,14 @@ async fn malformed_input(h: &Harness) {
     r.problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
 
     let big = format!("{{\"username\": \"{}\"}}", "b".repeat(128 * 1024));
-    let r = h.http.post(h.url("/api/v1/users")).bearer_auth(&h.admin).header("content-type", "application/json").body(big).send().await;
+    let r = h
+        .http
+        .post(h.url("/api/v1/users"))
+        .bearer_auth(&h.admin)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await;
     let r = Resp::read(r.expect("sent")).await;
     r.problem(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large");
 
@@ -448,7 +492,9 @@ async fn malformed_input(h: &Harness) {
     assert!(raw.contains("payload-too-large"), "{raw}");
 
     h.get("/api/v1/nowhere").await.problem(StatusCode::NOT_FOUND, "not-found");
-    h.call(Method::PUT, "/api/v1/users", Some(&h.admin), Some(json!({}))).await.problem(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
+    h.call(Method::PUT, "/api/v1/users", Some(&h.admin), Some(json!({})))
+        .await
+        .problem(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
     h.get("/api/v1/users/not-a-uuid").await.problem(StatusCode::BAD_REQUEST, "malformed-request");
     h.get(&format!("/api/v1/users/{}", uuid::Uuid::now_v7())).await.problem(StatusCode::NOT_FOUND, "not-found");
     h.get("/api/v1/users?limit=lots").await.problem(StatusCode::BAD_REQUEST, "malformed-request");
@@ -541,7 +587,10 @@ async fn versions(h: &Harness) {
     let p = r.problem(StatusCode::PRECONDITION_FAILED, "precondition-failed");
     assert_eq!(p["current_version"], 2);
 
-    let r = Resp::read(h.http.delete(h.url(&path)).bearer_auth(&h.admin).header("if-match", "\"1\"").send().await.expect("sent")).await;
+    let r = Resp::read(
+        h.http.delete(h.url(&path)).bearer_auth(&h.admin).header("if-match", "\"1\"").send().await.expect("sent"),
+    )
+    .await;
     r.problem(StatusCode::PRECONDITION_FAILED, "precondition-failed");
     h.delete(&format!("{path}?version=1")).await.problem(StatusCode::CONFLICT, "version-conflict");
     h.delete(&path).await.problem(StatusCode::BAD_REQUEST, "malformed-request");
@@ -552,7 +601,10 @@ async fn versions(h: &Harness) {
     // The GET above recorded one api.read; the refused writes recorded nothing.
     assert_eq!(h.tree_size().await, before + 1);
 
-    let r = Resp::read(h.http.delete(h.url(&path)).bearer_auth(&h.admin).header("if-match", "\"2\"").send().await.expect("sent")).await;
+    let r = Resp::read(
+        h.http.delete(h.url(&path)).bearer_auth(&h.admin).header("if-match", "\"2\"").send().await.expect("sent"),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
     assert!(r.header("x-wardkey-revision").is_some());
     h.get(&path).await.problem(StatusCode::NOT_FOUND, "not-found");
@@ -577,7 +629,7 @@ async fn separation_of_duties(h: &Harness) {
     let g = h.post("/api/v1/grants", json!({ "subject": subject, "role_id": id(&requester) })).await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     let r = h.post("/api/v1/grants", json!({ "subject": subject, "role_id": id(&approver) })).await;
-        let p = r.problem(StatusCode::CONFLICT, "sod-violation");
+    let p = r.problem(StatusCode::CONFLICT, "sod-violation");
     assert_eq!(p["rule_name"], "request-vs-approve");
     assert_eq!(p["rule_id"], id(&rule.body));
 
@@ -585,7 +637,8 @@ async fn separation_of_duties(h: &Harness) {
     let group = h.post("/api/v1/groups", json!({ "name": "approvers" })).await;
     assert_eq!(group.status, StatusCode::CREATED, "{}", group.text);
     let gid = id(&group.body);
-    let gg = h.post("/api/v1/grants", json!({ "subject": { "type": "group", "id": gid }, "role_id": id(&approver) })).await;
+    let gg =
+        h.post("/api/v1/grants", json!({ "subject": { "type": "group", "id": gid }, "role_id": id(&approver) })).await;
     assert_eq!(gg.status, StatusCode::CREATED, "{}", gg.text);
     let before = h.tree_size().await;
     let m = h.post(&format!("/api/v1/groups/{gid}/members"), json!({ "type": "user", "id": id(&u) })).await;
@@ -595,7 +648,7 @@ async fn separation_of_duties(h: &Harness) {
     // A role that a rule names cannot be deleted out from under the rule.
     let v = approver["version"].as_i64().unwrap_or(1);
     let del = h.delete(&format!("/api/v1/roles/{}?version={v}", id(&approver))).await;
-        let p = del.problem(StatusCode::CONFLICT, "conflict");
+    let p = del.problem(StatusCode::CONFLICT, "conflict");
     assert!(p["detail"].as_str().unwrap_or_default().contains("request-vs-approve"), "{p}");
 
     // Permission-based rule: editing a role someone already holds may not complete a conflict.
@@ -612,11 +665,18 @@ async fn separation_of_duties(h: &Harness) {
         )
         .await;
     assert_eq!(rule.status, StatusCode::CREATED, "{}", rule.text);
-    let clerk = h.post("/api/v1/roles", json!({ "name": "clerk", "permissions": [{ "resource_type": "payment", "actions": ["request"] }] })).await;
+    let clerk = h
+        .post(
+            "/api/v1/roles",
+            json!({ "name": "clerk", "permissions": [{ "resource_type": "payment", "actions": ["request"] }] }),
+        )
+        .await;
     let helper = h.create_role("helper").await;
     let heidi = h.create_user("heidi").await;
     for role in [&clerk.body, &helper] {
-        let g = h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": id(&heidi) }, "role_id": id(role) })).await;
+        let g = h
+            .post("/api/v1/grants", json!({ "subject": { "type": "user", "id": id(&heidi) }, "role_id": id(role) }))
+            .await;
         assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     }
     let before = h.tree_size().await;
@@ -644,7 +704,8 @@ async fn approvers(h: &Harness) {
         (format!("user:{}", uuid::Uuid::now_v7()), "no such user"),
         (format!("user:{}", id(&judy)), "not an active user"),
     ] {
-        let r = h.post("/api/v1/grants", json!({ "subject": subject, "role_id": id(&role), "approver": approver })).await;
+        let r =
+            h.post("/api/v1/grants", json!({ "subject": subject, "role_id": id(&role), "approver": approver })).await;
         let p = r.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
         assert_eq!(p["errors"][0]["field"], "approver", "{p}");
         assert!(p["errors"][0]["message"].as_str().unwrap_or_default().contains(why), "{p}");
@@ -652,12 +713,22 @@ async fn approvers(h: &Harness) {
     assert_eq!(h.tree_size().await, before, "refused grants write nothing");
     // An active person approves: recorded on the grant and in its audit event.
     let jid = id(&judy);
-    let v = h.post(&format!("/api/v1/users/{jid}/verify-identity"), json!({ "version": 1, "method": "in_person_government_id" })).await;
+    let v = h
+        .post(
+            &format!("/api/v1/users/{jid}/verify-identity"),
+            json!({ "version": 1, "method": "in_person_government_id" }),
+        )
+        .await;
     assert_eq!(v.status, StatusCode::OK, "{}", v.text);
     let a = h.post(&format!("/api/v1/users/{jid}/status"), json!({ "version": 2, "status": "active" })).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     let approver = format!("user:{jid}");
-    let g = h.post("/api/v1/grants", json!({ "subject": subject, "role_id": id(&role), "approver": approver, "justification": "audit season" })).await;
+    let g = h
+        .post(
+            "/api/v1/grants",
+            json!({ "subject": subject, "role_id": id(&role), "approver": approver, "justification": "audit season" }),
+        )
+        .await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     assert_eq!(g.body["approver"], approver.as_str());
     let events = h.events(&format!("action=grant.create&target=grant:{}", id(&g.body))).await;
@@ -715,8 +786,12 @@ async fn listing(h: &Harness) {
     assert_eq!(members.body["items"], json!([{ "type": "user", "id": id(&u) }]));
     let rm = h.delete(&format!("/api/v1/groups/{gid}/members/user/{}", id(&u))).await;
     assert_eq!(rm.status, StatusCode::NO_CONTENT, "{}", rm.text);
-    h.delete(&format!("/api/v1/groups/{gid}/members/user/{}", id(&u))).await.problem(StatusCode::NOT_FOUND, "not-found");
-    h.delete(&format!("/api/v1/groups/{gid}/members/robot/{}", id(&u))).await.problem(StatusCode::BAD_REQUEST, "malformed-request");
+    h.delete(&format!("/api/v1/groups/{gid}/members/user/{}", id(&u)))
+        .await
+        .problem(StatusCode::NOT_FOUND, "not-found");
+    h.delete(&format!("/api/v1/groups/{gid}/members/robot/{}", id(&u)))
+        .await
+        .problem(StatusCode::BAD_REQUEST, "malformed-request");
 }
 
 async fn operations(h: &Harness) {
@@ -802,10 +877,14 @@ async fn read_events_are_queued_or_durable_as_configured() {
         let http = reqwest::Client::new();
         let count = |services: Services| async move {
             let mut r = services.store().read().await.expect("read");
-            r.audit_events(&wardkey_store::AuditQuery { action: Some("api.read".into()), ..Default::default() }, None, 100)
-                .await
-                .expect("events")
-                .len()
+            r.audit_events(
+                &wardkey_store::AuditQuery { action: Some("api.read".into()), ..Default::default() },
+                None,
+                100,
+            )
+            .await
+            .expect("events")
+            .len()
         };
         let r = http.get(format!("{}/api/v1/users", server.base_url())).bearer_auth(&admin).send().await.expect("sent");
         assert_eq!(r.status(), StatusCode::OK);
@@ -822,13 +901,25 @@ async fn read_events_are_queued_or_durable_as_configured() {
         }
         // Reads right before a shutdown are not lost: the queue is drained.
         for _ in 0..25 {
-            let r = http.get(format!("{}/api/v1/groups", server.base_url())).bearer_auth(&admin).send().await.expect("sent");
+            let r = http
+                .get(format!("{}/api/v1/groups", server.base_url()))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .expect("sent");
             assert_eq!(r.status(), StatusCode::OK);
         }
         server.shutdown().await.expect("clean shutdown");
         let store = Store::open_sqlite_dir(dir.path(), Arc::new(SystemClock)).await.expect("reopen");
         let mut r = store.read().await.expect("read");
-        let events = r.audit_events(&wardkey_store::AuditQuery { action: Some("api.read".into()), ..Default::default() }, None, 100).await.expect("events");
+        let events = r
+            .audit_events(
+                &wardkey_store::AuditQuery { action: Some("api.read".into()), ..Default::default() },
+                None,
+                100,
+            )
+            .await
+            .expect("events");
         assert_eq!(events.len(), 26, "durable_reads = {durable_reads}");
         drop(r);
         store.close().await;
@@ -857,7 +948,10 @@ async fn missing_tls_files_fail_before_serving() {
     let services = Services::new(store, ServiceConfig::default());
     let config = ServerConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        tls: Some(wardkey_server::TlsConfig { cert_path: dir.path().join("none.pem"), key_path: dir.path().join("none.key") }),
+        tls: Some(wardkey_server::TlsConfig {
+            cert_path: dir.path().join("none.pem"),
+            key_path: dir.path().join("none.key"),
+        }),
         ..ServerConfig::default()
     };
     let err = wardkey_server::spawn(config, services.clone()).await.err().expect("refused");
@@ -946,9 +1040,9 @@ fn say_loudly(message: &str) {
 mod authn;
 #[path = "api/authz.rs"]
 mod authz;
+#[path = "api/hr.rs"]
+mod hr;
 #[path = "api/interop.rs"]
 mod interop;
 #[path = "api/scim.rs"]
 mod scim;
-#[path = "api/hr.rs"]
-mod hr;

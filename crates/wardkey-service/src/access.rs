@@ -6,8 +6,8 @@ use serde_json::json;
 use wardkey_domain::{
     Grant, GrantId, GrantSource, Member, NewGrant, NewResource, NewResourceType, NewRole, NewRoleTemplate, NewSodRule,
     Resource, ResourceId, ResourceType, ResourceTypeId, ResourceTypeUpdate, ResourceUpdate, Role, RoleId, RoleTemplate,
-        RoleTemplateId, RoleTemplateUpdate, RoleUpdate, SodItem, SodRule, SodRuleId, SodRuleUpdate, Subject, UserId, UserStatus,
-    ServiceAccountStatus, check_no_cycle, check_sod, normalise_actions, normalise_permissions,
+    RoleTemplateId, RoleTemplateUpdate, RoleUpdate, ServiceAccountStatus, SodItem, SodRule, SodRuleId, SodRuleUpdate,
+    Subject, UserId, UserStatus, check_no_cycle, check_sod, normalise_actions, normalise_permissions,
 };
 use wardkey_store::{GrantQuery, ResourceQuery, WriteTx};
 
@@ -56,7 +56,10 @@ async fn check_subject(tx: &mut WriteTx, subject: Subject) -> Result<()> {
             tx.get_group(id).await?.ok_or_else(|| ServiceError::invalid(field, "no such group"))?;
         }
         Subject::ServiceAccount(id) => {
-            let s = tx.get_service_account(id).await?.ok_or_else(|| ServiceError::invalid(field, "no such service account"))?;
+            let s = tx
+                .get_service_account(id)
+                .await?
+                .ok_or_else(|| ServiceError::invalid(field, "no such service account"))?;
             if s.status == ServiceAccountStatus::Disabled {
                 return Err(ServiceError::invalid(field, "the service account is disabled"));
             }
@@ -66,7 +69,11 @@ async fn check_subject(tx: &mut WriteTx, subject: Subject) -> Result<()> {
 }
 
 impl Services {
-    pub async fn create_resource_type(&self, by: &Authorized<Admin>, mut input: NewResourceType) -> Result<Committed<ResourceType>> {
+    pub async fn create_resource_type(
+        &self,
+        by: &Authorized<Admin>,
+        mut input: NewResourceType,
+    ) -> Result<Committed<ResourceType>> {
         input.validate()?;
         normalise_actions(&mut input.actions);
         let caller = by.caller().clone();
@@ -151,13 +158,20 @@ impl Services {
             .await
     }
 
-    pub async fn delete_resource_type(&self, by: &Authorized<Admin>, id: ResourceTypeId, version: i64) -> Result<Committed<()>> {
+    pub async fn delete_resource_type(
+        &self,
+        by: &Authorized<Admin>,
+        id: ResourceTypeId,
+        version: i64,
+    ) -> Result<Committed<()>> {
         let caller = by.caller().clone();
         self.store
             .write(move |tx| {
                 Box::pin(async move {
                     let rt = tx.get_resource_type(id).await?.ok_or_else(|| not_found("resource_type", id))?;
-                    if let Some(role) = all_roles(tx).await?.iter().find(|r| r.permissions.iter().any(|p| p.resource_type == rt.name)) {
+                    if let Some(role) =
+                        all_roles(tx).await?.iter().find(|r| r.permissions.iter().any(|p| p.resource_type == rt.name))
+                    {
                         return Err(ServiceError::Conflict {
                             kind: "resource_type",
                             message: format!("role {} still has permissions on this type", role.name),
@@ -209,13 +223,23 @@ impl Services {
         self.store.read().await?.get_resource(id).await?.ok_or_else(|| not_found("resource", id))
     }
 
-    pub async fn list_resources(&self, _by: &Authorized<Admin>, query: ResourceQuery, page: PageRequest) -> Result<Paged<Resource>> {
+    pub async fn list_resources(
+        &self,
+        _by: &Authorized<Admin>,
+        query: ResourceQuery,
+        page: PageRequest,
+    ) -> Result<Paged<Resource>> {
         let page = page.to_store();
         let items = self.store.read().await?.list_resources(&query, &page).await?;
         Ok(Paged::new(items, page.limit, |r| r.id.to_string()))
     }
 
-    pub async fn update_resource(&self, by: &Authorized<Admin>, id: ResourceId, input: ResourceUpdate) -> Result<Committed<Resource>> {
+    pub async fn update_resource(
+        &self,
+        by: &Authorized<Admin>,
+        id: ResourceId,
+        input: ResourceUpdate,
+    ) -> Result<Committed<Resource>> {
         input.validate()?;
         let caller = by.caller().clone();
         self.store
@@ -224,7 +248,9 @@ impl Services {
                     let mut r = tx.get_resource(id).await?.ok_or_else(|| not_found("resource", id))?;
                     let parent_before = r.parent_id;
                     if let Some(parent) = input.parent_id {
-                        tx.get_resource(parent).await?.ok_or_else(|| ServiceError::invalid("parent_id", "no such resource"))?;
+                        tx.get_resource(parent)
+                            .await?
+                            .ok_or_else(|| ServiceError::invalid("parent_id", "no such resource"))?;
                         let mut chain = vec![parent];
                         chain.extend(tx.ancestors(parent).await?);
                         check_no_cycle(id, &chain)?;
@@ -346,14 +372,15 @@ impl Services {
                     if let Some(c) = input.conditions.clone() {
                         role.conditions = c;
                     }
-                                        role.updated_at = tx.now();
+                    role.updated_at = tx.now();
                     if role.permissions != before {
                         // New permissions may complete a permission-based SoD conflict for
                         // someone who already holds the role.
                         let rules = tx.list_sod_rules().await?;
                         if !rules.is_empty() {
                             for subject in holders_of_role(tx, id).await? {
-                                let held: Vec<Role> = roles_held(tx, subject).await?.into_iter().filter(|r| r.id != id).collect();
+                                let held: Vec<Role> =
+                                    roles_held(tx, subject).await?.into_iter().filter(|r| r.id != id).collect();
                                 check_sod(&rules, &held, std::slice::from_ref(&role))?;
                             }
                         }
@@ -384,10 +411,15 @@ impl Services {
                     let role = tx.get_role(id).await?.ok_or_else(|| not_found("role", id))?;
                     // A rule naming a deleted role would silently stop protecting anything.
                     let named = |item: &SodItem| matches!(item, SodItem::Role { role_id } if *role_id == id);
-                    if let Some(rule) = tx.list_sod_rules().await?.into_iter().find(|r| named(&r.left) || named(&r.right)) {
+                    if let Some(rule) =
+                        tx.list_sod_rules().await?.into_iter().find(|r| named(&r.left) || named(&r.right))
+                    {
                         return Err(ServiceError::Conflict {
                             kind: "role",
-                            message: format!("separation-of-duties rule {} names this role; change or delete it first", rule.name),
+                            message: format!(
+                                "separation-of-duties rule {} names this role; change or delete it first",
+                                rule.name
+                            ),
                         });
                     }
                     tx.delete_role(id, version).await?;
@@ -400,7 +432,11 @@ impl Services {
             .await
     }
 
-    pub async fn create_role_template(&self, by: &Authorized<Admin>, mut input: NewRoleTemplate) -> Result<Committed<RoleTemplate>> {
+    pub async fn create_role_template(
+        &self,
+        by: &Authorized<Admin>,
+        mut input: NewRoleTemplate,
+    ) -> Result<Committed<RoleTemplate>> {
         input.validate()?;
         input.role_ids.sort();
         input.role_ids.dedup();
@@ -473,7 +509,12 @@ impl Services {
             .await
     }
 
-    pub async fn delete_role_template(&self, by: &Authorized<Admin>, id: RoleTemplateId, version: i64) -> Result<Committed<()>> {
+    pub async fn delete_role_template(
+        &self,
+        by: &Authorized<Admin>,
+        id: RoleTemplateId,
+        version: i64,
+    ) -> Result<Committed<()>> {
         let caller = by.caller().clone();
         self.store
             .write(move |tx| {
@@ -497,7 +538,9 @@ impl Services {
                 Box::pin(async move {
                     for (field, item) in [("left", &input.left), ("right", &input.right)] {
                         if let SodItem::Role { role_id } = item {
-                            tx.get_role(*role_id).await?.ok_or_else(|| ServiceError::invalid(format!("{field}.role_id"), "no such role"))?;
+                            tx.get_role(*role_id)
+                                .await?
+                                .ok_or_else(|| ServiceError::invalid(format!("{field}.role_id"), "no such role"))?;
                         }
                     }
                     let now = tx.now();
@@ -529,7 +572,12 @@ impl Services {
         Ok(self.store.read().await?.list_sod_rules().await?)
     }
 
-    pub async fn update_sod_rule(&self, by: &Authorized<Admin>, id: SodRuleId, input: SodRuleUpdate) -> Result<Committed<SodRule>> {
+    pub async fn update_sod_rule(
+        &self,
+        by: &Authorized<Admin>,
+        id: SodRuleId,
+        input: SodRuleUpdate,
+    ) -> Result<Committed<SodRule>> {
         input.validate()?;
         let caller = by.caller().clone();
         self.store
@@ -575,7 +623,10 @@ impl Services {
             .write(move |tx| {
                 Box::pin(async move {
                     let now = tx.now();
-                    let role = tx.get_role(input.role_id).await?.ok_or_else(|| ServiceError::invalid("role_id", "no such role"))?;
+                    let role = tx
+                        .get_role(input.role_id)
+                        .await?
+                        .ok_or_else(|| ServiceError::invalid("role_id", "no such role"))?;
                     // A person granting a privileged role (or one that administers Wardkey)
                     // proves a second factor again first.
                     let sensitive = role.privileged || !role.session_policy.scopes.is_empty();
@@ -584,13 +635,15 @@ impl Services {
                     }
                     check_subject(tx, input.subject).await?;
                     if let Some(r) = input.resource_id {
-                        tx.get_resource(r).await?.ok_or_else(|| ServiceError::invalid("resource_id", "no such resource"))?;
+                        tx.get_resource(r)
+                            .await?
+                            .ok_or_else(|| ServiceError::invalid("resource_id", "no such resource"))?;
                     }
                     let requester = input.requester.clone().unwrap_or_else(|| caller.actor.principal());
                     if input.approver.as_deref() == Some(requester.as_str()) {
                         return Err(ServiceError::invalid("approver", "the approver must not be the requester"));
                     }
-                                        if input.approver.as_deref() == Some(input.subject.target().as_str()) {
+                    if input.approver.as_deref() == Some(input.subject.target().as_str()) {
                         return Err(ServiceError::invalid("approver", "nobody approves their own access"));
                     }
                     if let Some(approver) = &input.approver {
@@ -599,7 +652,8 @@ impl Services {
                             .strip_prefix("user:")
                             .and_then(|s| s.parse::<UserId>().ok())
                             .ok_or_else(|| ServiceError::invalid("approver", "must name a person as user:<id>"))?;
-                        let person = tx.get_user(id).await?.ok_or_else(|| ServiceError::invalid("approver", "no such user"))?;
+                        let person =
+                            tx.get_user(id).await?.ok_or_else(|| ServiceError::invalid("approver", "no such user"))?;
                         if person.status != UserStatus::Active {
                             return Err(ServiceError::invalid("approver", "the approver is not an active user"));
                         }
@@ -667,14 +721,25 @@ impl Services {
         self.store.read().await?.get_grant(id).await?.ok_or_else(|| not_found("grant", id))
     }
 
-    pub async fn list_grants(&self, _by: &Authorized<Admin>, query: GrantQuery, page: PageRequest) -> Result<Paged<Grant>> {
+    pub async fn list_grants(
+        &self,
+        _by: &Authorized<Admin>,
+        query: GrantQuery,
+        page: PageRequest,
+    ) -> Result<Paged<Grant>> {
         let page = page.to_store();
         let items = self.store.read().await?.list_grants(&query, &page).await?;
         Ok(Paged::new(items, page.limit, |g| g.id.to_string()))
     }
 
     /// Revokes a grant. The row stays, with who revoked it and when, for evidence.
-    pub async fn revoke_grant(&self, by: &Authorized<Admin>, id: GrantId, version: i64, reason: Option<String>) -> Result<Committed<Grant>> {
+    pub async fn revoke_grant(
+        &self,
+        by: &Authorized<Admin>,
+        id: GrantId,
+        version: i64,
+        reason: Option<String>,
+    ) -> Result<Committed<Grant>> {
         if let Some(r) = &reason {
             let mut errors = Vec::new();
             wardkey_domain::validate::text(&mut errors, "reason", r, wardkey_domain::validate::MAX_TEXT);

@@ -1,7 +1,7 @@
 //! Reading the audit log and its proofs.
 
 use crate::auth::{AuditRead, Authorized};
-use crate::{Result, ServiceError, Services, MAX_PAGE};
+use crate::{MAX_PAGE, Result, ServiceError, Services};
 use wardkey_audit::{AuditEvent, Hash};
 use wardkey_store::{AuditQuery, StoredCheckpoint};
 
@@ -13,7 +13,7 @@ impl Services {
         after_index: Option<u64>,
         limit: Option<u32>,
     ) -> Result<(Vec<AuditEvent>, Option<u64>)> {
-                crate::check_filters(&[("actor", &query.actor), ("target", &query.target), ("action", &query.action)])?;
+        crate::check_filters(&[("actor", &query.actor), ("target", &query.target), ("action", &query.action)])?;
         let limit = limit.unwrap_or(100).clamp(1, MAX_PAGE);
         let events = self.store.read().await?.audit_events(&query, after_index, limit).await?;
         let next = if events.len() as u32 >= limit { events.last().map(|e| e.index) } else { None };
@@ -29,7 +29,12 @@ impl Services {
             .ok_or_else(|| ServiceError::NotFound { kind: "checkpoint", id: "latest".into() })
     }
 
-    pub async fn inclusion_proof(&self, _by: &Authorized<AuditRead>, index: u64, size: u64) -> Result<(AuditEvent, Hash, Vec<Hash>)> {
+    pub async fn inclusion_proof(
+        &self,
+        _by: &Authorized<AuditRead>,
+        index: u64,
+        size: u64,
+    ) -> Result<(AuditEvent, Hash, Vec<Hash>)> {
         let mut r = self.store.read().await?;
         let tree = r.audit_tree_size().await?;
         if size == 0 || size > tree {
@@ -38,13 +43,21 @@ impl Services {
         if index >= size {
             return Err(ServiceError::invalid("index", "must be less than size"));
         }
-        let event = r.audit_event(index).await?.ok_or_else(|| ServiceError::NotFound { kind: "audit_event", id: index.to_string() })?;
+        let event = r
+            .audit_event(index)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound { kind: "audit_event", id: index.to_string() })?;
         let proof = r.inclusion_proof(index, size).await?;
         let root = r.tree_root(size).await?;
         Ok((event, root, proof))
     }
 
-    pub async fn consistency_proof(&self, _by: &Authorized<AuditRead>, from: u64, to: u64) -> Result<(Hash, Hash, Vec<Hash>)> {
+    pub async fn consistency_proof(
+        &self,
+        _by: &Authorized<AuditRead>,
+        from: u64,
+        to: u64,
+    ) -> Result<(Hash, Hash, Vec<Hash>)> {
         let mut r = self.store.read().await?;
         let tree = r.audit_tree_size().await?;
         if to == 0 || to > tree {

@@ -166,7 +166,7 @@ impl Services {
                             "revoked token"
                         } else if !token.is_usable_at(now) {
                             "expired token"
-                                                } else {
+                        } else {
                             let caller = Caller {
                                 actor: Actor::Token { token_id: token.id, name: token.name.clone() },
                                 scopes: token.scopes.clone(),
@@ -198,9 +198,14 @@ impl Services {
         Err(ServiceError::Unauthenticated)
     }
 
-        /// Keeps `last_used_at` true to the minute for every token, whatever it is used for, with
+    /// Keeps `last_used_at` true to the minute for every token, whatever it is used for, with
     /// an `api_token.use` event; at most one write per token per minute.
-    async fn note_token_use(&self, caller: &Caller, token: &ApiToken, now: chrono::DateTime<chrono::Utc>) -> Result<()> {
+    async fn note_token_use(
+        &self,
+        caller: &Caller,
+        token: &ApiToken,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<()> {
         if token.last_used_at.is_some_and(|t| now - t < chrono::Duration::seconds(TOKEN_USE_RESOLUTION_SECS)) {
             return Ok(());
         }
@@ -239,7 +244,9 @@ impl Services {
         }
         let mut event = draft(caller, "api.read", target);
         event.details = serde_json::json!({ "read": truncate(what, 256) });
-        let event = if self.config().durable_reads { event } else {
+        let event = if self.config().durable_reads {
+            event
+        } else {
             match self.queue_audit(event) {
                 Ok(()) => return Ok(()),
                 Err(event) => *event,
@@ -250,7 +257,11 @@ impl Services {
     }
 
     /// Creates an API token and returns it with its secret, which is never shown again.
-    pub async fn create_token(&self, by: &Authorized<Admin>, input: NewApiToken) -> Result<Committed<(ApiToken, String)>> {
+    pub async fn create_token(
+        &self,
+        by: &Authorized<Admin>,
+        input: NewApiToken,
+    ) -> Result<Committed<(ApiToken, String)>> {
         let now = self.clock().now();
         input.validate(now)?;
         let mut secret_bytes = [0u8; SECRET_BYTES];
@@ -397,7 +408,10 @@ const TOKEN_CACHE_MAX: usize = 10_000;
 
 impl TokenCache {
     pub(crate) fn new() -> TokenCache {
-        TokenCache { entries: std::sync::RwLock::new(std::collections::HashMap::new()), use_notes: std::sync::Mutex::new(std::collections::HashMap::new()) }
+        TokenCache {
+            entries: std::sync::RwLock::new(std::collections::HashMap::new()),
+            use_notes: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
     }
 
     /// True for the one caller that should stamp `id`'s use now: no other caller of this
@@ -454,9 +468,15 @@ mod tests {
 
     #[test]
     fn malformed_tokens_are_refused() {
-        for bad in ["", "wkt_", "wkt_abc_def", "Bearer x", "wkt_0123456789abcdef0123456789abcdef_", "xyz_0123456789abcdef0123456789abcdef_s"] {
+        for bad in [
+            "",
+            "wkt_",
+            "wkt_abc_def",
+            "Bearer x",
+            "wkt_0123456789abcdef0123456789abcdef_",
+            "xyz_0123456789abcdef0123456789abcdef_s",
+        ] {
             assert!(parse_token(bad).is_none(), "{bad}");
         }
     }
 }
-

@@ -5,8 +5,8 @@
 //! the same Argon2 work; the audit event keeps the real reason. A session's cookie secret is
 //! never stored: only its hash, which rotates at every completed step (sign-in, step-up).
 
-use crate::auth::{Admin, Authorized, Caller, RequestMeta};
 use crate::auth::truncate;
+use crate::auth::{Admin, Authorized, Caller, RequestMeta};
 use crate::{PageRequest, Paged, Result, ServiceError, Services, draft};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -64,7 +64,9 @@ impl Default for AuthnSettings {
             // One core is left to everything else: with every core hashing, a storm of sign-ins
             // delays other requests by a scheduler tick or more (measured on 2 vCPUs: /healthz
             // p99 2.5x idle at nice 19, 15x at normal priority; 1.7x with a core left free).
-            hash_concurrency: std::thread::available_parallelism().map(|n| n.get().saturating_sub(1).max(1)).unwrap_or(1),
+            hash_concurrency: std::thread::available_parallelism()
+                .map(|n| n.get().saturating_sub(1).max(1))
+                .unwrap_or(1),
             hash_priority: wardkey_authn::hash::HashPriority::default(),
             session_policy: SessionPolicy::default(),
             lockout: LockoutPolicy::default(),
@@ -96,8 +98,12 @@ impl AuthnRuntime {
         settings.password_policy.validate().map_err(|e| bad("password policy", e.to_string()))?;
         settings.session_policy.validate().map_err(|e| bad("session policy", e.to_string()))?;
         settings.lockout.validate().map_err(|e| bad("lockout policy", e.to_string()))?;
-        let hasher = PasswordHasher::with_priority(settings.hash_params, settings.hash_concurrency.max(1), settings.hash_priority)
-            .map_err(|e| bad("password hashing", e.to_string()))?;
+        let hasher = PasswordHasher::with_priority(
+            settings.hash_params,
+            settings.hash_concurrency.max(1),
+            settings.hash_priority,
+        )
+        .map_err(|e| bad("password hashing", e.to_string()))?;
         let passkeys = Passkeys::new(&settings.passkeys).map_err(|e| bad("passkeys", e.to_string()))?;
         let limiter = SourceRateLimiter::new(settings.source_burst, settings.source_refill_per_sec, 100_000)
             .map_err(|e| bad("source rate limit", e.to_string()))?;
@@ -350,11 +356,20 @@ impl Services {
 
     /// First step: username and password. `password` is raw bytes (an HTML form may send
     /// anything); it is never logged.
-    pub async fn login_password(&self, username: &str, password: &[u8], meta: RequestMeta, user_agent: Option<String>) -> Result<SignIn> {
+    pub async fn login_password(
+        &self,
+        username: &str,
+        password: &[u8],
+        meta: RequestMeta,
+        user_agent: Option<String>,
+    ) -> Result<SignIn> {
         self.check_source(&meta, "sign-in").await?;
         let rt = self.authn();
         if password.len() > wardkey_authn::hash::MAX_PASSWORD_BYTES {
-            return Err(ServiceError::invalid("password", format!("at most {} bytes", wardkey_authn::hash::MAX_PASSWORD_BYTES)));
+            return Err(ServiceError::invalid(
+                "password",
+                format!("at most {} bytes", wardkey_authn::hash::MAX_PASSWORD_BYTES),
+            ));
         }
         let Ok(password) = std::str::from_utf8(password) else {
             return Err(ServiceError::invalid("password", "the password is not valid UTF-8 text"));
@@ -456,7 +471,8 @@ impl Services {
                     let now = tx.now();
                     let roles = current_roles(tx, uid).await?;
                     let policy = effective_policy(&global, &roles);
-                    let factors: Vec<Factor> = tx.list_factors(uid).await?.into_iter().filter(|f| f.confirmed).collect();
+                    let factors: Vec<Factor> =
+                        tx.list_factors(uid).await?.into_iter().filter(|f| f.confirmed).collect();
                     let recovery = tx.unused_recovery_codes(uid).await?;
                     let must_change = tx.get_password(uid).await?.is_some_and(|(i, _)| i.must_change);
                     let stage = if !factors.is_empty() {
@@ -513,7 +529,11 @@ impl Services {
 
     /// Looks up a session by cookie secret. Expired sessions are ended here (with
     /// `session.timeout` or `session.expired`); forged or unknown secrets are `auth.failed`.
-    async fn load_session(&self, cookie: &str, meta: &RequestMeta) -> Result<(SessionWithPending, SessionPolicy, Vec<Role>)> {
+    async fn load_session(
+        &self,
+        cookie: &str,
+        meta: &RequestMeta,
+    ) -> Result<(SessionWithPending, SessionPolicy, Vec<Role>)> {
         let token = match SessionToken::parse(cookie) {
             Ok(t) => t,
             Err(_) => return Err(self.session_auth_failed(meta, "malformed session cookie").await),
@@ -549,11 +569,13 @@ impl Services {
         let uid = session.user_id;
         let meta = meta.clone();
         let since = if idle { session.last_seen_at } else { session.created_at };
-        let r = self.store
+        let r = self
+            .store
             .write(move |tx| {
                 Box::pin(async move {
                     let now = tx.now();
-                    let (action, reason) = if idle { ("session.timeout", "timeout") } else { ("session.expired", "expired") };
+                    let (action, reason) =
+                        if idle { ("session.timeout", "timeout") } else { ("session.expired", "expired") };
                     if tx.end_session(id, now, reason, "system:session").await? {
                         let mut e = user_event(uid, action, &meta, Outcome::Success);
                         e.actor = "system:session".into();
@@ -594,7 +616,12 @@ impl Services {
 
     /// Authenticates a request by session cookie. The session must be in one of `stages`
     /// (`Active` for everything but the sign-in steps). Records activity (heartbeat).
-    pub async fn authenticate_session(&self, cookie: &str, meta: RequestMeta, stages: &[SessionStage]) -> Result<SessionCaller> {
+    pub async fn authenticate_session(
+        &self,
+        cookie: &str,
+        meta: RequestMeta,
+        stages: &[SessionStage],
+    ) -> Result<SessionCaller> {
         let (found, policy, roles) = self.load_session(cookie, &meta).await?;
         let now = self.clock().now();
         let session = found.session;
@@ -671,7 +698,8 @@ impl Services {
                     tx.set_session_pending(sid, None).await?;
                     let mut e = user_event(uid, "auth.mfa_failed", &meta, Outcome::Failure);
                     e.reason = Some(reason);
-                    e.details = json!({ "session": sid.target(), "method": method, "consecutive_failures": acct.consecutive });
+                    e.details =
+                        json!({ "session": sid.target(), "method": method, "consecutive_failures": acct.consecutive });
                     tx.audit(e);
                     if outcome.locked_now || acct.is_locked(&lockout, now) {
                         if outcome.locked_now {
@@ -699,7 +727,8 @@ impl Services {
         let acct = failures_from_domain(&self.store.read().await?.get_login_failures(sc.session.user_id).await?);
         if acct.is_locked(lockout, now) || acct.earliest_next_attempt(lockout).is_some_and(|t| now < t) {
             let mut e = user_event(sc.session.user_id, "auth.mfa_failed", &sc.caller.meta, Outcome::Denied);
-            e.reason = Some(if acct.is_locked(lockout, now) { "account locked" } else { "too soon after a failure" }.into());
+            e.reason =
+                Some(if acct.is_locked(lockout, now) { "account locked" } else { "too soon after a failure" }.into());
             self.store.append_audit(vec![e]).await?;
             return Err(ServiceError::SecondFactorFailed);
         }
@@ -756,9 +785,17 @@ impl Services {
         match committed {
             Ok(c) => {
                 let (session, must_change) = c.value;
-                Ok(SignIn { token: token.encode(), session, next: NextStep::Done, factors: Vec::new(), password_change_required: must_change })
+                Ok(SignIn {
+                    token: token.encode(),
+                    session,
+                    next: NextStep::Done,
+                    factors: Vec::new(),
+                    password_change_required: must_change,
+                })
             }
-            Err(ServiceError::SecondFactorFailed) => Err(self.second_factor_failed(sc, method, "code already used").await),
+            Err(ServiceError::SecondFactorFailed) => {
+                Err(self.second_factor_failed(sc, method, "code already used").await)
+            }
             Err(e) => Err(e),
         }
     }
@@ -850,7 +887,8 @@ impl Services {
         if stored.is_empty() {
             return Err(ServiceError::Conflict { kind: "factor", message: "no passkey is enrolled".into() });
         }
-        let (options, state) = self.authn().passkeys.start_authentication(&stored).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let (options, state) =
+            self.authn().passkeys.start_authentication(&stored).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let pending = Pending::WebauthnAuth { state, at: self.clock().now().timestamp() };
         self.set_pending(sc, &pending, "webauthn.challenge").await?;
         Ok(options)
@@ -891,18 +929,24 @@ impl Services {
     pub async fn webauthn_finish(&self, sc: &SessionCaller, response_json: &str) -> Result<SignIn> {
         self.check_account_open(sc).await?;
         let Some(Pending::WebauthnAuth { state, .. }) = self.take_pending(sc) else {
-            return Err(self.second_factor_failed(sc, "webauthn", "no passkey challenge pending (or it expired)").await);
+            return Err(self
+                .second_factor_failed(sc, "webauthn", "no passkey challenge pending (or it expired)")
+                .await);
         };
         let assertion = match self.authn().passkeys.finish_authentication(response_json, &state) {
             Ok(a) => a,
-            Err(e) => return Err(self.second_factor_failed(sc, "webauthn", &format!("passkey refused: {}", e.code())).await),
+            Err(e) => {
+                return Err(self.second_factor_failed(sc, "webauthn", &format!("passkey refused: {}", e.code())).await);
+            }
         };
         let uid = sc.session.user_id;
         let stored = self.store.read().await?.factor_secrets(uid, FactorKind::Webauthn).await?;
-        let Some(f) = stored.into_iter().find(|f| f.credential_id.as_deref() == Some(assertion.credential_id.as_str())) else {
+        let Some(f) = stored.into_iter().find(|f| f.credential_id.as_deref() == Some(assertion.credential_id.as_str()))
+        else {
             return Err(self.second_factor_failed(sc, "webauthn", "passkey not enrolled for this user").await);
         };
-        let updated = Passkeys::update_stored(&f.secret, &assertion).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let updated =
+            Passkeys::update_stored(&f.secret, &assertion).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let fid = f.factor.id;
         self.complete_factor(sc, "webauthn", true, move |tx| {
             Box::pin(async move {
@@ -925,18 +969,17 @@ impl Services {
                 let fresh = sc.caller.session.as_ref().is_some_and(|s| s.fresh_mfa(self.clock().now()));
                 if fresh { Ok(()) } else { Err(ServiceError::StepUpRequired) }
             }
-            SessionStage::SecondFactor => Err(ServiceError::WrongStage {
-                message: "sign-in is not complete: prove a second factor first".into(),
-            }),
+            SessionStage::SecondFactor => {
+                Err(ServiceError::WrongStage { message: "sign-in is not complete: prove a second factor first".into() })
+            }
         }
     }
 
     fn open_totp(&self, user: UserId, sealed: &str) -> Result<wardkey_authn::totp::TotpSecret> {
-        let bytes = self
-            .authn()
-            .secrets
-            .open(sealed, &format!("totp:{}", user.target()))
-            .map_err(|e| ServiceError::Internal(format!("TOTP secret cannot be opened (wrong secrets key?): {e}")))?;
+        let bytes =
+            self.authn().secrets.open(sealed, &format!("totp:{}", user.target())).map_err(|e| {
+                ServiceError::Internal(format!("TOTP secret cannot be opened (wrong secrets key?): {e}"))
+            })?;
         wardkey_authn::totp::TotpSecret::from_bytes(bytes.to_vec()).map_err(|e| ServiceError::Internal(e.to_string()))
     }
 
@@ -990,11 +1033,17 @@ impl Services {
 
     /// Confirms a TOTP enrolment with its first code. At the `enrol` stage this completes
     /// sign-in (the session id rotates). The first factor comes with recovery codes.
-    pub async fn totp_enrol_confirm(&self, sc: &SessionCaller, factor_id: FactorId, code: &str) -> Result<FactorConfirmed> {
+    pub async fn totp_enrol_confirm(
+        &self,
+        sc: &SessionCaller,
+        factor_id: FactorId,
+        code: &str,
+    ) -> Result<FactorConfirmed> {
         self.check_may_enrol(sc)?;
         let uid = sc.session.user_id;
         let f = self.store.read().await?.get_factor(factor_id).await?;
-        let Some(f) = f.filter(|f| f.factor.user_id == uid && f.factor.kind == FactorKind::Totp && !f.factor.confirmed) else {
+        let Some(f) = f.filter(|f| f.factor.user_id == uid && f.factor.kind == FactorKind::Totp && !f.factor.confirmed)
+        else {
             return Err(ServiceError::NotFound { kind: "factor", id: factor_id.to_string() });
         };
         let secret = self.open_totp(uid, &f.secret)?;
@@ -1004,15 +1053,24 @@ impl Services {
                 let mut e = user_event(uid, "factor.enrol_failed", &sc.caller.meta, Outcome::Failure);
                 e.reason = Some("wrong TOTP code at enrolment".into());
                 self.store.append_audit(vec![e]).await?;
-                return Err(ServiceError::invalid("code", "the code does not match: check the device's clock and try the current code"));
+                return Err(ServiceError::invalid(
+                    "code",
+                    "the code does not match: check the device's clock and try the current code",
+                ));
             }
         };
-        self.finish_enrolment(sc, f.factor, move |tx| {
-            Box::pin(async move {
-                let now = tx.now();
-                Ok(tx.confirm_factor(factor_id, Some(step), now).await?)
-            })
-        }, "totp", false)
+        self.finish_enrolment(
+            sc,
+            f.factor,
+            move |tx| {
+                Box::pin(async move {
+                    let now = tx.now();
+                    Ok(tx.confirm_factor(factor_id, Some(step), now).await?)
+                })
+            },
+            "totp",
+            false,
+        )
         .await
     }
 
@@ -1026,12 +1084,8 @@ impl Services {
         let uid = sc.session.user_id;
         let mut r = self.store.read().await?;
         let user = r.get_user(uid).await?.ok_or(ServiceError::SessionExpired)?;
-        let existing: Vec<String> = r
-            .factor_secrets(uid, FactorKind::Webauthn)
-            .await?
-            .into_iter()
-            .filter_map(|f| f.credential_id)
-            .collect();
+        let existing: Vec<String> =
+            r.factor_secrets(uid, FactorKind::Webauthn).await?.into_iter().filter_map(|f| f.credential_id).collect();
         drop(r);
         let display = user.display_name.clone().unwrap_or_else(|| user.username.clone());
         let (options, state) = self
@@ -1052,7 +1106,10 @@ impl Services {
             let mut e = user_event(uid, "factor.enrol_failed", &sc.caller.meta, Outcome::Failure);
             e.reason = Some("no passkey registration pending (or it expired)".into());
             self.store.append_audit(vec![e]).await?;
-            return Err(ServiceError::Conflict { kind: "factor", message: "no passkey registration is pending; start again".into() });
+            return Err(ServiceError::Conflict {
+                kind: "factor",
+                message: "no passkey registration is pending; start again".into(),
+            });
         };
         let registered = match self.authn().passkeys.finish_registration(response_json, &state) {
             Ok(r) => r,
@@ -1069,7 +1126,10 @@ impl Services {
                         })
                     })
                     .await?;
-                return Err(ServiceError::invalid("credential", format!("the passkey response was not accepted ({})", err.code())));
+                return Err(ServiceError::invalid(
+                    "credential",
+                    format!("the passkey response was not accepted ({})", err.code()),
+                ));
             }
         };
         let factor = Factor {
@@ -1083,13 +1143,19 @@ impl Services {
         };
         let f2 = factor.clone();
         let sid = sc.session.id;
-        self.finish_enrolment(sc, factor, move |tx| {
-            Box::pin(async move {
-                tx.insert_factor(&f2, &registered.passkey_json, Some(&registered.credential_id)).await?;
-                tx.set_session_pending(sid, None).await?;
-                Ok(true)
-            })
-        }, "webauthn", true)
+        self.finish_enrolment(
+            sc,
+            factor,
+            move |tx| {
+                Box::pin(async move {
+                    tx.insert_factor(&f2, &registered.passkey_json, Some(&registered.credential_id)).await?;
+                    tx.set_session_pending(sid, None).await?;
+                    Ok(true)
+                })
+            },
+            "webauthn",
+            true,
+        )
         .await
     }
 
@@ -1103,7 +1169,8 @@ impl Services {
         method: &'static str,
         phishing_resistant: bool,
     ) -> Result<FactorConfirmed> {
-        let codes = wardkey_authn::recovery::RecoveryCodes::generate().map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let codes =
+            wardkey_authn::recovery::RecoveryCodes::generate().map_err(|e| ServiceError::Internal(e.to_string()))?;
         let s = sc.session.clone();
         let meta = sc.caller.meta.clone();
         let (token, token_hash) = new_token()?;
@@ -1116,10 +1183,14 @@ impl Services {
                     let now = tx.now();
                     let had_factor = tx.list_factors(s.user_id).await?.iter().any(|f| f.confirmed);
                     if !store_factor(tx).await? {
-                        return Err(ServiceError::Conflict { kind: "factor", message: "the enrolment was already completed".into() });
+                        return Err(ServiceError::Conflict {
+                            kind: "factor",
+                            message: "the enrolment was already completed".into(),
+                        });
                     }
                     let mut e = user_event(s.user_id, "factor.enrolled", &meta, Outcome::Success);
-                    e.details = json!({ "factor": f2.id.target(), "kind": method, "name": f2.name, "session": s.id.target() });
+                    e.details =
+                        json!({ "factor": f2.id.target(), "kind": method, "name": f2.name, "session": s.id.target() });
                     tx.audit(e);
                     let issue_codes = !had_factor || tx.unused_recovery_codes(s.user_id).await? == 0;
                     if issue_codes {
@@ -1145,7 +1216,8 @@ impl Services {
                             return Err(ServiceError::SessionExpired);
                         }
                         let mut e = user_event(s.user_id, "auth.login", &meta, Outcome::Success);
-                        e.details = json!({ "session": s.id.target(), "method": method, "methods": methods, "enrolled": true });
+                        e.details =
+                            json!({ "session": s.id.target(), "method": method, "methods": methods, "enrolled": true });
                         tx.audit(e);
                         let session = tx.get_session(s.id).await?.ok_or(ServiceError::SessionExpired)?;
                         let must_change = tx.get_password(s.user_id).await?.is_some_and(|(i, _)| i.must_change);
@@ -1173,7 +1245,8 @@ impl Services {
     /// New recovery codes (the old ones stop working). Needs step-up.
     pub async fn regenerate_recovery_codes(&self, sc: &SessionCaller) -> Result<Vec<String>> {
         self.require_step_up(sc)?;
-        let codes = wardkey_authn::recovery::RecoveryCodes::generate().map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let codes =
+            wardkey_authn::recovery::RecoveryCodes::generate().map_err(|e| ServiceError::Internal(e.to_string()))?;
         let uid = sc.session.user_id;
         let meta = sc.caller.meta.clone();
         let hashes = codes.hashes.clone();
@@ -1181,7 +1254,10 @@ impl Services {
             .write(move |tx| {
                 Box::pin(async move {
                     if !tx.list_factors(uid).await?.iter().any(|f| f.confirmed) {
-                        return Err(ServiceError::Conflict { kind: "factor", message: "enrol a second factor first".into() });
+                        return Err(ServiceError::Conflict {
+                            kind: "factor",
+                            message: "enrol a second factor first".into(),
+                        });
                     }
                     let now = tx.now();
                     tx.replace_recovery_codes(uid, &hashes, now).await?;
@@ -1253,8 +1329,20 @@ impl Services {
 
     /// An admin sets a person's password (onboarding, or after a reset). `must_change` makes
     /// the next sign-in change it. Every session of the user ends.
-    pub async fn admin_set_password(&self, by: &Authorized<Admin>, user: UserId, password: &[u8], must_change: bool) -> Result<Committed<()>> {
-        let u = self.store.read().await?.get_user(user).await?.ok_or(ServiceError::NotFound { kind: "user", id: user.to_string() })?;
+    pub async fn admin_set_password(
+        &self,
+        by: &Authorized<Admin>,
+        user: UserId,
+        password: &[u8],
+        must_change: bool,
+    ) -> Result<Committed<()>> {
+        let u = self
+            .store
+            .read()
+            .await?
+            .get_user(user)
+            .await?
+            .ok_or(ServiceError::NotFound { kind: "user", id: user.to_string() })?;
         let password = self.check_new_password(&u, password)?;
         let phc = self.authn().hasher.hash(password).await.map_err(|e| ServiceError::Internal(e.to_string()))?;
         let caller = by.caller().clone();
@@ -1277,14 +1365,22 @@ impl Services {
 
     /// An admin marks a password compromised: it must be changed at the next sign-in, and
     /// every session ends now.
-    pub async fn mark_password_compromised(&self, by: &Authorized<Admin>, user: UserId, reason: Option<String>) -> Result<Committed<()>> {
+    pub async fn mark_password_compromised(
+        &self,
+        by: &Authorized<Admin>,
+        user: UserId,
+        reason: Option<String>,
+    ) -> Result<Committed<()>> {
         let caller = by.caller().clone();
         self.store
             .write(move |tx| {
                 Box::pin(async move {
                     tx.get_user(user).await?.ok_or(ServiceError::NotFound { kind: "user", id: user.to_string() })?;
                     if !tx.set_password_must_change(user, true).await? {
-                        return Err(ServiceError::Conflict { kind: "password", message: "the user has no password".into() });
+                        return Err(ServiceError::Conflict {
+                            kind: "password",
+                            message: "the user has no password".into(),
+                        });
                     }
                     let mut e = draft(&caller, "password.compromised", Some(user.target()));
                     e.reason = reason.map(|r| truncate(&r, 1024));
@@ -1342,7 +1438,13 @@ impl Services {
         self.end_one_session(&sc.caller, sc.session.id, "logout", Some(sc.session.user_id)).await.map(|_| ())
     }
 
-    async fn end_one_session(&self, caller: &Caller, id: SessionId, reason: &'static str, owner: Option<UserId>) -> Result<Committed<()>> {
+    async fn end_one_session(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        reason: &'static str,
+        owner: Option<UserId>,
+    ) -> Result<Committed<()>> {
         let caller = caller.clone();
         self.store
             .write(move |tx| {
@@ -1353,7 +1455,10 @@ impl Services {
                     };
                     let now = tx.now();
                     if !tx.end_session(id, now, reason, &caller.actor.principal()).await? {
-                        return Err(ServiceError::Conflict { kind: "session", message: "the session has already ended".into() });
+                        return Err(ServiceError::Conflict {
+                            kind: "session",
+                            message: "the session has already ended".into(),
+                        });
                     }
                     let action = if reason == "logout" { "session.logout" } else { "session.revoke" };
                     let mut e = draft(&caller, action, Some(id.target()));
@@ -1383,7 +1488,12 @@ impl Services {
     }
 
     /// Any user's sessions (admin).
-    pub async fn list_sessions(&self, _by: &Authorized<Admin>, query: SessionQuery, page: PageRequest) -> Result<Paged<Session>> {
+    pub async fn list_sessions(
+        &self,
+        _by: &Authorized<Admin>,
+        query: SessionQuery,
+        page: PageRequest,
+    ) -> Result<Paged<Session>> {
         let p = page.to_store();
         let items = self.store.read().await?.list_sessions(&query, &p).await?;
         Ok(Paged::new(items, p.limit, |s| s.id.to_string()))
@@ -1400,7 +1510,9 @@ impl Services {
         self.store
             .write(move |tx| {
                 Box::pin(async move {
-                    tx.get_user_including_deleted(user).await?.ok_or(ServiceError::NotFound { kind: "user", id: user.to_string() })?;
+                    tx.get_user_including_deleted(user)
+                        .await?
+                        .ok_or(ServiceError::NotFound { kind: "user", id: user.to_string() })?;
                     let n = end_sessions(tx, user, "revoked", &caller.actor.principal(), &caller.meta).await?;
                     let mut e = draft(&caller, "session.revoke_all", Some(user.target()));
                     e.details = json!({ "ended": n });
@@ -1423,7 +1535,8 @@ impl Services {
                     acct.admin_unlock();
                     tx.set_login_failures(user, &failures_to_domain(&acct)).await?;
                     let mut e = draft(&caller, "auth.unlock", Some(user.target()));
-                    e.details = json!({ "was_locked": before.locked_at.is_some(), "consecutive_failures": before.consecutive });
+                    e.details =
+                        json!({ "was_locked": before.locked_at.is_some(), "consecutive_failures": before.consecutive });
                     tx.audit(e);
                     Ok::<_, ServiceError>(before.locked_at.is_some())
                 })
@@ -1433,7 +1546,12 @@ impl Services {
 
     /// Removes every factor and recovery code of a user (lost device); every session ends and
     /// the next sign-in goes to enrolment (admin).
-    pub async fn reset_factors(&self, by: &Authorized<Admin>, user: UserId, reason: Option<String>) -> Result<Committed<usize>> {
+    pub async fn reset_factors(
+        &self,
+        by: &Authorized<Admin>,
+        user: UserId,
+        reason: Option<String>,
+    ) -> Result<Committed<usize>> {
         let caller = by.caller().clone();
         self.store
             .write(move |tx| {
@@ -1462,7 +1580,9 @@ impl Services {
         let password = r.get_password(user).await?.map(|(i, _)| i);
         let codes = r.unused_recovery_codes(user).await?;
         let locked = failures_from_domain(&failures).is_locked(&self.authn().settings.lockout, self.clock().now());
-        Ok(json!({ "factors": factors, "failures": failures, "locked": locked, "password": password, "recovery_codes_left": codes }))
+        Ok(
+            json!({ "factors": factors, "failures": failures, "locked": locked, "password": password, "recovery_codes_left": codes }),
+        )
     }
 
     /// The caller's own account and session.
@@ -1504,7 +1624,13 @@ impl Services {
 
 /// Ends every live session of `user` inside the current write job, one `session.revoke`
 /// event each, so the change that caused it returns only once they are gone.
-pub(crate) async fn end_sessions(tx: &mut WriteTx, user: UserId, reason: &str, by: &str, meta: &RequestMeta) -> Result<usize> {
+pub(crate) async fn end_sessions(
+    tx: &mut WriteTx,
+    user: UserId,
+    reason: &str,
+    by: &str,
+    meta: &RequestMeta,
+) -> Result<usize> {
     let now = tx.now();
     let ended = tx.end_user_sessions(user, now, reason, by).await?;
     for id in &ended {

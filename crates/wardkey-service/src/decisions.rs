@@ -270,7 +270,12 @@ impl Services {
             for e in &events {
                 // A token changed anywhere (another node, too) is read afresh when next presented.
                 if e.draft.action.starts_with("api_token.")
-                    && let Some(id) = e.draft.target.as_deref().and_then(|t| t.strip_prefix("api_token:")).and_then(|id| id.parse().ok())
+                    && let Some(id) = e
+                        .draft
+                        .target
+                        .as_deref()
+                        .and_then(|t| t.strip_prefix("api_token:"))
+                        .and_then(|id| id.parse().ok())
                 {
                     self.token_cache.forget(id);
                 }
@@ -317,7 +322,11 @@ impl Services {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
                 return Err(ServiceError::Unavailable {
-                    message: format!("revision {revision} not reached (at {}) within {} ms", self.decision_revision(), MAX_REVISION_WAIT.as_millis()),
+                    message: format!(
+                        "revision {revision} not reached (at {}) within {} ms",
+                        self.decision_revision(),
+                        MAX_REVISION_WAIT.as_millis()
+                    ),
                 });
             }
             let _ = tokio::time::timeout(left.min(Duration::from_millis(50)), rx.changed()).await;
@@ -427,7 +436,12 @@ impl Services {
                 });
             };
             let subject = wardkey_authz::SubjectRef { kind, id: &req.subject_id };
-            self.decisions().index.evaluate(&wardkey_authz::Request { subject, action: &req.action, resource, context: ctx })
+            self.decisions().index.evaluate(&wardkey_authz::Request {
+                subject,
+                action: &req.action,
+                resource,
+                context: ctx,
+            })
         };
         let answer = AccessDecision {
             decision: decision.allow,
@@ -471,7 +485,13 @@ impl Services {
         Ok(answer)
     }
 
-    fn decision_event(&self, by: &Authorized<Pdp>, req: &AccessRequest<'_>, answer: &AccessDecision, _now: DateTime<Utc>) -> AuditDraft {
+    fn decision_event(
+        &self,
+        by: &Authorized<Pdp>,
+        req: &AccessRequest<'_>,
+        answer: &AccessDecision,
+        _now: DateTime<Utc>,
+    ) -> AuditDraft {
         let caller = by.caller();
         let outcome = if answer.decision { Outcome::Success } else { Outcome::Denied };
         let mut e = AuditDraft::new(caller.actor.principal(), "access.evaluate", outcome);
@@ -523,9 +543,14 @@ fn page_of(token: Option<&str>, limit: Option<usize>) -> Result<wardkey_authz::P
 }
 
 /// Unknown subjects, types and actions find nothing (like a deny), rather than an error.
-fn found_or_empty<T>(r: std::result::Result<wardkey_authz::Found<T>, wardkey_authz::AuthzError>, revision: u64) -> SearchPage<T> {
+fn found_or_empty<T>(
+    r: std::result::Result<wardkey_authz::Found<T>, wardkey_authz::AuthzError>,
+    revision: u64,
+) -> SearchPage<T> {
     match r {
-        Ok(found) => SearchPage { revision: found.revision, items: found.items, next: found.next.map(|u| u.to_string()) },
+        Ok(found) => {
+            SearchPage { revision: found.revision, items: found.items, next: found.next.map(|u| u.to_string()) }
+        }
         Err(_) => SearchPage { revision, items: Vec::new(), next: None },
     }
 }

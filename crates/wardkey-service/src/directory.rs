@@ -52,7 +52,9 @@ impl Services {
             .write(move |tx| {
                 Box::pin(async move {
                     if let Some(manager) = input.hr.manager_id {
-                        live_user(tx, manager).await.map_err(|_| ServiceError::invalid("hr.manager_id", "no such user"))?;
+                        live_user(tx, manager)
+                            .await
+                            .map_err(|_| ServiceError::invalid("hr.manager_id", "no such user"))?;
                     }
                     let user = input.into_user(UserId::generate(), tx.now());
                     tx.insert_user(&user).await?;
@@ -73,8 +75,17 @@ impl Services {
         self.store.read().await?.get_user_by_username(username).await?.ok_or_else(|| not_found("user", username))
     }
 
-    pub async fn list_users(&self, _by: &Authorized<Admin>, query: UserQuery, page: PageRequest) -> Result<Paged<User>> {
-        crate::check_filters(&[("username_prefix", &query.username_prefix), ("department", &query.department), ("after", &page.after)])?;
+    pub async fn list_users(
+        &self,
+        _by: &Authorized<Admin>,
+        query: UserQuery,
+        page: PageRequest,
+    ) -> Result<Paged<User>> {
+        crate::check_filters(&[
+            ("username_prefix", &query.username_prefix),
+            ("department", &query.department),
+            ("after", &page.after),
+        ])?;
         let page = page.to_store();
         let items = self.store.read().await?.list_users(&query, &page).await?;
         Ok(Paged::new(items, page.limit, |u| u.id.to_string()))
@@ -91,7 +102,9 @@ impl Services {
                         if manager == id {
                             return Err(ServiceError::invalid("hr.manager_id", "a user cannot be their own manager"));
                         }
-                        live_user(tx, manager).await.map_err(|_| ServiceError::invalid("hr.manager_id", "no such user"))?;
+                        live_user(tx, manager)
+                            .await
+                            .map_err(|_| ServiceError::invalid("hr.manager_id", "no such user"))?;
                     }
                     let expected = input.version;
                     let before_hr = user.hr.clone();
@@ -103,7 +116,10 @@ impl Services {
                     tx.audit(e);
                     if before_hr != user.hr {
                         // A mover: new template roles in, old ones out, other grants flagged.
-                        let ctx = crate::jml::ChangeContext { attributes_changed: crate::jml::is_move(&before_hr, &user.hr), ..Default::default() };
+                        let ctx = crate::jml::ChangeContext {
+                            attributes_changed: crate::jml::is_move(&before_hr, &user.hr),
+                            ..Default::default()
+                        };
                         crate::jml::sync_birthright_with(tx, &caller, &user, "HR attributes changed", &ctx).await?;
                     }
                     Ok(user)
@@ -134,7 +150,10 @@ impl Services {
                     let mut user = live_user(tx, id).await?;
                     let from = user.status;
                     user.status = from.transition(to)?;
-                    if from == UserStatus::PendingVerification && to == UserStatus::Active && user.verification.is_none() {
+                    if from == UserStatus::PendingVerification
+                        && to == UserStatus::Active
+                        && user.verification.is_none()
+                    {
                         return Err(ServiceError::Conflict {
                             kind: "user",
                             message: "identity must be verified (POST .../verify-identity) before activation".into(),
@@ -152,7 +171,8 @@ impl Services {
                     tx.audit(e);
                     if to == UserStatus::Suspended {
                         // Sign-in ends with the status change, before the call returns.
-                        crate::authn::end_sessions(tx, id, "user_suspended", &caller.actor.principal(), &caller.meta).await?;
+                        crate::authn::end_sessions(tx, id, "user_suspended", &caller.actor.principal(), &caller.meta)
+                            .await?;
                     }
                     if to == UserStatus::Disabled {
                         // Sessions, grants, memberships and the user's own API tokens.
@@ -169,7 +189,13 @@ impl Services {
     }
 
     /// Records who verified a person's identity, how and when (onboarding).
-    pub async fn verify_identity(&self, by: &Authorized<Admin>, id: UserId, version: i64, method: String) -> Result<Committed<User>> {
+    pub async fn verify_identity(
+        &self,
+        by: &Authorized<Admin>,
+        id: UserId,
+        version: i64,
+        method: String,
+    ) -> Result<Committed<User>> {
         let mut errors = Vec::new();
         wardkey_domain::validate::name(&mut errors, "method", &method);
         wardkey_domain::validate::finish(errors)?;
@@ -249,7 +275,12 @@ impl Services {
         Ok(Paged::new(items, page.limit, |g| g.id.to_string()))
     }
 
-    pub async fn update_group(&self, by: &Authorized<Admin>, id: GroupId, input: GroupUpdate) -> Result<Committed<Group>> {
+    pub async fn update_group(
+        &self,
+        by: &Authorized<Admin>,
+        id: GroupId,
+        input: GroupUpdate,
+    ) -> Result<Committed<Group>> {
         input.validate()?;
         let caller = by.caller().clone();
         self.store
@@ -327,7 +358,12 @@ impl Services {
             .await
     }
 
-    pub async fn remove_member(&self, by: &Authorized<Admin>, group: GroupId, member: Member) -> Result<Committed<bool>> {
+    pub async fn remove_member(
+        &self,
+        by: &Authorized<Admin>,
+        group: GroupId,
+        member: Member,
+    ) -> Result<Committed<bool>> {
         let caller = by.caller().clone();
         self.store
             .write(move |tx| {
@@ -352,7 +388,11 @@ impl Services {
         Ok(r.list_members(group).await?)
     }
 
-    pub async fn create_service_account(&self, by: &Authorized<Admin>, input: NewServiceAccount) -> Result<Committed<ServiceAccount>> {
+    pub async fn create_service_account(
+        &self,
+        by: &Authorized<Admin>,
+        input: NewServiceAccount,
+    ) -> Result<Committed<ServiceAccount>> {
         input.validate()?;
         let caller = by.caller().clone();
         self.store
@@ -384,7 +424,11 @@ impl Services {
         self.store.read().await?.get_service_account(id).await?.ok_or_else(|| not_found("service_account", id))
     }
 
-    pub async fn list_service_accounts(&self, _by: &Authorized<Admin>, page: PageRequest) -> Result<Paged<ServiceAccount>> {
+    pub async fn list_service_accounts(
+        &self,
+        _by: &Authorized<Admin>,
+        page: PageRequest,
+    ) -> Result<Paged<ServiceAccount>> {
         let page = page.to_store();
         let items = self.store.read().await?.list_service_accounts(&page).await?;
         Ok(Paged::new(items, page.limit, |s| s.id.to_string()))
@@ -428,7 +472,12 @@ impl Services {
             .await
     }
 
-    pub async fn delete_service_account(&self, by: &Authorized<Admin>, id: ServiceAccountId, version: i64) -> Result<Committed<()>> {
+    pub async fn delete_service_account(
+        &self,
+        by: &Authorized<Admin>,
+        id: ServiceAccountId,
+        version: i64,
+    ) -> Result<Committed<()>> {
         let caller = by.caller().clone();
         self.store
             .write(move |tx| {

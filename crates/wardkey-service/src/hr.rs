@@ -210,9 +210,15 @@ impl Services {
     }
 
     /// Parses the roster and compares it with the directory. Writes nothing.
-    pub async fn hr_plan(&self, by: &Authorized<Admin>, bytes: &[u8], req: &HrImportRequest, settings: &ImportSettings) -> Result<Plan> {
-        let roster = wardkey_hr::parse(bytes, req.format, settings)
-            .map_err(|e| ServiceError::invalid("roster", e.message))?;
+    pub async fn hr_plan(
+        &self,
+        by: &Authorized<Admin>,
+        bytes: &[u8],
+        req: &HrImportRequest,
+        settings: &ImportSettings,
+    ) -> Result<Plan> {
+        let roster =
+            wardkey_hr::parse(bytes, req.format, settings).map_err(|e| ServiceError::invalid("roster", e.message))?;
         let workers = self.hr_workers(by).await?;
         let now = self.clock().now();
         Ok(wardkey_hr::plan(&roster, &workers, settings, req.full_roster, now))
@@ -252,7 +258,13 @@ impl Services {
         Ok(HrImportOutcome { plan, applied: Some(applied), refused: None })
     }
 
-    async fn hr_apply(&self, by: &Authorized<Admin>, plan: &Plan, req: &HrImportRequest, progress: Option<Progress>) -> Result<ApplyResult> {
+    async fn hr_apply(
+        &self,
+        by: &Authorized<Admin>,
+        plan: &Plan,
+        req: &HrImportRequest,
+        progress: Option<Progress>,
+    ) -> Result<ApplyResult> {
         let caller = by.caller().clone();
         let import = ImportRef { id: Uuid::now_v7(), sha256: plan.sha256.clone() };
         // The import itself first: every later event names it.
@@ -296,7 +308,8 @@ impl Services {
                 .revision
         };
 
-        let mut ops: Vec<Op> = Vec::with_capacity(plan.joiners.len() + plan.movers.len() + plan.leavers.len() + plan.review.len());
+        let mut ops: Vec<Op> =
+            Vec::with_capacity(plan.joiners.len() + plan.movers.len() + plan.leavers.len() + plan.review.len());
         ops.extend(plan.leavers.iter().cloned().map(Op::Leave));
         ops.extend(plan.movers.iter().cloned().map(Op::Move));
         ops.extend(plan.joiners.iter().cloned().map(Op::Join));
@@ -318,9 +331,7 @@ impl Services {
                 let n = chunk.len();
                 let whole = {
                     let (caller, import, ops) = (caller.clone(), import.clone(), chunk.clone());
-                    store
-                        .write(move |tx| Box::pin(async move { apply_ops(tx, &caller, &import, &ops).await }))
-                        .await
+                    store.write(move |tx| Box::pin(async move { apply_ops(tx, &caller, &import, &ops).await })).await
                 };
                 match whole {
                     Ok(c) => (n, c.value, Vec::new(), c.revision),
@@ -331,7 +342,9 @@ impl Services {
                         let mut rev = 0u64;
                         for op in chunk {
                             let (caller, import, one) = (caller.clone(), import.clone(), vec![op.clone()]);
-                            let r = store.write(move |tx| Box::pin(async move { apply_ops(tx, &caller, &import, &one).await })).await;
+                            let r = store
+                                .write(move |tx| Box::pin(async move { apply_ops(tx, &caller, &import, &one).await }))
+                                .await;
                             match r {
                                 Ok(c) => {
                                     counts.add(c.value);
@@ -406,7 +419,11 @@ impl Services {
                         if user.status == UserStatus::Disabled || ends > tx.now() {
                             return Ok(false);
                         }
-                        let why = format!("end date {} passed ({})", user.hr.end_date.map(|d| d.to_string()).unwrap_or_default(), user.hr.tz());
+                        let why = format!(
+                            "end date {} passed ({})",
+                            user.hr.end_date.map(|d| d.to_string()).unwrap_or_default(),
+                            user.hr.tz()
+                        );
                         crate::lifecycle::terminate_in_tx(tx, &caller, user, &why).await?;
                         Ok(true)
                     })
@@ -478,7 +495,15 @@ async fn apply_ops(tx: &mut WriteTx, caller: &Caller, import: &ImportRef, ops: &
             Op::Review(r) => {
                 let Some(user) = tx.get_user(r.user_id).await? else { continue };
                 let ctx = import.ctx(0, false);
-                let item = review_item(&ctx, "missing_from_roster", &user, None, &r.reason, json!({ "employee_id": r.employee_id }), tx.now());
+                let item = review_item(
+                    &ctx,
+                    "missing_from_roster",
+                    &user,
+                    None,
+                    &r.reason,
+                    json!({ "employee_id": r.employee_id }),
+                    tx.now(),
+                );
                 if tx.insert_review_item(&item).await? {
                     tx.audit(ctx.event(
                         caller,
@@ -508,7 +533,8 @@ async fn apply_join(tx: &mut WriteTx, caller: &Caller, import: &ImportRef, j: &J
     let ctx = import.ctx(j.row, false);
     let now = tx.now();
     if let Some(id) = j.rehire_of {
-        let mut user = tx.get_user(id).await?.ok_or_else(|| ServiceError::NotFound { kind: "user", id: id.to_string() })?;
+        let mut user =
+            tx.get_user(id).await?.ok_or_else(|| ServiceError::NotFound { kind: "user", id: id.to_string() })?;
         let from = user.status;
         let expected = user.version;
         user.status = from.transition(UserStatus::PendingVerification)?;
@@ -521,7 +547,13 @@ async fn apply_join(tx: &mut WriteTx, caller: &Caller, import: &ImportRef, j: &J
         let user = tx.update_user(&user, expected).await?;
         let why = import.why(j.row, "rehire");
         tx.audit(ctx.event(caller, "user.status", Some(id.target()), &why, json!({ "from": from, "to": user.status })));
-        tx.audit(ctx.event(caller, "user.update", Some(id.target()), &why, json!({ "changed": ["hr"], "hr_before": hr_before, "hr_after": user.hr })));
+        tx.audit(ctx.event(
+            caller,
+            "user.update",
+            Some(id.target()),
+            &why,
+            json!({ "changed": ["hr"], "hr_before": hr_before, "hr_after": user.hr }),
+        ));
         return Ok(true);
     }
     let user = User {
@@ -599,7 +631,13 @@ async fn apply_leave(tx: &mut WriteTx, caller: &Caller, import: &ImportRef, l: &
         user.hr = l.hr.clone();
         user.updated_at = tx.now();
         user = tx.update_user(&user, expected).await?;
-        tx.audit(ctx.event(caller, "user.update", Some(user.id.target()), &why, json!({ "changed": ["hr"], "hr_before": hr_before, "hr_after": user.hr })));
+        tx.audit(ctx.event(
+            caller,
+            "user.update",
+            Some(user.id.target()),
+            &why,
+            json!({ "changed": ["hr"], "hr_before": hr_before, "hr_after": user.hr }),
+        ));
     }
     tx.audit(ctx.event(
         caller,

@@ -55,12 +55,20 @@ pub(crate) struct ChangeContext {
 }
 
 impl ChangeContext {
-    pub(crate) fn event(&self, caller: &Caller, action: &str, target: Option<String>, why: &str, details: serde_json::Value) -> AuditDraft {
+    pub(crate) fn event(
+        &self,
+        caller: &Caller,
+        action: &str,
+        target: Option<String>,
+        why: &str,
+        details: serde_json::Value,
+    ) -> AuditDraft {
         let mut e = draft(caller, action, target);
         e.reason = Some(why.to_owned());
         e.request_ref = self.request_ref.clone();
         let mut details = details;
-        if let (Some(serde_json::Value::Object(extra)), serde_json::Value::Object(map)) = (&self.details, &mut details) {
+        if let (Some(serde_json::Value::Object(extra)), serde_json::Value::Object(map)) = (&self.details, &mut details)
+        {
             for (k, v) in extra {
                 map.insert(k.clone(), v.clone());
             }
@@ -73,7 +81,12 @@ impl ChangeContext {
 /// Gives an active user the roles their HR attributes entitle them to and takes away the
 /// template roles they no longer justify; other grants stay, flagged for review when the
 /// template roles changed. A no-op (empty change) for users who are not active.
-pub(crate) async fn sync_birthright_in_tx(tx: &mut WriteTx, caller: &Caller, user: &User, why: &str) -> Result<BirthrightChange> {
+pub(crate) async fn sync_birthright_in_tx(
+    tx: &mut WriteTx,
+    caller: &Caller,
+    user: &User,
+    why: &str,
+) -> Result<BirthrightChange> {
     sync_birthright_with(tx, caller, user, why, &ChangeContext::default()).await
 }
 
@@ -94,7 +107,8 @@ pub(crate) async fn sync_birthright_with(
     let now = tx.now();
     let grants = tx.live_grants_for_subject(subject, now).await?;
     // Template grants are unscoped and unconditional; anything else is someone's decision.
-    let (template, other): (Vec<Grant>, Vec<Grant>) = grants.into_iter().partition(|g| g.source == GrantSource::Template);
+    let (template, other): (Vec<Grant>, Vec<Grant>) =
+        grants.into_iter().partition(|g| g.source == GrantSource::Template);
     let had_template = !template.is_empty();
 
     // Revoke what the attributes no longer justify (and duplicates of one role).
@@ -124,7 +138,15 @@ pub(crate) async fn sync_birthright_with(
         for role in tx.get_roles(&missing).await? {
             if let Err(e) = check_sod(&rules, &held, std::slice::from_ref(&role)) {
                 let reason = format!("birthright role {} refused: {e}", role.name);
-                let item = review_item(ctx, "birthright_refused", user, None, &reason, json!({ "role": role.id.target() }), now);
+                let item = review_item(
+                    ctx,
+                    "birthright_refused",
+                    user,
+                    None,
+                    &reason,
+                    json!({ "role": role.id.target() }),
+                    now,
+                );
                 if tx.insert_review_item(&item).await? {
                     tx.audit(ctx.event(
                         caller,

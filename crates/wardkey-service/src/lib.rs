@@ -20,8 +20,8 @@ pub mod reconcile;
 pub mod scim;
 
 pub use auth::{Admin, AuditRead, Authorized, Caller, Pdp, RequestMeta, ScopeRequirement};
-pub use authn::{AuthnSettings, FactorConfirmed, Me, NextStep, SessionCaller, SessionContext, SignIn, TotpEnrolment};
 pub(crate) use authn::AuthnRuntime;
+pub use authn::{AuthnSettings, FactorConfirmed, Me, NextStep, SessionCaller, SessionContext, SignIn, TotpEnrolment};
 pub use error::{Result, ServiceError};
 pub use wardkey_store::Committed;
 
@@ -148,10 +148,7 @@ pub struct PageRequest {
 
 impl PageRequest {
     pub(crate) fn to_store(&self) -> wardkey_store::Page {
-        wardkey_store::Page {
-            after: self.after.clone(),
-            limit: self.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE),
-        }
+        wardkey_store::Page { after: self.after.clone(), limit: self.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE) }
     }
 }
 

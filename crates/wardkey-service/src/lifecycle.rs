@@ -22,7 +22,12 @@ pub struct Revoked {
 /// not written it yet; the returned user is the stored one (new version).
 ///
 /// `why` is the reason recorded on every event (`"scim active=false"`, `"hr termination"`).
-pub(crate) async fn terminate_in_tx(tx: &mut WriteTx, caller: &Caller, mut user: User, why: &str) -> Result<(User, Revoked)> {
+pub(crate) async fn terminate_in_tx(
+    tx: &mut WriteTx,
+    caller: &Caller,
+    mut user: User,
+    why: &str,
+) -> Result<(User, Revoked)> {
     let id = user.id;
     if user.status != UserStatus::Disabled {
         let from = user.status;

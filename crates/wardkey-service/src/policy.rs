@@ -6,7 +6,9 @@ use crate::authn::SessionCaller;
 use crate::{Committed, Result, ServiceError, Services, draft};
 use serde::Deserialize;
 use serde_json::json;
-use wardkey_domain::{ForbidRule, ForbidRuleId, Grant, GrantId, GrantSource, NewForbidRule, ResourceId, RoleId, Subject};
+use wardkey_domain::{
+    ForbidRule, ForbidRuleId, Grant, GrantId, GrantSource, NewForbidRule, ResourceId, RoleId, Subject,
+};
 
 /// Emergency access a person declares for themselves.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -28,7 +30,11 @@ pub struct BreakGlassRequest {
 pub const BREAK_GLASS_DEFAULT_MINUTES: u32 = 60;
 
 impl Services {
-    pub async fn create_forbid_rule(&self, by: &Authorized<Admin>, input: NewForbidRule) -> Result<Committed<ForbidRule>> {
+    pub async fn create_forbid_rule(
+        &self,
+        by: &Authorized<Admin>,
+        input: NewForbidRule,
+    ) -> Result<Committed<ForbidRule>> {
         input.validate()?;
         let caller = by.caller().clone();
         self.store
@@ -71,15 +77,28 @@ impl Services {
     }
 
     pub async fn get_forbid_rule(&self, _by: &Authorized<Admin>, id: ForbidRuleId) -> Result<ForbidRule> {
-        self.store.read().await?.get_forbid_rule(id).await?.ok_or(ServiceError::NotFound { kind: "forbid_rule", id: id.to_string() })
+        self.store
+            .read()
+            .await?
+            .get_forbid_rule(id)
+            .await?
+            .ok_or(ServiceError::NotFound { kind: "forbid_rule", id: id.to_string() })
     }
 
-    pub async fn delete_forbid_rule(&self, by: &Authorized<Admin>, id: ForbidRuleId, version: i64) -> Result<Committed<()>> {
+    pub async fn delete_forbid_rule(
+        &self,
+        by: &Authorized<Admin>,
+        id: ForbidRuleId,
+        version: i64,
+    ) -> Result<Committed<()>> {
         let caller = by.caller().clone();
         self.store
             .write(move |tx| {
                 Box::pin(async move {
-                    let rule = tx.get_forbid_rule(id).await?.ok_or(ServiceError::NotFound { kind: "forbid_rule", id: id.to_string() })?;
+                    let rule = tx
+                        .get_forbid_rule(id)
+                        .await?
+                        .ok_or(ServiceError::NotFound { kind: "forbid_rule", id: id.to_string() })?;
                     tx.delete_forbid_rule(id, version).await?;
                     let mut e = draft(&caller, "forbid_rule.delete", Some(id.target()));
                     e.details = json!({ "name": rule.name });
@@ -103,7 +122,12 @@ impl Services {
         let max = self.authn.settings.break_glass_max_minutes.max(1);
         let minutes = input.duration_minutes.unwrap_or(BREAK_GLASS_DEFAULT_MINUTES.min(max));
         let mut errors = Vec::new();
-        wardkey_domain::validate::text(&mut errors, "justification", &input.justification, wardkey_domain::validate::MAX_TEXT);
+        wardkey_domain::validate::text(
+            &mut errors,
+            "justification",
+            &input.justification,
+            wardkey_domain::validate::MAX_TEXT,
+        );
         if input.justification.trim().chars().count() < 10 {
             errors.push(wardkey_domain::FieldError::new("justification", "say why, in at least 10 characters"));
         }

@@ -17,7 +17,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use wardkey_domain::{GrantSource, Member, Role, RoleId, ServiceAccountStatus, SodItem, Subject, UserId, UserStatus, birthright_roles};
+use wardkey_domain::{
+    GrantSource, Member, Role, RoleId, ServiceAccountStatus, SodItem, Subject, UserId, UserStatus, birthright_roles,
+};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Finding {
@@ -47,7 +49,11 @@ pub struct ReconciliationReport {
 const MAX_REVIEW_ITEMS: u32 = 10_000;
 
 impl Services {
-    pub async fn reconciliation_report(&self, _by: &Authorized<Admin>, dormant_days: u32) -> Result<ReconciliationReport> {
+    pub async fn reconciliation_report(
+        &self,
+        _by: &Authorized<Admin>,
+        dormant_days: u32,
+    ) -> Result<ReconciliationReport> {
         let dormant_days = dormant_days.clamp(1, 3650);
         let now = self.clock().now();
         let mut r = self.store.read_snapshot().await?;
@@ -74,16 +80,17 @@ impl Services {
             groups_of.entry(*m).or_default().push(Subject::Group(*g));
         }
         let mut findings = Vec::new();
-        let mut add = |kind: &str, subject: String, name: &str, reason: String, action: &str, details: serde_json::Value| {
-            findings.push(Finding {
-                kind: kind.to_owned(),
-                subject,
-                name: name.to_owned(),
-                reason,
-                suggested_action: action.to_owned(),
-                details,
-            });
-        };
+        let mut add =
+            |kind: &str, subject: String, name: &str, reason: String, action: &str, details: serde_json::Value| {
+                findings.push(Finding {
+                    kind: kind.to_owned(),
+                    subject,
+                    name: name.to_owned(),
+                    reason,
+                    suggested_action: action.to_owned(),
+                    details,
+                });
+            };
         let dormant_cutoff = now - chrono::Duration::days(i64::from(dormant_days));
 
         for u in &users {
@@ -122,7 +129,8 @@ impl Services {
             }
             let mine: &[&wardkey_domain::Grant] = direct.get(&subject).map(Vec::as_slice).unwrap_or(&[]);
             // Birthright roles apply to active people only.
-            let wanted: Vec<RoleId> = if u.status == UserStatus::Active { birthright_roles(&templates, &u.hr) } else { Vec::new() };
+            let wanted: Vec<RoleId> =
+                if u.status == UserStatus::Active { birthright_roles(&templates, &u.hr) } else { Vec::new() };
             for g in mine {
                 let justified = match g.source {
                     GrantSource::Template => wanted.contains(&g.role_id),
@@ -131,9 +139,17 @@ impl Services {
                 };
                 if !justified {
                     let reason = match g.source {
-                        GrantSource::Template => format!("template grant of {} no longer matches the HR attributes", role_name(&g.role_id)),
-                        GrantSource::Request => format!("{} from a request without a recorded approver", role_name(&g.role_id)),
-                        other => format!("{} granted as {} — beyond the role templates, not from an approved request", role_name(&g.role_id), other.as_str()),
+                        GrantSource::Template => {
+                            format!("template grant of {} no longer matches the HR attributes", role_name(&g.role_id))
+                        }
+                        GrantSource::Request => {
+                            format!("{} from a request without a recorded approver", role_name(&g.role_id))
+                        }
+                        other => format!(
+                            "{} granted as {} — beyond the role templates, not from an approved request",
+                            role_name(&g.role_id),
+                            other.as_str()
+                        ),
                     };
                     add(
                         "permission_creep",
@@ -174,7 +190,12 @@ impl Services {
                             "sod_conflict",
                             target.clone(),
                             &u.username,
-                            format!("holds both {} and {} (rule {})", rule.left.describe(), rule.right.describe(), rule.name),
+                            format!(
+                                "holds both {} and {} (rule {})",
+                                rule.left.describe(),
+                                rule.right.describe(),
+                                rule.name
+                            ),
                             "revoke one side, or record an approved exception",
                             json!({ "rule": rule.id.target(), "rule_name": rule.name }),
                         );

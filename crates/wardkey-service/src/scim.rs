@@ -34,13 +34,11 @@ use crate::auth::{Authorized, Scim};
 use crate::{Caller, Committed, ServiceError, Services, draft};
 use serde_json::{Map, Value, json};
 use wardkey_domain::{
-    Actor, DomainError, EmploymentType, Group, GroupId, HrAttributes, IdentityVerification, Member, Subject, User, UserId,
-    UserStatus, check_sod, validate,
+    Actor, DomainError, EmploymentType, Group, GroupId, HrAttributes, IdentityVerification, Member, Subject, User,
+    UserId, UserStatus, check_sod, validate,
 };
 use wardkey_scim::patch::{apply, parse_patch};
-use wardkey_scim::resource::{
-    ScimError, UserFields, get_ci, group_members, normalize, user_fields, user_index,
-};
+use wardkey_scim::resource::{ScimError, UserFields, get_ci, group_members, normalize, user_fields, user_index};
 use wardkey_scim::schema::{ENTERPRISE_SCHEMA, GROUP_SCHEMA, ResourceKind, USER_SCHEMA};
 use wardkey_scim::sql::{Dialect, SqlCondition, sort_expr, translate};
 use wardkey_store::{BackendKind, ScimGroupRow, ScimPage, ScimUserRow, StoreError, WriteTx};
@@ -103,7 +101,12 @@ impl Precondition {
         match self {
             Precondition::None => Ok(()),
             Precondition::Version(v) if v == actual => Ok(()),
-            _ => Err(ScimError::new(412, None, format!("the resource is at version W/\"{actual}\"; If-Match does not match")).into()),
+            _ => Err(ScimError::new(
+                412,
+                None,
+                format!("the resource is at version W/\"{actual}\"; If-Match does not match"),
+            )
+            .into()),
         }
     }
 }
@@ -141,7 +144,13 @@ fn connector(caller: &Caller) -> String {
     }
 }
 
-fn scim_event(caller: &Caller, action: &str, target: Option<String>, operation: &str, extra: Value) -> wardkey_audit::AuditDraft {
+fn scim_event(
+    caller: &Caller,
+    action: &str,
+    target: Option<String>,
+    operation: &str,
+    extra: Value,
+) -> wardkey_audit::AuditDraft {
     let mut e = draft(caller, action, target);
     let mut details = match extra {
         Value::Object(m) => m,
@@ -167,7 +176,11 @@ fn parse_id(s: &str) -> Option<uuid::Uuid> {
 }
 
 fn not_found(kind: ResourceKind, id: &str) -> ScimFailure {
-    ScimFailure::Scim(ScimError::new(404, None, format!("{} {} not found", kind.name(), id.chars().take(64).collect::<String>())))
+    ScimFailure::Scim(ScimError::new(
+        404,
+        None,
+        format!("{} {} not found", kind.name(), id.chars().take(64).collect::<String>()),
+    ))
 }
 
 fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -405,7 +418,8 @@ async fn write_user(
     user.updated_at = tx.now();
     let expected = user.version;
     let mut user = tx.update_user(&user, expected).await?;
-    let raw = serde_json::to_string(&strip_owned(resource.clone())).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let raw =
+        serde_json::to_string(&strip_owned(resource.clone())).map_err(|e| ServiceError::Internal(e.to_string()))?;
     tx.scim_put_user(user.id, &raw, &connector(caller), &user_index(&resource)).await?;
     tx.audit(scim_event(
         caller,
@@ -423,7 +437,13 @@ async fn write_user(
     match fields.active {
         Some(false) if was_active || user.status == UserStatus::Active || user.status == UserStatus::Suspended => {
             let (u, revoked) = crate::lifecycle::terminate_in_tx(tx, caller, user, "scim active=false").await?;
-            tx.audit(scim_event(caller, "scim.terminate", Some(u.id.target()), operation, json!({ "revoked": revoked })));
+            tx.audit(scim_event(
+                caller,
+                "scim.terminate",
+                Some(u.id.target()),
+                operation,
+                json!({ "revoked": revoked }),
+            ));
             user = u;
         }
         Some(true) if !was_active => match user.status {
@@ -439,7 +459,13 @@ async fn write_user(
                 user.updated_at = tx.now();
                 let v = user.version;
                 user = tx.update_user(&user, v).await?;
-                let mut e = scim_event(caller, "user.status", Some(user.id.target()), operation, json!({ "from": from, "to": user.status }));
+                let mut e = scim_event(
+                    caller,
+                    "user.status",
+                    Some(user.id.target()),
+                    operation,
+                    json!({ "from": from, "to": user.status }),
+                );
                 e.reason = Some("scim active=true on a disabled user: rehire needs a new identity verification".into());
                 tx.audit(e);
             }
@@ -457,14 +483,27 @@ async fn write_user(
 async fn verify_and_activate(tx: &mut WriteTx, caller: &Caller, mut user: User) -> ScimResult<User> {
     let now = tx.now();
     let method = format!("scim:{}", connector(caller));
-    user.verification = Some(IdentityVerification { verified_by: caller.actor.principal(), method: method.clone(), verified_at: now });
+    user.verification =
+        Some(IdentityVerification { verified_by: caller.actor.principal(), method: method.clone(), verified_at: now });
     let from = user.status;
     user.status = from.transition(UserStatus::Active)?;
     user.updated_at = now;
     let v = user.version;
     let user = tx.update_user(&user, v).await?;
-    tx.audit(scim_event(caller, "user.verify_identity", Some(user.id.target()), "activate", json!({ "method": method })));
-    tx.audit(scim_event(caller, "user.status", Some(user.id.target()), "activate", json!({ "from": from, "to": user.status })));
+    tx.audit(scim_event(
+        caller,
+        "user.verify_identity",
+        Some(user.id.target()),
+        "activate",
+        json!({ "method": method }),
+    ));
+    tx.audit(scim_event(
+        caller,
+        "user.status",
+        Some(user.id.target()),
+        "activate",
+        json!({ "from": from, "to": user.status }),
+    ));
     Ok(user)
 }
 
@@ -490,7 +529,13 @@ fn dialect(kind: BackendKind) -> Dialect {
 
 /// Adds `user` to `group` inside the job, checking status and separation of duties exactly
 /// as the directory's `add_member` does.
-async fn add_member_in_tx(tx: &mut WriteTx, caller: &Caller, group: GroupId, user: UserId, operation: &str) -> ScimResult<()> {
+async fn add_member_in_tx(
+    tx: &mut WriteTx,
+    caller: &Caller,
+    group: GroupId,
+    user: UserId,
+    operation: &str,
+) -> ScimResult<()> {
     let u = tx
         .get_user(user)
         .await?
@@ -503,21 +548,37 @@ async fn add_member_in_tx(tx: &mut WriteTx, caller: &Caller, group: GroupId, use
     let rules = tx.list_sod_rules().await?;
     check_sod(&rules, &held, &added)?;
     if tx.add_member(group, Member::User(user)).await? {
-        tx.audit(scim_event(caller, "group.member_add", Some(group.target()), operation, json!({ "member": Member::User(user).target() })));
+        tx.audit(scim_event(
+            caller,
+            "group.member_add",
+            Some(group.target()),
+            operation,
+            json!({ "member": Member::User(user).target() }),
+        ));
     }
     Ok(())
 }
 
 /// Writes a Group: name, stored JSON, and members made equal to `resource`'s.
-async fn write_group(tx: &mut WriteTx, caller: &Caller, mut group: Group, resource: Value, operation: &str, created: bool) -> ScimResult<Group> {
-    let display = get_ci(resource.as_object().ok_or_else(|| ScimError::invalid_syntax("not an object"))?, "displayName")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| ScimError::invalid_value("displayName is required"))?;
+async fn write_group(
+    tx: &mut WriteTx,
+    caller: &Caller,
+    mut group: Group,
+    resource: Value,
+    operation: &str,
+    created: bool,
+) -> ScimResult<Group> {
+    let display =
+        get_ci(resource.as_object().ok_or_else(|| ScimError::invalid_syntax("not an object"))?, "displayName")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| ScimError::invalid_value("displayName is required"))?;
     let mut wanted = Vec::new();
     for m in group_members(&resource) {
-        let id = parse_id(&m).ok_or_else(|| ScimError::invalid_value(format!("member {:?} is not a user id", m.chars().take(64).collect::<String>())))?;
+        let id = parse_id(&m).ok_or_else(|| {
+            ScimError::invalid_value(format!("member {:?} is not a user id", m.chars().take(64).collect::<String>()))
+        })?;
         wanted.push(UserId(id));
     }
     let name = group_name_for(&display);
@@ -527,23 +588,43 @@ async fn write_group(tx: &mut WriteTx, caller: &Caller, mut group: Group, resour
     if created {
         group.name = name;
         tx.insert_group(&group).await?;
-        tx.audit(scim_event(caller, "group.create", Some(group.id.target()), operation, json!({ "name": group.name, "displayName": display })));
+        tx.audit(scim_event(
+            caller,
+            "group.create",
+            Some(group.id.target()),
+            operation,
+            json!({ "name": group.name, "displayName": display }),
+        ));
     } else {
         let before = group.name.clone();
         group.name = name;
         group.updated_at = tx.now();
         let v = group.version;
         group = tx.update_group(&group, v).await?;
-        tx.audit(scim_event(caller, "group.update", Some(group.id.target()), operation, json!({ "name_before": before, "name": group.name, "displayName": display })));
+        tx.audit(scim_event(
+            caller,
+            "group.update",
+            Some(group.id.target()),
+            operation,
+            json!({ "name_before": before, "name": group.name, "displayName": display }),
+        ));
     }
-    let raw = serde_json::to_string(&strip_owned(resource.clone())).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let raw =
+        serde_json::to_string(&strip_owned(resource.clone())).map_err(|e| ServiceError::Internal(e.to_string()))?;
     let external_id = resource.get("externalId").and_then(Value::as_str);
-    tx.scim_put_group(group.id, &raw, &connector(caller), external_id, Some(&wardkey_scim::resource::fold(&display))).await?;
+    tx.scim_put_group(group.id, &raw, &connector(caller), external_id, Some(&wardkey_scim::resource::fold(&display)))
+        .await?;
     let current: Vec<UserId> = tx.scim_group_members(group.id).await?.into_iter().map(|m| m.id).collect();
     for u in &current {
         if !wanted.contains(u) {
             tx.remove_member(group.id, Member::User(*u)).await?;
-            tx.audit(scim_event(caller, "group.member_remove", Some(group.id.target()), operation, json!({ "member": Member::User(*u).target() })));
+            tx.audit(scim_event(
+                caller,
+                "group.member_remove",
+                Some(group.id.target()),
+                operation,
+                json!({ "member": Member::User(*u).target() }),
+            ));
         }
     }
     for u in &wanted {
@@ -562,7 +643,14 @@ impl Services {
     }
 
     /// Lists Users or Groups: filter translated to SQL, sorted (ties by id), 1-based paging.
-    pub async fn scim_list(&self, _by: &Authorized<Scim>, kind: ResourceKind, req: &ListRequest, base: &str, with_members: bool) -> ScimResult<ListResult> {
+    pub async fn scim_list(
+        &self,
+        _by: &Authorized<Scim>,
+        kind: ResourceKind,
+        req: &ListRequest,
+        base: &str,
+        with_members: bool,
+    ) -> ScimResult<ListResult> {
         let d = self.scim_dialect();
         let cond: Option<SqlCondition> = match req.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
             Some(f) => Some(translate(kind, &wardkey_scim::parse_filter(f)?, d, 1)?),
@@ -609,7 +697,14 @@ impl Services {
         Ok(self.store.read().await?.scim_explain_users(&cond).await?)
     }
 
-    pub async fn scim_get(&self, _by: &Authorized<Scim>, kind: ResourceKind, id: &str, base: &str, with_members: bool) -> ScimResult<(Value, i64)> {
+    pub async fn scim_get(
+        &self,
+        _by: &Authorized<Scim>,
+        kind: ResourceKind,
+        id: &str,
+        base: &str,
+        with_members: bool,
+    ) -> ScimResult<(Value, i64)> {
         let uuid = parse_id(id).ok_or_else(|| not_found(kind, id))?;
         let mut r = self.store.read().await?;
         match kind {
@@ -626,7 +721,13 @@ impl Services {
     }
 
     /// POST /Users or /Groups.
-    pub async fn scim_create(&self, by: &Authorized<Scim>, kind: ResourceKind, body: Value, base: String) -> ScimResult<Committed<Written>> {
+    pub async fn scim_create(
+        &self,
+        by: &Authorized<Scim>,
+        kind: ResourceKind,
+        body: Value,
+        base: String,
+    ) -> ScimResult<Committed<Written>> {
         let resource = normalize(kind, &body)?;
         let caller = by.caller().clone();
         match kind {
@@ -682,7 +783,14 @@ impl Services {
                     .write(move |tx| {
                         Box::pin(async move {
                             let now = tx.now();
-                            let group = Group { id: GroupId::generate(), name: String::new(), description: None, created_at: now, updated_at: now, version: 1 };
+                            let group = Group {
+                                id: GroupId::generate(),
+                                name: String::new(),
+                                description: None,
+                                created_at: now,
+                                updated_at: now,
+                                version: 1,
+                            };
                             let group = write_group(tx, &caller, group, resource, "create", true).await?;
                             group_written(tx, group.id, &base).await
                         })
@@ -731,7 +839,8 @@ impl Services {
                             Ok(Written { resource: render_user(&row, &base), version: row.user.version, id: id_text })
                         }
                         ResourceKind::Group => {
-                            let row = tx.scim_get_group(GroupId(uuid)).await?.ok_or_else(|| not_found(kind, &id_text))?;
+                            let row =
+                                tx.scim_get_group(GroupId(uuid)).await?.ok_or_else(|| not_found(kind, &id_text))?;
                             precondition.check(row.group.version)?;
                             let (resource, op) = match change {
                                 PreparedChange::Replace(r) => (r, "replace"),
@@ -753,7 +862,13 @@ impl Services {
 
     /// DELETE: a user is tombstoned after losing every access; a group is tombstoned after its
     /// grants are revoked.
-    pub async fn scim_delete(&self, by: &Authorized<Scim>, kind: ResourceKind, id: &str, precondition: Precondition) -> ScimResult<Committed<()>> {
+    pub async fn scim_delete(
+        &self,
+        by: &Authorized<Scim>,
+        kind: ResourceKind,
+        id: &str,
+        precondition: Precondition,
+    ) -> ScimResult<Committed<()>> {
         let uuid = parse_id(id).ok_or_else(|| not_found(kind, id))?;
         let id_text = id.to_owned();
         let caller = by.caller().clone();
@@ -766,14 +881,27 @@ impl Services {
                             precondition.check(user.version)?;
                             crate::lifecycle::revoke_access_in_tx(tx, &caller, &user, "scim delete").await?;
                             tx.delete_user(user.id, user.version).await?;
-                            tx.audit(scim_event(&caller, "user.delete", Some(user.id.target()), "delete", json!({ "username": user.username })));
+                            tx.audit(scim_event(
+                                &caller,
+                                "user.delete",
+                                Some(user.id.target()),
+                                "delete",
+                                json!({ "username": user.username }),
+                            ));
                         }
                         ResourceKind::Group => {
                             let group = tx.get_group(GroupId(uuid)).await?.ok_or_else(|| not_found(kind, &id_text))?;
                             precondition.check(group.version)?;
-                            crate::directory::revoke_everything(tx, &caller, Subject::Group(group.id), "scim delete").await?;
+                            crate::directory::revoke_everything(tx, &caller, Subject::Group(group.id), "scim delete")
+                                .await?;
                             tx.delete_group(group.id, group.version).await?;
-                            tx.audit(scim_event(&caller, "group.delete", Some(group.id.target()), "delete", json!({ "name": group.name })));
+                            tx.audit(scim_event(
+                                &caller,
+                                "group.delete",
+                                Some(group.id.target()),
+                                "delete",
+                                json!({ "name": group.name }),
+                            ));
                         }
                     }
                     Ok::<_, ScimFailure>(())

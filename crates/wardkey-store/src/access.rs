@@ -7,9 +7,9 @@ use crate::{StoreError, WriteTx};
 use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
-use wardkey_domain::{DecisionAudit, 
-    Grant, GrantId, GrantSource, Permission, Resource, ResourceId, ResourceType, ResourceTypeId,
-    Role, RoleId, RoleTemplate, RoleTemplateId, SodRule, SodRuleId, Subject,
+use wardkey_domain::{
+    DecisionAudit, Grant, GrantId, GrantSource, Permission, Resource, ResourceId, ResourceType, ResourceTypeId, Role,
+    RoleId, RoleTemplate, RoleTemplateId, SodRule, SodRuleId, Subject,
 };
 
 /// Longest parent chain [`Conn::ancestors`] follows.
@@ -148,8 +148,7 @@ fn grant_from_row(r: &AnyRow) -> Result<Grant, StoreError> {
         subject,
         role_id: RoleId(r.uuid("role_id")?),
         resource_id: r.opt_uuid("resource_id")?.map(ResourceId),
-        source: GrantSource::parse(&source)
-            .ok_or_else(|| StoreError::corrupt(format!("grant source {source:?}")))?,
+        source: GrantSource::parse(&source).ok_or_else(|| StoreError::corrupt(format!("grant source {source:?}")))?,
         requester: r.opt_text("requester")?,
         approver: r.opt_text("approver")?,
         justification: r.opt_text("justification")?,
@@ -191,13 +190,7 @@ fn res_unique(value: &str) -> [Unique<'_>; 1] {
     }]
 }
 fn role_unique(value: &str) -> [Unique<'_>; 1] {
-    [Unique {
-        index: "roles_name_live",
-        sqlite_columns: "roles.name_key",
-        kind: "role",
-        field: "name",
-        value,
-    }]
+    [Unique { index: "roles_name_live", sqlite_columns: "roles.name_key", kind: "role", field: "name", value }]
 }
 fn tpl_unique(value: &str) -> [Unique<'_>; 1] {
     [Unique {
@@ -209,81 +202,50 @@ fn tpl_unique(value: &str) -> [Unique<'_>; 1] {
     }]
 }
 fn sod_unique(value: &str) -> [Unique<'_>; 1] {
-    [Unique {
-        index: "sod_rules_name",
-        sqlite_columns: "sod_rules.name_key",
-        kind: "sod_rule",
-        field: "name",
-        value,
-    }]
+    [Unique { index: "sod_rules_name", sqlite_columns: "sod_rules.name_key", kind: "sod_rule", field: "name", value }]
 }
 
 /// `... AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)` for grants live at `now`.
 fn push_live(f: &mut Filter, prefix: &str, now: DateTime<Utc>) {
     f.push(&format!("{prefix}revoked_at IS NULL"), []);
-    f.push(
-        &format!("({prefix}expires_at IS NULL OR {prefix}expires_at > ?)"),
-        [Arg::Int(micros(now))],
-    );
+    f.push(&format!("({prefix}expires_at IS NULL OR {prefix}expires_at > ?)"), [Arg::Int(micros(now))]);
 }
 
 impl Conn {
     // ----- resource types -----
 
-    pub async fn get_resource_type(
-        &mut self,
-        id: ResourceTypeId,
-    ) -> Result<Option<ResourceType>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            rt_cols!(),
-            " FROM resource_types WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(self.ex())
-        .await?;
+    pub async fn get_resource_type(&mut self, id: ResourceTypeId) -> Result<Option<ResourceType>, StoreError> {
+        let row = sqlx::query(concat!("SELECT ", rt_cols!(), " FROM resource_types WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(self.ex())
+            .await?;
         row.as_ref().map(rt_from_row).transpose()
     }
 
     /// By name, ignoring case.
-    pub async fn get_resource_type_by_name(
-        &mut self,
-        name: &str,
-    ) -> Result<Option<ResourceType>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            rt_cols!(),
-            " FROM resource_types WHERE name_key = $1"
-        ))
-        .bind(fold(name))
-        .fetch_optional(self.ex())
-        .await?;
+    pub async fn get_resource_type_by_name(&mut self, name: &str) -> Result<Option<ResourceType>, StoreError> {
+        let row = sqlx::query(concat!("SELECT ", rt_cols!(), " FROM resource_types WHERE name_key = $1"))
+            .bind(fold(name))
+            .fetch_optional(self.ex())
+            .await?;
         row.as_ref().map(rt_from_row).transpose()
     }
 
     /// All resource types, in id order.
     pub async fn list_resource_types(&mut self) -> Result<Vec<ResourceType>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            rt_cols!(),
-            " FROM resource_types ORDER BY id"
-        ))
-        .fetch_all(self.ex())
-        .await?;
+        let rows = sqlx::query(concat!("SELECT ", rt_cols!(), " FROM resource_types ORDER BY id"))
+            .fetch_all(self.ex())
+            .await?;
         rows.iter().map(rt_from_row).collect()
     }
 
     // ----- resources -----
 
     pub async fn get_resource(&mut self, id: ResourceId) -> Result<Option<Resource>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            res_cols!(),
-            " FROM resources WHERE id = $1 AND deleted_at IS NULL"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(self.ex())
-        .await?;
+        let row = sqlx::query(concat!("SELECT ", res_cols!(), " FROM resources WHERE id = $1 AND deleted_at IS NULL"))
+            .bind(id.to_string())
+            .fetch_optional(self.ex())
+            .await?;
         row.as_ref().map(res_from_row).transpose()
     }
 
@@ -292,25 +254,17 @@ impl Conn {
         &mut self,
         id: ResourceId,
     ) -> Result<Option<(Resource, Option<DateTime<Utc>>)>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            res_cols!(),
-            ", deleted_at FROM resources WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(self.ex())
-        .await?;
+        let row = sqlx::query(concat!("SELECT ", res_cols!(), ", deleted_at FROM resources WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(self.ex())
+            .await?;
         match row {
             None => Ok(None),
             Some(r) => Ok(Some((res_from_row(&r)?, r.opt_ts("deleted_at")?))),
         }
     }
 
-    pub async fn list_resources(
-        &mut self,
-        q: &ResourceQuery,
-        page: &Page,
-    ) -> Result<Vec<Resource>, StoreError> {
+    pub async fn list_resources(&mut self, q: &ResourceQuery, page: &Page) -> Result<Vec<Resource>, StoreError> {
         let mut f = Filter::default();
         f.push("deleted_at IS NULL", []);
         if let Some(t) = q.type_id {
@@ -322,11 +276,7 @@ impl Conn {
             Some(Some(p)) => f.push("parent_id = ?", [Arg::Text(p.to_string())]),
         }
         let tail = f.page(page, "id")?;
-        let sql = format!(
-            concat!("SELECT ", res_cols!(), " FROM resources{}{}"),
-            f.where_sql(),
-            tail
-        );
+        let sql = format!(concat!("SELECT ", res_cols!(), " FROM resources{}{}"), f.where_sql(), tail);
         let rows = f.fetch_all(self.ex(), sql).await?;
         rows.iter().map(res_from_row).collect()
     }
@@ -347,36 +297,24 @@ impl Conn {
         .fetch_all(self.ex())
         .await?;
         if rows.is_empty() {
-            return Err(StoreError::NotFound {
-                kind: "resource",
-                id: id.to_string(),
-            });
+            return Err(StoreError::NotFound { kind: "resource", id: id.to_string() });
         }
         if rows.len() > MAX_RESOURCE_DEPTH + 1 {
             return Err(StoreError::Invalid {
                 field: "parent_id",
-                message: format!(
-                    "resource hierarchy deeper than {MAX_RESOURCE_DEPTH} levels (or cyclic)"
-                ),
+                message: format!("resource hierarchy deeper than {MAX_RESOURCE_DEPTH} levels (or cyclic)"),
             });
         }
-        rows.iter()
-            .skip(1)
-            .map(|r| Ok(ResourceId(r.uuid("id")?)))
-            .collect()
+        rows.iter().skip(1).map(|r| Ok(ResourceId(r.uuid("id")?))).collect()
     }
 
     // ----- roles -----
 
     pub async fn get_role(&mut self, id: RoleId) -> Result<Option<Role>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            role_cols!(),
-            " FROM roles WHERE id = $1 AND deleted_at IS NULL"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(self.ex())
-        .await?;
+        let row = sqlx::query(concat!("SELECT ", role_cols!(), " FROM roles WHERE id = $1 AND deleted_at IS NULL"))
+            .bind(id.to_string())
+            .fetch_optional(self.ex())
+            .await?;
         row.as_ref().map(role_from_row).transpose()
     }
 
@@ -385,14 +323,10 @@ impl Conn {
         &mut self,
         id: RoleId,
     ) -> Result<Option<(Role, Option<DateTime<Utc>>)>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            role_cols!(),
-            ", deleted_at FROM roles WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(self.ex())
-        .await?;
+        let row = sqlx::query(concat!("SELECT ", role_cols!(), ", deleted_at FROM roles WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(self.ex())
+            .await?;
         match row {
             None => Ok(None),
             Some(r) => Ok(Some((role_from_row(&r)?, r.opt_ts("deleted_at")?))),
@@ -400,14 +334,11 @@ impl Conn {
     }
 
     pub async fn get_role_by_name(&mut self, name: &str) -> Result<Option<Role>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            role_cols!(),
-            " FROM roles WHERE name_key = $1 AND deleted_at IS NULL"
-        ))
-        .bind(fold(name))
-        .fetch_optional(self.ex())
-        .await?;
+        let row =
+            sqlx::query(concat!("SELECT ", role_cols!(), " FROM roles WHERE name_key = $1 AND deleted_at IS NULL"))
+                .bind(fold(name))
+                .fetch_optional(self.ex())
+                .await?;
         row.as_ref().map(role_from_row).transpose()
     }
 
@@ -415,11 +346,7 @@ impl Conn {
         let mut f = Filter::default();
         f.push("deleted_at IS NULL", []);
         let tail = f.page(page, "id")?;
-        let sql = format!(
-            concat!("SELECT ", role_cols!(), " FROM roles{}{}"),
-            f.where_sql(),
-            tail
-        );
+        let sql = format!(concat!("SELECT ", role_cols!(), " FROM roles{}{}"), f.where_sql(), tail);
         let rows = f.fetch_all(self.ex(), sql).await?;
         rows.iter().map(role_from_row).collect()
     }
@@ -433,11 +360,7 @@ impl Conn {
         for chunk in ids.chunks(500) {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
-                concat!(
-                    "SELECT ",
-                    role_cols!(),
-                    " FROM roles WHERE deleted_at IS NULL AND id IN ({}) ORDER BY id"
-                ),
+                concat!("SELECT ", role_cols!(), " FROM roles WHERE deleted_at IS NULL AND id IN ({}) ORDER BY id"),
                 placeholders.join(", ")
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -453,30 +376,19 @@ impl Conn {
 
     // ----- role templates -----
 
-    pub async fn get_role_template(
-        &mut self,
-        id: RoleTemplateId,
-    ) -> Result<Option<RoleTemplate>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            tpl_cols!(),
-            " FROM role_templates WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(self.ex())
-        .await?;
+    pub async fn get_role_template(&mut self, id: RoleTemplateId) -> Result<Option<RoleTemplate>, StoreError> {
+        let row = sqlx::query(concat!("SELECT ", tpl_cols!(), " FROM role_templates WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(self.ex())
+            .await?;
         row.as_ref().map(tpl_from_row).transpose()
     }
 
     /// All role templates, in id order.
     pub async fn list_role_templates(&mut self) -> Result<Vec<RoleTemplate>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            tpl_cols!(),
-            " FROM role_templates ORDER BY id"
-        ))
-        .fetch_all(self.ex())
-        .await?;
+        let rows = sqlx::query(concat!("SELECT ", tpl_cols!(), " FROM role_templates ORDER BY id"))
+            .fetch_all(self.ex())
+            .await?;
         rows.iter().map(tpl_from_row).collect()
     }
 
@@ -499,48 +411,31 @@ impl Conn {
     // ----- SoD rules -----
 
     pub async fn get_sod_rule(&mut self, id: SodRuleId) -> Result<Option<SodRule>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            sod_cols!(),
-            " FROM sod_rules WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(self.ex())
-        .await?;
+        let row = sqlx::query(concat!("SELECT ", sod_cols!(), " FROM sod_rules WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(self.ex())
+            .await?;
         row.as_ref().map(sod_from_row).transpose()
     }
 
     /// All separation-of-duties rules, in id order.
     pub async fn list_sod_rules(&mut self) -> Result<Vec<SodRule>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            sod_cols!(),
-            " FROM sod_rules ORDER BY id"
-        ))
-        .fetch_all(self.ex())
-        .await?;
+        let rows =
+            sqlx::query(concat!("SELECT ", sod_cols!(), " FROM sod_rules ORDER BY id")).fetch_all(self.ex()).await?;
         rows.iter().map(sod_from_row).collect()
     }
 
     // ----- grants -----
 
     pub async fn get_grant(&mut self, id: GrantId) -> Result<Option<Grant>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            grant_cols!(),
-            " FROM grants WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(self.ex())
-        .await?;
+        let row = sqlx::query(concat!("SELECT ", grant_cols!(), " FROM grants WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(self.ex())
+            .await?;
         row.as_ref().map(grant_from_row).transpose()
     }
 
-    pub async fn list_grants(
-        &mut self,
-        q: &GrantQuery,
-        page: &Page,
-    ) -> Result<Vec<Grant>, StoreError> {
+    pub async fn list_grants(&mut self, q: &GrantQuery, page: &Page) -> Result<Vec<Grant>, StoreError> {
         let mut f = Filter::default();
         if let Some(s) = q.subject {
             f.push(
@@ -558,11 +453,7 @@ impl Conn {
             push_live(&mut f, "", self.current_time());
         }
         let tail = f.page(page, "id")?;
-        let sql = format!(
-            concat!("SELECT ", grant_cols!(), " FROM grants{}{}"),
-            f.where_sql(),
-            tail
-        );
+        let sql = format!(concat!("SELECT ", grant_cols!(), " FROM grants{}{}"), f.where_sql(), tail);
         let rows = f.fetch_all(self.ex(), sql).await?;
         rows.iter().map(grant_from_row).collect()
     }
@@ -633,10 +524,7 @@ impl WriteTx {
         .bind(micros(t.updated_at))
         .bind(t.version)
         .bind(t.decision_audit.as_str());
-        self.conn
-            .guarded(q)
-            .await
-            .map_err(|e| map_write_err(e, &rt_unique(&t.name), None))?;
+        self.conn.guarded(q).await.map_err(|e| map_write_err(e, &rt_unique(&t.name), None))?;
         Ok(())
     }
 
@@ -660,43 +548,19 @@ impl WriteTx {
         .bind(id.clone())
         .bind(expected_version)
         .bind(t.decision_audit.as_str());
-        let row = self
-            .conn
-            .guarded_optional(q)
-            .await
-            .map_err(|e| map_write_err(e, &rt_unique(&t.name), None))?;
+        let row = self.conn.guarded_optional(q).await.map_err(|e| map_write_err(e, &rt_unique(&t.name), None))?;
         let Some(row) = row else {
-            return Err(self
-                .conn
-                .version_miss(
-                    "resource_types",
-                    false,
-                    "resource_type",
-                    &id,
-                    expected_version,
-                )
-                .await);
+            return Err(self.conn.version_miss("resource_types", false, "resource_type", &id, expected_version).await);
         };
-        Ok(ResourceType {
-            created_at: row.ts("created_at")?,
-            version: expected_version + 1,
-            ..t.clone()
-        })
+        Ok(ResourceType { created_at: row.ts("created_at")?, version: expected_version + 1, ..t.clone() })
     }
 
     /// Deletes the resource type for good; refused while resources of the type (live or kept
     /// as tombstones) or live roles' permissions refer to it.
-    pub async fn delete_resource_type(
-        &mut self,
-        id: ResourceTypeId,
-        expected_version: i64,
-    ) -> Result<(), StoreError> {
+    pub async fn delete_resource_type(&mut self, id: ResourceTypeId, expected_version: i64) -> Result<(), StoreError> {
         let ids = id.to_string();
         let Some(t) = self.conn.get_resource_type(id).await? else {
-            return Err(StoreError::NotFound {
-                kind: "resource_type",
-                id: ids,
-            });
+            return Err(StoreError::NotFound { kind: "resource_type", id: ids });
         };
         if t.version != expected_version {
             return Err(StoreError::VersionConflict {
@@ -708,26 +572,17 @@ impl WriteTx {
         }
         let n = self
             .conn
-            .count(
-                "SELECT COUNT(*) AS n FROM resources WHERE type_id = $1",
-                &[Arg::Text(ids.clone())],
-            )
+            .count("SELECT COUNT(*) AS n FROM resources WHERE type_id = $1", &[Arg::Text(ids.clone())])
             .await?;
         if n > 0 {
             return Err(StoreError::InUse {
                 kind: "resource_type",
                 id: ids,
-                message: format!(
-                    "{n} resource(s) of this type exist (deleted ones are kept as evidence)"
-                ),
+                message: format!("{n} resource(s) of this type exist (deleted ones are kept as evidence)"),
             });
         }
         let roles = self.conn.list_all_live_roles().await?;
-        if let Some(r) = roles.iter().find(|r| {
-            r.permissions
-                .iter()
-                .any(|p| fold(&p.resource_type) == fold(&t.name))
-        }) {
+        if let Some(r) = roles.iter().find(|r| r.permissions.iter().any(|p| fold(&p.resource_type) == fold(&t.name))) {
             return Err(StoreError::InUse {
                 kind: "resource_type",
                 id: ids,
@@ -741,16 +596,7 @@ impl WriteTx {
             .await?
             .rows_affected();
         if n == 0 {
-            return Err(self
-                .conn
-                .version_miss(
-                    "resource_types",
-                    false,
-                    "resource_type",
-                    &ids,
-                    expected_version,
-                )
-                .await);
+            return Err(self.conn.version_miss("resource_types", false, "resource_type", &ids, expected_version).await);
         }
         Ok(())
     }
@@ -758,15 +604,8 @@ impl WriteTx {
     // ----- resources -----
 
     async fn check_resource_refs(&mut self, r: &Resource) -> Result<(), StoreError> {
-        if !self
-            .conn
-            .exists_live("resource_types", false, &r.type_id.to_string())
-            .await?
-        {
-            return Err(StoreError::NotFound {
-                kind: "resource_type",
-                id: r.type_id.to_string(),
-            });
+        if !self.conn.exists_live("resource_types", false, &r.type_id.to_string()).await? {
+            return Err(StoreError::NotFound { kind: "resource_type", id: r.type_id.to_string() });
         }
         if let Some(p) = r.parent_id {
             if p == r.id {
@@ -775,15 +614,8 @@ impl WriteTx {
                     message: "a resource cannot be its own parent".into(),
                 });
             }
-            if !self
-                .conn
-                .exists_live("resources", true, &p.to_string())
-                .await?
-            {
-                return Err(StoreError::NotFound {
-                    kind: "resource",
-                    id: p.to_string(),
-                });
+            if !self.conn.exists_live("resources", true, &p.to_string()).await? {
+                return Err(StoreError::NotFound { kind: "resource", id: p.to_string() });
             }
         }
         Ok(())
@@ -807,20 +639,13 @@ impl WriteTx {
         .bind(micros(r.created_at))
         .bind(micros(r.updated_at))
         .bind(r.version);
-        self.conn
-            .guarded(q)
-            .await
-            .map_err(|e| map_write_err(e, &res_unique(&r.name), None))?;
+        self.conn.guarded(q).await.map_err(|e| map_write_err(e, &res_unique(&r.name), None))?;
         Ok(())
     }
 
     /// Writes `r` (including a move to another parent; the caller checks for cycles with
     /// [`Conn::ancestors`]).
-    pub async fn update_resource(
-        &mut self,
-        r: &Resource,
-        expected_version: i64,
-    ) -> Result<Resource, StoreError> {
+    pub async fn update_resource(&mut self, r: &Resource, expected_version: i64) -> Result<Resource, StoreError> {
         self.check_resource_refs(r).await?;
         let id = r.id.to_string();
         let parent = r.parent_id.map(|p| p.to_string());
@@ -840,30 +665,15 @@ impl WriteTx {
         .bind(expected_version + 1)
         .bind(id.clone())
         .bind(expected_version);
-        let row = self
-            .conn
-            .guarded_optional(q)
-            .await
-            .map_err(|e| map_write_err(e, &res_unique(&r.name), None))?;
+        let row = self.conn.guarded_optional(q).await.map_err(|e| map_write_err(e, &res_unique(&r.name), None))?;
         let Some(row) = row else {
-            return Err(self
-                .conn
-                .version_miss("resources", true, "resource", &id, expected_version)
-                .await);
+            return Err(self.conn.version_miss("resources", true, "resource", &id, expected_version).await);
         };
-        Ok(Resource {
-            created_at: row.ts("created_at")?,
-            version: expected_version + 1,
-            ..r.clone()
-        })
+        Ok(Resource { created_at: row.ts("created_at")?, version: expected_version + 1, ..r.clone() })
     }
 
     /// Tombstones the resource; refused while it has live children or live grants.
-    pub async fn delete_resource(
-        &mut self,
-        id: ResourceId,
-        expected_version: i64,
-    ) -> Result<(), StoreError> {
+    pub async fn delete_resource(&mut self, id: ResourceId, expected_version: i64) -> Result<(), StoreError> {
         let ids = id.to_string();
         let children = self
             .conn
@@ -894,8 +704,7 @@ impl WriteTx {
                 message: format!("{grants} live grant(s) are scoped to it"),
             });
         }
-        self.tombstone("resources", "resource", &ids, expected_version)
-            .await
+        self.tombstone("resources", "resource", &ids, expected_version).await
     }
 
     // ----- roles -----
@@ -917,18 +726,11 @@ impl WriteTx {
         .bind(to_json(&r.session_policy)?)
         .bind(to_json(&r.conditions)?)
         .bind(i64::from(r.break_glass));
-        self.conn
-            .guarded(q)
-            .await
-            .map_err(|e| map_write_err(e, &role_unique(&r.name), None))?;
+        self.conn.guarded(q).await.map_err(|e| map_write_err(e, &role_unique(&r.name), None))?;
         Ok(())
     }
 
-    pub async fn update_role(
-        &mut self,
-        r: &Role,
-        expected_version: i64,
-    ) -> Result<Role, StoreError> {
+    pub async fn update_role(&mut self, r: &Role, expected_version: i64) -> Result<Role, StoreError> {
         let id = r.id.to_string();
         let q = sqlx::query(
             "UPDATE roles SET name = $1, name_key = $2, description = $3, permissions = $4, privileged = $5, \
@@ -947,30 +749,15 @@ impl WriteTx {
         .bind(to_json(&r.session_policy)?)
         .bind(to_json(&r.conditions)?)
         .bind(i64::from(r.break_glass));
-        let row = self
-            .conn
-            .guarded_optional(q)
-            .await
-            .map_err(|e| map_write_err(e, &role_unique(&r.name), None))?;
+        let row = self.conn.guarded_optional(q).await.map_err(|e| map_write_err(e, &role_unique(&r.name), None))?;
         let Some(row) = row else {
-            return Err(self
-                .conn
-                .version_miss("roles", true, "role", &id, expected_version)
-                .await);
+            return Err(self.conn.version_miss("roles", true, "role", &id, expected_version).await);
         };
-        Ok(Role {
-            created_at: row.ts("created_at")?,
-            version: expected_version + 1,
-            ..r.clone()
-        })
+        Ok(Role { created_at: row.ts("created_at")?, version: expected_version + 1, ..r.clone() })
     }
 
     /// Tombstones the role; refused while live grants or role templates refer to it.
-    pub async fn delete_role(
-        &mut self,
-        id: RoleId,
-        expected_version: i64,
-    ) -> Result<(), StoreError> {
+    pub async fn delete_role(&mut self, id: RoleId, expected_version: i64) -> Result<(), StoreError> {
         let ids = id.to_string();
         let grants = self
             .conn
@@ -989,10 +776,7 @@ impl WriteTx {
         }
         let templates = self
             .conn
-            .count(
-                "SELECT COUNT(*) AS n FROM role_template_roles WHERE role_id = $1",
-                &[Arg::Text(ids.clone())],
-            )
+            .count("SELECT COUNT(*) AS n FROM role_template_roles WHERE role_id = $1", &[Arg::Text(ids.clone())])
             .await?;
         if templates > 0 {
             return Err(StoreError::InUse {
@@ -1001,8 +785,7 @@ impl WriteTx {
                 message: format!("{templates} role template(s) name it"),
             });
         }
-        self.tombstone("roles", "role", &ids, expected_version)
-            .await
+        self.tombstone("roles", "role", &ids, expected_version).await
     }
 
     // ----- role templates -----
@@ -1013,21 +796,16 @@ impl WriteTx {
             .execute(self.conn.ex())
             .await?;
         for role in &t.role_ids {
-            if !self
-                .conn
-                .exists_live("roles", true, &role.to_string())
-                .await?
-            {
-                return Err(StoreError::NotFound {
-                    kind: "role",
-                    id: role.to_string(),
-                });
+            if !self.conn.exists_live("roles", true, &role.to_string()).await? {
+                return Err(StoreError::NotFound { kind: "role", id: role.to_string() });
             }
-            sqlx::query("INSERT INTO role_template_roles (template_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(t.id.to_string())
-                .bind(role.to_string())
-                .execute(self.conn.ex())
-                .await?;
+            sqlx::query(
+                "INSERT INTO role_template_roles (template_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(t.id.to_string())
+            .bind(role.to_string())
+            .execute(self.conn.ex())
+            .await?;
         }
         Ok(())
     }
@@ -1046,10 +824,7 @@ impl WriteTx {
         .bind(micros(t.created_at))
         .bind(micros(t.updated_at))
         .bind(t.version);
-        self.conn
-            .guarded(q)
-            .await
-            .map_err(|e| map_write_err(e, &tpl_unique(&t.name), None))?;
+        self.conn.guarded(q).await.map_err(|e| map_write_err(e, &tpl_unique(&t.name), None))?;
         self.write_template_roles(t).await
     }
 
@@ -1072,36 +847,15 @@ impl WriteTx {
         .bind(expected_version + 1)
         .bind(id.clone())
         .bind(expected_version);
-        let row = self
-            .conn
-            .guarded_optional(q)
-            .await
-            .map_err(|e| map_write_err(e, &tpl_unique(&t.name), None))?;
+        let row = self.conn.guarded_optional(q).await.map_err(|e| map_write_err(e, &tpl_unique(&t.name), None))?;
         let Some(row) = row else {
-            return Err(self
-                .conn
-                .version_miss(
-                    "role_templates",
-                    false,
-                    "role_template",
-                    &id,
-                    expected_version,
-                )
-                .await);
+            return Err(self.conn.version_miss("role_templates", false, "role_template", &id, expected_version).await);
         };
         self.write_template_roles(t).await?;
-        Ok(RoleTemplate {
-            created_at: row.ts("created_at")?,
-            version: expected_version + 1,
-            ..t.clone()
-        })
+        Ok(RoleTemplate { created_at: row.ts("created_at")?, version: expected_version + 1, ..t.clone() })
     }
 
-    pub async fn delete_role_template(
-        &mut self,
-        id: RoleTemplateId,
-        expected_version: i64,
-    ) -> Result<(), StoreError> {
+    pub async fn delete_role_template(&mut self, id: RoleTemplateId, expected_version: i64) -> Result<(), StoreError> {
         let ids = id.to_string();
         sqlx::query(
             "DELETE FROM role_template_roles WHERE template_id = $1 \
@@ -1118,16 +872,7 @@ impl WriteTx {
             .await?
             .rows_affected();
         if n == 0 {
-            return Err(self
-                .conn
-                .version_miss(
-                    "role_templates",
-                    false,
-                    "role_template",
-                    &ids,
-                    expected_version,
-                )
-                .await);
+            return Err(self.conn.version_miss("role_templates", false, "role_template", &ids, expected_version).await);
         }
         Ok(())
     }
@@ -1148,18 +893,11 @@ impl WriteTx {
         .bind(micros(s.created_at))
         .bind(micros(s.updated_at))
         .bind(s.version);
-        self.conn
-            .guarded(q)
-            .await
-            .map_err(|e| map_write_err(e, &sod_unique(&s.name), None))?;
+        self.conn.guarded(q).await.map_err(|e| map_write_err(e, &sod_unique(&s.name), None))?;
         Ok(())
     }
 
-    pub async fn update_sod_rule(
-        &mut self,
-        s: &SodRule,
-        expected_version: i64,
-    ) -> Result<SodRule, StoreError> {
+    pub async fn update_sod_rule(&mut self, s: &SodRule, expected_version: i64) -> Result<SodRule, StoreError> {
         let id = s.id.to_string();
         let q = sqlx::query(
             "UPDATE sod_rules SET name = $1, name_key = $2, description = $3, left_item = $4, right_item = $5, \
@@ -1174,29 +912,14 @@ impl WriteTx {
         .bind(expected_version + 1)
         .bind(id.clone())
         .bind(expected_version);
-        let row = self
-            .conn
-            .guarded_optional(q)
-            .await
-            .map_err(|e| map_write_err(e, &sod_unique(&s.name), None))?;
+        let row = self.conn.guarded_optional(q).await.map_err(|e| map_write_err(e, &sod_unique(&s.name), None))?;
         let Some(row) = row else {
-            return Err(self
-                .conn
-                .version_miss("sod_rules", false, "sod_rule", &id, expected_version)
-                .await);
+            return Err(self.conn.version_miss("sod_rules", false, "sod_rule", &id, expected_version).await);
         };
-        Ok(SodRule {
-            created_at: row.ts("created_at")?,
-            version: expected_version + 1,
-            ..s.clone()
-        })
+        Ok(SodRule { created_at: row.ts("created_at")?, version: expected_version + 1, ..s.clone() })
     }
 
-    pub async fn delete_sod_rule(
-        &mut self,
-        id: SodRuleId,
-        expected_version: i64,
-    ) -> Result<(), StoreError> {
+    pub async fn delete_sod_rule(&mut self, id: SodRuleId, expected_version: i64) -> Result<(), StoreError> {
         let ids = id.to_string();
         let n = sqlx::query("DELETE FROM sod_rules WHERE id = $1 AND version = $2")
             .bind(ids.clone())
@@ -1205,10 +928,7 @@ impl WriteTx {
             .await?
             .rows_affected();
         if n == 0 {
-            return Err(self
-                .conn
-                .version_miss("sod_rules", false, "sod_rule", &ids, expected_version)
-                .await);
+            return Err(self.conn.version_miss("sod_rules", false, "sod_rule", &ids, expected_version).await);
         }
         Ok(())
     }
@@ -1218,36 +938,16 @@ impl WriteTx {
     /// Inserts a grant; its subject, role and resource must exist and be live.
     pub async fn insert_grant(&mut self, g: &Grant) -> Result<(), StoreError> {
         let sid = g.subject.uuid().to_string();
-        if !self
-            .conn
-            .exists_live(subject_table(&g.subject), true, &sid)
-            .await?
-        {
-            return Err(StoreError::NotFound {
-                kind: g.subject.kind(),
-                id: sid,
-            });
+        if !self.conn.exists_live(subject_table(&g.subject), true, &sid).await? {
+            return Err(StoreError::NotFound { kind: g.subject.kind(), id: sid });
         }
-        if !self
-            .conn
-            .exists_live("roles", true, &g.role_id.to_string())
-            .await?
-        {
-            return Err(StoreError::NotFound {
-                kind: "role",
-                id: g.role_id.to_string(),
-            });
+        if !self.conn.exists_live("roles", true, &g.role_id.to_string()).await? {
+            return Err(StoreError::NotFound { kind: "role", id: g.role_id.to_string() });
         }
         if let Some(r) = g.resource_id
-            && !self
-                .conn
-                .exists_live("resources", true, &r.to_string())
-                .await?
+            && !self.conn.exists_live("resources", true, &r.to_string()).await?
         {
-            return Err(StoreError::NotFound {
-                kind: "resource",
-                id: r.to_string(),
-            });
+            return Err(StoreError::NotFound { kind: "resource", id: r.to_string() });
         }
         let q = sqlx::query(
             "INSERT INTO grants (id, subject_kind, subject_id, role_id, resource_id, source, requester, approver, \
@@ -1271,17 +971,9 @@ impl WriteTx {
         .bind(g.revoked_by.clone())
         .bind(g.version)
         .bind(to_json(&g.conditions)?);
-        let unique = [Unique {
-            index: "grants_pkey",
-            sqlite_columns: "grants.id",
-            kind: "grant",
-            field: "id",
-            value: "",
-        }];
-        self.conn
-            .guarded(q)
-            .await
-            .map_err(|e| map_write_err(e, &unique, None))?;
+        let unique =
+            [Unique { index: "grants_pkey", sqlite_columns: "grants.id", kind: "grant", field: "id", value: "" }];
+        self.conn.guarded(q).await.map_err(|e| map_write_err(e, &unique, None))?;
         Ok(())
     }
 
@@ -1307,10 +999,7 @@ impl WriteTx {
         .rows_affected();
         let grant = self.conn.get_grant(id).await?;
         let Some(grant) = grant else {
-            return Err(StoreError::NotFound {
-                kind: "grant",
-                id: ids,
-            });
+            return Err(StoreError::NotFound { kind: "grant", id: ids });
         };
         if n == 1 {
             return Ok(grant);
@@ -1323,11 +1012,7 @@ impl WriteTx {
                 actual: grant.version,
             });
         }
-        Err(StoreError::Conflict {
-            kind: "grant",
-            id: ids,
-            message: "the grant is already revoked".into(),
-        })
+        Err(StoreError::Conflict { kind: "grant", id: ids, message: "the grant is already revoked".into() })
     }
 
     /// Revokes every grant of `subject` not yet revoked nor expired at `at`; returns their ids.
@@ -1346,10 +1031,7 @@ impl WriteTx {
         .bind(micros(at))
         .fetch_all(self.conn.ex())
         .await?;
-        let ids: Vec<GrantId> = rows
-            .iter()
-            .map(|r| Ok(GrantId(r.uuid("id")?)))
-            .collect::<Result<_, StoreError>>()?;
+        let ids: Vec<GrantId> = rows.iter().map(|r| Ok(GrantId(r.uuid("id")?))).collect::<Result<_, StoreError>>()?;
         for id in &ids {
             sqlx::query(
                 "UPDATE grants SET revoked_at = $1, revoked_by = $2, version = version + 1 \
@@ -1367,13 +1049,9 @@ impl WriteTx {
 
 impl Conn {
     async fn list_all_live_roles(&mut self) -> Result<Vec<Role>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            role_cols!(),
-            " FROM roles WHERE deleted_at IS NULL ORDER BY id"
-        ))
-        .fetch_all(self.ex())
-        .await?;
+        let rows = sqlx::query(concat!("SELECT ", role_cols!(), " FROM roles WHERE deleted_at IS NULL ORDER BY id"))
+            .fetch_all(self.ex())
+            .await?;
         rows.iter().map(role_from_row).collect()
     }
 }

@@ -8,9 +8,9 @@ use futures::TryStreamExt;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe};
 use wardkey_audit::{
-    AuditDraft, Checkpoint, AuditEvent, Hash, HashCache, HashExt, LogVerifier, Outcome, TreeVerifier,
-    VerifyFailure, VerifyReport, append_hashes, encode_hashes, indices_for_consistency,
-    indices_for_inclusion, indices_for_root, records_for_indices,
+    AuditDraft, AuditEvent, Checkpoint, Hash, HashCache, HashExt, LogVerifier, Outcome, TreeVerifier, VerifyFailure,
+    VerifyReport, append_hashes, encode_hashes, indices_for_consistency, indices_for_inclusion, indices_for_root,
+    records_for_indices,
 };
 
 /// Filters of [`Conn::audit_events`]; all optional, combined with AND.
@@ -49,10 +49,7 @@ fn u64_of(v: i64, what: &str) -> Result<u64, StoreError> {
 }
 
 fn i64_of(v: u64, field: &'static str) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Invalid {
-        field,
-        message: "out of range".into(),
-    })
+    i64::try_from(v).map_err(|_| StoreError::Invalid { field, message: "out of range".into() })
 }
 
 pub(crate) fn event_from_row(r: &AnyRow) -> Result<AuditEvent, StoreError> {
@@ -65,15 +62,13 @@ pub(crate) fn event_from_row(r: &AnyRow) -> Result<AuditEvent, StoreError> {
             actor: r.text("actor")?,
             action: r.text("action")?,
             target: r.opt_text("target")?,
-            outcome: Outcome::parse(&outcome)
-                .map_err(|e| StoreError::corrupt(format!("outcome: {e}")))?,
+            outcome: Outcome::parse(&outcome).map_err(|e| StoreError::corrupt(format!("outcome: {e}")))?,
             reason: r.opt_text("reason")?,
             source_ip: r.opt_text("source_ip")?,
             request_id: r.opt_text("request_id")?,
             approver: r.opt_text("approver")?,
             request_ref: r.opt_text("request_ref")?,
-            details: serde_json::from_str(&details)
-                .map_err(|e| StoreError::corrupt(format!("details: {e}")))?,
+            details: serde_json::from_str(&details).map_err(|e| StoreError::corrupt(format!("details: {e}")))?,
         },
     })
 }
@@ -81,8 +76,7 @@ pub(crate) fn event_from_row(r: &AnyRow) -> Result<AuditEvent, StoreError> {
 fn checkpoint_from_row(r: &AnyRow) -> Result<StoredCheckpoint, StoreError> {
     Ok(StoredCheckpoint {
         size: u64_of(r.int("size")?, "checkpoint size")?,
-        root: Hash::from_slice(&r.bytes("root")?)
-            .map_err(|e| StoreError::corrupt(format!("root: {e}")))?,
+        root: Hash::from_slice(&r.bytes("root")?).map_err(|e| StoreError::corrupt(format!("root: {e}")))?,
         time: r.ts("time")?,
         note: r.text("note")?,
     })
@@ -109,17 +103,13 @@ pub(crate) fn normalise_draft(mut d: AuditDraft) -> Result<(AuditDraft, String),
     clean_opt(&mut d.request_id);
     clean_opt(&mut d.approver);
     clean_opt(&mut d.request_ref);
-        let text = serde_json::to_string(&d.details).map_err(|e| StoreError::Invalid {
-        field: "details",
-        message: format!("not encodable: {e}"),
-    })?;
+    let text = serde_json::to_string(&d.details)
+        .map_err(|e| StoreError::Invalid { field: "details", message: format!("not encodable: {e}") })?;
     // Only floats can read back differently from how they were written; skip the parse (a
     // tree of allocations per event) when there are none.
     if has_float(&d.details) {
-        d.details = serde_json::from_str(&text).map_err(|e| StoreError::Invalid {
-            field: "details",
-            message: format!("does not round-trip: {e}"),
-        })?;
+        d.details = serde_json::from_str(&text)
+            .map_err(|e| StoreError::Invalid { field: "details", message: format!("does not round-trip: {e}") })?;
     }
     Ok((d, text))
 }
@@ -135,9 +125,7 @@ fn has_float(v: &serde_json::Value) -> bool {
 
 /// Tree size = next index, read from the table.
 pub(crate) async fn stored_tree_size(conn: &mut AnyConnection) -> Result<u64, StoreError> {
-    let row = sqlx::query("SELECT COALESCE(MAX(idx) + 1, 0) AS n FROM audit_events")
-        .fetch_one(conn)
-        .await?;
+    let row = sqlx::query("SELECT COALESCE(MAX(idx) + 1, 0) AS n FROM audit_events").fetch_one(conn).await?;
     u64_of(row.int("n")?, "tree size")
 }
 
@@ -149,10 +137,7 @@ pub(crate) async fn load_records(
 ) -> Result<(), StoreError> {
     for chunk in records.chunks(500) {
         let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT idx, hashes FROM audit_events WHERE idx IN ({})",
-            placeholders.join(", ")
-        );
+        let sql = format!("SELECT idx, hashes FROM audit_events WHERE idx IN ({})", placeholders.join(", "));
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for &n in chunk {
             q = q.bind(i64_of(n, "index")?);
@@ -245,7 +230,11 @@ impl TreeState {
 /// `numbered`: `$1, $2, …` placeholders (PostgreSQL). SQLite gets anonymous `?` ones: sqlx
 /// resolves each numbered SQLite parameter by name, a linear search per parameter that made
 /// a 900-parameter statement quadratic (a quarter of the writer's time in a profile).
-pub(crate) async fn insert_prepared(conn: &mut AnyConnection, events: &[PreparedEvent], numbered: bool) -> Result<(), StoreError> {
+pub(crate) async fn insert_prepared(
+    conn: &mut AnyConnection,
+    events: &[PreparedEvent],
+    numbered: bool,
+) -> Result<(), StoreError> {
     const COLS: usize = 14;
     for chunk in events.chunks(INSERT_CHUNK) {
         let mut sql = String::with_capacity(200 + chunk.len() * 80);
@@ -305,14 +294,10 @@ impl Conn {
         let Ok(i) = i64::try_from(index) else {
             return Ok(None);
         };
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            event_cols!(),
-            " FROM audit_events WHERE idx = $1"
-        ))
-        .bind(i)
-        .fetch_optional(self.ex())
-        .await?;
+        let row = sqlx::query(concat!("SELECT ", event_cols!(), " FROM audit_events WHERE idx = $1"))
+            .bind(i)
+            .fetch_optional(self.ex())
+            .await?;
         row.as_ref().map(event_from_row).transpose()
     }
 
@@ -345,11 +330,7 @@ impl Conn {
         }
         f.args.push(Arg::Int(i64::from(limit.min(MAX_AUDIT_PAGE))));
         let sql = format!(
-            concat!(
-                "SELECT ",
-                event_cols!(),
-                " FROM audit_events{} ORDER BY idx LIMIT ${}"
-            ),
+            concat!("SELECT ", event_cols!(), " FROM audit_events{} ORDER BY idx LIMIT ${}"),
             f.where_sql(),
             f.args.len()
         );
@@ -358,30 +339,24 @@ impl Conn {
     }
 
     pub async fn latest_checkpoint(&mut self) -> Result<Option<StoredCheckpoint>, StoreError> {
-        let row = sqlx::query(
-            "SELECT size, time, root, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
-        )
-        .fetch_optional(self.ex())
-        .await?;
+        let row = sqlx::query("SELECT size, time, root, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1")
+            .fetch_optional(self.ex())
+            .await?;
         row.as_ref().map(checkpoint_from_row).transpose()
     }
 
     /// Every checkpoint, ascending by size.
     pub async fn list_checkpoints(&mut self) -> Result<Vec<StoredCheckpoint>, StoreError> {
-        let rows =
-            sqlx::query("SELECT size, time, root, note FROM audit_checkpoints ORDER BY size")
-                .fetch_all(self.ex())
-                .await?;
+        let rows = sqlx::query("SELECT size, time, root, note FROM audit_checkpoints ORDER BY size")
+            .fetch_all(self.ex())
+            .await?;
         rows.iter().map(checkpoint_from_row).collect()
     }
 
     async fn check_size(&mut self, size: u64) -> Result<(), StoreError> {
         let have = self.audit_tree_size().await?;
         if size > have {
-            return Err(StoreError::Invalid {
-                field: "size",
-                message: format!("the log has only {have} events"),
-            });
+            return Err(StoreError::Invalid { field: "size", message: format!("the log has only {have} events") });
         }
         Ok(())
     }
@@ -395,11 +370,7 @@ impl Conn {
     }
 
     /// RFC 9162 inclusion proof of event `index` in the tree of `size` events.
-    pub async fn inclusion_proof(
-        &mut self,
-        index: u64,
-        size: u64,
-    ) -> Result<Vec<Hash>, StoreError> {
+    pub async fn inclusion_proof(&mut self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
         if index >= size {
             return Err(StoreError::Invalid {
                 field: "index",
@@ -416,10 +387,7 @@ impl Conn {
     /// RFC 9162 consistency proof from the tree of `from` events to the tree of `to` events.
     pub async fn consistency_proof(&mut self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
         if from > to {
-            return Err(StoreError::Invalid {
-                field: "from",
-                message: format!("from {from} is above to {to}"),
-            });
+            return Err(StoreError::Invalid { field: "from", message: format!("from {from} is above to {to}") });
         }
         self.check_size(to).await?;
         let mut cache = HashCache::new();
@@ -430,10 +398,7 @@ impl Conn {
 }
 
 fn fail(index: u64, reason: impl Into<String>) -> VerifyFailure {
-    VerifyFailure {
-        index,
-        reason: reason.into(),
-    }
+    VerifyFailure { index, reason: reason.into() }
 }
 
 /// Checks the stored checkpoint rows against their signed notes; returns the opened notes.
@@ -464,8 +429,9 @@ pub(crate) async fn verify(conn: &mut AnyConnection, verifier: &LogVerifier) -> 
     let checkpoints = open_stored(&stored, verifier)?;
     let mut tree = TreeVerifier::for_checkpoints(&checkpoints);
     {
-        let mut stream = sqlx::query(concat!("SELECT ", event_cols!(), ", leaf, hashes FROM audit_events ORDER BY idx"))
-            .fetch(&mut *conn);
+        let mut stream =
+            sqlx::query(concat!("SELECT ", event_cols!(), ", leaf, hashes FROM audit_events ORDER BY idx"))
+                .fetch(&mut *conn);
         loop {
             let row = match stream.try_next().await {
                 Ok(Some(r)) => r,
@@ -487,10 +453,14 @@ pub(crate) async fn verify(conn: &mut AnyConnection, verifier: &LogVerifier) -> 
 
 /// The same verification for a SQLite file, read in-process with rusqlite (blocking; run it on
 /// a blocking thread). Opened read-only: verification never writes.
-pub(crate) fn verify_sqlite_file(path: &std::path::Path, verifier: &LogVerifier) -> Result<VerifyReport, VerifyFailure> {
+pub(crate) fn verify_sqlite_file(
+    path: &std::path::Path,
+    verifier: &LogVerifier,
+) -> Result<VerifyReport, VerifyFailure> {
     use rusqlite::{Connection, OpenFlags};
     let db = |e: rusqlite::Error| fail(0, format!("cannot read the database: {e}"));
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(db)?;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(db)?;
     let mut stmt = conn.prepare("SELECT size, time, root, note FROM audit_checkpoints ORDER BY size").map_err(db)?;
     let mut stored = Vec::new();
     let mut rows = stmt.query([]).map_err(db)?;
@@ -508,9 +478,8 @@ pub(crate) fn verify_sqlite_file(path: &std::path::Path, verifier: &LogVerifier)
     }
     let checkpoints = open_stored(&stored, verifier)?;
     let mut tree = TreeVerifier::for_checkpoints(&checkpoints);
-    let mut stmt = conn
-        .prepare(concat!("SELECT ", event_cols!(), ", leaf, hashes FROM audit_events ORDER BY idx"))
-        .map_err(db)?;
+    let mut stmt =
+        conn.prepare(concat!("SELECT ", event_cols!(), ", leaf, hashes FROM audit_events ORDER BY idx")).map_err(db)?;
     let mut rows = stmt.query([]).map_err(db)?;
     loop {
         let at = tree.size();
@@ -546,7 +515,8 @@ pub(crate) fn verify_sqlite_file(path: &std::path::Path, verifier: &LogVerifier)
             .and_then(|v| v.as_blob().ok())
             .and_then(|b| Hash::from_slice(b).ok())
             .ok_or_else(|| fail(at, "unreadable leaf hash"))?;
-        let hashes = row.get_ref(13).ok().and_then(|v| v.as_blob().ok()).ok_or_else(|| fail(at, "unreadable hashes"))?;
+        let hashes =
+            row.get_ref(13).ok().and_then(|v| v.as_blob().ok()).ok_or_else(|| fail(at, "unreadable hashes"))?;
         tree.push(&event, Some(leaf), Some(hashes))?;
     }
     wardkey_audit::verify_checkpoints(&tree, &checkpoints)
@@ -561,9 +531,7 @@ pub(crate) async fn write_checkpoint(
     now: DateTime<Utc>,
 ) -> Result<Option<StoredCheckpoint>, StoreError> {
     let size = tree.size;
-    let row = sqlx::query("SELECT COALESCE(MAX(size), -1) AS n FROM audit_checkpoints")
-        .fetch_one(&mut *conn)
-        .await?;
+    let row = sqlx::query("SELECT COALESCE(MAX(size), -1) AS n FROM audit_checkpoints").fetch_one(&mut *conn).await?;
     let last = row.int("n")?;
     if size == 0 || i64_of(size, "size")? <= last {
         return Ok(None);
@@ -579,10 +547,5 @@ pub(crate) async fn write_checkpoint(
         .bind(note.clone())
         .execute(&mut *conn)
         .await?;
-    Ok(Some(StoredCheckpoint {
-        size,
-        root,
-        time,
-        note,
-    }))
+    Ok(Some(StoredCheckpoint { size, root, time, note }))
 }

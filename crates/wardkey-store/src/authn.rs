@@ -117,7 +117,11 @@ impl Conn {
         match row {
             None => Ok(None),
             Some(r) => Ok(Some((
-                PasswordInfo { set_at: r.ts("set_at")?, set_by: r.text("set_by")?, must_change: r.flag("must_change")? },
+                PasswordInfo {
+                    set_at: r.ts("set_at")?,
+                    set_by: r.text("set_by")?,
+                    must_change: r.flag("must_change")?,
+                },
                 r.text("phc")?,
             ))),
         }
@@ -125,10 +129,11 @@ impl Conn {
 
     /// Every factor of `user` (pending TOTP enrolments included), oldest first.
     pub async fn list_factors(&mut self, user: UserId) -> Result<Vec<Factor>, StoreError> {
-        let rows = sqlx::query(concat!("SELECT ", factor_cols!(), " FROM authn_factors WHERE user_id = $1 ORDER BY id"))
-            .bind(user.to_string())
-            .fetch_all(self.ex())
-            .await?;
+        let rows =
+            sqlx::query(concat!("SELECT ", factor_cols!(), " FROM authn_factors WHERE user_id = $1 ORDER BY id"))
+                .bind(user.to_string())
+                .fetch_all(self.ex())
+                .await?;
         rows.iter().map(factor_from_row).collect()
     }
 
@@ -147,10 +152,14 @@ impl Conn {
     }
 
     pub async fn get_factor(&mut self, id: FactorId) -> Result<Option<FactorSecret>, StoreError> {
-        let row = sqlx::query(concat!("SELECT ", factor_cols!(), ", secret, credential_id, last_used_step FROM authn_factors WHERE id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(self.ex())
-            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            factor_cols!(),
+            ", secret, credential_id, last_used_step FROM authn_factors WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(self.ex())
+        .await?;
         row.as_ref().map(factor_secret_from_row).transpose()
     }
 
@@ -237,12 +246,7 @@ impl Conn {
 
 impl WriteTx {
     /// Sets (or replaces) the password of `user`.
-    pub async fn set_password(
-        &mut self,
-        user: UserId,
-        phc: &str,
-        info: &PasswordInfo,
-    ) -> Result<(), StoreError> {
+    pub async fn set_password(&mut self, user: UserId, phc: &str, info: &PasswordInfo) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO password_credentials (user_id, phc, set_at, set_by, must_change) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (user_id) DO UPDATE SET phc = excluded.phc, set_at = excluded.set_at, set_by = excluded.set_by, \
@@ -311,7 +315,12 @@ impl WriteTx {
 
     /// A pending TOTP factor becomes usable once its first code was typed; `step` is that
     /// code's step, so it cannot be used again for sign-in.
-    pub async fn confirm_factor(&mut self, id: FactorId, step: Option<i64>, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    pub async fn confirm_factor(
+        &mut self,
+        id: FactorId,
+        step: Option<i64>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let n = sqlx::query(
             "UPDATE authn_factors SET confirmed = 1, last_used_step = $1, last_used_at = $2 WHERE id = $3 AND confirmed = 0",
         )
@@ -341,7 +350,12 @@ impl WriteTx {
     }
 
     /// Records a passkey use; `secret` is the passkey JSON with its updated counter, if changed.
-    pub async fn touch_factor(&mut self, id: FactorId, secret: Option<&str>, at: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn touch_factor(
+        &mut self,
+        id: FactorId,
+        secret: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         match secret {
             Some(s) => {
                 sqlx::query("UPDATE authn_factors SET secret = $1, last_used_at = $2 WHERE id = $3")
@@ -386,18 +400,25 @@ impl WriteTx {
     }
 
     /// Replaces the recovery codes of `user` with a new set (hashes only).
-    pub async fn replace_recovery_codes(&mut self, user: UserId, hashes: &[String], at: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn replace_recovery_codes(
+        &mut self,
+        user: UserId,
+        hashes: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
             .bind(user.to_string())
             .execute(self.conn.ex())
             .await?;
         for h in hashes {
-            sqlx::query("INSERT INTO recovery_codes (user_id, code_hash, created_at, used_at) VALUES ($1, $2, $3, NULL)")
-                .bind(user.to_string())
-                .bind(h.clone())
-                .bind(micros(at))
-                .execute(self.conn.ex())
-                .await?;
+            sqlx::query(
+                "INSERT INTO recovery_codes (user_id, code_hash, created_at, used_at) VALUES ($1, $2, $3, NULL)",
+            )
+            .bind(user.to_string())
+            .bind(h.clone())
+            .bind(micros(at))
+            .execute(self.conn.ex())
+            .await?;
         }
         Ok(())
     }
@@ -431,7 +452,12 @@ impl WriteTx {
         Ok(())
     }
 
-    pub async fn insert_session(&mut self, s: &Session, token_hash: &[u8], pending: Option<&str>) -> Result<(), StoreError> {
+    pub async fn insert_session(
+        &mut self,
+        s: &Session,
+        token_hash: &[u8],
+        pending: Option<&str>,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (id, token_hash, user_id, stage, created_at, last_seen_at, expires_at, password_at, mfa_at, \
              phishing_resistant_at, methods, source_ip, user_agent, pending, ended_at, ended_reason, ended_by) \
@@ -490,17 +516,25 @@ impl WriteTx {
 
     /// Records activity on a live session.
     pub async fn touch_session(&mut self, id: SessionId, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let n = sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND ended_at IS NULL AND last_seen_at < $1")
-            .bind(micros(at))
-            .bind(id.to_string())
-            .execute(self.conn.ex())
-            .await?
-            .rows_affected();
+        let n = sqlx::query(
+            "UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND ended_at IS NULL AND last_seen_at < $1",
+        )
+        .bind(micros(at))
+        .bind(id.to_string())
+        .execute(self.conn.ex())
+        .await?
+        .rows_affected();
         Ok(n == 1)
     }
 
     /// Ends a live session; false if it had already ended (or does not exist).
-    pub async fn end_session(&mut self, id: SessionId, at: DateTime<Utc>, reason: &str, by: &str) -> Result<bool, StoreError> {
+    pub async fn end_session(
+        &mut self,
+        id: SessionId,
+        at: DateTime<Utc>,
+        reason: &str,
+        by: &str,
+    ) -> Result<bool, StoreError> {
         let n = sqlx::query(
             "UPDATE sessions SET ended_at = $1, ended_reason = $2, ended_by = $3, pending = NULL \
              WHERE id = $4 AND ended_at IS NULL",

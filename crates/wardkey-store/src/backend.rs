@@ -122,8 +122,8 @@ pub trait Backend: Send + Sync + 'static {
     fn sequencer_lock(&self) -> Option<&'static str>;
     /// Whether a failed statement poisons the whole transaction (PostgreSQL), so that
     /// statements that may fail on a constraint run inside their own savepoint.
-        fn statement_savepoints(&self) -> bool;
-    
+    fn statement_savepoints(&self) -> bool;
+
     /// Applies the migrations this binary knows and the database has not seen.
     fn migrate(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     fn close(&self) -> BoxFuture<'_, ()>;
@@ -146,27 +146,18 @@ pub struct SqliteBackend {
 }
 
 impl SqliteBackend {
-    pub async fn connect(
-        path: &Path,
-        options: &StoreOptions,
-        read_only: bool,
-    ) -> Result<SqliteBackend, StoreError> {
+    pub async fn connect(path: &Path, options: &StoreOptions, read_only: bool) -> Result<SqliteBackend, StoreError> {
         install_drivers();
-        let path = std::path::absolute(path).map_err(|e| StoreError::Invalid {
-            field: "database_url",
-            message: format!("bad path: {e}"),
-        })?;
-                if !read_only && let Some(parent) = path.parent() {
+        let path = std::path::absolute(path)
+            .map_err(|e| StoreError::Invalid { field: "database_url", message: format!("bad path: {e}") })?;
+        if !read_only && let Some(parent) = path.parent() {
             create_private_dir(parent)?;
         }
         if !read_only {
             create_private_file(&path)?;
         }
         let Some(path_str) = path.to_str() else {
-            return Err(StoreError::Invalid {
-                field: "database_url",
-                message: "path is not UTF-8".into(),
-            });
+            return Err(StoreError::Invalid { field: "database_url", message: "path is not UTF-8".into() });
         };
         let mode = if read_only { "ro" } else { "rwc" };
         let url = format!("sqlite://{}?mode={mode}", encode_path(path_str));
@@ -215,11 +206,8 @@ impl SqliteBackend {
             .test_before_acquire(false)
             .after_connect(|conn, _| {
                 Box::pin(async move {
-                    for pragma in [
-                        "PRAGMA foreign_keys = ON",
-                        "PRAGMA busy_timeout = 10000",
-                        "PRAGMA query_only = ON",
-                    ] {
+                    for pragma in ["PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 10000", "PRAGMA query_only = ON"]
+                    {
                         sqlx::query(pragma).fetch_all(&mut *conn).await?;
                     }
                     Ok(())
@@ -229,11 +217,7 @@ impl SqliteBackend {
             .await?;
         // A read-only store has no writer; its "writer pool" is never used for writes.
         let writer = writer.unwrap_or_else(|| readers.clone());
-        Ok(SqliteBackend {
-            path,
-            writer,
-            readers,
-        })
+        Ok(SqliteBackend { path, writer, readers })
     }
 
     pub fn path(&self) -> &Path {
@@ -272,7 +256,10 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
     match opts.open(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(StoreError::Invalid { field: "database_url", message: format!("cannot create {}: {e}", path.display()) }),
+        Err(e) => Err(StoreError::Invalid {
+            field: "database_url",
+            message: format!("cannot create {}: {e}", path.display()),
+        }),
     }
 }
 
@@ -317,10 +304,10 @@ impl Backend for SqliteBackend {
     fn sequencer_lock(&self) -> Option<&'static str> {
         None
     }
-        fn statement_savepoints(&self) -> bool {
+    fn statement_savepoints(&self) -> bool {
         false
     }
-    
+
     fn migrate(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let mut conn = self.writer.acquire().await?;
@@ -349,18 +336,15 @@ pub struct PostgresBackend {
 /// Advisory-lock key space of Wardkey (first half of the two-int key); the second half is
 /// derived from the schema, and advisory locks are per database, so parallel databases or
 /// schemas never contend.
-const PG_LOCK_SEQUENCER: &str = "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(2037412197, hashtext(current_schema()))) AS l";
+const PG_LOCK_SEQUENCER: &str =
+    "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(2037412197, hashtext(current_schema()))) AS l";
 const PG_LOCK_MIGRATE: &str =
     "SELECT count(*) FROM (SELECT pg_advisory_lock(2037412198, hashtext(current_schema()))) AS l";
 const PG_UNLOCK_MIGRATE: &str =
     "SELECT count(*) FROM (SELECT pg_advisory_unlock(2037412198, hashtext(current_schema()))) AS l";
 
 impl PostgresBackend {
-    pub async fn connect(
-        url: &str,
-        options: &StoreOptions,
-        read_only: bool,
-    ) -> Result<PostgresBackend, StoreError> {
+    pub async fn connect(url: &str, options: &StoreOptions, read_only: bool) -> Result<PostgresBackend, StoreError> {
         install_drivers();
         let connect = AnyConnectOptions::from_str(url)?;
         let pool = AnyPoolOptions::new()
@@ -389,13 +373,9 @@ impl PostgresBackend {
                     // lookup stayed a full scan of a partial index as `users` grew, and SCIM
                     // creates fell from 320/s to 50/s over 20k users. Custom plans cost tens
                     // of microseconds of planning per statement and follow the table's size.
-                    sqlx::query("SET plan_cache_mode = force_custom_plan")
-                        .execute(&mut *conn)
-                        .await?;
+                    sqlx::query("SET plan_cache_mode = force_custom_plan").execute(&mut *conn).await?;
                     if read_only {
-                        sqlx::query("SET default_transaction_read_only = on")
-                            .execute(&mut *conn)
-                            .await?;
+                        sqlx::query("SET default_transaction_read_only = on").execute(&mut *conn).await?;
                     }
                     Ok(())
                 })
@@ -413,7 +393,8 @@ const PG_FRESH_CONNECTION: Duration = Duration::from_millis(500);
 /// Without autovacuum, dead row versions pile up and the planner's statistics go stale:
 /// Wardkey still answers, but an operator should know why the database grows and slows.
 async fn warn_without_autovacuum(pool: &AnyPool) {
-    let on: Result<(String,), _> = sqlx::query_as("SELECT setting FROM pg_settings WHERE name = 'autovacuum'").fetch_one(pool).await;
+    let on: Result<(String,), _> =
+        sqlx::query_as("SELECT setting FROM pg_settings WHERE name = 'autovacuum'").fetch_one(pool).await;
     if let Ok((setting,)) = on
         && setting != "on"
     {
@@ -495,10 +476,7 @@ async fn run_migrations(
     migrations: &[Migration],
     begin: &'static str,
 ) -> Result<(), StoreError> {
-    sqlx::raw_sql(CREATE_MIGRATIONS_TABLE)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| mig_err(0, e))?;
+    sqlx::raw_sql(CREATE_MIGRATIONS_TABLE).execute(&mut *conn).await.map_err(|e| mig_err(0, e))?;
     let rows = sqlx::query("SELECT version, checksum FROM wardkey_migrations ORDER BY version")
         .fetch_all(&mut *conn)
         .await
@@ -517,10 +495,7 @@ async fn run_migrations(
                 )));
             }
             Some(m) if checksum(m.sql) != *sum => {
-                return Err(mig_err(
-                    *version,
-                    "was changed after it was applied (checksum differs)",
-                ));
+                return Err(mig_err(*version, "was changed after it was applied (checksum differs)"));
             }
             Some(_) => {}
         }
@@ -529,15 +504,8 @@ async fn run_migrations(
         if applied.iter().any(|(v, _)| *v == m.version) {
             continue;
         }
-        tracing::info!(
-            version = m.version,
-            name = m.name,
-            "applying database migration"
-        );
-        sqlx::raw_sql(begin)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| mig_err(m.version, e))?;
+        tracing::info!(version = m.version, name = m.name, "applying database migration");
+        sqlx::raw_sql(begin).execute(&mut *conn).await.map_err(|e| mig_err(m.version, e))?;
         let result = async {
             sqlx::raw_sql(m.sql).execute(&mut *conn).await?;
             sqlx::query("INSERT INTO wardkey_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)")

@@ -30,20 +30,14 @@ impl Page {
         Page { after: None, limit }
     }
     pub fn after(cursor: impl Into<String>, limit: u32) -> Page {
-        Page {
-            after: Some(cursor.into()),
-            limit,
-        }
+        Page { after: Some(cursor.into()), limit }
     }
     pub(crate) fn cursor(&self) -> Result<Option<String>, StoreError> {
         match &self.after {
             None => Ok(None),
             Some(c) => Uuid::parse_str(c)
                 .map(|u| Some(u.to_string()))
-                .map_err(|_| StoreError::Invalid {
-                    field: "after",
-                    message: "not a valid page cursor".into(),
-                }),
+                .map_err(|_| StoreError::Invalid { field: "after", message: "not a valid page cursor".into() }),
         }
     }
     pub(crate) fn limit(&self) -> i64 {
@@ -53,10 +47,7 @@ impl Page {
 
 impl Default for Page {
     fn default() -> Self {
-        Page {
-            after: None,
-            limit: 100,
-        }
+        Page { after: None, limit: 100 }
     }
 }
 
@@ -80,8 +71,7 @@ impl Conn {
     /// The time queries such as "live grants" are evaluated at: the job's time inside a
     /// write job, the clock otherwise (truncated to microseconds, as stored).
     pub fn current_time(&self) -> DateTime<Utc> {
-        self.fixed_now
-            .unwrap_or_else(|| truncate_micros(self.clock.now()))
+        self.fixed_now.unwrap_or_else(|| truncate_micros(self.clock.now()))
     }
 
     pub(crate) fn ex(&mut self) -> &mut AnyConnection {
@@ -97,23 +87,15 @@ impl Conn {
         if !self.stmt_savepoints {
             return q.execute(self.ex()).await.map(|r| r.rows_affected());
         }
-        sqlx::raw_sql("SAVEPOINT wk_stmt")
-            .execute(self.ex())
-            .await?;
+        sqlx::raw_sql("SAVEPOINT wk_stmt").execute(self.ex()).await?;
         match q.execute(self.ex()).await {
             Ok(r) => {
-                sqlx::raw_sql("RELEASE SAVEPOINT wk_stmt")
-                    .execute(self.ex())
-                    .await?;
+                sqlx::raw_sql("RELEASE SAVEPOINT wk_stmt").execute(self.ex()).await?;
                 Ok(r.rows_affected())
             }
             Err(e) => {
-                sqlx::raw_sql("ROLLBACK TO SAVEPOINT wk_stmt")
-                    .execute(self.ex())
-                    .await?;
-                sqlx::raw_sql("RELEASE SAVEPOINT wk_stmt")
-                    .execute(self.ex())
-                    .await?;
+                sqlx::raw_sql("ROLLBACK TO SAVEPOINT wk_stmt").execute(self.ex()).await?;
+                sqlx::raw_sql("RELEASE SAVEPOINT wk_stmt").execute(self.ex()).await?;
                 Err(e)
             }
         }
@@ -127,23 +109,15 @@ impl Conn {
         if !self.stmt_savepoints {
             return q.fetch_optional(self.ex()).await;
         }
-        sqlx::raw_sql("SAVEPOINT wk_stmt")
-            .execute(self.ex())
-            .await?;
+        sqlx::raw_sql("SAVEPOINT wk_stmt").execute(self.ex()).await?;
         match q.fetch_optional(self.ex()).await {
             Ok(r) => {
-                sqlx::raw_sql("RELEASE SAVEPOINT wk_stmt")
-                    .execute(self.ex())
-                    .await?;
+                sqlx::raw_sql("RELEASE SAVEPOINT wk_stmt").execute(self.ex()).await?;
                 Ok(r)
             }
             Err(e) => {
-                sqlx::raw_sql("ROLLBACK TO SAVEPOINT wk_stmt")
-                    .execute(self.ex())
-                    .await?;
-                sqlx::raw_sql("RELEASE SAVEPOINT wk_stmt")
-                    .execute(self.ex())
-                    .await?;
+                sqlx::raw_sql("ROLLBACK TO SAVEPOINT wk_stmt").execute(self.ex()).await?;
+                sqlx::raw_sql("RELEASE SAVEPOINT wk_stmt").execute(self.ex()).await?;
                 Err(e)
             }
         }
@@ -164,23 +138,11 @@ impl Conn {
         } else {
             format!("SELECT version FROM {table} WHERE id = $1")
         };
-        match sqlx::query(AssertSqlSafe(sql))
-            .bind(id.to_owned())
-            .fetch_optional(self.ex())
-            .await
-        {
+        match sqlx::query(AssertSqlSafe(sql)).bind(id.to_owned()).fetch_optional(self.ex()).await {
             Err(e) => e.into(),
-            Ok(None) => StoreError::NotFound {
-                kind,
-                id: id.to_owned(),
-            },
+            Ok(None) => StoreError::NotFound { kind, id: id.to_owned() },
             Ok(Some(row)) => match row.try_get::<i64, _>("version") {
-                Ok(actual) => StoreError::VersionConflict {
-                    kind,
-                    id: id.to_owned(),
-                    expected,
-                    actual,
-                },
+                Ok(actual) => StoreError::VersionConflict { kind, id: id.to_owned(), expected, actual },
                 Err(e) => StoreError::corrupt(e),
             },
         }
@@ -198,11 +160,7 @@ impl Conn {
         } else {
             format!("SELECT 1 AS one FROM {table} WHERE id = $1")
         };
-        Ok(sqlx::query(AssertSqlSafe(sql))
-            .bind(id.to_owned())
-            .fetch_optional(self.ex())
-            .await?
-            .is_some())
+        Ok(sqlx::query(AssertSqlSafe(sql)).bind(id.to_owned()).fetch_optional(self.ex()).await?.is_some())
     }
 }
 
@@ -269,8 +227,7 @@ pub(crate) fn opt_micros(t: Option<DateTime<Utc>>) -> Option<i64> {
 }
 
 pub(crate) fn from_micros(v: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_micros(v)
-        .ok_or_else(|| StoreError::corrupt(format!("timestamp {v} out of range")))
+    DateTime::from_timestamp_micros(v).ok_or_else(|| StoreError::corrupt(format!("timestamp {v} out of range")))
 }
 
 pub(crate) fn to_json<T: Serialize + ?Sized>(v: &T) -> Result<String, StoreError> {
@@ -325,9 +282,7 @@ pub(crate) trait RowExt {
     fn opt_uuid(&self, col: &str) -> Result<Option<Uuid>, StoreError> {
         match self.opt_text(col)? {
             None => Ok(None),
-            Some(s) => Uuid::parse_str(&s)
-                .map(Some)
-                .map_err(|e| StoreError::corrupt(format!("{col}: {e}"))),
+            Some(s) => Uuid::parse_str(&s).map(Some).map_err(|e| StoreError::corrupt(format!("{col}: {e}"))),
         }
     }
     fn json<T: DeserializeOwned>(&self, col: &str) -> Result<T, StoreError> {
@@ -337,33 +292,26 @@ pub(crate) trait RowExt {
     fn opt_json<T: DeserializeOwned>(&self, col: &str) -> Result<Option<T>, StoreError> {
         match self.opt_text(col)? {
             None => Ok(None),
-            Some(s) => serde_json::from_str(&s)
-                .map(Some)
-                .map_err(|e| StoreError::corrupt(format!("{col}: {e}"))),
+            Some(s) => serde_json::from_str(&s).map(Some).map_err(|e| StoreError::corrupt(format!("{col}: {e}"))),
         }
     }
 }
 
 impl RowExt for AnyRow {
     fn text(&self, col: &str) -> Result<String, StoreError> {
-        self.try_get(col)
-            .map_err(|e| StoreError::corrupt(format!("{col}: {e}")))
+        self.try_get(col).map_err(|e| StoreError::corrupt(format!("{col}: {e}")))
     }
     fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError> {
-        self.try_get(col)
-            .map_err(|e| StoreError::corrupt(format!("{col}: {e}")))
+        self.try_get(col).map_err(|e| StoreError::corrupt(format!("{col}: {e}")))
     }
     fn int(&self, col: &str) -> Result<i64, StoreError> {
-        self.try_get(col)
-            .map_err(|e| StoreError::corrupt(format!("{col}: {e}")))
+        self.try_get(col).map_err(|e| StoreError::corrupt(format!("{col}: {e}")))
     }
     fn opt_int(&self, col: &str) -> Result<Option<i64>, StoreError> {
-        self.try_get(col)
-            .map_err(|e| StoreError::corrupt(format!("{col}: {e}")))
+        self.try_get(col).map_err(|e| StoreError::corrupt(format!("{col}: {e}")))
     }
     fn bytes(&self, col: &str) -> Result<Vec<u8>, StoreError> {
-        self.try_get(col)
-            .map_err(|e| StoreError::corrupt(format!("{col}: {e}")))
+        self.try_get(col).map_err(|e| StoreError::corrupt(format!("{col}: {e}")))
     }
 }
 
@@ -403,11 +351,7 @@ impl Filter {
 
     /// `WHERE a AND b` (or nothing).
     pub(crate) fn where_sql(&self) -> String {
-        if self.clauses.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", self.clauses.join(" AND "))
-        }
+        if self.clauses.is_empty() { String::new() } else { format!(" WHERE {}", self.clauses.join(" AND ")) }
     }
 
     /// Appends the page's cursor condition and returns the `ORDER BY id LIMIT $n` tail.
@@ -419,11 +363,7 @@ impl Filter {
         Ok(format!(" ORDER BY {id_col} LIMIT ${}", self.args.len()))
     }
 
-    pub(crate) async fn fetch_all(
-        self,
-        conn: &mut AnyConnection,
-        sql: String,
-    ) -> Result<Vec<AnyRow>, StoreError> {
+    pub(crate) async fn fetch_all(self, conn: &mut AnyConnection, sql: String) -> Result<Vec<AnyRow>, StoreError> {
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for a in self.args {
             q = match a {
@@ -448,10 +388,18 @@ mod tests {
             let (lo, hi) = prefix_range(p);
             s.as_bytes() >= lo.as_bytes() && hi.is_none_or(|h| s.as_bytes() < h.as_bytes())
         };
-        for (p, s) in [("nurse1", "nurse1"), ("nurse1", "nurse1@x"), ("nurse1", "nurse1\u{10FFFF}zz"), ("ü", "über"), ("a\u{D7FF}", "a\u{D7FF}b")] {
+        for (p, s) in [
+            ("nurse1", "nurse1"),
+            ("nurse1", "nurse1@x"),
+            ("nurse1", "nurse1\u{10FFFF}zz"),
+            ("ü", "über"),
+            ("a\u{D7FF}", "a\u{D7FF}b"),
+        ] {
             assert!(inside(p, s), "{s:?} starts with {p:?}");
         }
-        for (p, s) in [("nurse1", "nurse2"), ("nurse1", "nurse"), ("nurse1", "nurse0zzz"), ("ü", "v"), ("a\u{D7FF}", "a\u{E000}")] {
+        for (p, s) in
+            [("nurse1", "nurse2"), ("nurse1", "nurse"), ("nurse1", "nurse0zzz"), ("ü", "v"), ("a\u{D7FF}", "a\u{E000}")]
+        {
             assert!(!inside(p, s), "{s:?} does not start with {p:?}");
         }
         assert_eq!(prefix_range("a\u{10FFFF}"), ("a\u{10FFFF}".to_owned(), Some("b".to_owned())));

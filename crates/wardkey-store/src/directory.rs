@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 use wardkey_domain::{
-    Group, GroupId, HrAttributes, Member, ServiceAccount, ServiceAccountId, ServiceAccountStatus,
-    User, UserId, UserStatus,
+    Group, GroupId, HrAttributes, Member, ServiceAccount, ServiceAccountId, ServiceAccountStatus, User, UserId,
+    UserStatus,
 };
 
 /// Filters of [`Conn::list_users`].
@@ -46,8 +46,7 @@ fn user_from_row(r: &AnyRow) -> Result<User, StoreError> {
         username: r.text("username")?,
         display_name: r.opt_text("display_name")?,
         email: r.opt_text("email")?,
-        status: UserStatus::parse(&status)
-            .ok_or_else(|| StoreError::corrupt(format!("user status {status:?}")))?,
+        status: UserStatus::parse(&status).ok_or_else(|| StoreError::corrupt(format!("user status {status:?}")))?,
         hr: r.json::<HrAttributes>("hr")?,
         verification: r.opt_json("verification")?,
         created_at: r.ts("created_at")?,
@@ -100,13 +99,7 @@ fn username_unique(value: &str) -> [Unique<'_>; 1] {
 }
 
 fn group_unique(value: &str) -> [Unique<'_>; 1] {
-    [Unique {
-        index: "groups_name_live",
-        sqlite_columns: "groups.name_key",
-        kind: "group",
-        field: "name",
-        value,
-    }]
+    [Unique { index: "groups_name_live", sqlite_columns: "groups.name_key", kind: "group", field: "name", value }]
 }
 
 fn sa_unique(value: &str) -> [Unique<'_>; 1] {
@@ -124,14 +117,10 @@ impl Conn {
 
     /// A live user.
     pub async fn get_user(&mut self, id: UserId) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            user_cols!(),
-            " FROM users WHERE id = $1 AND deleted_at IS NULL"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(self.ex())
-        .await?;
+        let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1 AND deleted_at IS NULL"))
+            .bind(id.to_string())
+            .fetch_optional(self.ex())
+            .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -141,14 +130,10 @@ impl Conn {
         &mut self,
         id: UserId,
     ) -> Result<Option<(User, Option<DateTime<Utc>>)>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            user_cols!(),
-            " FROM users WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(self.ex())
-        .await?;
+        let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(self.ex())
+            .await?;
         match row {
             None => Ok(None),
             Some(r) => Ok(Some((user_from_row(&r)?, r.opt_ts("deleted_at")?))),
@@ -156,26 +141,17 @@ impl Conn {
     }
 
     /// The live user with this username, ignoring case.
-    pub async fn get_user_by_username(
-        &mut self,
-        username: &str,
-    ) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            user_cols!(),
-            " FROM users WHERE username_key = $1 AND deleted_at IS NULL"
-        ))
-        .bind(fold(username))
-        .fetch_optional(self.ex())
-        .await?;
+    pub async fn get_user_by_username(&mut self, username: &str) -> Result<Option<User>, StoreError> {
+        let row =
+            sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE username_key = $1 AND deleted_at IS NULL"))
+                .bind(fold(username))
+                .fetch_optional(self.ex())
+                .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     /// Live users with this HR employee id (HR imports match on it).
-    pub async fn get_users_by_employee_id(
-        &mut self,
-        employee_id: &str,
-    ) -> Result<Vec<User>, StoreError> {
+    pub async fn get_users_by_employee_id(&mut self, employee_id: &str) -> Result<Vec<User>, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             user_cols!(),
@@ -187,11 +163,7 @@ impl Conn {
         rows.iter().map(user_from_row).collect()
     }
 
-    pub async fn list_users(
-        &mut self,
-        q: &UserQuery,
-        page: &Page,
-    ) -> Result<Vec<User>, StoreError> {
+    pub async fn list_users(&mut self, q: &UserQuery, page: &Page) -> Result<Vec<User>, StoreError> {
         let mut f = Filter::default();
         if !q.include_deleted {
             f.push("deleted_at IS NULL", []);
@@ -201,7 +173,9 @@ impl Conn {
         }
         if let Some(p) = q.username_prefix.as_deref().filter(|p| !p.is_empty()) {
             match prefix_range(&fold(p)) {
-                (lower, Some(upper)) => f.push("username_key >= ? AND username_key < ?", [Arg::Text(lower), Arg::Text(upper)]),
+                (lower, Some(upper)) => {
+                    f.push("username_key >= ? AND username_key < ?", [Arg::Text(lower), Arg::Text(upper)])
+                }
                 (lower, None) => f.push("username_key >= ?", [Arg::Text(lower)]),
             }
         }
@@ -209,11 +183,7 @@ impl Conn {
             f.push("department = ?", [Arg::Text(d.clone())]);
         }
         let tail = f.page(page, "id")?;
-        let sql = format!(
-            concat!("SELECT ", user_cols!(), " FROM users{}{}"),
-            f.where_sql(),
-            tail
-        );
+        let sql = format!(concat!("SELECT ", user_cols!(), " FROM users{}{}"), f.where_sql(), tail);
         let rows = f.fetch_all(self.ex(), sql).await?;
         rows.iter().map(user_from_row).collect()
     }
@@ -221,27 +191,20 @@ impl Conn {
     // ----- groups -----
 
     pub async fn get_group(&mut self, id: GroupId) -> Result<Option<Group>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            group_cols!(),
-            " FROM groups WHERE id = $1 AND deleted_at IS NULL"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(self.ex())
-        .await?;
+        let row = sqlx::query(concat!("SELECT ", group_cols!(), " FROM groups WHERE id = $1 AND deleted_at IS NULL"))
+            .bind(id.to_string())
+            .fetch_optional(self.ex())
+            .await?;
         row.as_ref().map(group_from_row).transpose()
     }
 
     /// The live group with this name, ignoring case.
     pub async fn get_group_by_name(&mut self, name: &str) -> Result<Option<Group>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            group_cols!(),
-            " FROM groups WHERE name_key = $1 AND deleted_at IS NULL"
-        ))
-        .bind(fold(name))
-        .fetch_optional(self.ex())
-        .await?;
+        let row =
+            sqlx::query(concat!("SELECT ", group_cols!(), " FROM groups WHERE name_key = $1 AND deleted_at IS NULL"))
+                .bind(fold(name))
+                .fetch_optional(self.ex())
+                .await?;
         row.as_ref().map(group_from_row).transpose()
     }
 
@@ -249,11 +212,7 @@ impl Conn {
         let mut f = Filter::default();
         f.push("deleted_at IS NULL", []);
         let tail = f.page(page, "id")?;
-        let sql = format!(
-            concat!("SELECT ", group_cols!(), " FROM groups{}{}"),
-            f.where_sql(),
-            tail
-        );
+        let sql = format!(concat!("SELECT ", group_cols!(), " FROM groups{}{}"), f.where_sql(), tail);
         let rows = f.fetch_all(self.ex(), sql).await?;
         rows.iter().map(group_from_row).collect()
     }
@@ -297,9 +256,10 @@ impl Conn {
 
     /// Every live service account, in id order.
     pub async fn all_service_accounts(&mut self) -> Result<Vec<ServiceAccount>, StoreError> {
-        let rows = sqlx::query(concat!("SELECT ", sa_cols!(), " FROM service_accounts WHERE deleted_at IS NULL ORDER BY id"))
-            .fetch_all(self.ex())
-            .await?;
+        let rows =
+            sqlx::query(concat!("SELECT ", sa_cols!(), " FROM service_accounts WHERE deleted_at IS NULL ORDER BY id"))
+                .fetch_all(self.ex())
+                .await?;
         rows.iter().map(sa_from_row).collect()
     }
 
@@ -337,32 +297,21 @@ impl Conn {
         .bind(id)
         .fetch_all(self.ex())
         .await?;
-        rows.iter()
-            .map(|r| Ok(GroupId(r.uuid("group_id")?)))
-            .collect()
+        rows.iter().map(|r| Ok(GroupId(r.uuid("group_id")?))).collect()
     }
 
     // ----- service accounts -----
 
-    pub async fn get_service_account(
-        &mut self,
-        id: ServiceAccountId,
-    ) -> Result<Option<ServiceAccount>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            sa_cols!(),
-            " FROM service_accounts WHERE id = $1 AND deleted_at IS NULL"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(self.ex())
-        .await?;
+    pub async fn get_service_account(&mut self, id: ServiceAccountId) -> Result<Option<ServiceAccount>, StoreError> {
+        let row =
+            sqlx::query(concat!("SELECT ", sa_cols!(), " FROM service_accounts WHERE id = $1 AND deleted_at IS NULL"))
+                .bind(id.to_string())
+                .fetch_optional(self.ex())
+                .await?;
         row.as_ref().map(sa_from_row).transpose()
     }
 
-    pub async fn get_service_account_by_name(
-        &mut self,
-        name: &str,
-    ) -> Result<Option<ServiceAccount>, StoreError> {
+    pub async fn get_service_account_by_name(&mut self, name: &str) -> Result<Option<ServiceAccount>, StoreError> {
         let row = sqlx::query(concat!(
             "SELECT ",
             sa_cols!(),
@@ -374,27 +323,17 @@ impl Conn {
         row.as_ref().map(sa_from_row).transpose()
     }
 
-    pub async fn list_service_accounts(
-        &mut self,
-        page: &Page,
-    ) -> Result<Vec<ServiceAccount>, StoreError> {
+    pub async fn list_service_accounts(&mut self, page: &Page) -> Result<Vec<ServiceAccount>, StoreError> {
         let mut f = Filter::default();
         f.push("deleted_at IS NULL", []);
         let tail = f.page(page, "id")?;
-        let sql = format!(
-            concat!("SELECT ", sa_cols!(), " FROM service_accounts{}{}"),
-            f.where_sql(),
-            tail
-        );
+        let sql = format!(concat!("SELECT ", sa_cols!(), " FROM service_accounts{}{}"), f.where_sql(), tail);
         let rows = f.fetch_all(self.ex(), sql).await?;
         rows.iter().map(sa_from_row).collect()
     }
 
     /// Live service accounts owned by `owner`.
-    pub async fn service_accounts_owned_by(
-        &mut self,
-        owner: UserId,
-    ) -> Result<Vec<ServiceAccount>, StoreError> {
+    pub async fn service_accounts_owned_by(&mut self, owner: UserId) -> Result<Vec<ServiceAccount>, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             sa_cols!(),
@@ -429,20 +368,13 @@ impl WriteTx {
         .bind(micros(u.created_at))
         .bind(micros(u.updated_at))
         .bind(u.version);
-        self.conn
-            .guarded(q)
-            .await
-            .map_err(|e| map_write_err(e, &username_unique(&u.username), None))?;
+        self.conn.guarded(q).await.map_err(|e| map_write_err(e, &username_unique(&u.username), None))?;
         Ok(())
     }
 
     /// Writes `u` over the live user with `expected_version`; returns it as stored (version
     /// `expected_version + 1`).
-    pub async fn update_user(
-        &mut self,
-        u: &User,
-        expected_version: i64,
-    ) -> Result<User, StoreError> {
+    pub async fn update_user(&mut self, u: &User, expected_version: i64) -> Result<User, StoreError> {
         let id = u.id.to_string();
         let q = sqlx::query(
             "UPDATE users SET username = $1, username_key = $2, display_name = $3, email = $4, status = $5, \
@@ -462,33 +394,18 @@ impl WriteTx {
         .bind(expected_version + 1)
         .bind(id.clone())
         .bind(expected_version);
-        let row = self
-            .conn
-            .guarded_optional(q)
-            .await
-            .map_err(|e| map_write_err(e, &username_unique(&u.username), None))?;
+        let row =
+            self.conn.guarded_optional(q).await.map_err(|e| map_write_err(e, &username_unique(&u.username), None))?;
         let Some(row) = row else {
-            return Err(self
-                .conn
-                .version_miss("users", true, "user", &id, expected_version)
-                .await);
+            return Err(self.conn.version_miss("users", true, "user", &id, expected_version).await);
         };
-        Ok(User {
-            created_at: row.ts("created_at")?,
-            version: expected_version + 1,
-            ..u.clone()
-        })
+        Ok(User { created_at: row.ts("created_at")?, version: expected_version + 1, ..u.clone() })
     }
 
     /// Tombstones the user: the id is never reused, the username is free again. Removes the
     /// user's group memberships.
-    pub async fn delete_user(
-        &mut self,
-        id: UserId,
-        expected_version: i64,
-    ) -> Result<(), StoreError> {
-        self.tombstone("users", "user", &id.to_string(), expected_version)
-            .await?;
+    pub async fn delete_user(&mut self, id: UserId, expected_version: i64) -> Result<(), StoreError> {
+        self.tombstone("users", "user", &id.to_string(), expected_version).await?;
         sqlx::query("DELETE FROM group_members WHERE member_kind = 'user' AND member_id = $1")
             .bind(id.to_string())
             .execute(self.conn.ex())
@@ -516,10 +433,7 @@ impl WriteTx {
             .await?
             .rows_affected();
         if n == 0 {
-            return Err(self
-                .conn
-                .version_miss(table, true, kind, id, expected_version)
-                .await);
+            return Err(self.conn.version_miss(table, true, kind, id, expected_version).await);
         }
         Ok(())
     }
@@ -538,18 +452,11 @@ impl WriteTx {
         .bind(micros(g.created_at))
         .bind(micros(g.updated_at))
         .bind(g.version);
-        self.conn
-            .guarded(q)
-            .await
-            .map_err(|e| map_write_err(e, &group_unique(&g.name), None))?;
+        self.conn.guarded(q).await.map_err(|e| map_write_err(e, &group_unique(&g.name), None))?;
         Ok(())
     }
 
-    pub async fn update_group(
-        &mut self,
-        g: &Group,
-        expected_version: i64,
-    ) -> Result<Group, StoreError> {
+    pub async fn update_group(&mut self, g: &Group, expected_version: i64) -> Result<Group, StoreError> {
         let id = g.id.to_string();
         let q = sqlx::query(
             "UPDATE groups SET name = $1, name_key = $2, description = $3, updated_at = $4, version = $5 \
@@ -562,32 +469,16 @@ impl WriteTx {
         .bind(expected_version + 1)
         .bind(id.clone())
         .bind(expected_version);
-        let row = self
-            .conn
-            .guarded_optional(q)
-            .await
-            .map_err(|e| map_write_err(e, &group_unique(&g.name), None))?;
+        let row = self.conn.guarded_optional(q).await.map_err(|e| map_write_err(e, &group_unique(&g.name), None))?;
         let Some(row) = row else {
-            return Err(self
-                .conn
-                .version_miss("groups", true, "group", &id, expected_version)
-                .await);
+            return Err(self.conn.version_miss("groups", true, "group", &id, expected_version).await);
         };
-        Ok(Group {
-            created_at: row.ts("created_at")?,
-            version: expected_version + 1,
-            ..g.clone()
-        })
+        Ok(Group { created_at: row.ts("created_at")?, version: expected_version + 1, ..g.clone() })
     }
 
     /// Tombstones the group and removes its memberships.
-    pub async fn delete_group(
-        &mut self,
-        id: GroupId,
-        expected_version: i64,
-    ) -> Result<(), StoreError> {
-        self.tombstone("groups", "group", &id.to_string(), expected_version)
-            .await?;
+    pub async fn delete_group(&mut self, id: GroupId, expected_version: i64) -> Result<(), StoreError> {
+        self.tombstone("groups", "group", &id.to_string(), expected_version).await?;
         sqlx::query("DELETE FROM group_members WHERE group_id = $1")
             .bind(id.to_string())
             .execute(self.conn.ex())
@@ -597,22 +488,11 @@ impl WriteTx {
 
     /// Adds `member` to the live group; false if it already was a member.
     pub async fn add_member(&mut self, group: GroupId, member: Member) -> Result<bool, StoreError> {
-        if !self
-            .conn
-            .exists_live("groups", true, &group.to_string())
-            .await?
-        {
-            return Err(StoreError::NotFound {
-                kind: "group",
-                id: group.to_string(),
-            });
+        if !self.conn.exists_live("groups", true, &group.to_string()).await? {
+            return Err(StoreError::NotFound { kind: "group", id: group.to_string() });
         }
         let (kind, id) = member_parts(&member);
-        let table = if kind == "user" {
-            "users"
-        } else {
-            "service_accounts"
-        };
+        let table = if kind == "user" { "users" } else { "service_accounts" };
         if !self.conn.exists_live(table, true, &id).await? {
             return Err(StoreError::NotFound { kind, id });
         }
@@ -631,36 +511,23 @@ impl WriteTx {
     }
 
     /// Removes `member` from the group; false if it was not a member.
-    pub async fn remove_member(
-        &mut self,
-        group: GroupId,
-        member: Member,
-    ) -> Result<bool, StoreError> {
+    pub async fn remove_member(&mut self, group: GroupId, member: Member) -> Result<bool, StoreError> {
         let (kind, id) = member_parts(&member);
-        let n = sqlx::query(
-            "DELETE FROM group_members WHERE group_id = $1 AND member_kind = $2 AND member_id = $3",
-        )
-        .bind(group.to_string())
-        .bind(kind)
-        .bind(id)
-        .execute(self.conn.ex())
-        .await?
-        .rows_affected();
+        let n = sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND member_kind = $2 AND member_id = $3")
+            .bind(group.to_string())
+            .bind(kind)
+            .bind(id)
+            .execute(self.conn.ex())
+            .await?
+            .rows_affected();
         Ok(n == 1)
     }
 
     // ----- service accounts -----
 
     pub async fn insert_service_account(&mut self, s: &ServiceAccount) -> Result<(), StoreError> {
-        if !self
-            .conn
-            .exists_live("users", true, &s.owner_id.to_string())
-            .await?
-        {
-            return Err(StoreError::NotFound {
-                kind: "user",
-                id: s.owner_id.to_string(),
-            });
+        if !self.conn.exists_live("users", true, &s.owner_id.to_string()).await? {
+            return Err(StoreError::NotFound { kind: "user", id: s.owner_id.to_string() });
         }
         let q = sqlx::query(
             "INSERT INTO service_accounts (id, name, name_key, description, owner_id, status, created_at, \
@@ -675,13 +542,10 @@ impl WriteTx {
         .bind(micros(s.created_at))
         .bind(micros(s.updated_at))
         .bind(s.version);
-        self.conn.guarded(q).await.map_err(|e| {
-            map_write_err(
-                e,
-                &sa_unique(&s.name),
-                Some(("user", s.owner_id.to_string())),
-            )
-        })?;
+        self.conn
+            .guarded(q)
+            .await
+            .map_err(|e| map_write_err(e, &sa_unique(&s.name), Some(("user", s.owner_id.to_string()))))?;
         Ok(())
     }
 
@@ -691,15 +555,8 @@ impl WriteTx {
         expected_version: i64,
     ) -> Result<ServiceAccount, StoreError> {
         let id = s.id.to_string();
-        if !self
-            .conn
-            .exists_live("users", true, &s.owner_id.to_string())
-            .await?
-        {
-            return Err(StoreError::NotFound {
-                kind: "user",
-                id: s.owner_id.to_string(),
-            });
+        if !self.conn.exists_live("users", true, &s.owner_id.to_string()).await? {
+            return Err(StoreError::NotFound { kind: "user", id: s.owner_id.to_string() });
         }
         let q = sqlx::query(
             "UPDATE service_accounts SET name = $1, name_key = $2, description = $3, owner_id = $4, status = $5, \
@@ -714,30 +571,18 @@ impl WriteTx {
         .bind(expected_version + 1)
         .bind(id.clone())
         .bind(expected_version);
-        let row = self.conn.guarded_optional(q).await.map_err(|e| {
-            map_write_err(
-                e,
-                &sa_unique(&s.name),
-                Some(("user", s.owner_id.to_string())),
-            )
-        })?;
+        let row = self
+            .conn
+            .guarded_optional(q)
+            .await
+            .map_err(|e| map_write_err(e, &sa_unique(&s.name), Some(("user", s.owner_id.to_string()))))?;
         let Some(row) = row else {
             return Err(self
                 .conn
-                .version_miss(
-                    "service_accounts",
-                    true,
-                    "service_account",
-                    &id,
-                    expected_version,
-                )
+                .version_miss("service_accounts", true, "service_account", &id, expected_version)
                 .await);
         };
-        Ok(ServiceAccount {
-            created_at: row.ts("created_at")?,
-            version: expected_version + 1,
-            ..s.clone()
-        })
+        Ok(ServiceAccount { created_at: row.ts("created_at")?, version: expected_version + 1, ..s.clone() })
     }
 
     /// Tombstones the service account and removes its group memberships.
@@ -746,19 +591,11 @@ impl WriteTx {
         id: ServiceAccountId,
         expected_version: i64,
     ) -> Result<(), StoreError> {
-        self.tombstone(
-            "service_accounts",
-            "service_account",
-            &id.to_string(),
-            expected_version,
-        )
-        .await?;
-        sqlx::query(
-            "DELETE FROM group_members WHERE member_kind = 'service_account' AND member_id = $1",
-        )
-        .bind(id.to_string())
-        .execute(self.conn.ex())
-        .await?;
+        self.tombstone("service_accounts", "service_account", &id.to_string(), expected_version).await?;
+        sqlx::query("DELETE FROM group_members WHERE member_kind = 'service_account' AND member_id = $1")
+            .bind(id.to_string())
+            .execute(self.conn.ex())
+            .await?;
         Ok(())
     }
 }

@@ -7,38 +7,16 @@ pub enum StoreError {
     #[error("{kind} {id} not found")]
     NotFound { kind: &'static str, id: String },
     #[error("a {kind} with this {field} already exists: {value}")]
-    Duplicate {
-        kind: &'static str,
-        field: &'static str,
-        value: String,
-    },
-    #[error(
-        "{kind} {id} was changed concurrently: expected version {expected}, stored version is {actual}"
-    )]
-    VersionConflict {
-        kind: &'static str,
-        id: String,
-        expected: i64,
-        actual: i64,
-    },
+    Duplicate { kind: &'static str, field: &'static str, value: String },
+    #[error("{kind} {id} was changed concurrently: expected version {expected}, stored version is {actual}")]
+    VersionConflict { kind: &'static str, id: String, expected: i64, actual: i64 },
     #[error("{kind} {id} is in use: {message}")]
-    InUse {
-        kind: &'static str,
-        id: String,
-        message: String,
-    },
+    InUse { kind: &'static str, id: String, message: String },
     /// The object is in a state that forbids the change (e.g. a grant that is already revoked).
     #[error("{kind} {id}: {message}")]
-    Conflict {
-        kind: &'static str,
-        id: String,
-        message: String,
-    },
+    Conflict { kind: &'static str, id: String, message: String },
     #[error("invalid {field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
     #[error("write job queued no audit event; every state change must commit with its audit event")]
     NoAuditEvent,
     #[error("the store is closed")]
@@ -96,49 +74,24 @@ fn unique_target(db: &dyn sqlx::error::DatabaseError) -> Option<String> {
     if let Some(c) = db.constraint() {
         return Some(c.to_owned());
     }
-    db.message()
-        .strip_prefix("UNIQUE constraint failed: ")
-        .map(|s| s.trim().to_owned())
+    db.message().strip_prefix("UNIQUE constraint failed: ").map(|s| s.trim().to_owned())
 }
 
 /// Maps a database error from a write, naming unique collisions from `uniques` and foreign-key
 /// failures with `fk` (kind and id of what the write refers to, when there is one candidate).
-pub(crate) fn map_write_err(
-    e: sqlx::Error,
-    uniques: &[Unique<'_>],
-    fk: Option<(&'static str, String)>,
-) -> StoreError {
+pub(crate) fn map_write_err(e: sqlx::Error, uniques: &[Unique<'_>], fk: Option<(&'static str, String)>) -> StoreError {
     if let sqlx::Error::Database(db) = &e {
         match db.kind() {
             ErrorKind::UniqueViolation => {
                 let target = unique_target(db.as_ref()).unwrap_or_default();
-                if let Some(u) = uniques
-                    .iter()
-                    .find(|u| target == u.index || target == u.sqlite_columns)
-                {
-                    return StoreError::Duplicate {
-                        kind: u.kind,
-                        field: u.field,
-                        value: u.value.to_owned(),
-                    };
+                if let Some(u) = uniques.iter().find(|u| target == u.index || target == u.sqlite_columns) {
+                    return StoreError::Duplicate { kind: u.kind, field: u.field, value: u.value.to_owned() };
                 }
                 if let Some(u) = uniques.first() {
                     // The primary key (a reused id) or an index we did not name.
-                    let field = if target.ends_with(".id") || target.ends_with("_pkey") {
-                        "id"
-                    } else {
-                        u.field
-                    };
-                    let value = if field == "id" {
-                        String::new()
-                    } else {
-                        u.value.to_owned()
-                    };
-                    return StoreError::Duplicate {
-                        kind: u.kind,
-                        field,
-                        value,
-                    };
+                    let field = if target.ends_with(".id") || target.ends_with("_pkey") { "id" } else { u.field };
+                    let value = if field == "id" { String::new() } else { u.value.to_owned() };
+                    return StoreError::Duplicate { kind: u.kind, field, value };
                 }
             }
             ErrorKind::ForeignKeyViolation => {

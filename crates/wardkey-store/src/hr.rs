@@ -164,13 +164,15 @@ impl WriteTx {
 
     /// Marks a review item resolved; returns whether it was open.
     pub async fn resolve_review_item(&mut self, id: Uuid, by: &str) -> Result<bool, StoreError> {
-        let n = sqlx::query("UPDATE review_items SET resolved_at = $1, resolved_by = $2 WHERE id = $3 AND resolved_at IS NULL")
-            .bind(micros(self.now))
-            .bind(by.to_owned())
-            .bind(id.to_string())
-            .execute(self.conn.ex())
-            .await?
-            .rows_affected();
+        let n = sqlx::query(
+            "UPDATE review_items SET resolved_at = $1, resolved_by = $2 WHERE id = $3 AND resolved_at IS NULL",
+        )
+        .bind(micros(self.now))
+        .bind(by.to_owned())
+        .bind(id.to_string())
+        .execute(self.conn.ex())
+        .await?
+        .rows_affected();
         Ok(n > 0)
     }
 

@@ -25,14 +25,14 @@ mod tokens;
 mod writer;
 
 pub use access::{GrantQuery, MAX_RESOURCE_DEPTH, ResourceQuery};
-pub use authn::{FactorSecret, SessionAdvance, SessionQuery, SessionWithPending};
 pub use audit_log::{AuditQuery, MAX_AUDIT_PAGE, StoredCheckpoint};
+pub use authn::{FactorSecret, SessionAdvance, SessionQuery, SessionWithPending};
 pub use backend::{Backend, BackendKind, Migration, PostgresBackend, SqliteBackend, StoreOptions};
 pub use conn::{Conn, MAX_PAGE, Page, ReadTx};
 pub use directory::UserQuery;
 pub use error::StoreError;
-pub use scim::{ScimGroupRef, ScimGroupRow, ScimMember, ScimPage, ScimUserRow};
 pub use hr::{HrImportRecord, ReviewItem};
+pub use scim::{ScimGroupRef, ScimGroupRow, ScimMember, ScimPage, ScimUserRow};
 pub use writer::{Committed, WriteStats, WriteTx};
 
 use futures::future::BoxFuture;
@@ -79,10 +79,7 @@ fn parse_url(url: &str) -> Result<Target, StoreError> {
         }
         return Ok(Target::Sqlite(PathBuf::from(path)));
     }
-    Err(StoreError::Invalid {
-        field: "database_url",
-        message: "expected sqlite://<path> or postgres://...".into(),
-    })
+    Err(StoreError::Invalid { field: "database_url", message: "expected sqlite://<path> or postgres://...".into() })
 }
 
 impl Store {
@@ -93,25 +90,16 @@ impl Store {
     }
 
     /// [`Store::open`] with tuning options.
-    pub async fn open_with(
-        url: &str,
-        clock: Arc<dyn Clock>,
-        options: StoreOptions,
-    ) -> Result<Store, StoreError> {
+    pub async fn open_with(url: &str, clock: Arc<dyn Clock>, options: StoreOptions) -> Result<Store, StoreError> {
         let backend: Box<dyn Backend> = match parse_url(url)? {
             Target::Sqlite(path) => Box::new(SqliteBackend::connect(&path, &options, false).await?),
-            Target::Postgres(url) => {
-                Box::new(PostgresBackend::connect(&url, &options, false).await?)
-            }
+            Target::Postgres(url) => Box::new(PostgresBackend::connect(&url, &options, false).await?),
         };
         Store::start(backend, clock, options).await
     }
 
     /// Opens `<data_dir>/wardkey.db`, creating the directory (mode 0700) if missing.
-    pub async fn open_sqlite_dir(
-        data_dir: &Path,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Store, StoreError> {
+    pub async fn open_sqlite_dir(data_dir: &Path, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
         let options = StoreOptions::default();
         let backend = SqliteBackend::connect(&data_dir.join(SQLITE_FILE), &options, false).await?;
         Store::start(Box::new(backend), clock, options).await
@@ -131,9 +119,7 @@ impl Store {
                 }
                 Box::new(SqliteBackend::connect(&path, &options, true).await?)
             }
-            Target::Postgres(url) => {
-                Box::new(PostgresBackend::connect(&url, &options, true).await?)
-            }
+            Target::Postgres(url) => Box::new(PostgresBackend::connect(&url, &options, true).await?),
         };
         let shared = Arc::new(Shared {
             backend,
@@ -143,13 +129,7 @@ impl Store {
             stats: Default::default(),
             revision: tokio::sync::watch::Sender::new(0),
         });
-        Ok(Store {
-            inner: Arc::new(Inner {
-                shared,
-                queue: None,
-                writer: tokio::sync::Mutex::new(None),
-            }),
-        })
+        Ok(Store { inner: Arc::new(Inner { shared, queue: None, writer: tokio::sync::Mutex::new(None) }) })
     }
 
     /// Migrates and starts the writer task over an already connected backend.
@@ -169,13 +149,8 @@ impl Store {
         });
         let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
         let handle = tokio::spawn(Writer::new(shared.clone()).run(rx));
-        let store = Store {
-            inner: Arc::new(Inner {
-                shared,
-                queue: Some(tx),
-                writer: tokio::sync::Mutex::new(Some(handle)),
-            }),
-        };
+        let store =
+            Store { inner: Arc::new(Inner { shared, queue: Some(tx), writer: tokio::sync::Mutex::new(Some(handle)) }) };
         let size = store.read().await?.audit_tree_size().await?;
         store.note_revision(size);
         Ok(store)
@@ -213,9 +188,7 @@ impl Store {
         self.submit(Cmd::Job(job)).await.map_err(E::from)?;
         match rx.await {
             Ok(r) => r,
-            Err(_) => Err(E::from(StoreError::Database(
-                "the write job was dropped before it finished".into(),
-            ))),
+            Err(_) => Err(E::from(StoreError::Database("the write job was dropped before it finished".into()))),
         }
     }
 
@@ -358,12 +331,7 @@ impl Store {
 
     /// Sets the key [`Store::checkpoint_now`] (and `close`) sign checkpoints with.
     pub fn set_signer(&self, signer: LogSigner) {
-        *self
-            .inner
-            .shared
-            .signer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(signer));
+        *self.inner.shared.signer.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(signer));
     }
 
     /// If the log grew since the last checkpoint: computes the root, signs it and appends the
@@ -376,10 +344,7 @@ impl Store {
 
     /// Re-computes the whole Merkle tree from the event rows (streamed in index order) and
     /// checks every signed checkpoint against it. The failure names the first index at fault.
-    pub async fn verify_audit(
-        &self,
-        verifier: &LogVerifier,
-    ) -> Result<VerifyReport, VerifyFailure> {
+    pub async fn verify_audit(&self, verifier: &LogVerifier) -> Result<VerifyReport, VerifyFailure> {
         let mut conn = self
             .inner
             .shared
@@ -387,10 +352,7 @@ impl Store {
             .reader_pool()
             .acquire()
             .await
-            .map_err(|e| VerifyFailure {
-                index: 0,
-                reason: format!("cannot connect to the database: {e}"),
-            })?;
+            .map_err(|e| VerifyFailure { index: 0, reason: format!("cannot connect to the database: {e}") })?;
         if let Some(path) = self.inner.shared.backend.sqlite_file() {
             drop(conn);
             let (path, verifier) = (path.to_owned(), verifier.clone());
@@ -426,20 +388,10 @@ mod tests {
         assert!(
             matches!(parse_url("sqlite:///tmp/x/wardkey.db"), Ok(Target::Sqlite(p)) if p == Path::new("/tmp/x/wardkey.db"))
         );
-        assert!(
-            matches!(parse_url("sqlite://rel.db"), Ok(Target::Sqlite(p)) if p == Path::new("rel.db"))
-        );
-        assert!(
-            matches!(parse_url("sqlite:rel.db?mode=rwc"), Ok(Target::Sqlite(p)) if p == Path::new("rel.db"))
-        );
-        assert!(matches!(
-            parse_url("postgres://u@h/db"),
-            Ok(Target::Postgres(_))
-        ));
-        assert!(matches!(
-            parse_url("postgresql://u@h/db"),
-            Ok(Target::Postgres(_))
-        ));
+        assert!(matches!(parse_url("sqlite://rel.db"), Ok(Target::Sqlite(p)) if p == Path::new("rel.db")));
+        assert!(matches!(parse_url("sqlite:rel.db?mode=rwc"), Ok(Target::Sqlite(p)) if p == Path::new("rel.db")));
+        assert!(matches!(parse_url("postgres://u@h/db"), Ok(Target::Postgres(_))));
+        assert!(matches!(parse_url("postgresql://u@h/db"), Ok(Target::Postgres(_))));
         assert!(parse_url("sqlite::memory:").is_err());
         assert!(parse_url("mysql://x").is_err());
     }

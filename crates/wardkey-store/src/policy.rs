@@ -27,7 +27,13 @@ fn forbid_from_row(r: &AnyRow) -> Result<ForbidRule, StoreError> {
 }
 
 fn forbid_unique(name: &str) -> [Unique<'_>; 1] {
-    [Unique { index: "forbid_rules_name", sqlite_columns: "forbid_rules.name_key", kind: "forbid_rule", field: "name", value: name }]
+    [Unique {
+        index: "forbid_rules_name",
+        sqlite_columns: "forbid_rules.name_key",
+        kind: "forbid_rule",
+        field: "name",
+        value: name,
+    }]
 }
 
 impl Conn {
@@ -41,7 +47,9 @@ impl Conn {
 
     /// Every forbid rule, in id order.
     pub async fn list_forbid_rules(&mut self) -> Result<Vec<ForbidRule>, StoreError> {
-        let rows = sqlx::query(concat!("SELECT ", forbid_cols!(), " FROM forbid_rules ORDER BY id")).fetch_all(self.ex()).await?;
+        let rows = sqlx::query(concat!("SELECT ", forbid_cols!(), " FROM forbid_rules ORDER BY id"))
+            .fetch_all(self.ex())
+            .await?;
         rows.iter().map(forbid_from_row).collect()
     }
 }

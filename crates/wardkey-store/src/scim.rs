@@ -183,7 +183,10 @@ impl Conn {
                 Some(d) => d,
                 None => r.text("name")?,
             };
-            by_user.entry(UserId(r.uuid("user_id")?)).or_default().push(ScimGroupRef { id: GroupId(r.uuid("id")?), display });
+            by_user
+                .entry(UserId(r.uuid("user_id")?))
+                .or_default()
+                .push(ScimGroupRef { id: GroupId(r.uuid("id")?), display });
         }
         for u in users.iter_mut() {
             u.groups = by_user.remove(&u.user.id).unwrap_or_default();
@@ -258,7 +261,11 @@ impl Conn {
         .await?;
         rows.iter()
             .map(|r| {
-                Ok(ScimMember { id: UserId(r.uuid("id")?), username: r.text("username")?, display_name: r.opt_text("display_name")? })
+                Ok(ScimMember {
+                    id: UserId(r.uuid("id")?),
+                    username: r.text("username")?,
+                    display_name: r.opt_text("display_name")?,
+                })
             })
             .collect()
     }
@@ -266,7 +273,13 @@ impl Conn {
 
 impl WriteTx {
     /// Stores the SCIM JSON of user `id` and the columns and value rows its filters use.
-    pub async fn scim_put_user(&mut self, id: UserId, raw: &str, connector: &str, index: &UserIndex) -> Result<(), StoreError> {
+    pub async fn scim_put_user(
+        &mut self,
+        id: UserId,
+        raw: &str,
+        connector: &str,
+        index: &UserIndex,
+    ) -> Result<(), StoreError> {
         let id = id.to_string();
         sqlx::query("DELETE FROM scim_values WHERE resource_id = $1").bind(id.clone()).execute(self.conn.ex()).await?;
         sqlx::query("DELETE FROM scim_users WHERE id = $1").bind(id.clone()).execute(self.conn.ex()).await?;
@@ -314,14 +327,16 @@ impl WriteTx {
     ) -> Result<(), StoreError> {
         let id = id.to_string();
         sqlx::query("DELETE FROM scim_groups WHERE id = $1").bind(id.clone()).execute(self.conn.ex()).await?;
-        sqlx::query("INSERT INTO scim_groups (id, external_id, raw, connector, display_name_key) VALUES ($1, $2, $3, $4, $5)")
-            .bind(id)
-            .bind(external_id.map(str::to_owned))
-            .bind(raw.to_owned())
-            .bind(connector.to_owned())
-            .bind(display_name_key.map(str::to_owned))
-            .execute(self.conn.ex())
-            .await?;
+        sqlx::query(
+            "INSERT INTO scim_groups (id, external_id, raw, connector, display_name_key) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(external_id.map(str::to_owned))
+        .bind(raw.to_owned())
+        .bind(connector.to_owned())
+        .bind(display_name_key.map(str::to_owned))
+        .execute(self.conn.ex())
+        .await?;
         Ok(())
     }
 

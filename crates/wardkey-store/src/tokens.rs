@@ -28,18 +28,11 @@ fn token_from_row(r: &AnyRow) -> Result<ApiToken, StoreError> {
 
 impl Conn {
     /// The token and the stored hash of its secret.
-    pub async fn get_api_token(
-        &mut self,
-        id: ApiTokenId,
-    ) -> Result<Option<(ApiToken, Vec<u8>)>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            token_cols!(),
-            ", secret_hash FROM api_tokens WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(self.ex())
-        .await?;
+    pub async fn get_api_token(&mut self, id: ApiTokenId) -> Result<Option<(ApiToken, Vec<u8>)>, StoreError> {
+        let row = sqlx::query(concat!("SELECT ", token_cols!(), ", secret_hash FROM api_tokens WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(self.ex())
+            .await?;
         match row {
             None => Ok(None),
             Some(r) => Ok(Some((token_from_row(&r)?, r.bytes("secret_hash")?))),
@@ -48,31 +41,20 @@ impl Conn {
 
     /// All tokens (revoked and expired included), in id order.
     pub async fn list_api_tokens(&mut self) -> Result<Vec<ApiToken>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            token_cols!(),
-            " FROM api_tokens ORDER BY id"
-        ))
-        .fetch_all(self.ex())
-        .await?;
+        let rows =
+            sqlx::query(concat!("SELECT ", token_cols!(), " FROM api_tokens ORDER BY id")).fetch_all(self.ex()).await?;
         rows.iter().map(token_from_row).collect()
     }
 
     pub async fn get_meta(&mut self, key: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT value FROM meta WHERE key = $1")
-            .bind(key.to_owned())
-            .fetch_optional(self.ex())
-            .await?;
+        let row =
+            sqlx::query("SELECT value FROM meta WHERE key = $1").bind(key.to_owned()).fetch_optional(self.ex()).await?;
         row.map(|r| r.text("value")).transpose()
     }
 }
 
 impl WriteTx {
-    pub async fn insert_api_token(
-        &mut self,
-        t: &ApiToken,
-        secret_hash: &[u8],
-    ) -> Result<(), StoreError> {
+    pub async fn insert_api_token(&mut self, t: &ApiToken, secret_hash: &[u8]) -> Result<(), StoreError> {
         let q = sqlx::query(
             "INSERT INTO api_tokens (id, name, scopes, created_by, created_at, expires_at, revoked_at, last_used_at, \
              secret_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -93,36 +75,23 @@ impl WriteTx {
             field: "id",
             value: "",
         }];
-        self.conn
-            .guarded(q)
-            .await
-            .map_err(|e| map_write_err(e, &unique, None))?;
+        self.conn.guarded(q).await.map_err(|e| map_write_err(e, &unique, None))?;
         Ok(())
     }
 
     /// Revokes the token; false if it does not exist or was already revoked.
-    pub async fn revoke_api_token(
-        &mut self,
-        id: ApiTokenId,
-        at: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let n = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-        )
-        .bind(micros(at))
-        .bind(id.to_string())
-        .execute(self.conn.ex())
-        .await?
-        .rows_affected();
+    pub async fn revoke_api_token(&mut self, id: ApiTokenId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(micros(at))
+            .bind(id.to_string())
+            .execute(self.conn.ex())
+            .await?
+            .rows_affected();
         Ok(n == 1)
     }
 
     /// Records when the token was last used.
-    pub async fn touch_api_token(
-        &mut self,
-        id: ApiTokenId,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    pub async fn touch_api_token(&mut self, id: ApiTokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
         sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
             .bind(micros(at))
             .bind(id.to_string())
@@ -132,11 +101,13 @@ impl WriteTx {
     }
 
     pub async fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-            .bind(key.to_owned())
-            .bind(value.to_owned())
-            .execute(self.conn.ex())
-            .await?;
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key.to_owned())
+        .bind(value.to_owned())
+        .execute(self.conn.ex())
+        .await?;
         Ok(())
     }
 }
@@ -148,12 +119,10 @@ impl WriteTx {
         principal: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<ApiTokenId>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id FROM api_tokens WHERE created_by = $1 AND revoked_at IS NULL ORDER BY id",
-        )
-        .bind(principal)
-        .fetch_all(self.ex())
-        .await?;
+        let rows = sqlx::query("SELECT id FROM api_tokens WHERE created_by = $1 AND revoked_at IS NULL ORDER BY id")
+            .bind(principal)
+            .fetch_all(self.ex())
+            .await?;
         let mut ids = Vec::with_capacity(rows.len());
         for r in &rows {
             let id = ApiTokenId(r.uuid("id")?);

@@ -69,11 +69,7 @@ pub struct Committed<T> {
 
 impl<T> Committed<T> {
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Committed<U> {
-        Committed {
-            value: f(self.value),
-            revision: self.revision,
-            event_indices: self.event_indices,
-        }
+        Committed { value: f(self.value), revision: self.revision, event_indices: self.event_indices }
     }
 }
 
@@ -112,11 +108,7 @@ fn send<T, E>(reply: &Reply<T, E>, r: Result<Committed<T>, E>) {
     }
 }
 
-fn run_job<'t, T, E, F>(
-    job: F,
-    reply: Reply<T, E>,
-    tx: &'t mut WriteTx,
-) -> BoxFuture<'t, JobOutcome>
+fn run_job<'t, T, E, F>(job: F, reply: Reply<T, E>, tx: &'t mut WriteTx) -> BoxFuture<'t, JobOutcome>
 where
     T: Send + 'static,
     E: From<StoreError> + Send + 'static,
@@ -128,19 +120,12 @@ where
                 ok: true,
                 finish: Box::new(move |r| {
                     let r = r
-                        .map(|(revision, event_indices)| Committed {
-                            value,
-                            revision,
-                            event_indices,
-                        })
+                        .map(|(revision, event_indices)| Committed { value, revision, event_indices })
                         .map_err(E::from);
                     send(&reply, r);
                 }),
             },
-            Err(e) => JobOutcome {
-                ok: false,
-                finish: Box::new(move |_| send(&reply, Err(e))),
-            },
+            Err(e) => JobOutcome { ok: false, finish: Box::new(move |_| send(&reply, Err(e))) },
         }
     })
 }
@@ -252,10 +237,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn signer(&self) -> Option<Arc<LogSigner>> {
-        self.signer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.signer.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -273,10 +255,7 @@ async fn exec(conn: &mut PoolConnection<Any>, sql: &'static str) -> Result<(), S
 
 impl Writer {
     pub(crate) fn new(shared: Arc<Shared>) -> Writer {
-        Writer {
-            shared,
-            tree: TreeState::default(), pending: Vec::new(),
-        }
+        Writer { shared, tree: TreeState::default(), pending: Vec::new() }
     }
 
     pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
@@ -338,9 +317,7 @@ impl Writer {
     async fn begin(&mut self) -> Result<PoolConnection<Any>, StoreError> {
         let backend = &self.shared.backend;
         let mut conn = backend.writer_pool().acquire().await?;
-        exec(&mut conn, backend.begin_write())
-            .await
-            .inspect_err(|_| conn.close_on_drop())?;
+        exec(&mut conn, backend.begin_write()).await.inspect_err(|_| conn.close_on_drop())?;
         let synced = async {
             if let Some(lock) = backend.sequencer_lock() {
                 sqlx::query(lock).fetch_all(&mut *conn).await?;
@@ -416,7 +393,12 @@ impl Writer {
         let pending = std::mem::take(&mut self.pending);
         if broken.is_none()
             && !pending.is_empty()
-            && let Err(e) = audit_log::insert_prepared(&mut conn, &pending, self.shared.backend.kind() == crate::BackendKind::Postgres).await
+            && let Err(e) = audit_log::insert_prepared(
+                &mut conn,
+                &pending,
+                self.shared.backend.kind() == crate::BackendKind::Postgres,
+            )
+            .await
         {
             broken = Some(format!("appending audit events failed: {e}"));
         }
@@ -464,14 +446,9 @@ impl Writer {
                 });
                 let st = &self.shared.stats;
                 st.commits.fetch_add(1, Ordering::Relaxed);
-                st.jobs_committed
-                    .fetch_add(committed.len() as u64, Ordering::Relaxed);
-                st.events.fetch_add(
-                    committed.iter().map(|c| c.2.len() as u64).sum(),
-                    Ordering::Relaxed,
-                );
-                st.max_batch
-                    .fetch_max(committed.len() as u64, Ordering::Relaxed);
+                st.jobs_committed.fetch_add(committed.len() as u64, Ordering::Relaxed);
+                st.events.fetch_add(committed.iter().map(|c| c.2.len() as u64).sum(), Ordering::Relaxed);
+                st.max_batch.fetch_max(committed.len() as u64, Ordering::Relaxed);
                 for (finish, revision, indices) in committed {
                     finish(Ok((revision, indices)));
                 }
@@ -493,11 +470,7 @@ impl Writer {
     /// Runs one job in its savepoint. `Ok(Some(..))`: the job and its events are in the
     /// transaction, to be acknowledged after COMMIT. `Ok(None)`: the job failed and was rolled
     /// back to its savepoint (and told). `Err`: the transaction itself is broken.
-    async fn run_one(
-        &mut self,
-        wtx: &mut WriteTx,
-        job: Job,
-    ) -> Result<Option<(Finish, u64, Vec<u64>)>, StoreError> {
+    async fn run_one(&mut self, wtx: &mut WriteTx, job: Job) -> Result<Option<(Finish, u64, Vec<u64>)>, StoreError> {
         let now = truncate_micros(self.shared.clock.now());
         wtx.now = now;
         wtx.conn.fixed_now = Some(now);
@@ -582,10 +555,7 @@ impl Writer {
 
     async fn checkpoint(&mut self) -> Result<Option<StoredCheckpoint>, StoreError> {
         let Some(signer) = self.shared.signer() else {
-            return Err(StoreError::Invalid {
-                field: "signer",
-                message: "no log signer is set".into(),
-            });
+            return Err(StoreError::Invalid { field: "signer", message: "no log signer is set".into() });
         };
         let mut conn = self.begin().await?;
         let now = self.shared.clock.now();

@@ -11,8 +11,8 @@ use sqlx::{AnyConnection, AssertSqlSafe, Connection};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wardkey_audit::{
-    AuditDraft, HashCache, HashExt, LogSigner, LogVerifier, Outcome, encode_hashes,
-    verify_consistency, verify_inclusion,
+    AuditDraft, HashCache, HashExt, LogSigner, LogVerifier, Outcome, encode_hashes, verify_consistency,
+    verify_inclusion,
 };
 use wardkey_domain::*;
 use wardkey_store::*;
@@ -39,14 +39,7 @@ async fn sqlite() -> Db {
     let path = dir.path().join("data").join("wardkey.db");
     let url = format!("sqlite://{}", path.display());
     let store = Store::open(&url, clock.clone()).await.unwrap();
-    Db {
-        store,
-        clock,
-        url,
-        kind: BackendKind::Sqlite,
-        _dir: Some(dir),
-        pg: None,
-    }
+    Db { store, clock, url, kind: BackendKind::Sqlite, _dir: Some(dir), pg: None }
 }
 
 fn with_database(base: &str, db: &str) -> String {
@@ -81,22 +74,12 @@ async fn postgres() -> Option<Db> {
         }
     };
     let name = format!("wk_t_{}", uuid::Uuid::now_v7().simple());
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
     let _ = admin.close().await;
     let url = with_database(&base, &name);
     let clock = Arc::new(ManualClock::new(start_time()));
     let store = Store::open(&url, clock.clone()).await.unwrap();
-    Some(Db {
-        store,
-        clock,
-        url,
-        kind: BackendKind::Postgres,
-        _dir: None,
-        pg: Some((base, name)),
-    })
+    Some(Db { store, clock, url, kind: BackendKind::Postgres, _dir: None, pg: Some((base, name)) })
 }
 
 impl Db {
@@ -105,11 +88,9 @@ impl Db {
         if let Some((base, name)) = &self.pg
             && let Ok(mut admin) = AnyConnection::connect(base).await
         {
-            let _ = sqlx::raw_sql(AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
-            .await;
+            let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                .execute(&mut admin)
+                .await;
             let _ = admin.close().await;
         }
     }
@@ -121,47 +102,28 @@ impl Db {
 
     async fn exec(&self, sql: &str) {
         let mut c = self.raw().await;
-        sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
-            .execute(&mut c)
-            .await
-            .unwrap();
+        sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&mut c).await.unwrap();
         let _ = c.close().await;
     }
 
     async fn drop_guards(&self) {
         match self.kind {
             BackendKind::Sqlite => {
-                self.exec(
-                    "DROP TRIGGER audit_events_no_update; DROP TRIGGER audit_events_no_delete;",
-                )
-                .await
+                self.exec("DROP TRIGGER audit_events_no_update; DROP TRIGGER audit_events_no_delete;").await
             }
-            BackendKind::Postgres => {
-                self.exec("DROP TRIGGER audit_events_append_only ON audit_events")
-                    .await
-            }
+            BackendKind::Postgres => self.exec("DROP TRIGGER audit_events_append_only ON audit_events").await,
         }
     }
 
     async fn size(&self) -> u64 {
-        self.store
-            .read()
-            .await
-            .unwrap()
-            .audit_tree_size()
-            .await
-            .unwrap()
+        self.store.read().await.unwrap().audit_tree_size().await.unwrap()
     }
 
     /// Writes `n` simple events (one job each).
     async fn events(&self, n: usize) {
         for i in 0..n {
             self.store
-                .append_audit(vec![
-                    draft("test.event")
-                        .with_target(format!("thing:{i}"))
-                        .with_detail("i", i as u64),
-                ])
+                .append_audit(vec![draft("test.event").with_target(format!("thing:{i}")).with_detail("i", i as u64)])
                 .await
                 .unwrap();
         }
@@ -239,17 +201,11 @@ async fn sqlite_file_settings() {
     let clock = Arc::new(ManualClock::new(start_time()));
     let store = Store::open_sqlite_dir(&data, clock).await.unwrap();
     assert_eq!(store.backend(), BackendKind::Sqlite);
-    assert_eq!(
-        std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
-        0o700
-    );
+    assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
     store.append_audit(vec![draft("x")]).await.unwrap();
     let url = format!("sqlite://{}", data.join(SQLITE_FILE).display());
     let mut c = AnyConnection::connect(&url).await.unwrap();
-    let row = sqlx::query("PRAGMA journal_mode")
-        .fetch_one(&mut c)
-        .await
-        .unwrap();
+    let row = sqlx::query("PRAGMA journal_mode").fetch_one(&mut c).await.unwrap();
     let mode: String = sqlx::Row::try_get(&row, 0).unwrap();
     assert_eq!(mode, "wal");
     let _ = c.close().await;
@@ -335,10 +291,7 @@ fn role(db: &Db, name: &str, t: &ResourceType) -> Role {
         id: RoleId::generate(),
         name: name.into(),
         description: Some("d".into()),
-        permissions: vec![Permission {
-            resource_type: t.name.clone(),
-            actions: vec!["read".into()],
-        }],
+        permissions: vec![Permission { resource_type: t.name.clone(), actions: vec!["read".into()] }],
         privileged: false,
         session_policy: Default::default(),
         conditions: Default::default(),
@@ -371,15 +324,10 @@ fn grant(db: &Db, subject: Subject, role: RoleId, resource: Option<ResourceId>) 
     }
 }
 
-type Job<T> =
-    Box<dyn for<'t> FnOnce(&'t mut WriteTx) -> BoxFuture<'t, Result<T, StoreError>> + Send>;
+type Job<T> = Box<dyn for<'t> FnOnce(&'t mut WriteTx) -> BoxFuture<'t, Result<T, StoreError>> + Send>;
 
 /// Runs one write job that does `f` and audits `action`.
-async fn w<T: Send + 'static>(
-    db: &Db,
-    action: &'static str,
-    f: Job<T>,
-) -> Result<Committed<T>, StoreError> {
+async fn w<T: Send + 'static>(db: &Db, action: &'static str, f: Job<T>) -> Result<Committed<T>, StoreError> {
     db.store
         .write(move |tx: &mut WriteTx| {
             Box::pin(async move {
@@ -400,9 +348,7 @@ macro_rules! job {
 async fn insert_user(db: &Db, name: &str) -> User {
     let u = user(db, name);
     let u2 = u.clone();
-    w(db, "user.create", job!(|tx| tx.insert_user(&u2).await))
-        .await
-        .unwrap();
+    w(db, "user.create", job!(|tx| tx.insert_user(&u2).await)).await.unwrap();
     u
 }
 
@@ -417,25 +363,14 @@ async fn users_crud(db: &Db) {
         verified_at: db.clock.now(),
     });
     let u2 = u.clone();
-    let c = w(db, "user.create", job!(|tx| tx.insert_user(&u2).await))
-        .await
-        .unwrap();
+    let c = w(db, "user.create", job!(|tx| tx.insert_user(&u2).await)).await.unwrap();
     assert_eq!(c.event_indices, vec![0]);
 
     let mut r = db.store.read().await.unwrap();
     assert_eq!(r.get_user(u.id).await.unwrap().as_ref(), Some(&u));
-    assert_eq!(
-        r.get_user_by_username("alice").await.unwrap().map(|x| x.id),
-        Some(u.id)
-    );
-    assert_eq!(
-        r.get_user_by_username("ALICE").await.unwrap().map(|x| x.id),
-        Some(u.id)
-    );
-    assert_eq!(
-        r.get_users_by_employee_id("E-Alice").await.unwrap().len(),
-        1
-    );
+    assert_eq!(r.get_user_by_username("alice").await.unwrap().map(|x| x.id), Some(u.id));
+    assert_eq!(r.get_user_by_username("ALICE").await.unwrap().map(|x| x.id), Some(u.id));
+    assert_eq!(r.get_users_by_employee_id("E-Alice").await.unwrap().len(), 1);
     drop(r);
 
     db.clock.advance(Duration::seconds(5));
@@ -445,47 +380,21 @@ async fn users_crud(db: &Db) {
     changed.hr.department = Some("oncology".into());
     changed.updated_at = db.clock.now();
     let ch = changed.clone();
-    let stored = w(db, "user.update", job!(|tx| tx.update_user(&ch, 1).await))
-        .await
-        .unwrap()
-        .value;
+    let stored = w(db, "user.update", job!(|tx| tx.update_user(&ch, 1).await)).await.unwrap().value;
     assert_eq!(stored.version, 2);
     assert_eq!(stored.created_at, u.created_at);
     let mut r = db.store.read().await.unwrap();
     assert_eq!(r.get_user(u.id).await.unwrap(), Some(stored.clone()));
 
     let bob = insert_user(db, "bob").await;
-    let all = r
-        .list_users(&UserQuery::default(), &Page::first(100))
-        .await
-        .unwrap();
-    assert_eq!(
-        all.iter().map(|x| x.id).collect::<Vec<_>>(),
-        vec![u.id, bob.id]
-    );
-    let q = UserQuery {
-        status: Some(UserStatus::Suspended),
-        ..Default::default()
-    };
+    let all = r.list_users(&UserQuery::default(), &Page::first(100)).await.unwrap();
+    assert_eq!(all.iter().map(|x| x.id).collect::<Vec<_>>(), vec![u.id, bob.id]);
+    let q = UserQuery { status: Some(UserStatus::Suspended), ..Default::default() };
     assert_eq!(r.list_users(&q, &Page::first(100)).await.unwrap().len(), 1);
-    let q = UserQuery {
-        username_prefix: Some("B".into()),
-        ..Default::default()
-    };
-    assert_eq!(
-        r.list_users(&q, &Page::first(100)).await.unwrap()[0].id,
-        bob.id
-    );
-    let q = UserQuery {
-        username_prefix: Some("%".into()),
-        ..Default::default()
-    };
-    assert!(
-        r.list_users(&q, &Page::first(100))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let q = UserQuery { username_prefix: Some("B".into()), ..Default::default() };
+    assert_eq!(r.list_users(&q, &Page::first(100)).await.unwrap()[0].id, bob.id);
+    let q = UserQuery { username_prefix: Some("%".into()), ..Default::default() };
+    assert!(r.list_users(&q, &Page::first(100)).await.unwrap().is_empty());
     // Prefixes are exact on both stores: `_` and `%` are characters, case folds, and a
     // character after the prefix never widens it (the range ends at the next code point).
     let under = insert_user(db, "bo_b").await;
@@ -498,19 +407,11 @@ async fn users_crud(db: &Db) {
     assert_eq!(names(r.list_users(&prefixed("BOB"), &Page::first(100)).await.unwrap()), vec![bob.id, bob2.id]);
     assert_eq!(names(r.list_users(&prefixed("bö"), &Page::first(100)).await.unwrap()), vec![umlaut.id]);
     assert!(r.list_users(&prefixed("bob3"), &Page::first(100)).await.unwrap().is_empty());
-    let q = UserQuery {
-        department: Some("oncology".into()),
-        ..Default::default()
-    };
-    assert_eq!(
-        r.list_users(&q, &Page::first(100)).await.unwrap()[0].id,
-        u.id
-    );
+    let q = UserQuery { department: Some("oncology".into()), ..Default::default() };
+    assert_eq!(r.list_users(&q, &Page::first(100)).await.unwrap()[0].id, u.id);
 
     let id = u.id;
-    w(db, "user.delete", job!(|tx| tx.delete_user(id, 2).await))
-        .await
-        .unwrap();
+    w(db, "user.delete", job!(|tx| tx.delete_user(id, 2).await)).await.unwrap();
     assert_eq!(r.get_user(u.id).await.unwrap(), None);
     assert_eq!(r.get_user_by_username("alice").await.unwrap(), None);
     let (gone, deleted_at) = r.get_user_including_deleted(u.id).await.unwrap().unwrap();
@@ -521,20 +422,12 @@ async fn users_crud(db: &Db) {
         names(r.list_users(&UserQuery::default(), &Page::first(100)).await.unwrap()),
         vec![bob.id, under.id, bob2.id, umlaut.id]
     );
-    let q = UserQuery {
-        include_deleted: true,
-        ..Default::default()
-    };
+    let q = UserQuery { include_deleted: true, ..Default::default() };
     assert_eq!(r.list_users(&q, &Page::first(100)).await.unwrap().len(), 5);
     // A deleted user can be neither updated nor deleted again.
     let ch = stored.clone();
-    let e = w(db, "user.update", job!(|tx| tx.update_user(&ch, 3).await))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(e, StoreError::NotFound { kind: "user", .. }),
-        "{e:?}"
-    );
+    let e = w(db, "user.update", job!(|tx| tx.update_user(&ch, 3).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::NotFound { kind: "user", .. }), "{e:?}");
 }
 
 async fn version_conflict_writes_nothing(db: &Db) {
@@ -543,48 +436,20 @@ async fn version_conflict_writes_nothing(db: &Db) {
     let mut changed = u.clone();
     changed.display_name = Some("changed".into());
     let ch = changed.clone();
-    let e = w(db, "user.update", job!(|tx| tx.update_user(&ch, 7).await))
-        .await
-        .unwrap_err();
+    let e = w(db, "user.update", job!(|tx| tx.update_user(&ch, 7).await)).await.unwrap_err();
     match e {
-        StoreError::VersionConflict {
-            kind,
-            id,
-            expected,
-            actual,
-        } => {
+        StoreError::VersionConflict { kind, id, expected, actual } => {
             assert_eq!((kind, expected, actual), ("user", 7, 1));
             assert_eq!(id, u.id.to_string());
         }
         other => panic!("expected VersionConflict, got {other:?}"),
     }
     let id = u.id;
-    let e = w(db, "user.delete", job!(|tx| tx.delete_user(id, 2).await))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            StoreError::VersionConflict {
-                expected: 2,
-                actual: 1,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    let e = w(db, "user.delete", job!(|tx| tx.delete_user(id, 2).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::VersionConflict { expected: 2, actual: 1, .. }), "{e:?}");
     let missing = UserId::generate();
-    let e = w(
-        db,
-        "user.delete",
-        job!(|tx| tx.delete_user(missing, 1).await),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(e, StoreError::NotFound { kind: "user", .. }),
-        "{e:?}"
-    );
+    let e = w(db, "user.delete", job!(|tx| tx.delete_user(missing, 1).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::NotFound { kind: "user", .. }), "{e:?}");
     assert_eq!(db.size().await, before);
     let mut r = db.store.read().await.unwrap();
     assert_eq!(r.get_user(u.id).await.unwrap(), Some(u));
@@ -594,9 +459,7 @@ async fn duplicate_username(db: &Db) {
     insert_user(db, "dave").await;
     let before = db.size().await;
     let u = user(db, "DAVE");
-    let e = w(db, "user.create", job!(|tx| tx.insert_user(&u).await))
-        .await
-        .unwrap_err();
+    let e = w(db, "user.create", job!(|tx| tx.insert_user(&u).await)).await.unwrap_err();
     match e {
         StoreError::Duplicate { kind, field, value } => {
             assert_eq!((kind, field, value.as_str()), ("user", "username", "DAVE"));
@@ -606,60 +469,25 @@ async fn duplicate_username(db: &Db) {
     // Renaming another user onto the name is refused too.
     let mut erin = insert_user(db, "erin").await;
     erin.username = "Dave".into();
-    let e = w(db, "user.update", job!(|tx| tx.update_user(&erin, 1).await))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            StoreError::Duplicate {
-                field: "username",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    let e = w(db, "user.update", job!(|tx| tx.update_user(&erin, 1).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Duplicate { field: "username", .. }), "{e:?}");
     assert_eq!(db.size().await, before + 1);
 }
 
 async fn username_reuse_after_delete(db: &Db) {
     let first = insert_user(db, "frank").await;
     let id = first.id;
-    w(db, "user.delete", job!(|tx| tx.delete_user(id, 1).await))
-        .await
-        .unwrap();
+    w(db, "user.delete", job!(|tx| tx.delete_user(id, 1).await)).await.unwrap();
     let second = insert_user(db, "frank").await;
     assert_ne!(first.id, second.id);
     let mut r = db.store.read().await.unwrap();
-    assert_eq!(
-        r.get_user_by_username("frank").await.unwrap().map(|u| u.id),
-        Some(second.id)
-    );
-    assert!(
-        r.get_user_including_deleted(first.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .1
-            .is_some()
-    );
+    assert_eq!(r.get_user_by_username("frank").await.unwrap().map(|u| u.id), Some(second.id));
+    assert!(r.get_user_including_deleted(first.id).await.unwrap().unwrap().1.is_some());
     // The id itself is never reused.
     let mut again = first.clone();
     again.username = "frank2".into();
-    let e = w(db, "user.create", job!(|tx| tx.insert_user(&again).await))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            StoreError::Duplicate {
-                kind: "user",
-                field: "id",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    let e = w(db, "user.create", job!(|tx| tx.insert_user(&again).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Duplicate { kind: "user", field: "id", .. }), "{e:?}");
 }
 
 #[derive(Debug)]
@@ -722,31 +550,16 @@ async fn failed_statement_inside_job_does_not_poison_it(db: &Db) {
     .await
     .unwrap();
     assert_eq!(c.revision, 2);
-    assert!(
-        db.store
-            .read()
-            .await
-            .unwrap()
-            .get_user(ok_id)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(db.store.read().await.unwrap().get_user(ok_id).await.unwrap().is_some());
 }
 
 async fn job_without_audit_event_is_refused(db: &Db) {
     let u = user(db, "silent");
     let id = u.id;
-    let r = db
-        .store
-        .write(move |tx: &mut WriteTx| Box::pin(async move { tx.insert_user(&u).await }))
-        .await;
+    let r = db.store.write(move |tx: &mut WriteTx| Box::pin(async move { tx.insert_user(&u).await })).await;
     assert!(matches!(r, Err(StoreError::NoAuditEvent)), "{r:?}");
     assert_eq!(db.size().await, 0);
-    assert_eq!(
-        db.store.read().await.unwrap().get_user(id).await.unwrap(),
-        None
-    );
+    assert_eq!(db.store.read().await.unwrap().get_user(id).await.unwrap(), None);
     let r = db.store.append_audit(Vec::new()).await;
     assert!(matches!(r, Err(StoreError::NoAuditEvent)), "{r:?}");
 }
@@ -778,23 +591,10 @@ async fn concurrent_writes_have_contiguous_indices(db: &Db) {
     indices.sort();
     assert_eq!(indices, (0..50).collect::<Vec<u64>>());
     assert_eq!(db.size().await, 50);
-    let events = db
-        .store
-        .read()
-        .await
-        .unwrap()
-        .audit_events(&AuditQuery::default(), None, 1000)
-        .await
-        .unwrap();
-    assert_eq!(
-        events.iter().map(|e| e.index).collect::<Vec<_>>(),
-        (0..50).collect::<Vec<u64>>()
-    );
+    let events = db.store.read().await.unwrap().audit_events(&AuditQuery::default(), None, 1000).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.index).collect::<Vec<_>>(), (0..50).collect::<Vec<u64>>());
     let verifier = LogVerifier::from_signer(&LogSigner::generate("wardkey/test"));
-    assert_eq!(
-        db.store.verify_audit(&verifier).await.unwrap().tree_size,
-        50
-    );
+    assert_eq!(db.store.verify_audit(&verifier).await.unwrap().tree_size, 50);
 }
 
 async fn group_commit_isolates_failing_job(db: &Db) {
@@ -823,11 +623,7 @@ async fn group_commit_isolates_failing_job(db: &Db) {
                     Box::pin(async move {
                         tx.insert_user(&u).await?;
                         tx.audit(draft("user.create"));
-                        if i % 5 == 3 {
-                            Err(TestErr::Refused)
-                        } else {
-                            Ok(())
-                        }
+                        if i % 5 == 3 { Err(TestErr::Refused) } else { Ok(()) }
                     })
                 })
                 .await;
@@ -851,19 +647,14 @@ async fn group_commit_isolates_failing_job(db: &Db) {
     assert_eq!(ok_indices, (1..=16).collect::<Vec<u64>>());
     assert_eq!(r.audit_tree_size().await.unwrap(), 17);
     let stats = db.store.write_stats();
-    assert_eq!(
-        (stats.jobs_committed, stats.jobs_failed, stats.events),
-        (17, 4, 17)
-    );
+    assert_eq!((stats.jobs_committed, stats.jobs_failed, stats.events), (17, 4, 17));
     // The jobs that queued behind the slow one went in together.
     assert!(stats.max_batch >= 10 && stats.commits <= 7, "{stats:?}");
 }
 
 async fn panicking_job_is_contained(db: &Db) {
     let u = user(db, "before");
-    w(db, "user.create", job!(|tx| tx.insert_user(&u).await))
-        .await
-        .unwrap();
+    w(db, "user.create", job!(|tx| tx.insert_user(&u).await)).await.unwrap();
     let boom = user(db, "boom");
     let id = boom.id;
     let r = db
@@ -880,10 +671,7 @@ async fn panicking_job_is_contained(db: &Db) {
         })
         .await;
     assert!(matches!(r, Err(StoreError::Database(_))), "{r:?}");
-    assert_eq!(
-        db.store.read().await.unwrap().get_user(id).await.unwrap(),
-        None
-    );
+    assert_eq!(db.store.read().await.unwrap().get_user(id).await.unwrap(), None);
     let c = db.store.append_audit(vec![draft("after")]).await.unwrap();
     assert_eq!(c.event_indices, vec![1]);
 }
@@ -898,16 +686,9 @@ async fn two_stores_share_one_database(db: &Db) {
     db.store.set_signer(signer);
     let mut tasks = Vec::new();
     for i in 0..40 {
-        let store = if i % 2 == 0 {
-            db.store.clone()
-        } else {
-            other.clone()
-        };
+        let store = if i % 2 == 0 { db.store.clone() } else { other.clone() };
         tasks.push(tokio::spawn(async move {
-            let c = store
-                .append_audit(vec![draft("node.write"), draft("node.write2")])
-                .await
-                .unwrap();
+            let c = store.append_audit(vec![draft("node.write"), draft("node.write2")]).await.unwrap();
             if i % 10 == 9 {
                 store.checkpoint_now().await.unwrap();
             }
@@ -953,22 +734,12 @@ async fn snapshot_reads_are_consistent(db: &Db) {
 }
 
 async fn revision_equals_tree_size(db: &Db) {
-    let c = db
-        .store
-        .append_audit(vec![draft("a"), draft("b"), draft("c")])
-        .await
-        .unwrap();
+    let c = db.store.append_audit(vec![draft("a"), draft("b"), draft("c")]).await.unwrap();
     assert_eq!(c.event_indices, vec![0, 1, 2]);
     assert_eq!(c.revision, 3);
     assert_eq!(db.size().await, 3);
     let u = insert_user(db, "rev").await;
-    let c = w(
-        db,
-        "noop",
-        job!(|tx| Ok(tx.get_user(u.id).await?.map(|u| u.version))),
-    )
-    .await
-    .unwrap();
+    let c = w(db, "noop", job!(|tx| Ok(tx.get_user(u.id).await?.map(|u| u.version)))).await.unwrap();
     assert_eq!(c.value, Some(1));
     assert_eq!(c.revision, 5);
     assert_eq!(db.size().await, c.revision);
@@ -977,24 +748,10 @@ async fn revision_equals_tree_size(db: &Db) {
 async fn groups_and_members(db: &Db) {
     let g = group(db, "Nurses");
     let g2 = g.clone();
-    w(db, "group.create", job!(|tx| tx.insert_group(&g2).await))
-        .await
-        .unwrap();
+    w(db, "group.create", job!(|tx| tx.insert_group(&g2).await)).await.unwrap();
     let dup = group(db, "nurses");
-    let e = w(db, "group.create", job!(|tx| tx.insert_group(&dup).await))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            StoreError::Duplicate {
-                kind: "group",
-                field: "name",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    let e = w(db, "group.create", job!(|tx| tx.insert_group(&dup).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Duplicate { kind: "group", field: "name", .. }), "{e:?}");
     let alice = insert_user(db, "alice").await;
     let sa = ServiceAccount {
         id: ServiceAccountId::generate(),
@@ -1007,96 +764,52 @@ async fn groups_and_members(db: &Db) {
         version: 1,
     };
     let sa2 = sa.clone();
-    w(
-        db,
-        "sa.create",
-        job!(|tx| tx.insert_service_account(&sa2).await),
-    )
-    .await
-    .unwrap();
+    w(db, "sa.create", job!(|tx| tx.insert_service_account(&sa2).await)).await.unwrap();
 
     let gid = g.id;
     let (a, s) = (Member::User(alice.id), Member::ServiceAccount(sa.id));
     let added = w(
         db,
         "group.add_member",
-        job!(|tx| Ok((
-            tx.add_member(gid, a).await?,
-            tx.add_member(gid, s).await?,
-            tx.add_member(gid, a).await?
-        ))),
+        job!(|tx| Ok((tx.add_member(gid, a).await?, tx.add_member(gid, s).await?, tx.add_member(gid, a).await?))),
     )
     .await
     .unwrap()
     .value;
     assert_eq!(added, (true, true, false));
     let nobody = Member::User(UserId::generate());
-    let e = w(
-        db,
-        "group.add_member",
-        job!(|tx| tx.add_member(gid, nobody).await),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(e, StoreError::NotFound { kind: "user", .. }),
-        "{e:?}"
-    );
+    let e = w(db, "group.add_member", job!(|tx| tx.add_member(gid, nobody).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::NotFound { kind: "user", .. }), "{e:?}");
     let nogroup = GroupId::generate();
-    let e = w(
-        db,
-        "group.add_member",
-        job!(|tx| tx.add_member(nogroup, a).await),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(e, StoreError::NotFound { kind: "group", .. }),
-        "{e:?}"
-    );
+    let e = w(db, "group.add_member", job!(|tx| tx.add_member(nogroup, a).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::NotFound { kind: "group", .. }), "{e:?}");
 
     let mut r = db.store.read().await.unwrap();
     assert_eq!(r.list_members(g.id).await.unwrap(), vec![a, s]);
     assert_eq!(r.groups_of(a).await.unwrap(), vec![g.id]);
-    assert_eq!(
-        r.get_group_by_name("NURSES").await.unwrap().map(|x| x.id),
-        Some(g.id)
-    );
+    assert_eq!(r.get_group_by_name("NURSES").await.unwrap().map(|x| x.id), Some(g.id));
 
     let mut renamed = g.clone();
     renamed.name = "RNs".into();
     let rn = renamed.clone();
-    let stored = w(db, "group.update", job!(|tx| tx.update_group(&rn, 1).await))
-        .await
-        .unwrap()
-        .value;
+    let stored = w(db, "group.update", job!(|tx| tx.update_group(&rn, 1).await)).await.unwrap().value;
     assert_eq!(stored.version, 2);
     assert_eq!(r.get_group(g.id).await.unwrap(), Some(stored));
     assert_eq!(r.list_groups(&Page::first(10)).await.unwrap().len(), 1);
 
-    let removed = w(
-        db,
-        "group.remove_member",
-        job!(|tx| Ok((
-            tx.remove_member(gid, s).await?,
-            tx.remove_member(gid, s).await?
-        ))),
-    )
-    .await
-    .unwrap()
-    .value;
+    let removed =
+        w(db, "group.remove_member", job!(|tx| Ok((tx.remove_member(gid, s).await?, tx.remove_member(gid, s).await?))))
+            .await
+            .unwrap()
+            .value;
     assert_eq!(removed, (true, false));
-    w(db, "group.delete", job!(|tx| tx.delete_group(gid, 2).await))
-        .await
-        .unwrap();
+    w(db, "group.delete", job!(|tx| tx.delete_group(gid, 2).await)).await.unwrap();
     assert_eq!(r.get_group(g.id).await.unwrap(), None);
     assert!(r.list_members(g.id).await.unwrap().is_empty());
     assert!(r.groups_of(a).await.unwrap().is_empty());
     // The name is free again.
     let again = group(db, "RNs");
-    w(db, "group.create", job!(|tx| tx.insert_group(&again).await))
-        .await
-        .unwrap();
+    w(db, "group.create", job!(|tx| tx.insert_group(&again).await)).await.unwrap();
 }
 
 async fn service_accounts_crud(db: &Db) {
@@ -1113,243 +826,83 @@ async fn service_accounts_crud(db: &Db) {
         version: 1,
     };
     let s2 = sa.clone();
-    w(
-        db,
-        "sa.create",
-        job!(|tx| tx.insert_service_account(&s2).await),
-    )
-    .await
-    .unwrap();
+    w(db, "sa.create", job!(|tx| tx.insert_service_account(&s2).await)).await.unwrap();
     let mut orphan = sa.clone();
     orphan.id = ServiceAccountId::generate();
     orphan.name = "orphan".into();
     orphan.owner_id = UserId::generate();
-    let e = w(
-        db,
-        "sa.create",
-        job!(|tx| tx.insert_service_account(&orphan).await),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(e, StoreError::NotFound { kind: "user", .. }),
-        "{e:?}"
-    );
+    let e = w(db, "sa.create", job!(|tx| tx.insert_service_account(&orphan).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::NotFound { kind: "user", .. }), "{e:?}");
     let mut dup = sa.clone();
     dup.id = ServiceAccountId::generate();
     dup.name = "BACKUP".into();
-    let e = w(
-        db,
-        "sa.create",
-        job!(|tx| tx.insert_service_account(&dup).await),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            StoreError::Duplicate {
-                kind: "service_account",
-                field: "name",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    let e = w(db, "sa.create", job!(|tx| tx.insert_service_account(&dup).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Duplicate { kind: "service_account", field: "name", .. }), "{e:?}");
 
     let mut r = db.store.read().await.unwrap();
-    assert_eq!(
-        r.get_service_account(sa.id).await.unwrap(),
-        Some(sa.clone())
-    );
-    assert_eq!(
-        r.get_service_account_by_name("backup")
-            .await
-            .unwrap()
-            .map(|s| s.id),
-        Some(sa.id)
-    );
+    assert_eq!(r.get_service_account(sa.id).await.unwrap(), Some(sa.clone()));
+    assert_eq!(r.get_service_account_by_name("backup").await.unwrap().map(|s| s.id), Some(sa.id));
     let mut moved = sa.clone();
     moved.owner_id = other.id;
     moved.status = ServiceAccountStatus::Disabled;
     let m2 = moved.clone();
-    let stored = w(
-        db,
-        "sa.update",
-        job!(|tx| tx.update_service_account(&m2, 1).await),
-    )
-    .await
-    .unwrap()
-    .value;
+    let stored = w(db, "sa.update", job!(|tx| tx.update_service_account(&m2, 1).await)).await.unwrap().value;
     assert_eq!(stored.version, 2);
-    assert_eq!(
-        r.service_accounts_owned_by(other.id).await.unwrap().len(),
-        1
-    );
-    assert_eq!(
-        r.list_service_accounts(&Page::first(10)).await.unwrap(),
-        vec![stored]
-    );
+    assert_eq!(r.service_accounts_owned_by(other.id).await.unwrap().len(), 1);
+    assert_eq!(r.list_service_accounts(&Page::first(10)).await.unwrap(), vec![stored]);
     let id = sa.id;
-    let e = w(
-        db,
-        "sa.delete",
-        job!(|tx| tx.delete_service_account(id, 1).await),
-    )
-    .await
-    .unwrap_err();
+    let e = w(db, "sa.delete", job!(|tx| tx.delete_service_account(id, 1).await)).await.unwrap_err();
     assert!(matches!(e, StoreError::VersionConflict { .. }), "{e:?}");
-    w(
-        db,
-        "sa.delete",
-        job!(|tx| tx.delete_service_account(id, 2).await),
-    )
-    .await
-    .unwrap();
+    w(db, "sa.delete", job!(|tx| tx.delete_service_account(id, 2).await)).await.unwrap();
     assert_eq!(r.get_service_account(sa.id).await.unwrap(), None);
 }
 
 async fn resource_types_and_resources(db: &Db) {
     let t = rtype(db, "dataset");
     let t2 = t.clone();
-    w(
-        db,
-        "rt.create",
-        job!(|tx| tx.insert_resource_type(&t2).await),
-    )
-    .await
-    .unwrap();
+    w(db, "rt.create", job!(|tx| tx.insert_resource_type(&t2).await)).await.unwrap();
     let dup = rtype(db, "Dataset");
-    let e = w(
-        db,
-        "rt.create",
-        job!(|tx| tx.insert_resource_type(&dup).await),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            StoreError::Duplicate {
-                kind: "resource_type",
-                field: "name",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    let e = w(db, "rt.create", job!(|tx| tx.insert_resource_type(&dup).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Duplicate { kind: "resource_type", field: "name", .. }), "{e:?}");
     let mut r = db.store.read().await.unwrap();
     assert_eq!(r.get_resource_type(t.id).await.unwrap(), Some(t.clone()));
-    assert_eq!(
-        r.get_resource_type_by_name("DATASET")
-            .await
-            .unwrap()
-            .map(|x| x.id),
-        Some(t.id)
-    );
+    assert_eq!(r.get_resource_type_by_name("DATASET").await.unwrap().map(|x| x.id), Some(t.id));
     let mut t3 = t.clone();
     t3.actions.push("export".into());
     t3.phi = false;
     let t4 = t3.clone();
-    let stored = w(
-        db,
-        "rt.update",
-        job!(|tx| tx.update_resource_type(&t4, 1).await),
-    )
-    .await
-    .unwrap()
-    .value;
+    let stored = w(db, "rt.update", job!(|tx| tx.update_resource_type(&t4, 1).await)).await.unwrap().value;
     assert_eq!(r.list_resource_types().await.unwrap(), vec![stored.clone()]);
 
     let res = resource(db, &t, "ward-3", None);
     let res2 = res.clone();
-    w(db, "res.create", job!(|tx| tx.insert_resource(&res2).await))
-        .await
-        .unwrap();
+    w(db, "res.create", job!(|tx| tx.insert_resource(&res2).await)).await.unwrap();
     assert_eq!(r.get_resource(res.id).await.unwrap(), Some(res.clone()));
     let bad = resource(db, &rtype(db, "nope"), "x", None);
-    let e = w(db, "res.create", job!(|tx| tx.insert_resource(&bad).await))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            StoreError::NotFound {
-                kind: "resource_type",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    let e = w(db, "res.create", job!(|tx| tx.insert_resource(&bad).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::NotFound { kind: "resource_type", .. }), "{e:?}");
 
     // In use: a resource of the type exists.
     let tid = t.id;
-    let e = w(
-        db,
-        "rt.delete",
-        job!(|tx| tx.delete_resource_type(tid, 2).await),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            StoreError::InUse {
-                kind: "resource_type",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    let e = w(db, "rt.delete", job!(|tx| tx.delete_resource_type(tid, 2).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::InUse { kind: "resource_type", .. }), "{e:?}");
 
     let mut upd = res.clone();
     upd.description = Some("third floor".into());
     let u2 = upd.clone();
-    let stored_res = w(
-        db,
-        "res.update",
-        job!(|tx| tx.update_resource(&u2, 1).await),
-    )
-    .await
-    .unwrap()
-    .value;
+    let stored_res = w(db, "res.update", job!(|tx| tx.update_resource(&u2, 1).await)).await.unwrap().value;
     assert_eq!(r.get_resource(res.id).await.unwrap(), Some(stored_res));
     let rid = res.id;
-    w(
-        db,
-        "res.delete",
-        job!(|tx| tx.delete_resource(rid, 2).await),
-    )
-    .await
-    .unwrap();
+    w(db, "res.delete", job!(|tx| tx.delete_resource(rid, 2).await)).await.unwrap();
     assert_eq!(r.get_resource(res.id).await.unwrap(), None);
-    assert!(
-        r.get_resource_including_deleted(res.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .1
-            .is_some()
-    );
+    assert!(r.get_resource_including_deleted(res.id).await.unwrap().unwrap().1.is_some());
 
     // An unused type can go.
     let free = rtype(db, "application");
     let f2 = free.clone();
-    w(
-        db,
-        "rt.create",
-        job!(|tx| tx.insert_resource_type(&f2).await),
-    )
-    .await
-    .unwrap();
+    w(db, "rt.create", job!(|tx| tx.insert_resource_type(&f2).await)).await.unwrap();
     let fid = free.id;
-    w(
-        db,
-        "rt.delete",
-        job!(|tx| tx.delete_resource_type(fid, 1).await),
-    )
-    .await
-    .unwrap();
+    w(db, "rt.delete", job!(|tx| tx.delete_resource_type(fid, 1).await)).await.unwrap();
     assert_eq!(r.get_resource_type(free.id).await.unwrap(), None);
     // A type named by a role's permissions cannot.
     let used = rtype(db, "record_set");
@@ -1366,13 +919,7 @@ async fn resource_types_and_resources(db: &Db) {
     .await
     .unwrap();
     let uid = used.id;
-    let e = w(
-        db,
-        "rt.delete",
-        job!(|tx| tx.delete_resource_type(uid, 1).await),
-    )
-    .await
-    .unwrap_err();
+    let e = w(db, "rt.delete", job!(|tx| tx.delete_resource_type(uid, 1).await)).await.unwrap_err();
     assert!(matches!(e, StoreError::InUse { .. }), "{e:?}");
 }
 
@@ -1398,109 +945,33 @@ async fn ancestors_walk_to_root(db: &Db) {
     .unwrap();
     let mut r = db.store.read().await.unwrap();
     assert_eq!(r.ancestors(c.id).await.unwrap(), vec![b.id, a.id, root.id]);
-    assert_eq!(
-        r.ancestors(root.id).await.unwrap(),
-        Vec::<ResourceId>::new()
-    );
-    assert!(matches!(
-        r.ancestors(ResourceId::generate()).await,
-        Err(StoreError::NotFound { .. })
-    ));
-    let q = ResourceQuery {
-        parent_id: Some(Some(a.id)),
-        ..Default::default()
-    };
-    assert_eq!(
-        r.list_resources(&q, &Page::first(10)).await.unwrap(),
-        vec![b.clone()]
-    );
-    let q = ResourceQuery {
-        parent_id: Some(None),
-        type_id: Some(t.id),
-    };
-    assert_eq!(
-        r.list_resources(&q, &Page::first(10)).await.unwrap(),
-        vec![root.clone()]
-    );
-    assert_eq!(
-        r.list_resources(&ResourceQuery::default(), &Page::first(10))
-            .await
-            .unwrap()
-            .len(),
-        4
-    );
+    assert_eq!(r.ancestors(root.id).await.unwrap(), Vec::<ResourceId>::new());
+    assert!(matches!(r.ancestors(ResourceId::generate()).await, Err(StoreError::NotFound { .. })));
+    let q = ResourceQuery { parent_id: Some(Some(a.id)), ..Default::default() };
+    assert_eq!(r.list_resources(&q, &Page::first(10)).await.unwrap(), vec![b.clone()]);
+    let q = ResourceQuery { parent_id: Some(None), type_id: Some(t.id) };
+    assert_eq!(r.list_resources(&q, &Page::first(10)).await.unwrap(), vec![root.clone()]);
+    assert_eq!(r.list_resources(&ResourceQuery::default(), &Page::first(10)).await.unwrap().len(), 4);
 
     // Sibling names are unique (ignoring case); the same name under another parent is fine.
     let dup = resource(db, &t, "Ward-1", Some(a.id));
-    let e = w(db, "res.create", job!(|tx| tx.insert_resource(&dup).await))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            StoreError::Duplicate {
-                kind: "resource",
-                field: "name",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    let e = w(db, "res.create", job!(|tx| tx.insert_resource(&dup).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Duplicate { kind: "resource", field: "name", .. }), "{e:?}");
     let other = resource(db, &t, "ward-1", Some(root.id));
-    w(
-        db,
-        "res.create",
-        job!(|tx| tx.insert_resource(&other).await),
-    )
-    .await
-    .unwrap();
+    w(db, "res.create", job!(|tx| tx.insert_resource(&other).await)).await.unwrap();
     let dup_root = resource(db, &t, "HOSPITAL", None);
-    let e = w(
-        db,
-        "res.create",
-        job!(|tx| tx.insert_resource(&dup_root).await),
-    )
-    .await
-    .unwrap_err();
+    let e = w(db, "res.create", job!(|tx| tx.insert_resource(&dup_root).await)).await.unwrap_err();
     assert!(matches!(e, StoreError::Duplicate { .. }), "{e:?}");
 
     // A parent with children cannot be deleted.
     let aid = a.id;
-    let e = w(
-        db,
-        "res.delete",
-        job!(|tx| tx.delete_resource(aid, 1).await),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            StoreError::InUse {
-                kind: "resource",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    let e = w(db, "res.delete", job!(|tx| tx.delete_resource(aid, 1).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::InUse { kind: "resource", .. }), "{e:?}");
 
     // A cycle written behind the store's back is caught by the depth cap.
-    db.exec(&format!(
-        "UPDATE resources SET parent_id = '{}' WHERE id = '{}'",
-        c.id, root.id
-    ))
-    .await;
+    db.exec(&format!("UPDATE resources SET parent_id = '{}' WHERE id = '{}'", c.id, root.id)).await;
     let e = r.ancestors(c.id).await.unwrap_err();
-    assert!(
-        matches!(
-            e,
-            StoreError::Invalid {
-                field: "parent_id",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert!(matches!(e, StoreError::Invalid { field: "parent_id", .. }), "{e:?}");
 }
 
 async fn roles_templates_sod(db: &Db) {
@@ -1520,41 +991,17 @@ async fn roles_templates_sod(db: &Db) {
     .await
     .unwrap();
     let dup = role(db, "READER", &t);
-    let e = w(db, "role.create", job!(|tx| tx.insert_role(&dup).await))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            StoreError::Duplicate {
-                kind: "role",
-                field: "name",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    let e = w(db, "role.create", job!(|tx| tx.insert_role(&dup).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Duplicate { kind: "role", field: "name", .. }), "{e:?}");
     let mut r = db.store.read().await.unwrap();
     assert_eq!(r.get_role(ro.id).await.unwrap(), Some(ro.clone()));
-    assert_eq!(
-        r.get_role_by_name("reader").await.unwrap().map(|x| x.id),
-        Some(ro.id)
-    );
+    assert_eq!(r.get_role_by_name("reader").await.unwrap().map(|x| x.id), Some(ro.id));
     assert_eq!(r.list_roles(&Page::first(10)).await.unwrap().len(), 2);
-    assert_eq!(
-        r.get_roles(&[ro2.id, ro.id, RoleId::generate(), ro.id])
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(r.get_roles(&[ro2.id, ro.id, RoleId::generate(), ro.id]).await.unwrap().len(), 2);
     let mut priv_ = ro.clone();
     priv_.privileged = true;
     let p2 = priv_.clone();
-    let stored = w(db, "role.update", job!(|tx| tx.update_role(&p2, 1).await))
-        .await
-        .unwrap()
-        .value;
+    let stored = w(db, "role.update", job!(|tx| tx.update_role(&p2, 1).await)).await.unwrap().value;
     assert!(stored.privileged);
     assert_eq!(r.get_role(ro.id).await.unwrap(), Some(stored));
 
@@ -1575,116 +1022,55 @@ async fn roles_templates_sod(db: &Db) {
         version: 1,
     };
     let tp2 = tpl.clone();
-    w(
-        db,
-        "tpl.create",
-        job!(|tx| tx.insert_role_template(&tp2).await),
-    )
-    .await
-    .unwrap();
+    w(db, "tpl.create", job!(|tx| tx.insert_role_template(&tp2).await)).await.unwrap();
     let mut bad = tpl.clone();
     bad.id = RoleTemplateId::generate();
     bad.name = "bad".into();
     bad.role_ids = vec![RoleId::generate()];
-    let e = w(
-        db,
-        "tpl.create",
-        job!(|tx| tx.insert_role_template(&bad).await),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(e, StoreError::NotFound { kind: "role", .. }),
-        "{e:?}"
-    );
-    assert_eq!(
-        r.get_role_template(tpl.id).await.unwrap(),
-        Some(tpl.clone())
-    );
+    let e = w(db, "tpl.create", job!(|tx| tx.insert_role_template(&bad).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::NotFound { kind: "role", .. }), "{e:?}");
+    assert_eq!(r.get_role_template(tpl.id).await.unwrap(), Some(tpl.clone()));
 
     // Role named by a template: in use.
     let rid = ro.id;
-    let e = w(db, "role.delete", job!(|tx| tx.delete_role(rid, 2).await))
-        .await
-        .unwrap_err();
+    let e = w(db, "role.delete", job!(|tx| tx.delete_role(rid, 2).await)).await.unwrap_err();
     assert!(matches!(e, StoreError::InUse { kind: "role", .. }), "{e:?}");
     let mut tpl2 = tpl.clone();
     tpl2.role_ids = vec![ro2.id];
     let tp3 = tpl2.clone();
-    let stored_tpl = w(
-        db,
-        "tpl.update",
-        job!(|tx| tx.update_role_template(&tp3, 1).await),
-    )
-    .await
-    .unwrap()
-    .value;
+    let stored_tpl = w(db, "tpl.update", job!(|tx| tx.update_role_template(&tp3, 1).await)).await.unwrap().value;
     assert_eq!(r.list_role_templates().await.unwrap(), vec![stored_tpl]);
-    w(db, "role.delete", job!(|tx| tx.delete_role(rid, 2).await))
-        .await
-        .unwrap();
+    w(db, "role.delete", job!(|tx| tx.delete_role(rid, 2).await)).await.unwrap();
     assert_eq!(r.get_role(ro.id).await.unwrap(), None);
     assert!(r.get_role_including_deleted(ro.id).await.unwrap().is_some());
     let tid = tpl.id;
-    w(
-        db,
-        "tpl.delete",
-        job!(|tx| tx.delete_role_template(tid, 2).await),
-    )
-    .await
-    .unwrap();
+    w(db, "tpl.delete", job!(|tx| tx.delete_role_template(tid, 2).await)).await.unwrap();
     assert!(r.list_role_templates().await.unwrap().is_empty());
     let r2id = ro2.id;
-    w(db, "role.delete", job!(|tx| tx.delete_role(r2id, 1).await))
-        .await
-        .unwrap();
+    w(db, "role.delete", job!(|tx| tx.delete_role(r2id, 1).await)).await.unwrap();
 
     let rule = SodRule {
         id: SodRuleId::generate(),
         name: "no-self-approve".into(),
         description: None,
         left: SodItem::Role { role_id: ro.id },
-        right: SodItem::Permission {
-            resource_type: "dataset".into(),
-            action: "write".into(),
-        },
+        right: SodItem::Permission { resource_type: "dataset".into(), action: "write".into() },
         created_at: db.clock.now(),
         updated_at: db.clock.now(),
         version: 1,
     };
     let ru = rule.clone();
-    w(db, "sod.create", job!(|tx| tx.insert_sod_rule(&ru).await))
-        .await
-        .unwrap();
+    w(db, "sod.create", job!(|tx| tx.insert_sod_rule(&ru).await)).await.unwrap();
     assert_eq!(r.get_sod_rule(rule.id).await.unwrap(), Some(rule.clone()));
     let mut rule2 = rule.clone();
     rule2.description = Some("x".into());
     let ru2 = rule2.clone();
-    let stored = w(
-        db,
-        "sod.update",
-        job!(|tx| tx.update_sod_rule(&ru2, 1).await),
-    )
-    .await
-    .unwrap()
-    .value;
+    let stored = w(db, "sod.update", job!(|tx| tx.update_sod_rule(&ru2, 1).await)).await.unwrap().value;
     assert_eq!(r.list_sod_rules().await.unwrap(), vec![stored]);
     let sid = rule.id;
-    let e = w(
-        db,
-        "sod.delete",
-        job!(|tx| tx.delete_sod_rule(sid, 1).await),
-    )
-    .await
-    .unwrap_err();
+    let e = w(db, "sod.delete", job!(|tx| tx.delete_sod_rule(sid, 1).await)).await.unwrap_err();
     assert!(matches!(e, StoreError::VersionConflict { .. }), "{e:?}");
-    w(
-        db,
-        "sod.delete",
-        job!(|tx| tx.delete_sod_rule(sid, 2).await),
-    )
-    .await
-    .unwrap();
+    w(db, "sod.delete", job!(|tx| tx.delete_sod_rule(sid, 2).await)).await.unwrap();
     assert!(r.list_sod_rules().await.unwrap().is_empty());
 }
 
@@ -1702,12 +1088,7 @@ async fn grants_live_expired_revoked(db: &Db) {
     future.starts_at = now + Duration::days(1);
     let to_revoke = grant(db, s, ro.id, None);
     let (t2, ro2, res2) = (t.clone(), ro.clone(), res.clone());
-    let gs = vec![
-        live.clone(),
-        expiring.clone(),
-        future.clone(),
-        to_revoke.clone(),
-    ];
+    let gs = vec![live.clone(), expiring.clone(), future.clone(), to_revoke.clone()];
     w(
         db,
         "setup",
@@ -1724,13 +1105,8 @@ async fn grants_live_expired_revoked(db: &Db) {
     .await
     .unwrap();
     let bad = grant(db, Subject::Group(GroupId::generate()), ro.id, None);
-    let e = w(db, "grant.create", job!(|tx| tx.insert_grant(&bad).await))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(e, StoreError::NotFound { kind: "group", .. }),
-        "{e:?}"
-    );
+    let e = w(db, "grant.create", job!(|tx| tx.insert_grant(&bad).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::NotFound { kind: "group", .. }), "{e:?}");
 
     let mut r = db.store.read().await.unwrap();
     assert_eq!(r.get_grant(live.id).await.unwrap(), Some(live.clone()));
@@ -1748,106 +1124,35 @@ async fn grants_live_expired_revoked(db: &Db) {
     .value;
     assert_eq!(revoked.version, 2);
     assert_eq!(revoked.revoked_by.as_deref(), Some("user:admin"));
-    let e = w(
-        db,
-        "grant.revoke",
-        job!(|tx| tx.revoke_grant(rid, 2, Utc::now(), "x").await),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(e, StoreError::Conflict { kind: "grant", .. }),
-        "{e:?}"
-    );
-    let e = w(
-        db,
-        "grant.revoke",
-        job!(|tx| tx.revoke_grant(rid, 1, Utc::now(), "x").await),
-    )
-    .await
-    .unwrap_err();
+    let e = w(db, "grant.revoke", job!(|tx| tx.revoke_grant(rid, 2, Utc::now(), "x").await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict { kind: "grant", .. }), "{e:?}");
+    let e = w(db, "grant.revoke", job!(|tx| tx.revoke_grant(rid, 1, Utc::now(), "x").await)).await.unwrap_err();
     assert!(matches!(e, StoreError::VersionConflict { .. }), "{e:?}");
     let missing = GrantId::generate();
-    let e = w(
-        db,
-        "grant.revoke",
-        job!(|tx| tx.revoke_grant(missing, 1, Utc::now(), "x").await),
-    )
-    .await
-    .unwrap_err();
+    let e = w(db, "grant.revoke", job!(|tx| tx.revoke_grant(missing, 1, Utc::now(), "x").await)).await.unwrap_err();
     assert!(matches!(e, StoreError::NotFound { .. }), "{e:?}");
 
     let ids = |v: Vec<Grant>| v.into_iter().map(|g| g.id).collect::<Vec<_>>();
-    let q = GrantQuery {
-        subject: Some(s),
-        ..Default::default()
-    };
-    assert_eq!(
-        ids(r.list_grants(&q, &Page::first(10)).await.unwrap()),
-        vec![live.id, expiring.id, future.id]
-    );
+    let q = GrantQuery { subject: Some(s), ..Default::default() };
+    assert_eq!(ids(r.list_grants(&q, &Page::first(10)).await.unwrap()), vec![live.id, expiring.id, future.id]);
     db.clock.advance(Duration::hours(2));
-    assert_eq!(
-        ids(r.list_grants(&q, &Page::first(10)).await.unwrap()),
-        vec![live.id, future.id]
-    );
-    let all = GrantQuery {
-        include_inactive: true,
-        ..q
-    };
-    assert_eq!(
-        r.list_grants(&all, &Page::first(10)).await.unwrap().len(),
-        4
-    );
-    let by_res = GrantQuery {
-        resource_id: Some(res.id),
-        ..Default::default()
-    };
-    assert_eq!(
-        ids(r.list_grants(&by_res, &Page::first(10)).await.unwrap()),
-        vec![live.id]
-    );
-    let by_role = GrantQuery {
-        role_id: Some(ro.id),
-        include_inactive: true,
-        ..Default::default()
-    };
-    assert_eq!(
-        r.list_grants(&by_role, &Page::first(10))
-            .await
-            .unwrap()
-            .len(),
-        4
-    );
+    assert_eq!(ids(r.list_grants(&q, &Page::first(10)).await.unwrap()), vec![live.id, future.id]);
+    let all = GrantQuery { include_inactive: true, ..q };
+    assert_eq!(r.list_grants(&all, &Page::first(10)).await.unwrap().len(), 4);
+    let by_res = GrantQuery { resource_id: Some(res.id), ..Default::default() };
+    assert_eq!(ids(r.list_grants(&by_res, &Page::first(10)).await.unwrap()), vec![live.id]);
+    let by_role = GrantQuery { role_id: Some(ro.id), include_inactive: true, ..Default::default() };
+    assert_eq!(r.list_grants(&by_role, &Page::first(10)).await.unwrap().len(), 4);
     let now = db.clock.now();
-    assert_eq!(
-        ids(r.live_grants_for_subject(s, now).await.unwrap()),
-        vec![live.id, future.id]
-    );
-    assert_eq!(
-        ids(r.all_live_grants(now).await.unwrap()),
-        vec![live.id, future.id]
-    );
-    assert!(
-        r.live_grants_for_subject(Subject::User(UserId::generate()), now)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(ids(r.live_grants_for_subject(s, now).await.unwrap()), vec![live.id, future.id]);
+    assert_eq!(ids(r.all_live_grants(now).await.unwrap()), vec![live.id, future.id]);
+    assert!(r.live_grants_for_subject(Subject::User(UserId::generate()), now).await.unwrap().is_empty());
 
     // Role and resource with live grants are in use.
     let (roid, resid) = (ro.id, res.id);
-    let e = w(db, "role.delete", job!(|tx| tx.delete_role(roid, 1).await))
-        .await
-        .unwrap_err();
+    let e = w(db, "role.delete", job!(|tx| tx.delete_role(roid, 1).await)).await.unwrap_err();
     assert!(matches!(e, StoreError::InUse { .. }), "{e:?}");
-    let e = w(
-        db,
-        "res.delete",
-        job!(|tx| tx.delete_resource(resid, 1).await),
-    )
-    .await
-    .unwrap_err();
+    let e = w(db, "res.delete", job!(|tx| tx.delete_resource(resid, 1).await)).await.unwrap_err();
     assert!(matches!(e, StoreError::InUse { .. }), "{e:?}");
 
     let revoked = w(
@@ -1855,8 +1160,7 @@ async fn grants_live_expired_revoked(db: &Db) {
         "grant.revoke_all",
         job!(|tx| {
             let at = tx.now();
-            tx.revoke_all_grants_for_subject(s, at, "system:leaver")
-                .await
+            tx.revoke_all_grants_for_subject(s, at, "system:leaver").await
         }),
     )
     .await
@@ -1864,22 +1168,9 @@ async fn grants_live_expired_revoked(db: &Db) {
     .value;
     assert_eq!(revoked, vec![live.id, future.id]);
     assert!(r.live_grants_for_subject(s, now).await.unwrap().is_empty());
-    assert!(
-        r.list_grants(&q, &Page::first(10))
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    w(
-        db,
-        "res.delete",
-        job!(|tx| tx.delete_resource(resid, 1).await),
-    )
-    .await
-    .unwrap();
-    w(db, "role.delete", job!(|tx| tx.delete_role(roid, 1).await))
-        .await
-        .unwrap();
+    assert!(r.list_grants(&q, &Page::first(10)).await.unwrap().is_empty());
+    w(db, "res.delete", job!(|tx| tx.delete_resource(resid, 1).await)).await.unwrap();
+    w(db, "role.delete", job!(|tx| tx.delete_role(roid, 1).await)).await.unwrap();
 }
 
 async fn api_tokens_and_meta(db: &Db) {
@@ -1894,18 +1185,9 @@ async fn api_tokens_and_meta(db: &Db) {
         last_used_at: None,
     };
     let t2 = tok.clone();
-    w(
-        db,
-        "token.create",
-        job!(|tx| tx.insert_api_token(&t2, &[1, 2, 3, 0, 255]).await),
-    )
-    .await
-    .unwrap();
+    w(db, "token.create", job!(|tx| tx.insert_api_token(&t2, &[1, 2, 3, 0, 255]).await)).await.unwrap();
     let mut r = db.store.read().await.unwrap();
-    assert_eq!(
-        r.get_api_token(tok.id).await.unwrap(),
-        Some((tok.clone(), vec![1, 2, 3, 0, 255]))
-    );
+    assert_eq!(r.get_api_token(tok.id).await.unwrap(), Some((tok.clone(), vec![1, 2, 3, 0, 255])));
     let id = tok.id;
     db.clock.advance(Duration::minutes(1));
     w(
@@ -1918,19 +1200,13 @@ async fn api_tokens_and_meta(db: &Db) {
     )
     .await
     .unwrap();
-    assert_eq!(
-        r.get_api_token(id).await.unwrap().unwrap().0.last_used_at,
-        Some(db.clock.now())
-    );
+    assert_eq!(r.get_api_token(id).await.unwrap().unwrap().0.last_used_at, Some(db.clock.now()));
     let revoked = w(
         db,
         "token.revoke",
         job!(|tx| {
             let at = tx.now();
-            Ok((
-                tx.revoke_api_token(id, at).await?,
-                tx.revoke_api_token(id, at).await?,
-            ))
+            Ok((tx.revoke_api_token(id, at).await?, tx.revoke_api_token(id, at).await?))
         }),
     )
     .await
@@ -1942,24 +1218,9 @@ async fn api_tokens_and_meta(db: &Db) {
     assert_eq!(listed[0].revoked_at, Some(db.clock.now()));
 
     assert_eq!(r.get_meta("install_id").await.unwrap(), None);
-    w(
-        db,
-        "meta.set",
-        job!(|tx| tx.set_meta("install_id", "abc").await),
-    )
-    .await
-    .unwrap();
-    w(
-        db,
-        "meta.set",
-        job!(|tx| tx.set_meta("install_id", "def").await),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        r.get_meta("install_id").await.unwrap().as_deref(),
-        Some("def")
-    );
+    w(db, "meta.set", job!(|tx| tx.set_meta("install_id", "abc").await)).await.unwrap();
+    w(db, "meta.set", job!(|tx| tx.set_meta("install_id", "def").await)).await.unwrap();
+    assert_eq!(r.get_meta("install_id").await.unwrap().as_deref(), Some("def"));
 }
 
 async fn audit_queries(db: &Db) {
@@ -1971,9 +1232,7 @@ async fn audit_queries(db: &Db) {
                 .with_reason("bad password")
                 .with_source_ip("10.0.0.1")
                 .with_request_id("req-1")
-                .with_details(
-                    serde_json::json!({"z": 1, "a": [1.5, "x", null], "nested": {"k": true}}),
-                ),
+                .with_details(serde_json::json!({"z": 1, "a": [1.5, "x", null], "nested": {"k": true}})),
         ])
         .await
         .unwrap();
@@ -1990,10 +1249,7 @@ async fn audit_queries(db: &Db) {
         .await
         .unwrap();
     let mut r = db.store.read().await.unwrap();
-    let all = r
-        .audit_events(&AuditQuery::default(), None, 100)
-        .await
-        .unwrap();
+    let all = r.audit_events(&AuditQuery::default(), None, 100).await.unwrap();
     assert_eq!(all.len(), 4);
     assert_eq!(all[1].draft.reason.as_deref(), Some("bad password"));
     assert_eq!(all[1].draft.outcome, Outcome::Denied);
@@ -2003,50 +1259,16 @@ async fn audit_queries(db: &Db) {
     assert_eq!(all[3].draft.actor, "user:\u{FFFD}evil");
     assert_eq!(r.audit_event(1).await.unwrap().as_ref(), Some(&all[1]));
     assert_eq!(r.audit_event(99).await.unwrap(), None);
-    let q = AuditQuery {
-        actor: Some("user:a".into()),
-        ..Default::default()
-    };
-    assert_eq!(
-        r.audit_events(&q, None, 100)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.index)
-            .collect::<Vec<_>>(),
-        vec![0, 2]
-    );
-    let q = AuditQuery {
-        action: Some("auth.login".into()),
-        since: Some(t0 + Duration::minutes(1)),
-        ..Default::default()
-    };
-    assert_eq!(
-        r.audit_events(&q, None, 100)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.index)
-            .collect::<Vec<_>>(),
-        vec![3]
-    );
-    let q = AuditQuery {
-        until: Some(t0 + Duration::minutes(1)),
-        ..Default::default()
-    };
+    let q = AuditQuery { actor: Some("user:a".into()), ..Default::default() };
+    assert_eq!(r.audit_events(&q, None, 100).await.unwrap().iter().map(|e| e.index).collect::<Vec<_>>(), vec![0, 2]);
+    let q =
+        AuditQuery { action: Some("auth.login".into()), since: Some(t0 + Duration::minutes(1)), ..Default::default() };
+    assert_eq!(r.audit_events(&q, None, 100).await.unwrap().iter().map(|e| e.index).collect::<Vec<_>>(), vec![3]);
+    let q = AuditQuery { until: Some(t0 + Duration::minutes(1)), ..Default::default() };
     assert_eq!(r.audit_events(&q, None, 100).await.unwrap().len(), 2);
-    let q = AuditQuery {
-        target: Some("grant:1".into()),
-        ..Default::default()
-    };
+    let q = AuditQuery { target: Some("grant:1".into()), ..Default::default() };
     assert_eq!(r.audit_events(&q, None, 100).await.unwrap()[0].index, 2);
-    assert_eq!(
-        r.audit_events(&AuditQuery::default(), Some(1), 1)
-            .await
-            .unwrap()[0]
-            .index,
-        2
-    );
+    assert_eq!(r.audit_events(&AuditQuery::default(), Some(1), 1).await.unwrap()[0].index, 2);
     // The stored events re-hash to what the tree holds.
     let verifier = LogVerifier::from_signer(&LogSigner::generate("wardkey/test"));
     db.store.verify_audit(&verifier).await.unwrap();
@@ -2056,16 +1278,7 @@ async fn checkpoints_and_proofs(db: &Db) {
     let signer = LogSigner::generate("wardkey/test");
     let verifier = LogVerifier::from_signer(&signer);
     let e = db.store.checkpoint_now().await.unwrap_err();
-    assert!(
-        matches!(
-            e,
-            StoreError::Invalid {
-                field: "signer",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert!(matches!(e, StoreError::Invalid { field: "signer", .. }), "{e:?}");
     db.store.set_signer(signer);
     assert_eq!(db.store.checkpoint_now().await.unwrap(), None);
     db.events(7).await;
@@ -2083,18 +1296,9 @@ async fn checkpoints_and_proofs(db: &Db) {
         let proof = r.inclusion_proof(i, 7).await.unwrap();
         verify_inclusion(i, 7, leaf, cp.root, &proof).unwrap();
     }
-    assert!(matches!(
-        r.inclusion_proof(7, 7).await,
-        Err(StoreError::Invalid { .. })
-    ));
-    assert!(matches!(
-        r.inclusion_proof(3, 100).await,
-        Err(StoreError::Invalid { .. })
-    ));
-    assert!(matches!(
-        r.tree_root(100).await,
-        Err(StoreError::Invalid { .. })
-    ));
+    assert!(matches!(r.inclusion_proof(7, 7).await, Err(StoreError::Invalid { .. })));
+    assert!(matches!(r.inclusion_proof(3, 100).await, Err(StoreError::Invalid { .. })));
+    assert!(matches!(r.tree_root(100).await, Err(StoreError::Invalid { .. })));
 
     db.clock.advance(Duration::seconds(30));
     db.events(6).await;
@@ -2108,32 +1312,12 @@ async fn checkpoints_and_proofs(db: &Db) {
         let proof = r.consistency_proof(from, 13).await.unwrap();
         verify_consistency(from, root_from, 13, cp2.root, &proof).unwrap();
         let leaf = r.audit_event(from).await.unwrap().unwrap().leaf_hash();
-        verify_inclusion(
-            from,
-            13,
-            leaf,
-            cp2.root,
-            &r.inclusion_proof(from, 13).await.unwrap(),
-        )
-        .unwrap();
+        verify_inclusion(from, 13, leaf, cp2.root, &r.inclusion_proof(from, 13).await.unwrap()).unwrap();
     }
-    assert!(matches!(
-        r.consistency_proof(13, 7).await,
-        Err(StoreError::Invalid { .. })
-    ));
-    assert_eq!(
-        r.list_checkpoints().await.unwrap(),
-        vec![cp.clone(), cp2.clone()]
-    );
+    assert!(matches!(r.consistency_proof(13, 7).await, Err(StoreError::Invalid { .. })));
+    assert_eq!(r.list_checkpoints().await.unwrap(), vec![cp.clone(), cp2.clone()]);
     let report = db.store.verify_audit(&verifier).await.unwrap();
-    assert_eq!(
-        (
-            report.tree_size,
-            report.checkpoints,
-            report.unchecked_events
-        ),
-        (13, 2, 0)
-    );
+    assert_eq!((report.tree_size, report.checkpoints, report.unchecked_events), (13, 2, 0));
     assert_eq!(report.root, cp2.root);
 }
 
@@ -2160,28 +1344,13 @@ async fn verify_ok_on_intact_log(db: &Db) {
 async fn append_only_guard_refuses_changes(db: &Db) {
     db.events(3).await;
     let mut c = db.raw().await;
-    assert!(
-        sqlx::raw_sql("UPDATE audit_events SET actor = 'x' WHERE idx = 1")
-            .execute(&mut c)
-            .await
-            .is_err()
-    );
-    assert!(
-        sqlx::raw_sql("DELETE FROM audit_events WHERE idx = 1")
-            .execute(&mut c)
-            .await
-            .is_err()
-    );
+    assert!(sqlx::raw_sql("UPDATE audit_events SET actor = 'x' WHERE idx = 1").execute(&mut c).await.is_err());
+    assert!(sqlx::raw_sql("DELETE FROM audit_events WHERE idx = 1").execute(&mut c).await.is_err());
     let _ = c.close().await;
     db.store.set_signer(LogSigner::generate("wardkey/test"));
     db.store.checkpoint_now().await.unwrap().unwrap();
     let mut c = db.raw().await;
-    assert!(
-        sqlx::raw_sql("DELETE FROM audit_checkpoints")
-            .execute(&mut c)
-            .await
-            .is_err()
-    );
+    assert!(sqlx::raw_sql("DELETE FROM audit_checkpoints").execute(&mut c).await.is_err());
     let _ = c.close().await;
     assert_eq!(db.size().await, 3);
 }
@@ -2196,11 +1365,7 @@ async fn tampered(db: &Db, sql: &str) -> wardkey_audit::VerifyFailure {
 
 async fn tamper_changed_field(db: &Db) {
     db.events(10).await;
-    let f = tampered(
-        db,
-        "UPDATE audit_events SET actor = 'user:mallory' WHERE idx = 6",
-    )
-    .await;
+    let f = tampered(db, "UPDATE audit_events SET actor = 'user:mallory' WHERE idx = 6").await;
     assert_eq!(f.index, 6, "{f}");
 }
 
@@ -2250,10 +1415,7 @@ async fn tamper_rewrite_caught_by_checkpoint(db: &Db) {
     db.store.verify_audit(&verifier).await.unwrap();
 
     let mut r = db.store.read().await.unwrap();
-    let mut events = r
-        .audit_events(&AuditQuery::default(), None, 100)
-        .await
-        .unwrap();
+    let mut events = r.audit_events(&AuditQuery::default(), None, 100).await.unwrap();
     drop(r);
     events[7].draft.actor = "user:mallory".into();
     let mut cache = HashCache::new();
@@ -2287,36 +1449,20 @@ async fn reopen_continues_the_log(db: &Db) {
     db.events(5).await;
     let u = insert_user(db, "persist").await;
     db.store.close().await;
-    let e = db
-        .store
-        .append_audit(vec![draft("late")])
-        .await
-        .unwrap_err();
+    let e = db.store.append_audit(vec![draft("late")]).await.unwrap_err();
     assert!(matches!(e, StoreError::Closed), "{e:?}");
 
     let store = Store::open(&db.url, db.clock.clone()).await.unwrap();
     {
         let mut r = store.read().await.unwrap();
-        assert_eq!(
-            r.get_user(u.id).await.unwrap().map(|x| x.username),
-            Some("persist".into())
-        );
+        assert_eq!(r.get_user(u.id).await.unwrap().map(|x| x.username), Some("persist".into()));
         // close() wrote a final checkpoint.
-        assert_eq!(
-            r.latest_checkpoint().await.unwrap().map(|c| c.size),
-            Some(6)
-        );
+        assert_eq!(r.latest_checkpoint().await.unwrap().map(|c| c.size), Some(6));
     }
-    let c = store
-        .append_audit(vec![draft("after.reopen")])
-        .await
-        .unwrap();
+    let c = store.append_audit(vec![draft("after.reopen")]).await.unwrap();
     assert_eq!(c.event_indices, vec![6]);
     store.set_signer(signer);
-    assert_eq!(
-        store.checkpoint_now().await.unwrap().map(|c| c.size),
-        Some(7)
-    );
+    assert_eq!(store.checkpoint_now().await.unwrap().map(|c| c.size), Some(7));
     assert_eq!(store.verify_audit(&verifier).await.unwrap().tree_size, 7);
     store.close().await;
 
@@ -2345,32 +1491,15 @@ async fn pagination(db: &Db) {
         page = Page::after(got[got.len() - 1].id.to_string(), 3);
     }
     assert_eq!(seen, ids);
-    assert!(
-        r.list_users(&UserQuery::default(), &Page::first(0))
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let e = r
-        .list_users(&UserQuery::default(), &Page::after("not-a-cursor", 3))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(e, StoreError::Invalid { field: "after", .. }),
-        "{e:?}"
-    );
+    assert!(r.list_users(&UserQuery::default(), &Page::first(0)).await.unwrap().is_empty());
+    let e = r.list_users(&UserQuery::default(), &Page::after("not-a-cursor", 3)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Invalid { field: "after", .. }), "{e:?}");
 }
 
 #[test]
 fn with_database_rewrites_path() {
-    assert_eq!(
-        with_database("postgres://u@h:5432/postgres", "x"),
-        "postgres://u@h:5432/x"
-    );
-    assert_eq!(
-        with_database("postgres://u@h/postgres?sslmode=disable", "x"),
-        "postgres://u@h/x?sslmode=disable"
-    );
+    assert_eq!(with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
+    assert_eq!(with_database("postgres://u@h/postgres?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
     assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
 }
 
@@ -2399,7 +1528,8 @@ async fn authn_passwords_factors_recovery(db: &Db) {
     let i3 = info2.clone();
     w(db, "password.set", job!(|tx| tx.set_password(uid, "$argon2id$v=19$other", &i3).await)).await.unwrap();
     assert_eq!(r.get_password(uid).await.unwrap().unwrap().1, "$argon2id$v=19$other");
-    let set = w(db, "password.compromised", job!(|tx| tx.set_password_must_change(uid, true).await)).await.unwrap().value;
+    let set =
+        w(db, "password.compromised", job!(|tx| tx.set_password_must_change(uid, true).await)).await.unwrap().value;
     assert!(set);
     assert!(r.get_password(uid).await.unwrap().unwrap().0.must_change);
 
@@ -2416,9 +1546,29 @@ async fn authn_passwords_factors_recovery(db: &Db) {
     let t2 = totp.clone();
     w(db, "factor.enrol", job!(|tx| tx.insert_factor(&t2, "v1.sealed", None).await)).await.unwrap();
     let tid = totp.id;
-    let early = w(db, "x", job!(|tx| { let n = tx.now(); tx.use_totp_step(tid, 100, n).await })).await.unwrap().value;
+    let early = w(
+        db,
+        "x",
+        job!(|tx| {
+            let n = tx.now();
+            tx.use_totp_step(tid, 100, n).await
+        }),
+    )
+    .await
+    .unwrap()
+    .value;
     assert!(!early, "an unconfirmed factor accepts no code");
-    let confirmed = w(db, "factor.confirm", job!(|tx| { let n = tx.now(); tx.confirm_factor(tid, Some(100), n).await })).await.unwrap().value;
+    let confirmed = w(
+        db,
+        "factor.confirm",
+        job!(|tx| {
+            let n = tx.now();
+            tx.confirm_factor(tid, Some(100), n).await
+        }),
+    )
+    .await
+    .unwrap()
+    .value;
     assert!(confirmed);
     let steps = w(
         db,
@@ -2444,7 +1594,13 @@ async fn authn_passwords_factors_recovery(db: &Db) {
     assert!(fs[0].factor.confirmed);
 
     // Passkeys: credential ids are unique across users.
-    let pk = Factor { id: FactorId::generate(), kind: FactorKind::Webauthn, name: "yubikey".into(), confirmed: true, ..totp.clone() };
+    let pk = Factor {
+        id: FactorId::generate(),
+        kind: FactorKind::Webauthn,
+        name: "yubikey".into(),
+        confirmed: true,
+        ..totp.clone()
+    };
     let p2 = pk.clone();
     w(db, "factor.enrol", job!(|tx| tx.insert_factor(&p2, "{\"cred\":1}", Some("Y3JlZA")).await)).await.unwrap();
     let other = insert_user(db, "nurse.jane").await;
@@ -2452,7 +1608,16 @@ async fn authn_passwords_factors_recovery(db: &Db) {
     let err = w(db, "factor.enrol", job!(|tx| tx.insert_factor(&dup, "{}", Some("Y3JlZA")).await)).await.unwrap_err();
     assert!(matches!(err, StoreError::Duplicate { field: "credential_id", .. }), "{err:?}");
     let pid = pk.id;
-    w(db, "factor.use", job!(|tx| { let n = tx.now(); tx.touch_factor(pid, Some("{\"cred\":2}"), n).await })).await.unwrap();
+    w(
+        db,
+        "factor.use",
+        job!(|tx| {
+            let n = tx.now();
+            tx.touch_factor(pid, Some("{\"cred\":2}"), n).await
+        }),
+    )
+    .await
+    .unwrap();
     let got = r.get_factor(pid).await.unwrap().unwrap();
     assert_eq!(got.secret, "{\"cred\":2}");
     assert_eq!(got.credential_id.as_deref(), Some("Y3JlZA"));
@@ -2461,14 +1626,27 @@ async fn authn_passwords_factors_recovery(db: &Db) {
     // Recovery codes: each hash consumed once; replacing invalidates the old set.
     let hashes: Vec<String> = (0..10).map(|i| format!("h{i}")).collect();
     let h2 = hashes.clone();
-    w(db, "recovery.issue", job!(|tx| { let n = tx.now(); tx.replace_recovery_codes(uid, &h2, n).await })).await.unwrap();
+    w(
+        db,
+        "recovery.issue",
+        job!(|tx| {
+            let n = tx.now();
+            tx.replace_recovery_codes(uid, &h2, n).await
+        }),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.unused_recovery_codes(uid).await.unwrap(), 10);
     let used = w(
         db,
         "recovery.use",
         job!(|tx| {
             let n = tx.now();
-            Ok((tx.use_recovery_code(uid, "h3", n).await?, tx.use_recovery_code(uid, "h3", n).await?, tx.use_recovery_code(uid, "nope", n).await?))
+            Ok((
+                tx.use_recovery_code(uid, "h3", n).await?,
+                tx.use_recovery_code(uid, "h3", n).await?,
+                tx.use_recovery_code(uid, "nope", n).await?,
+            ))
         }),
     )
     .await
@@ -2476,8 +1654,27 @@ async fn authn_passwords_factors_recovery(db: &Db) {
     .value;
     assert_eq!(used, (true, false, false));
     assert_eq!(r.unused_recovery_codes(uid).await.unwrap(), 9);
-    w(db, "recovery.issue", job!(|tx| { let n = tx.now(); tx.replace_recovery_codes(uid, &["n1".to_string()], n).await })).await.unwrap();
-    let old = w(db, "recovery.use", job!(|tx| { let n = tx.now(); tx.use_recovery_code(uid, "h4", n).await })).await.unwrap().value;
+    w(
+        db,
+        "recovery.issue",
+        job!(|tx| {
+            let n = tx.now();
+            tx.replace_recovery_codes(uid, &["n1".to_string()], n).await
+        }),
+    )
+    .await
+    .unwrap();
+    let old = w(
+        db,
+        "recovery.use",
+        job!(|tx| {
+            let n = tx.now();
+            tx.use_recovery_code(uid, "h4", n).await
+        }),
+    )
+    .await
+    .unwrap()
+    .value;
     assert!(!old);
 
     // Failure counters.
@@ -2557,7 +1754,8 @@ async fn authn_sessions_lifecycle(db: &Db) {
     assert_eq!(now_active.session.mfa_at, Some(now));
     assert_eq!(now_active.pending, None, "ceremony state is cleared by a completed step");
 
-    let live = r.list_sessions(&SessionQuery { user: Some(uid), include_ended: false }, &Page::first(10)).await.unwrap();
+    let live =
+        r.list_sessions(&SessionQuery { user: Some(uid), include_ended: false }, &Page::first(10)).await.unwrap();
     assert_eq!(live.len(), 2);
 
     // Ending: one by id, then all of the user's.
@@ -2577,15 +1775,28 @@ async fn authn_sessions_lifecycle(db: &Db) {
     let s3 = session_for(db, uid, SessionStage::Active);
     let c = s3.clone();
     w(db, "auth.login", job!(|tx| tx.insert_session(&c, &[4u8; 32], None).await)).await.unwrap();
-    let all = w(db, "user.status", job!(|tx| { let n = tx.now(); tx.end_user_sessions(uid, n, "user_disabled", "token:t").await }))
-        .await
-        .unwrap()
-        .value;
+    let all = w(
+        db,
+        "user.status",
+        job!(|tx| {
+            let n = tx.now();
+            tx.end_user_sessions(uid, n, "user_disabled", "token:t").await
+        }),
+    )
+    .await
+    .unwrap()
+    .value;
     let mut expect = vec![s1.id, s3.id];
     expect.sort();
     assert_eq!(all, expect);
-    assert!(r.list_sessions(&SessionQuery { user: Some(uid), include_ended: false }, &Page::first(10)).await.unwrap().is_empty());
-    let every = r.list_sessions(&SessionQuery { user: Some(uid), include_ended: true }, &Page::first(10)).await.unwrap();
+    assert!(
+        r.list_sessions(&SessionQuery { user: Some(uid), include_ended: false }, &Page::first(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let every =
+        r.list_sessions(&SessionQuery { user: Some(uid), include_ended: true }, &Page::first(10)).await.unwrap();
     assert_eq!(every.len(), 3);
     let s3_after = r.get_session(s3.id).await.unwrap().unwrap();
     assert_eq!(s3_after.ended_reason.as_deref(), Some("user_disabled"));
@@ -2633,7 +1844,16 @@ async fn heartbeat_writes_without_event(db: &Db) {
     let earlier = at - Duration::seconds(30);
     assert_eq!(db.store.touch_sessions(vec![(s.id, earlier)]).await.unwrap().value, 0);
     let sid = s.id;
-    w(db, "session.logout", job!(|tx| { let n = tx.now(); tx.end_session(sid, n, "logout", "user:x").await })).await.unwrap();
+    w(
+        db,
+        "session.logout",
+        job!(|tx| {
+            let n = tx.now();
+            tx.end_session(sid, n, "logout", "user:x").await
+        }),
+    )
+    .await
+    .unwrap();
     db.clock.advance(Duration::seconds(90));
     assert_eq!(db.store.touch_sessions(vec![(s.id, db.clock.now())]).await.unwrap().value, 0);
 }

@@ -42,12 +42,9 @@ impl Api {
         let resp = req.send().await.map_err(|e| format!("cannot reach {}: {e}", self.base))?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| format!("reading the response: {e}"))?;
-        let value: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        if status.is_success() {
-            Ok(value)
-        } else {
-            Err(describe_problem(status.as_u16(), &value))
-        }
+        let value: Value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        if status.is_success() { Ok(value) } else { Err(describe_problem(status.as_u16(), &value)) }
     }
 
     async fn get(&self, path: &str) -> Result<Value, String> {
@@ -123,7 +120,9 @@ impl Api {
             return self.get(&format!("/{collection}/{what}")).await;
         }
         let all = self.list_all(&format!("/{collection}")).await?;
-        all.into_iter().find(|v| v["name"].as_str() == Some(what)).ok_or_else(|| format!("no {collection} entry named {what:?}"))
+        all.into_iter()
+            .find(|v| v["name"].as_str() == Some(what))
+            .ok_or_else(|| format!("no {collection} entry named {what:?}"))
     }
 }
 
@@ -144,7 +143,11 @@ fn describe_problem(status: u16, v: &Value) -> String {
     }
     if let Some(errors) = v.get("errors").and_then(Value::as_array) {
         for e in errors {
-            out.push_str(&format!("\n  {}: {}", e["field"].as_str().unwrap_or("?"), e["message"].as_str().unwrap_or("?")));
+            out.push_str(&format!(
+                "\n  {}: {}",
+                e["field"].as_str().unwrap_or("?"),
+                e["message"].as_str().unwrap_or("?")
+            ));
         }
     }
     if v.is_string() {
@@ -280,7 +283,18 @@ pub enum UserCommand {
 
 pub async fn run_user(cmd: UserCommand) -> Result<ExitCode, String> {
     match cmd {
-        UserCommand::Create { api, username, display_name, email, employee_id, department, job_code, title, employment_type, end_date } => {
+        UserCommand::Create {
+            api,
+            username,
+            display_name,
+            email,
+            employee_id,
+            department,
+            job_code,
+            title,
+            employment_type,
+            end_date,
+        } => {
             let api = Api::new(&api)?;
             let mut hr = serde_json::Map::new();
             for (k, v) in [
@@ -345,14 +359,27 @@ pub async fn run_user(cmd: UserCommand) -> Result<ExitCode, String> {
             let api = Api::new(&api)?;
             let u = api.resolve_user(&user).await?;
             let mut line = String::new();
-            std::io::stdin().read_line(&mut line).map_err(|e| format!("reading the password from standard input: {e}"))?;
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("reading the password from standard input: {e}"))?;
             let password = line.trim_end_matches(['\n', '\r']).to_owned();
             if password.is_empty() {
-                return Err("no password on standard input (pipe it in: `printf '%s' \"$PW\" | wardkey user set-password ...`)".into());
+                return Err(
+                    "no password on standard input (pipe it in: `printf '%s' \"$PW\" | wardkey user set-password ...`)"
+                        .into(),
+                );
             }
-            api.post(&format!("/users/{}/password", s(&u, "id")), json!({ "password": password, "must_change": !no_must_change })).await?;
+            api.post(
+                &format!("/users/{}/password", s(&u, "id")),
+                json!({ "password": password, "must_change": !no_must_change }),
+            )
+            .await?;
             if !api.json {
-                println!("password of {} set{}", s(&u, "username"), if no_must_change { "" } else { "; it must be changed at next sign-in" });
+                println!(
+                    "password of {} set{}",
+                    s(&u, "username"),
+                    if no_must_change { "" } else { "; it must be changed at next sign-in" }
+                );
             }
         }
         UserCommand::PasswordCompromised { api, user, reason } => {
@@ -368,14 +395,20 @@ pub async fn run_user(cmd: UserCommand) -> Result<ExitCode, String> {
             let u = api.resolve_user(&user).await?;
             let r = api.post(&format!("/users/{}/unlock", s(&u, "id")), json!({})).await?;
             api.print(&r, |r| {
-                if r["was_locked"] == json!(true) { format!("{} unlocked", s(&u, "username")) } else { format!("{} was not locked; failure count cleared", s(&u, "username")) }
+                if r["was_locked"] == json!(true) {
+                    format!("{} unlocked", s(&u, "username"))
+                } else {
+                    format!("{} was not locked; failure count cleared", s(&u, "username"))
+                }
             });
         }
         UserCommand::ResetFactors { api, user, reason } => {
             let api = Api::new(&api)?;
             let u = api.resolve_user(&user).await?;
             let r = api.post(&format!("/users/{}/factors/reset", s(&u, "id")), json!({ "reason": reason })).await?;
-            api.print(&r, |r| format!("removed {} factor(s) of {}; they enrol again at next sign-in", r["removed"], s(&u, "username")));
+            api.print(&r, |r| {
+                format!("removed {} factor(s) of {}; they enrol again at next sign-in", r["removed"], s(&u, "username"))
+            });
         }
         UserCommand::Authn { api, user } => {
             let api = Api::new(&api)?;
@@ -387,7 +420,9 @@ pub async fn run_user(cmd: UserCommand) -> Result<ExitCode, String> {
             let api = Api::new(&api)?;
             let u = api.resolve_user(&user).await?;
             let items = api.list_all(&format!("/sessions?user={}", s(&u, "id"))).await?;
-            api.print_list(&items, |x| format!("{}  since {}  from {}  {}", s(x, "id"), s(x, "created_at"), s(x, "source_ip"), s(x, "stage")));
+            api.print_list(&items, |x| {
+                format!("{}  since {}  from {}  {}", s(x, "id"), s(x, "created_at"), s(x, "source_ip"), s(x, "stage"))
+            });
         }
         UserCommand::EndSessions { api, user } => {
             let api = Api::new(&api)?;
@@ -442,7 +477,8 @@ pub async fn run_group(cmd: GroupCommand) -> Result<ExitCode, String> {
             let api = Api::new(&api)?;
             let g = api.resolve_by_name("groups", &group).await?;
             let u = api.resolve_user(&user).await?;
-            let r = api.post(&format!("/groups/{}/members", s(&g, "id")), json!({ "type": "user", "id": u["id"] })).await?;
+            let r =
+                api.post(&format!("/groups/{}/members", s(&g, "id")), json!({ "type": "user", "id": u["id"] })).await?;
             api.print(&r, |_| format!("{} is a member of {}", s(&u, "username"), s(&g, "name")));
         }
     }
@@ -481,7 +517,8 @@ pub async fn run_resource_type(cmd: ResourceTypeCommand) -> Result<ExitCode, Str
         ResourceTypeCommand::List { api } => {
             let api = Api::new(&api)?;
             let v = api.get("/resource-types").await?;
-            let items = v.get("items").and_then(Value::as_array).cloned().or_else(|| v.as_array().cloned()).unwrap_or_default();
+            let items =
+                v.get("items").and_then(Value::as_array).cloned().or_else(|| v.as_array().cloned()).unwrap_or_default();
             api.print_list(&items, |t| format!("{}  {:<20} {}", s(t, "id"), s(t, "name"), t["actions"]));
         }
     }
@@ -551,7 +588,8 @@ pub enum RoleCommand {
 }
 
 fn parse_permission(p: &str) -> Result<Value, String> {
-    let (t, actions) = p.split_once(':').ok_or_else(|| format!("permission {p:?} must look like dataset:read,write"))?;
+    let (t, actions) =
+        p.split_once(':').ok_or_else(|| format!("permission {p:?} must look like dataset:read,write"))?;
     let actions: Vec<&str> = actions.split(',').filter(|a| !a.is_empty()).collect();
     Ok(json!({ "resource_type": t, "actions": actions }))
 }
@@ -628,7 +666,17 @@ pub enum GrantCommand {
 
 pub async fn run_grant(cmd: GrantCommand) -> Result<ExitCode, String> {
     match cmd {
-        GrantCommand::Create { api, user, group, service_account, role, resource, justification, approver, expires_at } => {
+        GrantCommand::Create {
+            api,
+            user,
+            group,
+            service_account,
+            role,
+            resource,
+            justification,
+            approver,
+            expires_at,
+        } => {
             let api = Api::new(&api)?;
             let subject = if let Some(u) = user {
                 json!({ "type": "user", "id": api.resolve_user(&u).await?["id"] })

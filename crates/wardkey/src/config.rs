@@ -125,9 +125,15 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
             let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}://{}{}@{}", &url[..scheme_end], user, if userinfo.contains(':') { ":***" } else { "" }, &url[at + 1..])
+            format!(
+                "{}://{}{}@{}",
+                &url[..scheme_end],
+                user,
+                if userinfo.contains(':') { ":***" } else { "" },
+                &url[at + 1..]
+            )
         }
-                _ => url.to_owned(),
+        _ => url.to_owned(),
     };
     format!("{base}{}", query.unwrap_or_default())
 }
@@ -143,7 +149,9 @@ impl AuditSettings {
     pub fn from_file(file: &FileConfig) -> Self {
         let a = file.audit.as_ref();
         AuditSettings {
-            checkpoint_interval: Duration::from_secs(a.and_then(|a| a.checkpoint_interval_secs).unwrap_or(5).clamp(1, 3600)),
+            checkpoint_interval: Duration::from_secs(
+                a.and_then(|a| a.checkpoint_interval_secs).unwrap_or(5).clamp(1, 3600),
+            ),
             checkpoint_every_events: a.and_then(|a| a.checkpoint_every_events).unwrap_or(1000).clamp(1, 10_000_000),
             audit_reads: a.and_then(|a| a.audit_reads).unwrap_or(true),
             durable_reads: a.and_then(|a| a.durable_reads).unwrap_or(false),
@@ -218,13 +226,17 @@ mod tests {
         assert_eq!(redact_url("postgres://wk:s3cret@db:5432/wk"), "postgres://wk:***@db:5432/wk");
         assert_eq!(redact_url("postgres://wk@db/wk"), "postgres://wk@db/wk");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
-        assert_eq!(redact_url("postgres://db/wk?user=wk&password=s3cret&sslmode=require"), "postgres://db/wk?user=wk&password=***&sslmode=require");
+        assert_eq!(
+            redact_url("postgres://db/wk?user=wk&password=s3cret&sslmode=require"),
+            "postgres://db/wk?user=wk&password=***&sslmode=require"
+        );
     }
 
     #[test]
     fn unknown_keys_refused() {
         assert!(toml::from_str::<FileConfig>("listen = \"127.0.0.1:1\"\nbogus = 1").is_err());
-        let ok: FileConfig = toml::from_str("listen = \"127.0.0.1:9\"\n[tls]\ncert = \"c\"\nkey = \"k\"").expect("parses");
+        let ok: FileConfig =
+            toml::from_str("listen = \"127.0.0.1:9\"\n[tls]\ncert = \"c\"\nkey = \"k\"").expect("parses");
         assert!(ok.tls.is_some());
     }
 }

@@ -82,7 +82,8 @@ pub async fn import(args: ImportArgs) -> Result<ExitCode, String> {
     let bytes = std::fs::read(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
     let (services, _) = crate::local::open_services(&loc, true, true).await?;
     let operator = services.operator(&crate::local::os_user());
-    let req = HrImportRequest { format, apply: args.apply, full_roster: args.full, override_breaker: args.override_breaker };
+    let req =
+        HrImportRequest { format, apply: args.apply, full_roster: args.full, override_breaker: args.override_breaker };
     let settings = hr.import_settings();
     let bar = if args.apply && std::io::stderr().is_terminal() && !args.json {
         let bar = indicatif::ProgressBar::new(0);
@@ -172,7 +173,14 @@ fn print_plan(p: &Plan) {
             let changes: Vec<String> = m
                 .changes
                 .iter()
-                .map(|c| format!("{}: {} -> {}", c.attribute, c.before.as_deref().unwrap_or("(none)"), c.after.as_deref().unwrap_or("(none)")))
+                .map(|c| {
+                    format!(
+                        "{}: {} -> {}",
+                        c.attribute,
+                        c.before.as_deref().unwrap_or("(none)"),
+                        c.after.as_deref().unwrap_or("(none)")
+                    )
+                })
                 .collect();
             let ends = m.terminates_at.map(|t| format!(" [access ends {t}]")).unwrap_or_default();
             println!("  row {:<6} {:<12} {}{ends}", m.row, m.employee_id, changes.join("; "));
@@ -239,7 +247,13 @@ pub async fn reconcile(args: ReconcileArgs) -> Result<ExitCode, String> {
         println!();
         println!("{:<27} {:<24} {:<60} SUGGESTED ACTION", "KIND", "NAME", "REASON");
         for f in &report.findings {
-            println!("{:<27} {:<24} {:<60} {}", f.kind, truncate(&f.name, 24), truncate(&f.reason, 60), f.suggested_action);
+            println!(
+                "{:<27} {:<24} {:<60} {}",
+                f.kind,
+                truncate(&f.name, 24),
+                truncate(&f.reason, 60),
+                f.suggested_action
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -30,7 +30,9 @@ fn write_private(path: &Path, contents: &str) -> Result<(), String> {
         opts.mode(0o600);
     }
     let mut f = opts.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    f.write_all(contents.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    f.write_all(contents.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Loads the signing key, creating it (and the public verifier key file) on first start.
@@ -75,8 +77,14 @@ pub fn load_verifier(data_dir: &Path, explicit: Option<&Path>) -> Result<LogVeri
         return from_pub(&pub_path);
     }
     let key = signing_key_path(data_dir);
-    let text = std::fs::read_to_string(&key)
-        .map_err(|e| format!("no verifier key: neither {} nor {} readable ({e}); pass --verifier-key", pub_path.display(), key.display()))?;
-    let signer = LogSigner::from_secret_file(text.trim()).map_err(|e| format!("audit signing key {} is unreadable: {e}", key.display()))?;
+    let text = std::fs::read_to_string(&key).map_err(|e| {
+        format!(
+            "no verifier key: neither {} nor {} readable ({e}); pass --verifier-key",
+            pub_path.display(),
+            key.display()
+        )
+    })?;
+    let signer = LogSigner::from_secret_file(text.trim())
+        .map_err(|e| format!("audit signing key {} is unreadable: {e}", key.display()))?;
     Ok(LogVerifier::from_signer(&signer))
 }

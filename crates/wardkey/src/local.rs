@@ -29,7 +29,11 @@ pub async fn open_store(loc: &StoreLocation) -> Result<Store, String> {
 }
 
 /// Opens the store with its signing key (created on first use when `create_key`).
-pub async fn open_services(loc: &StoreLocation, audit_reads: bool, create_key: bool) -> Result<(Services, bool), String> {
+pub async fn open_services(
+    loc: &StoreLocation,
+    audit_reads: bool,
+    create_key: bool,
+) -> Result<(Services, bool), String> {
     open_services_with(loc, ServiceConfig { audit_reads, ..ServiceConfig::default() }, create_key, None).await
 }
 
@@ -52,7 +56,8 @@ pub async fn open_services_with(
     if !key_exists {
         // A log already signed by some key must not quietly continue under a new one (a new
         // key on one PostgreSQL node would fork the log's signatures).
-        let signed = store.read().await.map_err(|e| e.to_string())?.latest_checkpoint().await.map_err(|e| e.to_string())?;
+        let signed =
+            store.read().await.map_err(|e| e.to_string())?.latest_checkpoint().await.map_err(|e| e.to_string())?;
         if signed.is_some() {
             store.close().await;
             return Err(format!(
@@ -66,7 +71,9 @@ pub async fn open_services_with(
     store.set_signer(signer);
     let services = match authn {
         None => Services::new(store, config),
-        Some((settings, secrets)) => Services::with_authn(store, config, settings, secrets).map_err(|e| e.to_string())?,
+        Some((settings, secrets)) => {
+            Services::with_authn(store, config, settings, secrets).map_err(|e| e.to_string())?
+        }
     };
     Ok((services, created))
 }
@@ -98,8 +105,12 @@ pub async fn token_create(
         println!("{out}");
     } else {
         println!("{secret}");
-        eprintln!("token {} ({}) with scopes {} created; the secret above is shown only once",
-            token.id, token.name, token.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","));
+        eprintln!(
+            "token {} ({}) with scopes {} created; the secret above is shown only once",
+            token.id,
+            token.name,
+            token.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -116,7 +127,13 @@ pub async fn token_list(args: &StoreArgs, json: bool) -> Result<ExitCode, String
     } else {
         for t in tokens {
             let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
-            println!("{}  {:<24} {:<8} {}", t.id, t.name, state, t.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","));
+            println!(
+                "{}  {:<24} {:<8} {}",
+                t.id,
+                t.name,
+                state,
+                t.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -134,9 +151,14 @@ pub async fn token_revoke(args: &StoreArgs, id: &str) -> Result<ExitCode, String
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn audit_verify(args: &StoreArgs, verifier_key: Option<&Path>, require_signed_tail: bool, json: bool) -> Result<ExitCode, String> {
+pub async fn audit_verify(
+    args: &StoreArgs,
+    verifier_key: Option<&Path>,
+    require_signed_tail: bool,
+    json: bool,
+) -> Result<ExitCode, String> {
     let loc = location(args)?;
-        let verifier = keys::load_verifier(&loc.data_dir, verifier_key)?;
+    let verifier = keys::load_verifier(&loc.data_dir, verifier_key)?;
     // Name the key: an auditor compares it with the verifier key they hold, since a key file
     // beside the data can be replaced by whoever can rewrite the data.
     let key_name = format!("{}+{:08x}", verifier.origin(), verifier.key_id());
@@ -145,18 +167,19 @@ pub async fn audit_verify(args: &StoreArgs, verifier_key: Option<&Path>, require
         Some(u) => u.clone(),
         None => format!("sqlite://{}", loc.data_dir.join(wardkey_store::SQLITE_FILE).display()),
     };
-    let store = Store::open_for_verify(&url).await.map_err(|e| format!("cannot open the store ({}): {e}", loc.describe()))?;
+    let store =
+        Store::open_for_verify(&url).await.map_err(|e| format!("cannot open the store ({}): {e}", loc.describe()))?;
     let started = std::time::Instant::now();
     let result = store.verify_audit(&verifier).await;
     store.close().await;
     let elapsed = started.elapsed();
     match result {
         Ok(report) => {
-                        // Events but no signed checkpoint at all: nothing vouches for any of them, and
+            // Events but no signed checkpoint at all: nothing vouches for any of them, and
             // a rewrite with recomputed hashes would look intact. Always a failure.
             let tail_fails = report.unchecked_events > 0 && (require_signed_tail || report.checkpoints == 0);
             if json {
-                                let out = serde_json::json!({
+                let out = serde_json::json!({
                     "ok": !tail_fails,
                     "verifier_key": key_name,
                     "events": report.tree_size,
@@ -173,7 +196,7 @@ pub async fn audit_verify(args: &StoreArgs, verifier_key: Option<&Path>, require
                     report.unchecked_events
                 );
             } else {
-                                println!(
+                println!(
                     "audit log OK: {} events, {} signed checkpoints verified with key {key_name}, {} event(s) newer than the last checkpoint ({:.2}s)",
                     report.tree_size,
                     report.checkpoints,
@@ -185,7 +208,7 @@ pub async fn audit_verify(args: &StoreArgs, verifier_key: Option<&Path>, require
         }
         Err(failure) => {
             if json {
-                                let out = serde_json::json!({ "ok": false, "verifier_key": key_name, "first_bad_index": failure.index, "reason": failure.reason });
+                let out = serde_json::json!({ "ok": false, "verifier_key": key_name, "first_bad_index": failure.index, "reason": failure.reason });
                 println!("{out}");
             } else {
                 println!("{failure}");
@@ -195,7 +218,11 @@ pub async fn audit_verify(args: &StoreArgs, verifier_key: Option<&Path>, require
     }
 }
 
-pub async fn audit_export(args: &StoreArgs, output: Option<&Path>, from_index: Option<u64>) -> Result<ExitCode, String> {
+pub async fn audit_export(
+    args: &StoreArgs,
+    output: Option<&Path>,
+    from_index: Option<u64>,
+) -> Result<ExitCode, String> {
     let loc = location(args)?;
     let store = open_store(&loc).await?;
     let mut out: Box<dyn Write> = match output {

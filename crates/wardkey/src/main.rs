@@ -17,7 +17,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "wardkey", version, about = "Identity lifecycle and access management for organisations that handle PHI")]
+#[command(
+    name = "wardkey",
+    version,
+    about = "Identity lifecycle and access management for organisations that handle PHI"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -248,7 +252,8 @@ fn create_private_dir(dir: &std::path::Path) -> Result<(), String> {
 async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     tracing_subscriber::fmt()
         .with_env_filter(
-                        tracing_subscriber::EnvFilter::try_from_env("WARDKEY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("WARDKEY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -264,7 +269,9 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     };
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert_path), Some(key_path)) => Some(wardkey_server::TlsConfig { cert_path, key_path }),
-        _ => file.tls.as_ref().map(|t| wardkey_server::TlsConfig { cert_path: t.cert.clone(), key_path: t.key.clone() }),
+        _ => {
+            file.tls.as_ref().map(|t| wardkey_server::TlsConfig { cert_path: t.cert.clone(), key_path: t.key.clone() })
+        }
     };
     let audit = config::AuditSettings::from_file(&file);
     // [hr]: roster column mapping, circuit breaker, dormancy (HTTP imports and the report).
@@ -307,14 +314,13 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
             secrets.fingerprint()
         );
     }
-    let (services, created_key) =
-        local::open_services_with(
-            &location,
-            wardkey_service::ServiceConfig { audit_reads: audit.audit_reads, durable_reads: audit.durable_reads },
-            true,
-            Some((authn, secrets)),
-        )
-        .await?;
+    let (services, created_key) = local::open_services_with(
+        &location,
+        wardkey_service::ServiceConfig { audit_reads: audit.audit_reads, durable_reads: audit.durable_reads },
+        true,
+        Some((authn, secrets)),
+    )
+    .await?;
     if created_key {
         eprintln!(
             "Created the audit signing key in {} (keep {} secret; give auditors {}).",
@@ -332,7 +338,11 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         eprintln!("  Create named tokens for people and systems, then revoke this one.");
         eprintln!();
     }
-    eprintln!("wardkey listening on {}://{listen} (store: {})", if server_config.tls.is_some() { "https" } else { "http" }, location.describe());
+    eprintln!(
+        "wardkey listening on {}://{listen} (store: {})",
+        if server_config.tls.is_some() { "https" } else { "http" },
+        location.describe()
+    );
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]

@@ -10,7 +10,14 @@ use std::time::{Duration, Instant};
 fn wardkey() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_wardkey"));
     // A developer's environment must not leak into the tests.
-    for v in ["WARDKEY_DATABASE_URL", "WARDKEY_DATA_DIR", "WARDKEY_CONFIG", "WARDKEY_TOKEN", "WARDKEY_SERVER", "WARDKEY_LISTEN"] {
+    for v in [
+        "WARDKEY_DATABASE_URL",
+        "WARDKEY_DATA_DIR",
+        "WARDKEY_CONFIG",
+        "WARDKEY_TOKEN",
+        "WARDKEY_SERVER",
+        "WARDKEY_LISTEN",
+    ] {
         c.env_remove(v);
     }
     c
@@ -43,7 +50,8 @@ impl Server {
         if let Some(url) = database_url {
             cmd.args(["--database-url", url]);
         }
-        let mut child = cmd.env("WARDKEY_LOG", "warn").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("spawn serve");
+        let mut child =
+            cmd.env("WARDKEY_LOG", "warn").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("spawn serve");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -181,7 +189,9 @@ fn fresh_pg_database(rt: &tokio::runtime::Runtime) -> Option<String> {
             if std::env::var("WARDKEY_REQUIRE_PG").as_deref() == Ok("1") {
                 panic!("PostgreSQL is required (WARDKEY_REQUIRE_PG=1) but unreachable at {base}: {e}");
             }
-            say_loudly(&format!("\n*** PostgreSQL SKIPPED: cannot reach {base} ({e}); set WARDKEY_TEST_PG_URL or start PostgreSQL ***\n"));
+            say_loudly(&format!(
+                "\n*** PostgreSQL SKIPPED: cannot reach {base} ({e}); set WARDKEY_TEST_PG_URL or start PostgreSQL ***\n"
+            ));
             None
         }
     }
@@ -209,7 +219,16 @@ fn walkthrough_from_the_readme_over_the_cli() {
     assert!(text(&refused.stderr).contains("verif"), "{}", text(&refused.stderr));
     server.cli_ok(&["user", "verify-identity", "a.nurse", "--method", "in_person_government_id"]);
     server.cli_ok(&["user", "set-status", "a.nurse", "active"]);
-        server.cli_ok(&["grant", "create", "--user", "a.nurse", "--role", "cardiology-reader", "--justification", "ward rotation"]);
+    server.cli_ok(&[
+        "grant",
+        "create",
+        "--user",
+        "a.nurse",
+        "--role",
+        "cardiology-reader",
+        "--justification",
+        "ward rotation",
+    ]);
     let group = json(&server.cli_ok(&["group", "create", "--name", "cardiology-ward", "--json"]));
     server.cli_ok(&["group", "add-member", "cardiology-ward", "a.nurse"]);
 
@@ -226,9 +245,13 @@ fn walkthrough_from_the_readme_over_the_cli() {
     let weak = server.cli_stdin(&["user", "set-password", "a.nurse"], "password1\n");
     assert!(!weak.status.success());
     assert!(text(&weak.stderr).contains("common") || text(&weak.stderr).contains("short"), "{}", text(&weak.stderr));
-    let set = server.cli_stdin(&["user", "set-password", "a.nurse", "--no-must-change"], "winter tulips over the harbour\n");
+    let set =
+        server.cli_stdin(&["user", "set-password", "a.nurse", "--no-must-change"], "winter tulips over the harbour\n");
     assert!(set.status.success(), "{}", text(&set.stderr));
-    let login = http_get::blocking_post(&format!("{}/api/v1/auth/login", server.base), r#"{"username":"a.nurse","password":"winter tulips over the harbour"}"#);
+    let login = http_get::blocking_post(
+        &format!("{}/api/v1/auth/login", server.base),
+        r#"{"username":"a.nurse","password":"winter tulips over the harbour"}"#,
+    );
     assert_eq!(login["next"], "enrol", "{login}");
     let authn = json(&server.cli_ok(&["user", "authn", "a.nurse", "--json"]));
     assert_eq!(authn["password"]["must_change"], false);
@@ -241,15 +264,18 @@ fn walkthrough_from_the_readme_over_the_cli() {
     server.cli_ok(&["user", "set-status", "a.nurse", "disabled", "--reason", "left"]);
     let sessions = json(&server.cli_ok(&["user", "sessions", "a.nurse", "--json"]));
     assert_eq!(sessions.as_array().map(Vec::len), Some(0));
-        let live = json(&server.cli_ok(&["grant", "list", "--user", "a.nurse", "--json"]));
+    let live = json(&server.cli_ok(&["grant", "list", "--user", "a.nurse", "--json"]));
     assert_eq!(live.as_array().map(Vec::len), Some(0), "no live grant after disable: {live}");
     // ... and no group access either.
-    let members = http_get::blocking_client()(&format!("{}/api/v1/groups/{}/members", server.base, group["id"].as_str().expect("id")), &server.token);
+    let members = http_get::blocking_client()(
+        &format!("{}/api/v1/groups/{}/members", server.base, group["id"].as_str().expect("id")),
+        &server.token,
+    );
     assert_eq!(members["items"].as_array().map(Vec::len), Some(0), "no membership after disable: {members}");
     let refused = server.cli(&["group", "add-member", "cardiology-ward", "a.nurse"]);
     assert!(!refused.status.success(), "a disabled user cannot join a group");
 
-        server.stop();
+    server.stop();
 
     // The directory, the database and the signing key are the owner's alone.
     #[cfg(unix)]
@@ -303,7 +329,13 @@ fn second_start_prints_no_token_and_non_loopback_needs_tls() {
     assert!(text(&out.stderr).contains("not_a_key"), "{}", text(&out.stderr));
 
     // Help exists for every command.
-    for args in [vec!["--help"], vec!["serve", "--help"], vec!["admin", "token", "create", "--help"], vec!["audit", "verify", "--help"], vec!["grant", "create", "--help"]] {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["admin", "token", "create", "--help"],
+        vec!["audit", "verify", "--help"],
+        vec!["grant", "create", "--help"],
+    ] {
         let out = run(wardkey().args(&args));
         assert!(out.status.success(), "{args:?}");
         assert!(text(&out.stdout).contains("Usage"), "{args:?}");
@@ -314,24 +346,31 @@ fn second_start_prints_no_token_and_non_loopback_needs_tls() {
 fn admin_token_create_acts_on_the_store_and_is_audited() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let out = run(wardkey().args(["admin", "token", "create", "--name", "auditor", "--scope", "audit:read", "--json"]).arg("--data-dir").arg(&data));
+    let out = run(wardkey()
+        .args(["admin", "token", "create", "--name", "auditor", "--scope", "audit:read", "--json"])
+        .arg("--data-dir")
+        .arg(&data));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let created = json(&text(&out.stdout));
     let secret = created["secret"].as_str().expect("secret").to_owned();
     assert!(secret.starts_with("wkt_"));
     assert_eq!(created["token"]["scopes"], serde_json::json!(["audit:read"]));
 
-    let out = run(wardkey().args(["admin", "token", "create", "--name", "x", "--scope", "root"]).arg("--data-dir").arg(&data));
+    let out = run(wardkey()
+        .args(["admin", "token", "create", "--name", "x", "--scope", "root"])
+        .arg("--data-dir")
+        .arg(&data));
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("unknown scope"));
 
     let server = Server::start(&data, None);
     let http = http_get::blocking_client();
-    let events: serde_json::Value = http(&format!("{}/api/v1/audit/events?action=api_token.create", server.base), &secret);
+    let events: serde_json::Value =
+        http(&format!("{}/api/v1/audit/events?action=api_token.create", server.base), &secret);
     let items = events["items"].as_array().expect("items");
     assert!(items.iter().any(|e| e["actor"].as_str().is_some_and(|a| a.starts_with("operator:"))), "{events}");
     // The audit:read token cannot manage users.
-        let status = status_of(&format!("{}/api/v1/users", server.base), &secret);
+    let status = status_of(&format!("{}/api/v1/users", server.base), &secret);
     assert_eq!(status, 403);
     server.stop();
 
@@ -339,11 +378,20 @@ fn admin_token_create_acts_on_the_store_and_is_audited() {
     let out = run(wardkey().args(["admin", "token", "list", "--json"]).arg("--data-dir").arg(&data));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let tokens = json(&text(&out.stdout));
-    let auditor = tokens.as_array().and_then(|t| t.iter().find(|t| t["name"] == "auditor")).cloned().expect("auditor token listed");
+    let auditor = tokens
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "auditor"))
+        .cloned()
+        .expect("auditor token listed");
     assert!(auditor["last_used_at"].is_string(), "{auditor}");
     let out = run(wardkey().args(["audit", "export", "--format", "jsonl"]).arg("--data-dir").arg(&data));
     let token_target = format!("api_token:{}", auditor["id"].as_str().expect("id"));
-    assert!(text(&out.stdout).lines().map(json).any(|e| e["action"] == "api_token.use" && e["target"] == token_target.as_str()));
+    assert!(
+        text(&out.stdout)
+            .lines()
+            .map(json)
+            .any(|e| e["action"] == "api_token.use" && e["target"] == token_target.as_str())
+    );
 }
 
 mod http_get {
@@ -376,7 +424,9 @@ mod http_get {
 }
 
 fn status_of(url: &str, token: &str) -> u16 {
-    rt().block_on(async { ::reqwest::Client::new().get(url).bearer_auth(token).send().await.expect("GET").status().as_u16() })
+    rt().block_on(async {
+        ::reqwest::Client::new().get(url).bearer_auth(token).send().await.expect("GET").status().as_u16()
+    })
 }
 
 // ---------------------------------------------------------------- tampering
@@ -403,7 +453,8 @@ fn a_log_without_any_signed_checkpoint_fails_and_a_lost_key_is_not_replaced() {
     build_log(&data, None, 3);
     // The signing key disappears: nothing may continue the log under a fresh key.
     std::fs::remove_file(data.join("audit-signing.key")).expect("rm key");
-    let out = run(wardkey().args(["admin", "token", "create", "--name", "x", "--scope", "pdp"]).arg("--data-dir").arg(&data));
+    let out =
+        run(wardkey().args(["admin", "token", "create", "--name", "x", "--scope", "pdp"]).arg("--data-dir").arg(&data));
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("restore the signing key"), "{}", text(&out.stderr));
     assert!(!data.join("audit-signing.key").exists(), "no new key was made");
@@ -429,9 +480,11 @@ enum Tamper {
     Insert,
 }
 
-const TAMPERS: [(Tamper, u64); 4] = [(Tamper::Change, 3), (Tamper::Delete, 2), (Tamper::Reorder, 1), (Tamper::Insert, 4)];
+const TAMPERS: [(Tamper, u64); 4] =
+    [(Tamper::Change, 3), (Tamper::Delete, 2), (Tamper::Reorder, 1), (Tamper::Insert, 4)];
 
-const COLS: &str = "time, actor, action, target, outcome, reason, source_ip, request_id, approver, request_ref, details, leaf, hashes";
+const COLS: &str =
+    "time, actor, action, target, outcome, reason, source_ip, request_id, approver, request_ref, details, leaf, hashes";
 
 fn tamper_sql(t: Tamper, k: u64) -> Vec<String> {
     match t {
@@ -473,7 +526,10 @@ fn audit_verify_names_the_tampered_index_on_sqlite() {
             sqlx::query("DROP TRIGGER audit_events_no_update").execute(&mut conn).await.expect("drop trigger");
             sqlx::query("DROP TRIGGER audit_events_no_delete").execute(&mut conn).await.expect("drop trigger");
             for sql in tamper_sql(what, k) {
-                sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
             }
             conn.close().await.expect("close");
         });
@@ -492,9 +548,15 @@ fn audit_verify_names_the_tampered_index_on_postgres() {
         rt.block_on(async {
             use sqlx::Connection;
             let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
-            sqlx::query("ALTER TABLE audit_events DISABLE TRIGGER USER").execute(&mut conn).await.expect("disable triggers");
+            sqlx::query("ALTER TABLE audit_events DISABLE TRIGGER USER")
+                .execute(&mut conn)
+                .await
+                .expect("disable triggers");
             for sql in tamper_sql(what, k) {
-                sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
             }
         });
         assert_verify_names(&verify(&data, Some(&url)), k, what);
@@ -502,7 +564,9 @@ fn audit_verify_names_the_tampered_index_on_postgres() {
         let _ = rt.block_on(async {
             use sqlx::Connection;
             let mut conn = sqlx::PgConnection::connect(&pg_base()).await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                .execute(&mut conn)
+                .await
         });
     }
 }

@@ -9,7 +9,14 @@ use std::process::{Command, Output};
 
 fn wardkey() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_wardkey"));
-    for v in ["WARDKEY_DATABASE_URL", "WARDKEY_DATA_DIR", "WARDKEY_CONFIG", "WARDKEY_TOKEN", "WARDKEY_SERVER", "WARDKEY_LISTEN"] {
+    for v in [
+        "WARDKEY_DATABASE_URL",
+        "WARDKEY_DATA_DIR",
+        "WARDKEY_CONFIG",
+        "WARDKEY_TOKEN",
+        "WARDKEY_SERVER",
+        "WARDKEY_LISTEN",
+    ] {
         c.env_remove(v);
     }
     c
@@ -82,7 +89,10 @@ fn scenario(dir: &Path, db: Option<&str>) {
     let out = hr(dir, db, &["reconcile"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let table = text(&out.stdout);
-    assert!(table.contains("Reconciliation at") && table.contains("2 users") && table.contains("0 findings"), "{table}");
+    assert!(
+        table.contains("Reconciliation at") && table.contains("2 users") && table.contains("0 findings"),
+        "{table}"
+    );
     let out = hr(dir, db, &["reconcile", "--json"]);
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
     assert_eq!(r["dormant_days"], 30);
@@ -103,7 +113,8 @@ fn hr_import_and_reconcile_on_sqlite() {
 
 #[test]
 fn hr_import_and_reconcile_on_postgres() {
-    let base = std::env::var("WARDKEY_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let base =
+        std::env::var("WARDKEY_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let name = format!("wk_hrcli_{:016x}", rand::random::<u64>());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let created = rt.block_on(async {
@@ -126,7 +137,9 @@ fn hr_import_and_reconcile_on_postgres() {
     rt.block_on(async {
         use sqlx::Connection;
         if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                .execute(&mut conn)
+                .await;
         }
     });
 }

@@ -25,16 +25,20 @@ fn required(var: &str) -> bool {
 
 /// The venv's python, if it can import scim2-client with its httpx2 engine.
 fn python() -> Option<PathBuf> {
-    let venv = std::env::var_os("WARDKEY_PY_VENV").map(PathBuf::from).or_else(|| {
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("wardkey-pyenv"))
-    });
+    let venv = std::env::var_os("WARDKEY_PY_VENV")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("wardkey-pyenv")));
     let reason = match venv {
         None => "no $WARDKEY_PY_VENV and no $HOME".to_owned(),
         Some(venv) => {
             let py = venv.join("bin").join("python3");
             match Command::new(&py).args(["-c", "import scim2_client.engines.httpx2, scim2_models"]).output() {
                 Ok(out) if out.status.success() => return Some(py),
-                Ok(out) => format!("{} cannot import scim2-client: {}", py.display(), String::from_utf8_lossy(&out.stderr).trim()),
+                Ok(out) => format!(
+                    "{} cannot import scim2-client: {}",
+                    py.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
                 Err(e) => format!("no python at {} ({e})", py.display()),
             }
         }
@@ -68,14 +72,22 @@ impl Server {
     fn start(data_dir: &Path, database_url: Option<&str>) -> Server {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wardkey"));
-        for v in ["WARDKEY_DATABASE_URL", "WARDKEY_DATA_DIR", "WARDKEY_CONFIG", "WARDKEY_TOKEN", "WARDKEY_SERVER", "WARDKEY_LISTEN"] {
+        for v in [
+            "WARDKEY_DATABASE_URL",
+            "WARDKEY_DATA_DIR",
+            "WARDKEY_CONFIG",
+            "WARDKEY_TOKEN",
+            "WARDKEY_SERVER",
+            "WARDKEY_LISTEN",
+        ] {
             cmd.env_remove(v);
         }
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]).arg("--data-dir").arg(data_dir);
         if let Some(url) = database_url {
             cmd.args(["--database-url", url]);
         }
-        let mut child = cmd.env("WARDKEY_LOG", "warn").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("spawn serve");
+        let mut child =
+            cmd.env("WARDKEY_LOG", "warn").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("spawn serve");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -99,7 +111,11 @@ impl Server {
                 Err(_) => break,
             }
         }
-        let server = Server { child, base: format!("http://127.0.0.1:{port}"), token: token.expect("the first start prints a bootstrap token") };
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            token: token.expect("the first start prints a bootstrap token"),
+        };
         server.wait_healthy();
         server
     }
@@ -186,7 +202,9 @@ fn run_client(py: &Path, server: &Server, label: &str) {
         let summary: Vec<&str> = stderr
             .lines()
             .chain(stdout.lines())
-            .filter(|l| l.starts_with("FAIL:") || l.starts_with("ERROR:") || l.contains("Error:") || l.contains(" passed, "))
+            .filter(|l| {
+                l.starts_with("FAIL:") || l.starts_with("ERROR:") || l.contains("Error:") || l.contains(" passed, ")
+            })
             .collect();
         panic!("scim2-client suite failed on {label} ({}):\n{}", out.status, summary.join("\n"));
     }
@@ -245,7 +263,9 @@ impl Drop for DropDb {
         rt().block_on(async {
             use sqlx::Connection;
             if let Ok(mut conn) = sqlx::PgConnection::connect(&self.base).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))).execute(&mut conn).await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
+                    .execute(&mut conn)
+                    .await;
             }
         });
     }

@@ -50,7 +50,14 @@ pub fn service_account(name: &str) -> ServiceAccount {
 }
 
 pub fn group(name: &str) -> Group {
-    Group { id: GroupId(next_uuid()), name: name.to_owned(), description: None, created_at: t0(), updated_at: t0(), version: 1 }
+    Group {
+        id: GroupId(next_uuid()),
+        name: name.to_owned(),
+        description: None,
+        created_at: t0(),
+        updated_at: t0(),
+        version: 1,
+    }
 }
 
 pub fn resource_type(name: &str, actions: &[&str]) -> ResourceType {
@@ -90,7 +97,10 @@ pub fn role(name: &str, permissions: &[(&str, &[&str])]) -> Role {
         description: None,
         permissions: permissions
             .iter()
-            .map(|(t, a)| Permission { resource_type: (*t).to_owned(), actions: a.iter().map(|x| (*x).to_owned()).collect() })
+            .map(|(t, a)| Permission {
+                resource_type: (*t).to_owned(),
+                actions: a.iter().map(|x| (*x).to_owned()).collect(),
+            })
             .collect(),
         privileged: false,
         session_policy: RoleSessionPolicy::default(),
@@ -193,7 +203,22 @@ impl Ward {
             grants: vec![],
             forbid_rules: vec![],
         };
-        Ward { records, record, unit, hospital, ward_a, ward_b, chart_a, chart_b, nurse, doctor, bot, nurses, reader, writer }
+        Ward {
+            records,
+            record,
+            unit,
+            hospital,
+            ward_a,
+            ward_b,
+            chart_a,
+            chart_b,
+            nurse,
+            doctor,
+            bot,
+            nurses,
+            reader,
+            writer,
+        }
     }
 }
 

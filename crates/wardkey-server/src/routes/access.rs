@@ -71,7 +71,11 @@ pub struct RevokeQuery {
     responses((status = 201, description = "Created", body = ResourceType),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn create_resource_type(State(s): State<AppState>, auth: Auth<Admin>, ApiJson(input): ApiJson<NewResourceType>) -> ApiResult {
+pub async fn create_resource_type(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiJson(input): ApiJson<NewResourceType>,
+) -> ApiResult {
     let c = s.services.create_resource_type(&auth.authorized, input).await?;
     let (id, v) = (c.value.id, c.value.version);
     Ok(created(c, v, format!("/api/v1/resource-types/{id}")))
@@ -81,7 +85,11 @@ pub async fn create_resource_type(State(s): State<AppState>, auth: Auth<Admin>, 
     responses((status = 200, description = "One page", body = Page<ResourceType>),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn list_resource_types(State(s): State<AppState>, auth: Auth<Admin>, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult {
+pub async fn list_resource_types(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult {
     let all = s.services.list_resource_types(&auth.authorized).await?;
     s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(page_of(all, q.after.as_deref(), q.limit, |t| t.id.to_string()).into_response())
@@ -91,7 +99,11 @@ pub async fn list_resource_types(State(s): State<AppState>, auth: Auth<Admin>, A
     responses((status = 200, description = "The resource type", body = ResourceType),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn get_resource_type(State(s): State<AppState>, auth: Auth<Admin>, ApiPath(id): ApiPath<ResourceTypeId>) -> ApiResult {
+pub async fn get_resource_type(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiPath(id): ApiPath<ResourceTypeId>,
+) -> ApiResult {
     let t = s.services.get_resource_type(&auth.authorized, id).await?;
     s.services.record_read(auth.caller(), &auth.op, Some(id.target())).await?;
     Ok(entity(&t, t.version))
@@ -148,7 +160,11 @@ pub async fn delete_resource_type(
     responses((status = 201, description = "Created", body = Resource),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn create_resource(State(s): State<AppState>, auth: Auth<Admin>, ApiJson(input): ApiJson<NewResource>) -> ApiResult {
+pub async fn create_resource(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiJson(input): ApiJson<NewResource>,
+) -> ApiResult {
     let c = s.services.create_resource(&auth.authorized, input).await?;
     let (id, v) = (c.value.id, c.value.version);
     Ok(created(c, v, format!("/api/v1/resources/{id}")))
@@ -158,7 +174,11 @@ pub async fn create_resource(State(s): State<AppState>, auth: Auth<Admin>, ApiJs
     responses((status = 200, description = "One page", body = Page<Resource>),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn list_resources(State(s): State<AppState>, auth: Auth<Admin>, ApiQuery(q): ApiQuery<ResourceListQuery>) -> ApiResult {
+pub async fn list_resources(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiQuery(q): ApiQuery<ResourceListQuery>,
+) -> ApiResult {
     let parent_id = match q.parent_id.as_deref() {
         None => None,
         Some("root") => Some(None),
@@ -167,7 +187,8 @@ pub async fn list_resources(State(s): State<AppState>, auth: Auth<Admin>, ApiQue
         })?)),
     };
     let query = ResourceQuery { type_id: q.type_id, parent_id };
-    let page = s.services.list_resources(&auth.authorized, query, PageRequest { after: q.after, limit: q.limit }).await?;
+    let page =
+        s.services.list_resources(&auth.authorized, query, PageRequest { after: q.after, limit: q.limit }).await?;
     s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(Page::from(page).into_response())
 }
@@ -196,7 +217,11 @@ pub async fn update_resource(
     ApiJson(input): ApiJson<ResourceUpdate>,
 ) -> ApiResult {
     if_match.check(input.version)?;
-    let c = s.services.update_resource(&auth.authorized, id, input).await.map_err(|e| Problem::from_service(e, if_match.conditional()))?;
+    let c = s
+        .services
+        .update_resource(&auth.authorized, id, input)
+        .await
+        .map_err(|e| Problem::from_service(e, if_match.conditional()))?;
     let v = c.value.version;
     Ok(updated(c, v))
 }
@@ -214,7 +239,11 @@ pub async fn delete_resource(
     ApiQuery(q): ApiQuery<VersionQuery>,
 ) -> ApiResult {
     let version = if_match.resolve(q.version)?;
-    let c = s.services.delete_resource(&auth.authorized, id, version).await.map_err(|e| Problem::from_service(e, if_match.conditional()))?;
+    let c = s
+        .services
+        .delete_resource(&auth.authorized, id, version)
+        .await
+        .map_err(|e| Problem::from_service(e, if_match.conditional()))?;
     Ok(no_content(c))
 }
 
@@ -264,7 +293,11 @@ pub async fn update_role(
     ApiJson(input): ApiJson<RoleUpdate>,
 ) -> ApiResult {
     if_match.check(input.version)?;
-    let c = s.services.update_role(&auth.authorized, id, input).await.map_err(|e| Problem::from_service(e, if_match.conditional()))?;
+    let c = s
+        .services
+        .update_role(&auth.authorized, id, input)
+        .await
+        .map_err(|e| Problem::from_service(e, if_match.conditional()))?;
     let v = c.value.version;
     Ok(updated(c, v))
 }
@@ -282,7 +315,11 @@ pub async fn delete_role(
     ApiQuery(q): ApiQuery<VersionQuery>,
 ) -> ApiResult {
     let version = if_match.resolve(q.version)?;
-    let c = s.services.delete_role(&auth.authorized, id, version).await.map_err(|e| Problem::from_service(e, if_match.conditional()))?;
+    let c = s
+        .services
+        .delete_role(&auth.authorized, id, version)
+        .await
+        .map_err(|e| Problem::from_service(e, if_match.conditional()))?;
     Ok(no_content(c))
 }
 
@@ -293,7 +330,11 @@ pub async fn delete_role(
     responses((status = 201, description = "Created", body = RoleTemplate),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn create_role_template(State(s): State<AppState>, auth: Auth<Admin>, ApiJson(input): ApiJson<NewRoleTemplate>) -> ApiResult {
+pub async fn create_role_template(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiJson(input): ApiJson<NewRoleTemplate>,
+) -> ApiResult {
     let c = s.services.create_role_template(&auth.authorized, input).await?;
     let (id, v) = (c.value.id, c.value.version);
     Ok(created(c, v, format!("/api/v1/role-templates/{id}")))
@@ -303,7 +344,11 @@ pub async fn create_role_template(State(s): State<AppState>, auth: Auth<Admin>, 
     responses((status = 200, description = "One page", body = Page<RoleTemplate>),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn list_role_templates(State(s): State<AppState>, auth: Auth<Admin>, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult {
+pub async fn list_role_templates(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult {
     let all = s.services.list_role_templates(&auth.authorized).await?;
     s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(page_of(all, q.after.as_deref(), q.limit, |t| t.id.to_string()).into_response())
@@ -313,7 +358,11 @@ pub async fn list_role_templates(State(s): State<AppState>, auth: Auth<Admin>, A
     responses((status = 200, description = "The role template", body = RoleTemplate),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn get_role_template(State(s): State<AppState>, auth: Auth<Admin>, ApiPath(id): ApiPath<RoleTemplateId>) -> ApiResult {
+pub async fn get_role_template(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiPath(id): ApiPath<RoleTemplateId>,
+) -> ApiResult {
     let t = s.services.get_role_template(&auth.authorized, id).await?;
     s.services.record_read(auth.caller(), &auth.op, Some(id.target())).await?;
     Ok(entity(&t, t.version))
@@ -369,7 +418,11 @@ pub async fn delete_role_template(
     responses((status = 201, description = "Created", body = SodRule),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn create_sod_rule(State(s): State<AppState>, auth: Auth<Admin>, ApiJson(input): ApiJson<NewSodRule>) -> ApiResult {
+pub async fn create_sod_rule(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiJson(input): ApiJson<NewSodRule>,
+) -> ApiResult {
     let c = s.services.create_sod_rule(&auth.authorized, input).await?;
     let (id, v) = (c.value.id, c.value.version);
     Ok(created(c, v, format!("/api/v1/sod-rules/{id}")))
@@ -379,7 +432,11 @@ pub async fn create_sod_rule(State(s): State<AppState>, auth: Auth<Admin>, ApiJs
     responses((status = 200, description = "One page", body = Page<SodRule>),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn list_sod_rules(State(s): State<AppState>, auth: Auth<Admin>, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult {
+pub async fn list_sod_rules(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult {
     let all = s.services.list_sod_rules(&auth.authorized).await?;
     s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(page_of(all, q.after.as_deref(), q.limit, |r| r.id.to_string()).into_response())
@@ -408,7 +465,11 @@ pub async fn update_sod_rule(
     ApiJson(input): ApiJson<SodRuleUpdate>,
 ) -> ApiResult {
     if_match.check(input.version)?;
-    let c = s.services.update_sod_rule(&auth.authorized, id, input).await.map_err(|e| Problem::from_service(e, if_match.conditional()))?;
+    let c = s
+        .services
+        .update_sod_rule(&auth.authorized, id, input)
+        .await
+        .map_err(|e| Problem::from_service(e, if_match.conditional()))?;
     let v = c.value.version;
     Ok(updated(c, v))
 }
@@ -426,7 +487,11 @@ pub async fn delete_sod_rule(
     ApiQuery(q): ApiQuery<VersionQuery>,
 ) -> ApiResult {
     let version = if_match.resolve(q.version)?;
-    let c = s.services.delete_sod_rule(&auth.authorized, id, version).await.map_err(|e| Problem::from_service(e, if_match.conditional()))?;
+    let c = s
+        .services
+        .delete_sod_rule(&auth.authorized, id, version)
+        .await
+        .map_err(|e| Problem::from_service(e, if_match.conditional()))?;
     Ok(no_content(c))
 }
 
@@ -438,7 +503,11 @@ pub async fn delete_sod_rule(
     responses((status = 201, description = "Created", body = Grant),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn create_grant(State(s): State<AppState>, auth: Auth<Admin>, ApiJson(input): ApiJson<NewGrant>) -> ApiResult {
+pub async fn create_grant(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiJson(input): ApiJson<NewGrant>,
+) -> ApiResult {
     let c = s.services.create_grant(&auth.authorized, input).await?;
     let (id, v) = (c.value.id, c.value.version);
     Ok(created(c, v, format!("/api/v1/grants/{id}")))
@@ -448,7 +517,11 @@ pub async fn create_grant(State(s): State<AppState>, auth: Auth<Admin>, ApiJson(
     responses((status = 200, description = "One page", body = Page<Grant>),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn list_grants(State(s): State<AppState>, auth: Auth<Admin>, ApiQuery(q): ApiQuery<GrantListQuery>) -> ApiResult {
+pub async fn list_grants(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiQuery(q): ApiQuery<GrantListQuery>,
+) -> ApiResult {
     let subject = match (q.subject_type.as_deref(), q.subject_id) {
         (None, None) => None,
         (Some(kind), Some(id)) => Some(Subject::from_parts(kind, id).ok_or_else(|| {
@@ -458,12 +531,8 @@ pub async fn list_grants(State(s): State<AppState>, auth: Auth<Admin>, ApiQuery(
             return Err(Problem::malformed("give subject_type and subject_id together").with("field", "subject_id"));
         }
     };
-    let query = GrantQuery {
-        subject,
-        role_id: q.role_id,
-        resource_id: q.resource_id,
-        include_inactive: q.include_inactive,
-    };
+    let query =
+        GrantQuery { subject, role_id: q.role_id, resource_id: q.resource_id, include_inactive: q.include_inactive };
     let page = s.services.list_grants(&auth.authorized, query, PageRequest { after: q.after, limit: q.limit }).await?;
     s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(Page::from(page).into_response())

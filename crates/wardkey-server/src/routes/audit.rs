@@ -91,7 +91,11 @@ pub struct ConsistencyProofView {
     responses((status = 200, description = "One page; `next_cursor` is the last index", body = Page<AuditEvent>),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn list_events(State(s): State<AppState>, auth: Auth<AuditRead>, ApiQuery(q): ApiQuery<EventsQuery>) -> ApiResult {
+pub async fn list_events(
+    State(s): State<AppState>,
+    auth: Auth<AuditRead>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> ApiResult {
     let query = AuditQuery { actor: q.actor, target: q.target, action: q.action, since: q.since, until: q.until };
     let (items, next) = s.services.audit_events(&auth.authorized, query, q.after, q.limit).await?;
     s.services.record_read(auth.caller(), &auth.op, None).await?;
@@ -114,7 +118,11 @@ pub async fn checkpoint(State(s): State<AppState>, auth: Auth<AuditRead>) -> Api
     responses((status = 200, description = "The proof", body = InclusionProofView),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn inclusion_proof(State(s): State<AppState>, auth: Auth<AuditRead>, ApiQuery(q): ApiQuery<InclusionQuery>) -> ApiResult {
+pub async fn inclusion_proof(
+    State(s): State<AppState>,
+    auth: Auth<AuditRead>,
+    ApiQuery(q): ApiQuery<InclusionQuery>,
+) -> ApiResult {
     let (event, root, proof) = s.services.inclusion_proof(&auth.authorized, q.index, q.size).await?;
     s.services.record_read(auth.caller(), &auth.op, Some(format!("audit_event:{}", q.index))).await?;
     Ok(Json(InclusionProofView {
@@ -133,7 +141,11 @@ pub async fn inclusion_proof(State(s): State<AppState>, auth: Auth<AuditRead>, A
     responses((status = 200, description = "The proof", body = ConsistencyProofView),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn consistency_proof(State(s): State<AppState>, auth: Auth<AuditRead>, ApiQuery(q): ApiQuery<ConsistencyQuery>) -> ApiResult {
+pub async fn consistency_proof(
+    State(s): State<AppState>,
+    auth: Auth<AuditRead>,
+    ApiQuery(q): ApiQuery<ConsistencyQuery>,
+) -> ApiResult {
     let (from_root, to_root, proof) = s.services.consistency_proof(&auth.authorized, q.from, q.to).await?;
     s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(Json(ConsistencyProofView {

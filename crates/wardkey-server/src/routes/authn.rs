@@ -3,14 +3,16 @@
 
 use super::directory::PageQuery;
 use crate::AppState;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, EnrolSession, OptionalJson, SecondFactorSession, SessionAuth, request_meta};
+use crate::extract::{
+    ApiJson, ApiPath, ApiQuery, Auth, EnrolSession, OptionalJson, SecondFactorSession, SessionAuth, request_meta,
+};
 use crate::problem::ProblemDoc;
 use crate::respond::{ApiResult, Page, json_written, no_content};
+use axum::Json;
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use wardkey_authn::session::{CookieSpec, SessionId as SessionToken};
@@ -81,7 +83,11 @@ pub struct CodeRequest {
 #[utoipa::path(post, path = "/api/v1/auth/totp", tag = "authentication", request_body = CodeRequest,
     responses((status = 200, description = "Signed in / stepped up", body = SignIn),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")))]
-pub async fn totp(State(s): State<AppState>, SecondFactorSession(sc): SecondFactorSession, ApiJson(body): ApiJson<CodeRequest>) -> ApiResult {
+pub async fn totp(
+    State(s): State<AppState>,
+    SecondFactorSession(sc): SecondFactorSession,
+    ApiJson(body): ApiJson<CodeRequest>,
+) -> ApiResult {
     let step = s.services.verify_totp(&sc, &body.code).await?;
     Ok(sign_in_response(&step))
 }
@@ -90,7 +96,11 @@ pub async fn totp(State(s): State<AppState>, SecondFactorSession(sc): SecondFact
 #[utoipa::path(post, path = "/api/v1/auth/recovery", tag = "authentication", request_body = CodeRequest,
     responses((status = 200, description = "Signed in / stepped up", body = SignIn),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")))]
-pub async fn recovery(State(s): State<AppState>, SecondFactorSession(sc): SecondFactorSession, ApiJson(body): ApiJson<CodeRequest>) -> ApiResult {
+pub async fn recovery(
+    State(s): State<AppState>,
+    SecondFactorSession(sc): SecondFactorSession,
+    ApiJson(body): ApiJson<CodeRequest>,
+) -> ApiResult {
     let step = s.services.verify_recovery_code(&sc, &body.code).await?;
     Ok(sign_in_response(&step))
 }
@@ -111,7 +121,11 @@ pub async fn webauthn_challenge(State(s): State<AppState>, SecondFactorSession(s
 #[utoipa::path(post, path = "/api/v1/auth/webauthn", tag = "authentication", request_body = Object,
     responses((status = 200, description = "Signed in / stepped up", body = SignIn),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")))]
-pub async fn webauthn(State(s): State<AppState>, SecondFactorSession(sc): SecondFactorSession, ApiJson(body): ApiJson<serde_json::Value>) -> ApiResult {
+pub async fn webauthn(
+    State(s): State<AppState>,
+    SecondFactorSession(sc): SecondFactorSession,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> ApiResult {
     let text = body.to_string();
     let step = s.services.webauthn_finish(&sc, &text).await?;
     Ok(sign_in_response(&step))
@@ -125,7 +139,11 @@ pub async fn logout(State(s): State<AppState>, parts: Parts) -> ApiResult {
     let sc = crate::extract::session_caller(
         &parts,
         &s,
-        &[wardkey_domain::SessionStage::SecondFactor, wardkey_domain::SessionStage::Enrol, wardkey_domain::SessionStage::Active],
+        &[
+            wardkey_domain::SessionStage::SecondFactor,
+            wardkey_domain::SessionStage::Enrol,
+            wardkey_domain::SessionStage::Active,
+        ],
     )
     .await?;
     s.services.logout(&sc).await?;
@@ -159,7 +177,11 @@ pub struct ChangePasswordRequest {
 #[utoipa::path(post, path = "/api/v1/me/password", tag = "self-service", request_body = ChangePasswordRequest,
     responses((status = 204, description = "Changed; sign in again"),
         (status = "4XX", description = "Problem (422 password-rejected says why)", body = ProblemDoc, content_type = "application/problem+json")))]
-pub async fn change_password(State(s): State<AppState>, SessionAuth(sc): SessionAuth, ApiJson(body): ApiJson<ChangePasswordRequest>) -> ApiResult {
+pub async fn change_password(
+    State(s): State<AppState>,
+    SessionAuth(sc): SessionAuth,
+    ApiJson(body): ApiJson<ChangePasswordRequest>,
+) -> ApiResult {
     let c = s.services.change_own_password(&sc, body.current_password.as_bytes(), body.new_password.as_bytes()).await?;
     let mut res = no_content(c);
     if let Some(c) = clear_cookie() {
@@ -192,7 +214,11 @@ pub struct FactorName {
 #[utoipa::path(post, path = "/api/v1/me/factors/totp", tag = "self-service", request_body = FactorName,
     responses((status = 201, description = "Pending enrolment", body = TotpEnrolment),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")))]
-pub async fn totp_begin(State(s): State<AppState>, EnrolSession(sc): EnrolSession, OptionalJson(body): OptionalJson<FactorName>) -> ApiResult {
+pub async fn totp_begin(
+    State(s): State<AppState>,
+    EnrolSession(sc): EnrolSession,
+    OptionalJson(body): OptionalJson<FactorName>,
+) -> ApiResult {
     let name = body.name;
     let e = s.services.totp_enrol_begin(&sc, name).await?;
     let mut res = (StatusCode::CREATED, Json(e)).into_response();
@@ -231,7 +257,11 @@ fn confirmed_response(done: &FactorConfirmed) -> Response {
 #[utoipa::path(post, path = "/api/v1/me/factors/webauthn/challenge", tag = "self-service", request_body = FactorName,
     responses((status = 200, description = "PublicKeyCredentialCreationOptions (JSON)", body = Object),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")))]
-pub async fn passkey_begin(State(s): State<AppState>, EnrolSession(sc): EnrolSession, OptionalJson(body): OptionalJson<FactorName>) -> ApiResult {
+pub async fn passkey_begin(
+    State(s): State<AppState>,
+    EnrolSession(sc): EnrolSession,
+    OptionalJson(body): OptionalJson<FactorName>,
+) -> ApiResult {
     let name = body.name;
     let options = s.services.passkey_register_begin(&sc, name).await?;
     let mut res = Json(options).into_response();
@@ -243,7 +273,11 @@ pub async fn passkey_begin(State(s): State<AppState>, EnrolSession(sc): EnrolSes
 #[utoipa::path(post, path = "/api/v1/me/factors/webauthn", tag = "self-service", request_body = Object,
     responses((status = 200, description = "Enrolled", body = FactorConfirmed),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")))]
-pub async fn passkey_finish(State(s): State<AppState>, EnrolSession(sc): EnrolSession, ApiJson(body): ApiJson<serde_json::Value>) -> ApiResult {
+pub async fn passkey_finish(
+    State(s): State<AppState>,
+    EnrolSession(sc): EnrolSession,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> ApiResult {
     let done = s.services.passkey_register_finish(&sc, &body.to_string()).await?;
     Ok(confirmed_response(&done))
 }
@@ -252,7 +286,11 @@ pub async fn passkey_finish(State(s): State<AppState>, EnrolSession(sc): EnrolSe
 #[utoipa::path(delete, path = "/api/v1/me/factors/{id}", tag = "self-service", params(("id" = Uuid, Path, description = "Factor id")),
     responses((status = 204, description = "Removed"),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")))]
-pub async fn remove_factor(State(s): State<AppState>, SessionAuth(sc): SessionAuth, ApiPath(id): ApiPath<FactorId>) -> ApiResult {
+pub async fn remove_factor(
+    State(s): State<AppState>,
+    SessionAuth(sc): SessionAuth,
+    ApiPath(id): ApiPath<FactorId>,
+) -> ApiResult {
     s.services.remove_own_factor(&sc, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -278,7 +316,11 @@ pub async fn recovery_codes(State(s): State<AppState>, SessionAuth(sc): SessionA
 #[utoipa::path(get, path = "/api/v1/me/sessions", tag = "self-service", params(PageQuery),
     responses((status = 200, description = "One page", body = Page<Session>),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")))]
-pub async fn my_sessions(State(s): State<AppState>, SessionAuth(sc): SessionAuth, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult {
+pub async fn my_sessions(
+    State(s): State<AppState>,
+    SessionAuth(sc): SessionAuth,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult {
     let page = s.services.list_own_sessions(&sc, q.page()).await?;
     Ok(Page::from(page).into_response())
 }
@@ -287,7 +329,11 @@ pub async fn my_sessions(State(s): State<AppState>, SessionAuth(sc): SessionAuth
 #[utoipa::path(delete, path = "/api/v1/me/sessions/{id}", tag = "self-service", params(("id" = Uuid, Path, description = "Session id")),
     responses((status = 204, description = "Ended"),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")))]
-pub async fn end_my_session(State(s): State<AppState>, SessionAuth(sc): SessionAuth, ApiPath(id): ApiPath<SessionId>) -> ApiResult {
+pub async fn end_my_session(
+    State(s): State<AppState>,
+    SessionAuth(sc): SessionAuth,
+    ApiPath(id): ApiPath<SessionId>,
+) -> ApiResult {
     s.services.end_own_session(&sc, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -310,7 +356,11 @@ pub struct SessionListQuery {
     responses((status = 200, description = "One page", body = Page<Session>),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn list_sessions(State(s): State<AppState>, auth: Auth<Admin>, ApiQuery(q): ApiQuery<SessionListQuery>) -> ApiResult {
+pub async fn list_sessions(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiQuery(q): ApiQuery<SessionListQuery>,
+) -> ApiResult {
     let page = s
         .services
         .list_sessions(
@@ -328,7 +378,11 @@ pub async fn list_sessions(State(s): State<AppState>, auth: Auth<Admin>, ApiQuer
     responses((status = 204, description = "Ended"),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn revoke_session(State(s): State<AppState>, auth: Auth<Admin>, ApiPath(id): ApiPath<SessionId>) -> ApiResult {
+pub async fn revoke_session(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiPath(id): ApiPath<SessionId>,
+) -> ApiResult {
     let c = s.services.revoke_session(&auth.authorized, id).await?;
     Ok(no_content(c))
 }
@@ -338,7 +392,11 @@ pub async fn revoke_session(State(s): State<AppState>, auth: Auth<Admin>, ApiPat
     responses((status = 200, description = "Ended; `ended` counts them", body = Object),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn revoke_user_sessions(State(s): State<AppState>, auth: Auth<Admin>, ApiPath(id): ApiPath<UserId>) -> ApiResult {
+pub async fn revoke_user_sessions(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiPath(id): ApiPath<UserId>,
+) -> ApiResult {
     let c = s.services.revoke_user_sessions(&auth.authorized, id).await?;
     Ok(json_written(StatusCode::OK, &c, &serde_json::json!({ "ended": c.value })))
 }
@@ -363,7 +421,12 @@ fn yes() -> bool {
     responses((status = 204, description = "Set"),
         (status = "4XX", description = "Problem (422 password-rejected says why)", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn set_password(State(s): State<AppState>, auth: Auth<Admin>, ApiPath(id): ApiPath<UserId>, ApiJson(body): ApiJson<SetPasswordRequest>) -> ApiResult {
+pub async fn set_password(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiPath(id): ApiPath<UserId>,
+    ApiJson(body): ApiJson<SetPasswordRequest>,
+) -> ApiResult {
     let c = s.services.admin_set_password(&auth.authorized, id, body.password.as_bytes(), body.must_change).await?;
     Ok(no_content(c))
 }
@@ -381,7 +444,12 @@ pub struct ReasonRequest {
     responses((status = 204, description = "Marked"),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn password_compromised(State(s): State<AppState>, auth: Auth<Admin>, ApiPath(id): ApiPath<UserId>, OptionalJson(body): OptionalJson<ReasonRequest>) -> ApiResult {
+pub async fn password_compromised(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiPath(id): ApiPath<UserId>,
+    OptionalJson(body): OptionalJson<ReasonRequest>,
+) -> ApiResult {
     let reason = body.reason;
     let c = s.services.mark_password_compromised(&auth.authorized, id, reason).await?;
     Ok(no_content(c))
@@ -404,7 +472,12 @@ pub async fn unlock(State(s): State<AppState>, auth: Auth<Admin>, ApiPath(id): A
     responses((status = 200, description = "Reset; `removed` counts factors", body = Object),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn reset_factors(State(s): State<AppState>, auth: Auth<Admin>, ApiPath(id): ApiPath<UserId>, OptionalJson(body): OptionalJson<ReasonRequest>) -> ApiResult {
+pub async fn reset_factors(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiPath(id): ApiPath<UserId>,
+    OptionalJson(body): OptionalJson<ReasonRequest>,
+) -> ApiResult {
     let reason = body.reason;
     let c = s.services.reset_factors(&auth.authorized, id, reason).await?;
     Ok(json_written(StatusCode::OK, &c, &serde_json::json!({ "removed": c.value })))

@@ -18,8 +18,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use std::borrow::Cow;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use wardkey_domain::{Assurance, DeviceTrust};
 use wardkey_service::Pdp;
 use wardkey_service::decisions::{AccessContext, AccessDecision, AccessRequest, SearchPaging};
@@ -146,7 +146,10 @@ fn access_context(ctx: Option<&Context>) -> Result<(AccessContext, Option<u64>),
         });
     }
     if let Some(d) = ctx.device_trust.as_deref() {
-        out.device_trust = Some(DeviceTrust::parse(d).ok_or_else(|| bad("context.device_trust", "unknown, registered, managed or compliant"))?);
+        out.device_trust = Some(
+            DeviceTrust::parse(d)
+                .ok_or_else(|| bad("context.device_trust", "unknown, registered, managed or compliant"))?,
+        );
     }
     Ok((out, ctx.min_revision))
 }
@@ -369,12 +372,22 @@ fn json_response<T: serde::Serialize>(body: &T, revision: u64) -> Response {
 /// `POST /access/v1/evaluation` through the router: what the hot path ([`crate::hot`]) hands
 /// over when a request is not in its common form (a session cookie instead of a bearer
 /// token, say). Both answer alike.
-pub async fn evaluation(State(s): State<AppState>, auth: Auth<Pdp>, MinRevisionHeader(header_rev): MinRevisionHeader, JsonBody(body): JsonBody) -> ApiResult {
+pub async fn evaluation(
+    State(s): State<AppState>,
+    auth: Auth<Pdp>,
+    MinRevisionHeader(header_rev): MinRevisionHeader,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
     decide(&s, &auth.authorized, header_rev, &body).await
 }
 
 /// Parses one evaluation from `body` and decides it.
-pub(crate) async fn decide(s: &AppState, by: &wardkey_service::Authorized<Pdp>, header_rev: Option<u64>, body: &[u8]) -> ApiResult {
+pub(crate) async fn decide(
+    s: &AppState,
+    by: &wardkey_service::Authorized<Pdp>,
+    header_rev: Option<u64>,
+    body: &[u8],
+) -> ApiResult {
     let parsed = match serde_json::from_slice::<EvaluationRef<'_>>(body) {
         Ok(v) => v,
         // Parsed again only to say which field is at fault (the general parser is slower).
@@ -398,14 +411,29 @@ enum Semantic {
 
 /// `POST /access/v1/evaluations`: top-level fields are defaults each item may override; the
 /// answers keep the order of the items.
-pub async fn evaluations(State(s): State<AppState>, auth: Auth<Pdp>, MinRevisionHeader(header_rev): MinRevisionHeader, PdpJson(body): PdpJson<Evaluations>) -> ApiResult {
-    let defaults = Evaluation { subject: body.subject.clone(), action: body.action.clone(), resource: body.resource.clone(), context: body.context.clone() };
+pub async fn evaluations(
+    State(s): State<AppState>,
+    auth: Auth<Pdp>,
+    MinRevisionHeader(header_rev): MinRevisionHeader,
+    PdpJson(body): PdpJson<Evaluations>,
+) -> ApiResult {
+    let defaults = Evaluation {
+        subject: body.subject.clone(),
+        action: body.action.clone(),
+        resource: body.resource.clone(),
+        context: body.context.clone(),
+    };
     let options = body.options.clone().unwrap_or_default();
     let semantic = match options.evaluations_semantic.as_deref() {
         None | Some("execute_all") => Semantic::ExecuteAll,
         Some("deny_on_first_deny") => Semantic::DenyOnFirstDeny,
         Some("permit_on_first_permit") => Semantic::PermitOnFirstPermit,
-        Some(_) => return Err(bad("options.evaluations_semantic", "execute_all, deny_on_first_deny or permit_on_first_permit")),
+        Some(_) => {
+            return Err(bad(
+                "options.evaluations_semantic",
+                "execute_all, deny_on_first_deny or permit_on_first_permit",
+            ));
+        }
     };
     let items = body.evaluations.clone().unwrap_or_default();
     if items.len() > MAX_EVALUATIONS {
@@ -463,7 +491,12 @@ fn page_json(next: Option<String>) -> Value {
 
 /// `POST /access/v1/search/subject`: subjects (of `subject.type`) that may do the action on
 /// the resource, each with the grants that allow it.
-pub async fn search_subject(State(s): State<AppState>, _auth: Auth<Pdp>, MinRevisionHeader(header_rev): MinRevisionHeader, ApiJson(body): ApiJson<Search>) -> ApiResult {
+pub async fn search_subject(
+    State(s): State<AppState>,
+    _auth: Auth<Pdp>,
+    MinRevisionHeader(header_rev): MinRevisionHeader,
+    ApiJson(body): ApiJson<Search>,
+) -> ApiResult {
     let subject = body.subject.clone().unwrap_or_default();
     let kind = text(&subject.kind, "subject.type")?.to_owned();
     // `identity` is AuthZEN's newer name for a person.
@@ -477,7 +510,10 @@ pub async fn search_subject(State(s): State<AppState>, _auth: Auth<Pdp>, MinRevi
     let (ctx, ctx_rev) = access_context(body.context.as_ref())?;
     wait(&s, header_rev.max(ctx_rev)).await?;
     let (token, limit) = page_req(&body.page);
-    let found = s.services.search_subjects(&rtype, rid.as_deref(), &props, &action, &ctx, SearchPaging { token: token.as_deref(), limit }).await?;
+    let found = s
+        .services
+        .search_subjects(&rtype, rid.as_deref(), &props, &action, &ctx, SearchPaging { token: token.as_deref(), limit })
+        .await?;
     let results: Vec<Value> = found
         .items
         .iter()
@@ -496,11 +532,20 @@ pub async fn search_subject(State(s): State<AppState>, _auth: Auth<Pdp>, MinRevi
             json!({ "type": k, "id": id, "properties": { "name": a.name, "grants": a.grants, "break_glass": a.break_glass } })
         })
         .collect();
-    Ok(with_revision(Json(json!({ "results": results, "page": page_json(found.next), "context": { "revision": found.revision } })).into_response(), found.revision))
+    Ok(with_revision(
+        Json(json!({ "results": results, "page": page_json(found.next), "context": { "revision": found.revision } }))
+            .into_response(),
+        found.revision,
+    ))
 }
 
 /// `POST /access/v1/search/resource`: resources (of `resource.type`) the subject may act on.
-pub async fn search_resource(State(s): State<AppState>, _auth: Auth<Pdp>, MinRevisionHeader(header_rev): MinRevisionHeader, ApiJson(body): ApiJson<Search>) -> ApiResult {
+pub async fn search_resource(
+    State(s): State<AppState>,
+    _auth: Auth<Pdp>,
+    MinRevisionHeader(header_rev): MinRevisionHeader,
+    ApiJson(body): ApiJson<Search>,
+) -> ApiResult {
     let subject = body.subject.clone().unwrap_or_default();
     let skind = text(&subject.kind, "subject.type")?.to_owned();
     let sid = text(&subject.id, "subject.id")?.to_owned();
@@ -511,7 +556,17 @@ pub async fn search_resource(State(s): State<AppState>, _auth: Auth<Pdp>, MinRev
     let (ctx, ctx_rev) = access_context(body.context.as_ref())?;
     wait(&s, header_rev.max(ctx_rev)).await?;
     let (token, limit) = page_req(&body.page);
-    let found = s.services.search_resources(&skind, &sid, Some(&rtype), action.as_deref(), &ctx, SearchPaging { token: token.as_deref(), limit }).await?;
+    let found = s
+        .services
+        .search_resources(
+            &skind,
+            &sid,
+            Some(&rtype),
+            action.as_deref(),
+            &ctx,
+            SearchPaging { token: token.as_deref(), limit },
+        )
+        .await?;
     let results: Vec<Value> = found
         .items
         .iter()
@@ -524,11 +579,20 @@ pub async fn search_resource(State(s): State<AppState>, _auth: Auth<Pdp>, MinRev
             }
         })
         .collect();
-    Ok(with_revision(Json(json!({ "results": results, "page": page_json(found.next), "context": { "revision": found.revision } })).into_response(), found.revision))
+    Ok(with_revision(
+        Json(json!({ "results": results, "page": page_json(found.next), "context": { "revision": found.revision } }))
+            .into_response(),
+        found.revision,
+    ))
 }
 
 /// `POST /access/v1/search/action`: the actions the subject may take on the resource.
-pub async fn search_action(State(s): State<AppState>, _auth: Auth<Pdp>, MinRevisionHeader(header_rev): MinRevisionHeader, ApiJson(body): ApiJson<Search>) -> ApiResult {
+pub async fn search_action(
+    State(s): State<AppState>,
+    _auth: Auth<Pdp>,
+    MinRevisionHeader(header_rev): MinRevisionHeader,
+    ApiJson(body): ApiJson<Search>,
+) -> ApiResult {
     let subject = body.subject.clone().unwrap_or_default();
     let skind = text(&subject.kind, "subject.type")?.to_owned();
     let sid = text(&subject.id, "subject.id")?.to_owned();
@@ -539,8 +603,13 @@ pub async fn search_action(State(s): State<AppState>, _auth: Auth<Pdp>, MinRevis
     let (ctx, ctx_rev) = access_context(body.context.as_ref())?;
     wait(&s, header_rev.max(ctx_rev)).await?;
     let found = s.services.search_actions(&skind, &sid, &rtype, rid.as_deref(), &props, &ctx).await?;
-    let results: Vec<Value> = found.items.iter().map(|a| json!({ "name": a.action, "properties": { "grants": a.grants } })).collect();
-    Ok(with_revision(Json(json!({ "results": results, "page": page_json(None), "context": { "revision": found.revision } })).into_response(), found.revision))
+    let results: Vec<Value> =
+        found.items.iter().map(|a| json!({ "name": a.action, "properties": { "grants": a.grants } })).collect();
+    Ok(with_revision(
+        Json(json!({ "results": results, "page": page_json(None), "context": { "revision": found.revision } }))
+            .into_response(),
+        found.revision,
+    ))
 }
 
 /// `GET /.well-known/authzen-configuration`: where the endpoints are.
@@ -585,10 +654,20 @@ pub async fn who_has_access(
     let ctx = AccessContext { assurance: Some(Assurance::PhishingResistant), ..Default::default() };
     let found = s
         .services
-        .search_subjects(&q.resource_type, q.resource.as_deref(), &props, &q.action, &ctx, SearchPaging { token: q.after.as_deref(), limit: q.limit })
+        .search_subjects(
+            &q.resource_type,
+            q.resource.as_deref(),
+            &props,
+            &q.action,
+            &ctx,
+            SearchPaging { token: q.after.as_deref(), limit: q.limit },
+        )
         .await?;
     s.services.record_read(auth.caller(), &auth.op, None).await?;
-    Ok(with_revision(Json(json!({ "items": found.items, "next_cursor": found.next, "revision": found.revision })).into_response(), found.revision))
+    Ok(with_revision(
+        Json(json!({ "items": found.items, "next_cursor": found.next, "revision": found.revision })).into_response(),
+        found.revision,
+    ))
 }
 
 /// `?subject=&subject_type=&resource_type=&action=` for "what can they reach".
@@ -618,8 +697,18 @@ pub async fn what_can_they_reach(
     let kind = q.subject_type.as_deref().unwrap_or("user");
     let found = s
         .services
-        .search_resources(kind, &q.subject, q.resource_type.as_deref(), q.action.as_deref(), &ctx, SearchPaging { token: q.after.as_deref(), limit: q.limit })
+        .search_resources(
+            kind,
+            &q.subject,
+            q.resource_type.as_deref(),
+            q.action.as_deref(),
+            &ctx,
+            SearchPaging { token: q.after.as_deref(), limit: q.limit },
+        )
         .await?;
     s.services.record_read(auth.caller(), &auth.op, Some(format!("{kind}:{}", q.subject))).await?;
-    Ok(with_revision(Json(json!({ "items": found.items, "next_cursor": found.next, "revision": found.revision })).into_response(), found.revision))
+    Ok(with_revision(
+        Json(json!({ "items": found.items, "next_cursor": found.next, "revision": found.revision })).into_response(),
+        found.revision,
+    ))
 }

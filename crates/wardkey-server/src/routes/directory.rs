@@ -98,7 +98,11 @@ pub async fn create_user(State(s): State<AppState>, auth: Auth<Admin>, ApiJson(i
     responses((status = 200, description = "One page", body = Page<User>),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn list_users(State(s): State<AppState>, auth: Auth<Admin>, ApiQuery(q): ApiQuery<UserListQuery>) -> ApiResult {
+pub async fn list_users(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiQuery(q): ApiQuery<UserListQuery>,
+) -> ApiResult {
     let query = UserQuery {
         status: q.status,
         username_prefix: q.username_prefix,
@@ -136,7 +140,11 @@ pub async fn update_user(
     ApiJson(input): ApiJson<UserUpdate>,
 ) -> ApiResult {
     if_match.check(input.version)?;
-    let c = s.services.update_user(&auth.authorized, id, input).await.map_err(|e| Problem::from_service(e, if_match.conditional()))?;
+    let c = s
+        .services
+        .update_user(&auth.authorized, id, input)
+        .await
+        .map_err(|e| Problem::from_service(e, if_match.conditional()))?;
     let v = c.value.version;
     Ok(updated(c, v))
 }
@@ -155,7 +163,11 @@ pub async fn delete_user(
     ApiQuery(q): ApiQuery<VersionQuery>,
 ) -> ApiResult {
     let version = if_match.resolve(q.version)?;
-    let c = s.services.delete_user(&auth.authorized, id, version).await.map_err(|e| Problem::from_service(e, if_match.conditional()))?;
+    let c = s
+        .services
+        .delete_user(&auth.authorized, id, version)
+        .await
+        .map_err(|e| Problem::from_service(e, if_match.conditional()))?;
     Ok(no_content(c))
 }
 
@@ -211,7 +223,11 @@ pub async fn verify_identity(
     responses((status = 201, description = "Created", body = Group),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn create_group(State(s): State<AppState>, auth: Auth<Admin>, ApiJson(input): ApiJson<NewGroup>) -> ApiResult {
+pub async fn create_group(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiJson(input): ApiJson<NewGroup>,
+) -> ApiResult {
     let c = s.services.create_group(&auth.authorized, input).await?;
     let (id, v) = (c.value.id, c.value.version);
     Ok(created(c, v, format!("/api/v1/groups/{id}")))
@@ -250,7 +266,11 @@ pub async fn update_group(
     ApiJson(input): ApiJson<GroupUpdate>,
 ) -> ApiResult {
     if_match.check(input.version)?;
-    let c = s.services.update_group(&auth.authorized, id, input).await.map_err(|e| Problem::from_service(e, if_match.conditional()))?;
+    let c = s
+        .services
+        .update_group(&auth.authorized, id, input)
+        .await
+        .map_err(|e| Problem::from_service(e, if_match.conditional()))?;
     let v = c.value.version;
     Ok(updated(c, v))
 }
@@ -269,7 +289,11 @@ pub async fn delete_group(
     ApiQuery(q): ApiQuery<VersionQuery>,
 ) -> ApiResult {
     let version = if_match.resolve(q.version)?;
-    let c = s.services.delete_group(&auth.authorized, id, version).await.map_err(|e| Problem::from_service(e, if_match.conditional()))?;
+    let c = s
+        .services
+        .delete_group(&auth.authorized, id, version)
+        .await
+        .map_err(|e| Problem::from_service(e, if_match.conditional()))?;
     Ok(no_content(c))
 }
 
@@ -349,7 +373,11 @@ pub async fn create_service_account(
     responses((status = 200, description = "One page", body = Page<ServiceAccount>),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn list_service_accounts(State(s): State<AppState>, auth: Auth<Admin>, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult {
+pub async fn list_service_accounts(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult {
     let page = s.services.list_service_accounts(&auth.authorized, q.page()).await?;
     s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(axum::response::IntoResponse::into_response(Page::from(page)))
@@ -360,7 +388,11 @@ pub async fn list_service_accounts(State(s): State<AppState>, auth: Auth<Admin>,
     responses((status = 200, description = "The service account", body = ServiceAccount),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn get_service_account(State(s): State<AppState>, auth: Auth<Admin>, ApiPath(id): ApiPath<ServiceAccountId>) -> ApiResult {
+pub async fn get_service_account(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiPath(id): ApiPath<ServiceAccountId>,
+) -> ApiResult {
     let sa = s.services.get_service_account(&auth.authorized, id).await?;
     s.services.record_read(auth.caller(), &auth.op, Some(id.target())).await?;
     Ok(entity(&sa, sa.version))

@@ -18,9 +18,7 @@ use wardkey_service::Admin;
 use wardkey_service::hr::HrImportRequest;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/hr/imports", post(import))
-        .route("/api/v1/reports/reconciliation", get(reconciliation))
+    Router::new().route("/api/v1/hr/imports", post(import)).route("/api/v1/reports/reconciliation", get(reconciliation))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -53,7 +51,13 @@ fn format_of(headers: &HeaderMap) -> Result<Format, Problem> {
         (status = 409, description = "Refused by the circuit breaker (the plan is in the body)", body = Object),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn import(State(s): State<AppState>, auth: Auth<Admin>, ApiQuery(q): ApiQuery<ImportQuery>, headers: HeaderMap, body: Bytes) -> ApiResult {
+pub async fn import(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiQuery(q): ApiQuery<ImportQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
     let format = format_of(&headers)?;
     if body.is_empty() {
         return Err(Problem::malformed("the body is empty: send the roster file"));
@@ -94,7 +98,11 @@ pub struct ReconciliationQuery {
     responses((status = 200, description = "The report", body = wardkey_service::reconcile::ReconciliationReport),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn reconciliation(State(s): State<AppState>, auth: Auth<Admin>, ApiQuery(q): ApiQuery<ReconciliationQuery>) -> ApiResult {
+pub async fn reconciliation(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiQuery(q): ApiQuery<ReconciliationQuery>,
+) -> ApiResult {
     let days = q.dormant_days.unwrap_or_else(|| wardkey_service::hr::config().dormant_days);
     let report = s.services.reconciliation_report(&auth.authorized, days).await?;
     s.services.record_read(auth.caller(), &auth.op, None).await?;

@@ -208,7 +208,11 @@ async fn accept_form(s: &AppState, parts: &Parts, body: &Bytes) -> Result<Form, 
     };
     let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
-        return Err(page(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Form refused", &error_html("Send the form as application/x-www-form-urlencoded.")));
+        return Err(page(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Form refused",
+            &error_html("Send the form as application/x-www-form-urlencoded."),
+        ));
     }
     if body.len() > MAX_FORM_BYTES {
         return Err(page(StatusCode::PAYLOAD_TOO_LARGE, "Form refused", &error_html("The form is too large.")));
@@ -280,7 +284,10 @@ async fn login_submit(State(s): State<AppState>, parts: Parts, body: Bytes) -> R
         Ok(step) => with_cookie(redirect(next_location(step.next)), session_set_cookie(&step.token)),
         Err(e) => {
             let (status, message) = match &e {
-                ServiceError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "Too many attempts from this address. Wait a moment and try again.".to_owned()),
+                ServiceError::RateLimited { .. } => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many attempts from this address. Wait a moment and try again.".to_owned(),
+                ),
                 ServiceError::Invalid(errors) => (
                     StatusCode::UNPROCESSABLE_ENTITY,
                     errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; "),
@@ -343,15 +350,23 @@ async fn factor_submit(s: AppState, parts: Parts, body: Bytes, recovery: bool) -
         Err(r) => return r,
     };
     let code = form.text("code");
-    let r = if recovery { s.services.verify_recovery_code(&sc, &code).await } else { s.services.verify_totp(&sc, &code).await };
+    let r = if recovery {
+        s.services.verify_recovery_code(&sc, &code).await
+    } else {
+        s.services.verify_totp(&sc, &code).await
+    };
     let (csrf, _) = csrf_token(&parts.headers);
     match r {
         Ok(step) => with_cookie(redirect("/account"), session_set_cookie(&step.token)),
         Err(ServiceError::SessionExpired) => redirect("/login"),
         Err(e) => {
             let msg = match e {
-                ServiceError::SecondFactorFailed => "That code was not accepted. Codes work once; wait for the next one.".to_owned(),
-                ServiceError::Invalid(errors) => errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; "),
+                ServiceError::SecondFactorFailed => {
+                    "That code was not accepted. Codes work once; wait for the next one.".to_owned()
+                }
+                ServiceError::Invalid(errors) => {
+                    errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ")
+                }
                 _ => "The second factor could not be checked right now.".to_owned(),
             };
             let step_up = sc.session.stage == SessionStage::Active;
@@ -426,7 +441,8 @@ async fn enrol_totp_start(State(s): State<AppState>, parts: Parts, body: Bytes) 
 }
 
 fn totp_confirm_body(csrf: &str, e: &wardkey_service::TotpEnrolment, error: Option<&str>) -> String {
-    let qr = format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(e.qr_svg.as_bytes()));
+    let qr =
+        format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(e.qr_svg.as_bytes()));
     format!(
         "{}<p>Scan this code with your authenticator app, or enter the key by hand.</p>\
          <p><img src=\"{}\" alt=\"QR code of the TOTP key\" width=\"240\" height=\"240\"></p>\
@@ -467,7 +483,8 @@ async fn enrol_totp_confirm(State(s): State<AppState>, parts: Parts, body: Bytes
                     )
                 })
                 .unwrap_or_default();
-            let body = format!("<p>Your authenticator app is set up.</p>{codes}<p><a href=\"/account\">Continue</a></p>");
+            let body =
+                format!("<p>Your authenticator app is set up.</p>{codes}<p><a href=\"/account\">Continue</a></p>");
             let cookie = done.sign_in.as_ref().and_then(|s| session_set_cookie(&s.token));
             with_cookie(page(StatusCode::OK, "Second factor enrolled", &body), cookie)
         }
@@ -495,7 +512,8 @@ async fn account_page(State(s): State<AppState>, parts: Parts) -> Response {
         Ok(m) => m,
         Err(_) => return redirect("/login"),
     };
-    let sessions = s.services.list_own_sessions(&sc, wardkey_service::PageRequest { after: None, limit: Some(100) }).await;
+    let sessions =
+        s.services.list_own_sessions(&sc, wardkey_service::PageRequest { after: None, limit: Some(100) }).await;
     let (csrf, set) = csrf_token(&parts.headers);
     let mut rows = String::new();
     for ses in sessions.map(|p| p.items).unwrap_or_default() {
@@ -551,7 +569,11 @@ async fn end_session_submit(State(s): State<AppState>, Path(id): Path<String>, p
         Ok(()) => redirect("/account"),
         Err(e) => {
             let p = Problem::from(e);
-            page(p.kind.status(), "Your account", &format!("{}<p><a href=\"/account\">Back</a></p>", error_html(&p.detail)))
+            page(
+                p.kind.status(),
+                "Your account",
+                &format!("{}<p><a href=\"/account\">Back</a></p>", error_html(&p.detail)),
+            )
         }
     }
 }
@@ -560,7 +582,9 @@ async fn logout_submit(State(s): State<AppState>, parts: Parts, body: Bytes) -> 
     if let Err(r) = accept_form(&s, &parts, &body).await {
         return r;
     }
-    if let Ok(sc) = session_caller(&parts, &s, &[SessionStage::SecondFactor, SessionStage::Enrol, SessionStage::Active]).await {
+    if let Ok(sc) =
+        session_caller(&parts, &s, &[SessionStage::SecondFactor, SessionStage::Enrol, SessionStage::Active]).await
+    {
         let _ = s.services.logout(&sc).await;
     }
     with_cookie(redirect("/login"), super::authn::clear_cookie())

@@ -18,7 +18,11 @@ use wardkey_service::policy::BreakGlassRequest;
     responses((status = 201, description = "Created", body = ForbidRule),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn create_forbid_rule(State(s): State<AppState>, auth: Auth<Admin>, ApiJson(input): ApiJson<NewForbidRule>) -> ApiResult {
+pub async fn create_forbid_rule(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiJson(input): ApiJson<NewForbidRule>,
+) -> ApiResult {
     let c = s.services.create_forbid_rule(&auth.authorized, input).await?;
     let (id, v) = (c.value.id, c.value.version);
     Ok(created(c, v, format!("/api/v1/forbid-rules/{id}")))
@@ -28,7 +32,11 @@ pub async fn create_forbid_rule(State(s): State<AppState>, auth: Auth<Admin>, Ap
     responses((status = 200, description = "One page", body = Page<ForbidRule>),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn list_forbid_rules(State(s): State<AppState>, auth: Auth<Admin>, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult {
+pub async fn list_forbid_rules(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult {
     let all = s.services.list_forbid_rules(&auth.authorized).await?;
     s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(page_of(all, q.after.as_deref(), q.limit, |r| r.id.to_string()).into_response())
@@ -38,7 +46,11 @@ pub async fn list_forbid_rules(State(s): State<AppState>, auth: Auth<Admin>, Api
     responses((status = 200, description = "The rule", body = ForbidRule),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn get_forbid_rule(State(s): State<AppState>, auth: Auth<Admin>, ApiPath(id): ApiPath<ForbidRuleId>) -> ApiResult {
+pub async fn get_forbid_rule(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiPath(id): ApiPath<ForbidRuleId>,
+) -> ApiResult {
     let r = s.services.get_forbid_rule(&auth.authorized, id).await?;
     s.services.record_read(auth.caller(), &auth.op, Some(id.target())).await?;
     Ok(entity(&r, r.version))
@@ -57,7 +69,11 @@ pub async fn delete_forbid_rule(
     ApiQuery(q): ApiQuery<VersionQuery>,
 ) -> ApiResult {
     let version = if_match.resolve(q.version)?;
-    let c = s.services.delete_forbid_rule(&auth.authorized, id, version).await.map_err(|e| Problem::from_service(e, if_match.conditional()))?;
+    let c = s
+        .services
+        .delete_forbid_rule(&auth.authorized, id, version)
+        .await
+        .map_err(|e| Problem::from_service(e, if_match.conditional()))?;
     Ok(no_content(c))
 }
 
@@ -67,7 +83,11 @@ pub async fn delete_forbid_rule(
 #[utoipa::path(post, path = "/api/v1/break-glass", tag = "access", request_body = BreakGlassRequest,
     responses((status = 201, description = "The time-boxed grant", body = Grant),
         (status = "4XX", description = "Problem (403 step-up-required without a fresh second factor)", body = ProblemDoc, content_type = "application/problem+json")))]
-pub async fn break_glass(State(s): State<AppState>, SessionAuth(sc): SessionAuth, ApiJson(input): ApiJson<BreakGlassRequest>) -> ApiResult {
+pub async fn break_glass(
+    State(s): State<AppState>,
+    SessionAuth(sc): SessionAuth,
+    ApiJson(input): ApiJson<BreakGlassRequest>,
+) -> ApiResult {
     let c = s.services.declare_break_glass(&sc, input).await?;
     let (id, v) = (c.value.id, c.value.version);
     Ok(created(c, v, format!("/api/v1/grants/{id}")))

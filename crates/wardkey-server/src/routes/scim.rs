@@ -94,8 +94,12 @@ pub fn to_scim_error(f: ScimFailure) -> ScimError {
                 ScimError::new(409, None, format!("illegal lifecycle transition from {from} to {to}"))
             }
             e @ ServiceError::SodViolation { .. } => ScimError::new(409, None, e.to_string()),
-            e @ (ServiceError::Forbidden { .. } | ServiceError::PasswordChangeRequired) => ScimError::new(403, None, e.to_string()),
-            ServiceError::Unauthenticated => ScimError::new(401, None, "send an API token with scope scim as `Authorization: Bearer <token>`"),
+            e @ (ServiceError::Forbidden { .. } | ServiceError::PasswordChangeRequired) => {
+                ScimError::new(403, None, e.to_string())
+            }
+            ServiceError::Unauthenticated => {
+                ScimError::new(401, None, "send an API token with scope scim as `Authorization: Bearer <token>`")
+            }
             ServiceError::RateLimited { .. } => ScimError::new(429, None, "too many attempts; try again later"),
             e @ ServiceError::Unavailable { .. } => ScimError::new(503, None, e.to_string()),
             other => {
@@ -147,7 +151,11 @@ impl FromRequestParts<AppState> for ScimAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let caller = crate::extract::authenticate(parts, state).await.map_err(problem_to_scim)?;
         let op = crate::extract::operation(parts);
-        let authorized = state.services.authorize::<Scim>(&caller, &op).await.map_err(|e| ScimResponse::from(ScimFailure::Service(e)))?;
+        let authorized = state
+            .services
+            .authorize::<Scim>(&caller, &op)
+            .await
+            .map_err(|e| ScimResponse::from(ScimFailure::Service(e)))?;
         Ok(ScimAuth { authorized, op })
     }
 }
@@ -172,8 +180,12 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for ScimBody {
                 ScimError::invalid_syntax("the request body could not be read")
             }
         })?;
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ScimError::invalid_syntax(format!("the body is not valid JSON: {}", e.to_string().chars().take(200).collect::<String>())))?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ScimError::invalid_syntax(format!(
+                "the body is not valid JSON: {}",
+                e.to_string().chars().take(200).collect::<String>()
+            ))
+        })?;
         Ok(ScimBody(v))
     }
 }
@@ -188,7 +200,11 @@ impl Params {
     fn int(&self, name: &str) -> Result<Option<i64>, ScimError> {
         match self.get(name) {
             None => Ok(None),
-            Some(v) => v.trim().parse::<i64>().map(Some).map_err(|_| ScimError::invalid_value(format!("{name} must be an integer"))),
+            Some(v) => v
+                .trim()
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| ScimError::invalid_value(format!("{name} must be an integer"))),
         }
     }
 }
@@ -236,9 +252,10 @@ fn precondition(headers: &HeaderMap) -> Precondition {
 }
 
 fn not_modified(headers: &HeaderMap, version: i64) -> bool {
-    headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| {
-        v.trim() == "*" || v.split(',').filter_map(parse_tag).any(|n| n == version)
-    })
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "*" || v.split(',').filter_map(parse_tag).any(|n| n == version))
 }
 
 /// `attributes` / `excludedAttributes`.
@@ -274,7 +291,13 @@ impl Projection {
     }
 }
 
-fn resource_response(status: StatusCode, body: &Value, version: i64, revision: Option<u64>, location: Option<&str>) -> Response {
+fn resource_response(
+    status: StatusCode,
+    body: &Value,
+    version: i64,
+    revision: Option<u64>,
+    location: Option<&str>,
+) -> Response {
     let mut res = scim_json(status, body);
     let h = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&etag(version)) {
@@ -307,7 +330,11 @@ async fn unknown() -> Response {
 }
 
 async fn me(_auth: ScimAuth) -> Response {
-    error_response(&ScimError::new(501, None, "/Me is not supported: connectors act for the organisation, not a signed-in user"))
+    error_response(&ScimError::new(
+        501,
+        None,
+        "/Me is not supported: connectors act for the organisation, not a signed-in user",
+    ))
 }
 
 async fn sp_config(State(s): State<AppState>, _auth: ScimAuth, headers: HeaderMap) -> Response {
@@ -344,7 +371,10 @@ async fn resource_types(_auth: ScimAuth, headers: HeaderMap) -> Response {
 }
 
 async fn resource_type(_auth: ScimAuth, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    match schema::resource_types(&base_url(&headers)).into_iter().find(|r| r["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(&id))) {
+    match schema::resource_types(&base_url(&headers))
+        .into_iter()
+        .find(|r| r["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(&id)))
+    {
         Some(r) => scim_json(StatusCode::OK, &r),
         None => error_response(&ScimError::new(404, None, "no such resource type")),
     }
@@ -355,7 +385,10 @@ async fn schemas(_auth: ScimAuth, headers: HeaderMap) -> Response {
 }
 
 async fn schema_by_id(_auth: ScimAuth, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    match schema::schemas(&base_url(&headers)).into_iter().find(|r| r["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(&id))) {
+    match schema::schemas(&base_url(&headers))
+        .into_iter()
+        .find(|r| r["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(&id)))
+    {
         Some(r) => scim_json(StatusCode::OK, &r),
         None => error_response(&ScimError::new(404, None, "no such schema")),
     }
@@ -364,9 +397,19 @@ async fn schema_by_id(_auth: ScimAuth, headers: HeaderMap, Path(id): Path<String
 // ---------------------------------------------------------------------------------------------
 // Lists and searches
 
-async fn list(s: &AppState, auth: &ScimAuth, kind: ResourceKind, req: ListRequest, proj: Projection, base: &str) -> ScimResult {
+async fn list(
+    s: &AppState,
+    auth: &ScimAuth,
+    kind: ResourceKind,
+    req: ListRequest,
+    proj: Projection,
+    base: &str,
+) -> ScimResult {
     let page = s.services.scim_list(&auth.authorized, kind, &req, base, proj.wants_members()).await?;
-    s.services.record_read(auth.authorized.caller(), &auth.op, None).await.map_err(|e| ScimResponse::from(ScimFailure::Service(e)))?;
+    s.services
+        .record_read(auth.authorized.caller(), &auth.op, None)
+        .await
+        .map_err(|e| ScimResponse::from(ScimFailure::Service(e)))?;
     let n = page.resources.len();
     let resources: Vec<Value> = page.resources.into_iter().map(|r| proj.apply(kind, r)).collect();
     Ok(scim_json(
@@ -407,7 +450,10 @@ fn str_list(v: Option<&Value>) -> Result<Option<String>, ScimError> {
     }
 }
 
-fn search_request(kind: Option<ResourceKind>, body: &Value) -> Result<(ListRequest, Option<String>, Option<String>), ScimError> {
+fn search_request(
+    kind: Option<ResourceKind>,
+    body: &Value,
+) -> Result<(ListRequest, Option<String>, Option<String>), ScimError> {
     let obj = body.as_object().ok_or_else(|| ScimError::invalid_syntax("the body must be a SearchRequest object"))?;
     let ok = get_ci(obj, "schemas")
         .and_then(Value::as_array)
@@ -448,17 +494,32 @@ async fn search(s: &AppState, auth: &ScimAuth, kind: ResourceKind, headers: &Hea
     list(s, auth, kind, req, proj, &base_url(headers)).await
 }
 
-async fn search_users(State(s): State<AppState>, auth: ScimAuth, headers: HeaderMap, ScimBody(body): ScimBody) -> ScimResult {
+async fn search_users(
+    State(s): State<AppState>,
+    auth: ScimAuth,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> ScimResult {
     search(&s, &auth, ResourceKind::User, &headers, &body).await
 }
 
-async fn search_groups(State(s): State<AppState>, auth: ScimAuth, headers: HeaderMap, ScimBody(body): ScimBody) -> ScimResult {
+async fn search_groups(
+    State(s): State<AppState>,
+    auth: ScimAuth,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> ScimResult {
     search(&s, &auth, ResourceKind::Group, &headers, &body).await
 }
 
 /// `POST /.search`: Users, then Groups, paged over both. A filter naming attributes only one
 /// type has searches that type alone.
-async fn search_root(State(s): State<AppState>, auth: ScimAuth, headers: HeaderMap, ScimBody(body): ScimBody) -> ScimResult {
+async fn search_root(
+    State(s): State<AppState>,
+    auth: ScimAuth,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> ScimResult {
     let (req, attributes, excluded) = search_request(None, &body)?;
     let base = base_url(&headers);
     let start = req.start_index.unwrap_or(1).max(1);
@@ -486,7 +547,9 @@ async fn search_root(State(s): State<AppState>, auth: ScimAuth, headers: HeaderM
                 skipped += page.total;
                 resources.extend(page.resources.into_iter().map(|r| proj.apply(kind, r)));
             }
-            Err(ScimFailure::Scim(e)) if e.scim_type == Some("invalidFilter") || e.scim_type == Some("invalidValue") => {
+            Err(ScimFailure::Scim(e))
+                if e.scim_type == Some("invalidFilter") || e.scim_type == Some("invalidValue") =>
+            {
                 first_error.get_or_insert(e);
             }
             Err(e) => return Err(e.into()),
@@ -495,7 +558,10 @@ async fn search_root(State(s): State<AppState>, auth: ScimAuth, headers: HeaderM
     if !any_ok && let Some(e) = first_error {
         return Err(e.into());
     }
-    s.services.record_read(auth.authorized.caller(), &auth.op, None).await.map_err(|e| ScimResponse::from(ScimFailure::Service(e)))?;
+    s.services
+        .record_read(auth.authorized.caller(), &auth.op, None)
+        .await
+        .map_err(|e| ScimResponse::from(ScimFailure::Service(e)))?;
     let n = resources.len();
     Ok(scim_json(
         StatusCode::OK,
@@ -506,9 +572,17 @@ async fn search_root(State(s): State<AppState>, auth: ScimAuth, headers: HeaderM
 // ---------------------------------------------------------------------------------------------
 // Single resources
 
-async fn get_one(s: &AppState, auth: &ScimAuth, kind: ResourceKind, id: &str, headers: &HeaderMap, p: &Params) -> ScimResult {
+async fn get_one(
+    s: &AppState,
+    auth: &ScimAuth,
+    kind: ResourceKind,
+    id: &str,
+    headers: &HeaderMap,
+    p: &Params,
+) -> ScimResult {
     let proj = Projection::from_params(kind, p)?;
-    let (resource, version) = s.services.scim_get(&auth.authorized, kind, id, &base_url(headers), proj.wants_members()).await?;
+    let (resource, version) =
+        s.services.scim_get(&auth.authorized, kind, id, &base_url(headers), proj.wants_members()).await?;
     s.services
         .record_read(auth.authorized.caller(), &auth.op, Some(format!("{}:{}", kind.name().to_ascii_lowercase(), id)))
         .await
@@ -523,17 +597,39 @@ async fn get_one(s: &AppState, auth: &ScimAuth, kind: ResourceKind, id: &str, he
     Ok(resource_response(StatusCode::OK, &proj.apply(kind, resource), version, None, None))
 }
 
-async fn create(s: &AppState, auth: &ScimAuth, kind: ResourceKind, headers: &HeaderMap, p: &Params, body: Value) -> ScimResult {
+async fn create(
+    s: &AppState,
+    auth: &ScimAuth,
+    kind: ResourceKind,
+    headers: &HeaderMap,
+    p: &Params,
+    body: Value,
+) -> ScimResult {
     let proj = Projection::from_params(kind, p)?;
     let base = base_url(headers);
     let c = s.services.scim_create(&auth.authorized, kind, body, base.clone()).await?;
     let location = format!("{base}{}/{}", kind.endpoint(), c.value.id);
-    Ok(resource_response(StatusCode::CREATED, &proj.apply(kind, c.value.resource), c.value.version, Some(c.revision), Some(&location)))
+    Ok(resource_response(
+        StatusCode::CREATED,
+        &proj.apply(kind, c.value.resource),
+        c.value.version,
+        Some(c.revision),
+        Some(&location),
+    ))
 }
 
-async fn update(s: &AppState, auth: &ScimAuth, kind: ResourceKind, id: &str, headers: &HeaderMap, p: &Params, change: Change) -> ScimResult {
+async fn update(
+    s: &AppState,
+    auth: &ScimAuth,
+    kind: ResourceKind,
+    id: &str,
+    headers: &HeaderMap,
+    p: &Params,
+    change: Change,
+) -> ScimResult {
     let proj = Projection::from_params(kind, p)?;
-    let c = s.services.scim_update(&auth.authorized, kind, id, change, precondition(headers), base_url(headers)).await?;
+    let c =
+        s.services.scim_update(&auth.authorized, kind, id, change, precondition(headers), base_url(headers)).await?;
     Ok(resource_response(StatusCode::OK, &proj.apply(kind, c.value.resource), c.value.version, Some(c.revision), None))
 }
 
@@ -546,34 +642,96 @@ async fn delete(s: &AppState, auth: &ScimAuth, kind: ResourceKind, id: &str, hea
     Ok(res)
 }
 
-async fn get_user(State(s): State<AppState>, auth: ScimAuth, Path(id): Path<String>, headers: HeaderMap, p: Params) -> ScimResult {
+async fn get_user(
+    State(s): State<AppState>,
+    auth: ScimAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    p: Params,
+) -> ScimResult {
     get_one(&s, &auth, ResourceKind::User, &id, &headers, &p).await
 }
-async fn get_group(State(s): State<AppState>, auth: ScimAuth, Path(id): Path<String>, headers: HeaderMap, p: Params) -> ScimResult {
+async fn get_group(
+    State(s): State<AppState>,
+    auth: ScimAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    p: Params,
+) -> ScimResult {
     get_one(&s, &auth, ResourceKind::Group, &id, &headers, &p).await
 }
-async fn create_user(State(s): State<AppState>, auth: ScimAuth, headers: HeaderMap, p: Params, ScimBody(b): ScimBody) -> ScimResult {
+async fn create_user(
+    State(s): State<AppState>,
+    auth: ScimAuth,
+    headers: HeaderMap,
+    p: Params,
+    ScimBody(b): ScimBody,
+) -> ScimResult {
     create(&s, &auth, ResourceKind::User, &headers, &p, b).await
 }
-async fn create_group(State(s): State<AppState>, auth: ScimAuth, headers: HeaderMap, p: Params, ScimBody(b): ScimBody) -> ScimResult {
+async fn create_group(
+    State(s): State<AppState>,
+    auth: ScimAuth,
+    headers: HeaderMap,
+    p: Params,
+    ScimBody(b): ScimBody,
+) -> ScimResult {
     create(&s, &auth, ResourceKind::Group, &headers, &p, b).await
 }
-async fn put_user(State(s): State<AppState>, auth: ScimAuth, Path(id): Path<String>, headers: HeaderMap, p: Params, ScimBody(b): ScimBody) -> ScimResult {
+async fn put_user(
+    State(s): State<AppState>,
+    auth: ScimAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    p: Params,
+    ScimBody(b): ScimBody,
+) -> ScimResult {
     update(&s, &auth, ResourceKind::User, &id, &headers, &p, Change::Replace(b)).await
 }
-async fn put_group(State(s): State<AppState>, auth: ScimAuth, Path(id): Path<String>, headers: HeaderMap, p: Params, ScimBody(b): ScimBody) -> ScimResult {
+async fn put_group(
+    State(s): State<AppState>,
+    auth: ScimAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    p: Params,
+    ScimBody(b): ScimBody,
+) -> ScimResult {
     update(&s, &auth, ResourceKind::Group, &id, &headers, &p, Change::Replace(b)).await
 }
-async fn patch_user(State(s): State<AppState>, auth: ScimAuth, Path(id): Path<String>, headers: HeaderMap, p: Params, ScimBody(b): ScimBody) -> ScimResult {
+async fn patch_user(
+    State(s): State<AppState>,
+    auth: ScimAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    p: Params,
+    ScimBody(b): ScimBody,
+) -> ScimResult {
     update(&s, &auth, ResourceKind::User, &id, &headers, &p, Change::Patch(b)).await
 }
-async fn patch_group(State(s): State<AppState>, auth: ScimAuth, Path(id): Path<String>, headers: HeaderMap, p: Params, ScimBody(b): ScimBody) -> ScimResult {
+async fn patch_group(
+    State(s): State<AppState>,
+    auth: ScimAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    p: Params,
+    ScimBody(b): ScimBody,
+) -> ScimResult {
     update(&s, &auth, ResourceKind::Group, &id, &headers, &p, Change::Patch(b)).await
 }
-async fn delete_user(State(s): State<AppState>, auth: ScimAuth, Path(id): Path<String>, headers: HeaderMap) -> ScimResult {
+async fn delete_user(
+    State(s): State<AppState>,
+    auth: ScimAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ScimResult {
     delete(&s, &auth, ResourceKind::User, &id, &headers).await
 }
-async fn delete_group(State(s): State<AppState>, auth: ScimAuth, Path(id): Path<String>, headers: HeaderMap) -> ScimResult {
+async fn delete_group(
+    State(s): State<AppState>,
+    auth: ScimAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ScimResult {
     delete(&s, &auth, ResourceKind::Group, &id, &headers).await
 }
 
@@ -585,10 +743,16 @@ fn resolve_bulk_ids(v: &mut Value, ids: &[(String, String)]) -> Result<(), ScimE
     match v {
         Value::String(s) => {
             if let Some(b) = s.strip_prefix("bulkId:") {
-                let id = ids
-                    .iter()
-                    .find(|(k, _)| k == b)
-                    .ok_or_else(|| ScimError::new(409, Some("invalidValue"), format!("bulkId {:?} is not defined by an earlier operation", b.chars().take(64).collect::<String>())))?;
+                let id = ids.iter().find(|(k, _)| k == b).ok_or_else(|| {
+                    ScimError::new(
+                        409,
+                        Some("invalidValue"),
+                        format!(
+                            "bulkId {:?} is not defined by an earlier operation",
+                            b.chars().take(64).collect::<String>()
+                        ),
+                    )
+                })?;
                 *s = id.1.clone();
             }
         }
@@ -610,9 +774,15 @@ fn resolve_bulk_ids(v: &mut Value, ids: &[(String, String)]) -> Result<(), ScimE
 async fn bulk(State(s): State<AppState>, auth: ScimAuth, headers: HeaderMap, body: Bytes) -> ScimResult {
     let max_payload = BULK_MAX_PAYLOAD.min(s.max_body_bytes);
     if body.len() > max_payload {
-        return Err(ScimError::new(413, None, format!("the bulk request exceeds maxPayloadSize ({max_payload} bytes)")).into());
+        return Err(ScimError::new(
+            413,
+            None,
+            format!("the bulk request exceeds maxPayloadSize ({max_payload} bytes)"),
+        )
+        .into());
     }
-    let body: Value = serde_json::from_slice(&body).map_err(|_| ScimError::invalid_syntax("the body is not valid JSON"))?;
+    let body: Value =
+        serde_json::from_slice(&body).map_err(|_| ScimError::invalid_syntax("the body is not valid JSON"))?;
     let obj = body.as_object().ok_or_else(|| ScimError::invalid_syntax("the body must be a BulkRequest object"))?;
     let ok = get_ci(obj, "schemas")
         .and_then(Value::as_array)
@@ -620,13 +790,24 @@ async fn bulk(State(s): State<AppState>, auth: ScimAuth, headers: HeaderMap, bod
     if !ok {
         return Err(ScimError::invalid_syntax(format!("\"schemas\" must be [\"{BULK_REQUEST}\"]")).into());
     }
-    let ops = get_ci(obj, "Operations").and_then(Value::as_array).ok_or_else(|| ScimError::invalid_syntax("\"Operations\" must be an array"))?;
+    let ops = get_ci(obj, "Operations")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ScimError::invalid_syntax("\"Operations\" must be an array"))?;
     if ops.len() > BULK_MAX_OPERATIONS {
-        return Err(ScimError::new(413, None, format!("the bulk request has more than maxOperations ({BULK_MAX_OPERATIONS}) operations")).into());
+        return Err(ScimError::new(
+            413,
+            None,
+            format!("the bulk request has more than maxOperations ({BULK_MAX_OPERATIONS}) operations"),
+        )
+        .into());
     }
     let fail_on_errors = match get_ci(obj, "failOnErrors") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().filter(|n| *n >= 1).ok_or_else(|| ScimError::invalid_value("failOnErrors must be a positive integer"))?),
+        Some(v) => Some(
+            v.as_u64()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| ScimError::invalid_value("failOnErrors must be a positive integer"))?,
+        ),
     };
     let base = base_url(&headers);
     let mut ids: Vec<(String, String)> = Vec::new();
@@ -640,7 +821,8 @@ async fn bulk(State(s): State<AppState>, auth: ScimAuth, headers: HeaderMap, bod
         let outcome = bulk_one(&s, &auth, &base, op, &mut ids).await;
         let mut entry = serde_json::Map::new();
         let o = op.as_object();
-        let method = o.and_then(|o| get_ci(o, "method")).and_then(Value::as_str).unwrap_or_default().to_ascii_uppercase();
+        let method =
+            o.and_then(|o| get_ci(o, "method")).and_then(Value::as_str).unwrap_or_default().to_ascii_uppercase();
         entry.insert("method".into(), Value::String(method));
         if let Some(b) = o.and_then(|o| get_ci(o, "bulkId")) {
             entry.insert("bulkId".into(), b.clone());
@@ -682,8 +864,12 @@ async fn bulk_one(
     ids: &mut Vec<(String, String)>,
 ) -> Result<(u16, Option<String>, Option<i64>, u64), ScimError> {
     let o = op.as_object().ok_or_else(|| ScimError::invalid_syntax("an operation must be an object"))?;
-    let method = get_ci(o, "method").and_then(Value::as_str).ok_or_else(|| ScimError::invalid_syntax("operation without \"method\""))?;
-    let path = get_ci(o, "path").and_then(Value::as_str).ok_or_else(|| ScimError::invalid_syntax("operation without \"path\""))?;
+    let method = get_ci(o, "method")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ScimError::invalid_syntax("operation without \"method\""))?;
+    let path = get_ci(o, "path")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ScimError::invalid_syntax("operation without \"path\""))?;
     let mut segments: Vec<Value> = path.split('/').map(|s| Value::String(s.to_owned())).collect();
     for s in &mut segments {
         resolve_bulk_ids(s, ids)?;
@@ -699,7 +885,12 @@ async fn bulk_one(
     let kind = match segments.next() {
         Some("Users") => ResourceKind::User,
         Some("Groups") => ResourceKind::Group,
-        _ => return Err(ScimError::invalid_path(format!("unsupported bulk path {:?}", path.chars().take(64).collect::<String>()))),
+        _ => {
+            return Err(ScimError::invalid_path(format!(
+                "unsupported bulk path {:?}",
+                path.chars().take(64).collect::<String>()
+            )));
+        }
     };
     let id = segments.next().map(str::to_owned);
     let fail = |f: ScimFailure| to_scim_error(f);
@@ -713,7 +904,11 @@ async fn bulk_one(
         }
         ("PUT", Some(id)) | ("PATCH", Some(id)) => {
             let change = if method.eq_ignore_ascii_case("PUT") { Change::Replace(data) } else { Change::Patch(data) };
-            let c = s.services.scim_update(&auth.authorized, kind, &id, change, pre, base.to_owned()).await.map_err(fail)?;
+            let c = s
+                .services
+                .scim_update(&auth.authorized, kind, &id, change, pre, base.to_owned())
+                .await
+                .map_err(fail)?;
             Ok((200, Some(format!("{base}{}/{}", kind.endpoint(), c.value.id)), Some(c.value.version), c.revision))
         }
         ("DELETE", Some(id)) => {

@@ -26,7 +26,11 @@ pub struct CreatedToken {
     responses((status = 201, description = "Created; the secret is shown once", body = CreatedToken),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn create_token(State(s): State<AppState>, auth: Auth<Admin>, ApiJson(input): ApiJson<NewApiToken>) -> ApiResult {
+pub async fn create_token(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiJson(input): ApiJson<NewApiToken>,
+) -> ApiResult {
     let c = s.services.create_token(&auth.authorized, input).await?;
     let (token, secret) = c.value.clone();
     let mut res = json_written(StatusCode::CREATED, &c, &CreatedToken { token, secret });

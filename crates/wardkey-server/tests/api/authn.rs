@@ -42,18 +42,23 @@ impl Harness {
     }
 
     async fn login(&self, username: &str, password: &str) -> Resp {
-        self.call(Method::POST, "/api/v1/auth/login", None, Some(json!({ "username": username, "password": password }))).await
+        self.call(Method::POST, "/api/v1/auth/login", None, Some(json!({ "username": username, "password": password })))
+            .await
     }
 
     /// An active person with a password (created, identity verified, activated).
     pub(crate) async fn person(&self, username: &str) -> String {
         let u = self.create_user(username).await;
         let uid = id(&u);
-        let v = self.post(&format!("/api/v1/users/{uid}/verify-identity"), json!({ "version": 1, "method": "in_person" })).await;
+        let v = self
+            .post(&format!("/api/v1/users/{uid}/verify-identity"), json!({ "version": 1, "method": "in_person" }))
+            .await;
         assert_eq!(v.status, StatusCode::OK, "{}", v.text);
         let a = self.post(&format!("/api/v1/users/{uid}/status"), json!({ "version": 2, "status": "active" })).await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.text);
-        let p = self.post(&format!("/api/v1/users/{uid}/password"), json!({ "password": PASSWORD, "must_change": false })).await;
+        let p = self
+            .post(&format!("/api/v1/users/{uid}/password"), json!({ "password": PASSWORD, "must_change": false }))
+            .await;
         assert_eq!(p.status, StatusCode::NO_CONTENT, "{}", p.text);
         uid
     }
@@ -70,9 +75,17 @@ impl Harness {
         let secret = e.body["secret"].as_str().unwrap().to_owned();
         let fid = e.body["factor_id"].as_str().unwrap().to_owned();
         let code = totp_code(&secret, self.now());
-        let done = self.with_cookie(Method::POST, &format!("/api/v1/me/factors/totp/{fid}/confirm"), &c, Some(json!({ "code": code }))).await;
+        let done = self
+            .with_cookie(
+                Method::POST,
+                &format!("/api/v1/me/factors/totp/{fid}/confirm"),
+                &c,
+                Some(json!({ "code": code })),
+            )
+            .await;
         assert_eq!(done.status, StatusCode::OK, "{}", done.text);
-        let codes = done.body["recovery_codes"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+        let codes =
+            done.body["recovery_codes"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
         (session_cookie(&done.headers).expect("rotated cookie"), secret, codes)
     }
 
@@ -84,7 +97,9 @@ impl Harness {
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_eq!(r.body["next"], "second_factor", "{}", r.text);
         let c = session_cookie(&r.headers).unwrap();
-        let t = self.with_cookie(Method::POST, "/api/v1/auth/totp", &c, Some(json!({ "code": totp_code(secret, self.now()) }))).await;
+        let t = self
+            .with_cookie(Method::POST, "/api/v1/auth/totp", &c, Some(json!({ "code": totp_code(secret, self.now()) })))
+            .await;
         assert_eq!(t.status, StatusCode::OK, "{}", t.text);
         session_cookie(&t.headers).unwrap()
     }
@@ -144,31 +159,55 @@ async fn sign_in_with_totp(h: &Harness) {
     let enrol_cookie = session_cookie(&r.headers).expect("session cookie");
     assert_eq!(enrol_cookie.len(), 43, "256-bit id, base64url");
     // An enrolment session reaches nothing else.
-    h.with_cookie(Method::GET, "/api/v1/me", &enrol_cookie, None).await.problem(StatusCode::FORBIDDEN, "sign-in-incomplete");
-    h.with_cookie(Method::GET, "/api/v1/users", &enrol_cookie, None).await.problem(StatusCode::FORBIDDEN, "sign-in-incomplete");
+    h.with_cookie(Method::GET, "/api/v1/me", &enrol_cookie, None)
+        .await
+        .problem(StatusCode::FORBIDDEN, "sign-in-incomplete");
+    h.with_cookie(Method::GET, "/api/v1/users", &enrol_cookie, None)
+        .await
+        .problem(StatusCode::FORBIDDEN, "sign-in-incomplete");
 
     let e = h.with_cookie(Method::POST, "/api/v1/me/factors/totp", &enrol_cookie, None).await;
     assert_eq!(e.status, StatusCode::CREATED, "{}", e.text);
     let secret = e.body["secret"].as_str().unwrap().to_owned();
     assert!(data_encoding::BASE32_NOPAD.decode(secret.as_bytes()).unwrap().len() >= 20, "at least 160 bits");
     let uri = e.body["otpauth_uri"].as_str().unwrap();
-    assert!(uri.starts_with("otpauth://totp/") && uri.contains(&format!("secret={secret}")) && uri.contains("nurse.joy"), "{uri}");
+    assert!(
+        uri.starts_with("otpauth://totp/") && uri.contains(&format!("secret={secret}")) && uri.contains("nurse.joy"),
+        "{uri}"
+    );
     assert!(e.body["qr_svg"].as_str().unwrap().contains("<svg"));
     let fid = e.body["factor_id"].as_str().unwrap().to_owned();
     // A wrong code does not confirm.
-    let wrong = h.with_cookie(Method::POST, &format!("/api/v1/me/factors/totp/{fid}/confirm"), &enrol_cookie, Some(json!({ "code": "000000" }))).await;
+    let wrong = h
+        .with_cookie(
+            Method::POST,
+            &format!("/api/v1/me/factors/totp/{fid}/confirm"),
+            &enrol_cookie,
+            Some(json!({ "code": "000000" })),
+        )
+        .await;
     if totp_code(&secret, h.now()) != "000000" {
         wrong.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
     }
     let code = totp_code(&secret, h.now());
-    let done = h.with_cookie(Method::POST, &format!("/api/v1/me/factors/totp/{fid}/confirm"), &enrol_cookie, Some(json!({ "code": code }))).await;
+    let done = h
+        .with_cookie(
+            Method::POST,
+            &format!("/api/v1/me/factors/totp/{fid}/confirm"),
+            &enrol_cookie,
+            Some(json!({ "code": code })),
+        )
+        .await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.text);
-    let codes: Vec<String> = done.body["recovery_codes"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+    let codes: Vec<String> =
+        done.body["recovery_codes"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
     assert_eq!(codes.len(), 10);
     assert_eq!(done.body["sign_in"]["next"], "done");
     let active = session_cookie(&done.headers).expect("rotated cookie");
     assert_ne!(active, enrol_cookie, "the id rotates when sign-in completes");
-    h.with_cookie(Method::GET, "/api/v1/me", &enrol_cookie, None).await.problem(StatusCode::UNAUTHORIZED, "unauthenticated");
+    h.with_cookie(Method::GET, "/api/v1/me", &enrol_cookie, None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED, "unauthenticated");
     let me = h.with_cookie(Method::GET, "/api/v1/me", &active, None).await;
     assert_eq!(me.status, StatusCode::OK, "{}", me.text);
     assert_eq!(me.body["user"]["username"], "nurse.joy");
@@ -187,7 +226,9 @@ async fn sign_in_with_totp(h: &Harness) {
     factors.sort();
     assert_eq!(factors, ["recovery_code", "totp"]);
     let c = session_cookie(&r.headers).unwrap();
-    h.with_cookie(Method::POST, "/api/v1/auth/totp", &c, Some(json!({ "code": code }))).await.problem(StatusCode::UNAUTHORIZED, "second-factor-failed");
+    h.with_cookie(Method::POST, "/api/v1/auth/totp", &c, Some(json!({ "code": code })))
+        .await
+        .problem(StatusCode::UNAUTHORIZED, "second-factor-failed");
     h.advance(30);
     let fresh = totp_code(&secret, h.now());
     let ok = h.with_cookie(Method::POST, "/api/v1/auth/totp", &c, Some(json!({ "code": fresh }))).await;
@@ -195,26 +236,44 @@ async fn sign_in_with_totp(h: &Harness) {
     let signed_in = session_cookie(&ok.headers).unwrap();
     assert_ne!(signed_in, c);
     // The same code again (step-up attempt on the active session) is a replay.
-    h.with_cookie(Method::POST, "/api/v1/auth/totp", &signed_in, Some(json!({ "code": fresh }))).await.problem(StatusCode::UNAUTHORIZED, "second-factor-failed");
+    h.with_cookie(Method::POST, "/api/v1/auth/totp", &signed_in, Some(json!({ "code": fresh })))
+        .await
+        .problem(StatusCode::UNAUTHORIZED, "second-factor-failed");
 
     // A recovery code works once. (Failed second factors count like failed passwords: the
     // account waits a moment before the next attempt.)
     h.advance(2);
     let r = h.login("nurse.joy", PASSWORD).await;
     let c = session_cookie(&r.headers).unwrap();
-    let rc = h.with_cookie(Method::POST, "/api/v1/auth/recovery", &c, Some(json!({ "code": codes[3].to_lowercase() }))).await;
+    let rc = h
+        .with_cookie(Method::POST, "/api/v1/auth/recovery", &c, Some(json!({ "code": codes[3].to_lowercase() })))
+        .await;
     assert_eq!(rc.status, StatusCode::OK, "{}", rc.text);
     let r = h.login("nurse.joy", PASSWORD).await;
     let c = session_cookie(&r.headers).unwrap();
     h.advance(2);
-    h.with_cookie(Method::POST, "/api/v1/auth/recovery", &c, Some(json!({ "code": codes[3] }))).await.problem(StatusCode::UNAUTHORIZED, "second-factor-failed");
+    h.with_cookie(Method::POST, "/api/v1/auth/recovery", &c, Some(json!({ "code": codes[3] })))
+        .await
+        .problem(StatusCode::UNAUTHORIZED, "second-factor-failed");
 
     let actions = h.actions_for(&format!("user:{uid}")).await;
     let names: Vec<&str> = actions.iter().map(|(a, _)| a.as_str()).collect();
-    for a in ["password.set", "auth.password_verified", "factor.enrol_started", "factor.enrolled", "factor.recovery_codes_issued", "auth.login", "auth.mfa_failed", "factor.recovery_code_used"] {
+    for a in [
+        "password.set",
+        "auth.password_verified",
+        "factor.enrol_started",
+        "factor.enrolled",
+        "factor.recovery_codes_issued",
+        "auth.login",
+        "auth.mfa_failed",
+        "factor.recovery_code_used",
+    ] {
         assert!(names.contains(&a), "{a} missing from {names:?}");
     }
-    assert!(actions.iter().any(|(a, r)| a == "auth.mfa_failed" && r.as_deref() == Some("TOTP code already used")), "{actions:?}");
+    assert!(
+        actions.iter().any(|(a, r)| a == "auth.mfa_failed" && r.as_deref() == Some("TOTP code already used")),
+        "{actions:?}"
+    );
     let logout = h.events("action=session.logout").await;
     assert_eq!(logout.len(), 1);
     // Nothing secret in the log.
@@ -241,7 +300,12 @@ async fn no_user_enumeration(h: &Harness) {
     let susp = h.login("dr.quinn", PASSWORD).await;
     assert_eq!(body(&unknown), body(&susp));
     assert!(unknown.header("set-cookie").is_none() && susp.header("set-cookie").is_none());
-    let reasons: Vec<String> = h.events("action=auth.login_failed").await.iter().filter_map(|e| e["reason"].as_str().map(str::to_owned)).collect();
+    let reasons: Vec<String> = h
+        .events("action=auth.login_failed")
+        .await
+        .iter()
+        .filter_map(|e| e["reason"].as_str().map(str::to_owned))
+        .collect();
     for r in ["unknown user", "wrong password", "account pending identity verification", "account suspended"] {
         assert!(reasons.iter().any(|x| x == r), "{r} not in {reasons:?}");
     }
@@ -305,9 +369,15 @@ async fn timeouts(h: &Harness) {
     h.with_cookie(Method::GET, "/api/v1/me", &c, None).await.problem(StatusCode::UNAUTHORIZED, "unauthenticated");
 
     // A role held tightens the idle timeout to 5 minutes for its holders.
-    let role = h.post("/api/v1/roles", json!({ "name": "icu-shared-workstation", "session_policy": { "idle_timeout_secs": 300 } })).await;
+    let role = h
+        .post(
+            "/api/v1/roles",
+            json!({ "name": "icu-shared-workstation", "session_policy": { "idle_timeout_secs": 300 } }),
+        )
+        .await;
     assert_eq!(role.status, StatusCode::CREATED, "{}", role.text);
-    let g = h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&role.body) })).await;
+    let g =
+        h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&role.body) })).await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     let c = h.sign_in_totp("dr.idle", &secret).await;
     let me = h.with_cookie(Method::GET, "/api/v1/me", &c, None).await;
@@ -318,7 +388,12 @@ async fn timeouts(h: &Harness) {
     h.with_cookie(Method::GET, "/api/v1/me", &c, None).await.problem(StatusCode::UNAUTHORIZED, "session-expired");
 
     // Absolute lifetime (12 h) ends even a busy session.
-    let r = h.patch(&format!("/api/v1/roles/{}", id(&role.body)), json!({ "version": 1, "session_policy": { "max_lifetime_secs": 3600 } })).await;
+    let r = h
+        .patch(
+            &format!("/api/v1/roles/{}", id(&role.body)),
+            json!({ "version": 1, "session_policy": { "max_lifetime_secs": 3600 } }),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let c = h.sign_in_totp("dr.idle", &secret).await;
     for _ in 0..4 {
@@ -350,31 +425,51 @@ async fn sessions_end_with_the_account(h: &Harness) {
     let uid = h.person("dr.gone").await;
     let (c1, secret, _) = h.enrolled("dr.gone").await;
     let c2 = h.sign_in_totp("dr.gone", &secret).await;
-    let s = h.post(&format!("/api/v1/users/{uid}/status"), json!({ "version": 3, "status": "suspended", "reason": "investigation" })).await;
+    let s = h
+        .post(
+            &format!("/api/v1/users/{uid}/status"),
+            json!({ "version": 3, "status": "suspended", "reason": "investigation" }),
+        )
+        .await;
     assert_eq!(s.status, StatusCode::OK, "{}", s.text);
     for c in [&c1, &c2] {
         h.with_cookie(Method::GET, "/api/v1/me", c, None).await.problem(StatusCode::UNAUTHORIZED, "unauthenticated");
     }
     let revokes = h.events("action=session.revoke").await;
     assert_eq!(revokes.len(), 2);
-    assert!(revokes.iter().all(|e| e["reason"] == "user_suspended" && e["actor"].as_str().unwrap().starts_with("token:")));
+    assert!(
+        revokes.iter().all(|e| e["reason"] == "user_suspended" && e["actor"].as_str().unwrap().starts_with("token:"))
+    );
     let a = h.post(&format!("/api/v1/users/{uid}/status"), json!({ "version": 4, "status": "active" })).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
 
     // Password change by the user: every session ends, this one too.
     let c3 = h.sign_in_totp("dr.gone", &secret).await;
     let c4 = h.sign_in_totp("dr.gone", &secret).await;
-    let weak = h.with_cookie(Method::POST, "/api/v1/me/password", &c3, Some(json!({ "current_password": PASSWORD, "new_password": "password123" }))).await;
+    let weak = h
+        .with_cookie(
+            Method::POST,
+            "/api/v1/me/password",
+            &c3,
+            Some(json!({ "current_password": PASSWORD, "new_password": "password123" })),
+        )
+        .await;
     let p = weak.problem(StatusCode::UNPROCESSABLE_ENTITY, "password-rejected");
     assert!(p["detail"].as_str().unwrap().contains("common") || p["reason"] == "too_short", "{p}");
     let ch = h
-        .with_cookie(Method::POST, "/api/v1/me/password", &c3, Some(json!({ "current_password": PASSWORD, "new_password": "a whole new passphrase for winter" })))
+        .with_cookie(
+            Method::POST,
+            "/api/v1/me/password",
+            &c3,
+            Some(json!({ "current_password": PASSWORD, "new_password": "a whole new passphrase for winter" })),
+        )
         .await;
     assert_eq!(ch.status, StatusCode::NO_CONTENT, "{}", ch.text);
     for c in [&c3, &c4] {
         h.with_cookie(Method::GET, "/api/v1/me", c, None).await.problem(StatusCode::UNAUTHORIZED, "unauthenticated");
     }
-    let p = h.post(&format!("/api/v1/users/{uid}/password"), json!({ "password": PASSWORD, "must_change": false })).await;
+    let p =
+        h.post(&format!("/api/v1/users/{uid}/password"), json!({ "password": PASSWORD, "must_change": false })).await;
     assert_eq!(p.status, StatusCode::NO_CONTENT, "{}", p.text);
 
     // Factor reset by an admin: sessions end; the next sign-in goes to enrolment.
@@ -387,7 +482,9 @@ async fn sessions_end_with_the_account(h: &Harness) {
 
     // Marked compromised: sessions end; after sign-in only a password change is allowed.
     let (c6, _, _) = h.enrolled("dr.gone").await;
-    let m = h.post(&format!("/api/v1/users/{uid}/password/compromised"), json!({ "reason": "found in a phishing kit" })).await;
+    let m = h
+        .post(&format!("/api/v1/users/{uid}/password/compromised"), json!({ "reason": "found in a phishing kit" }))
+        .await;
     assert_eq!(m.status, StatusCode::NO_CONTENT, "{}", m.text);
     h.with_cookie(Method::GET, "/api/v1/me", &c6, None).await.problem(StatusCode::UNAUTHORIZED, "unauthenticated");
     assert_eq!(h.events(&format!("action=password.compromised&target=user:{uid}")).await.len(), 1);
@@ -421,7 +518,9 @@ async fn session_listing_and_revocation(h: &Harness) {
     let (o, _, _) = h.enrolled("dr.other").await;
     let me1 = h.with_cookie(Method::GET, "/api/v1/me", &c1, None).await;
     let sid1 = me1.body["session"]["id"].as_str().unwrap().to_owned();
-    h.with_cookie(Method::DELETE, &format!("/api/v1/me/sessions/{sid1}"), &o, None).await.problem(StatusCode::NOT_FOUND, "not-found");
+    h.with_cookie(Method::DELETE, &format!("/api/v1/me/sessions/{sid1}"), &o, None)
+        .await
+        .problem(StatusCode::NOT_FOUND, "not-found");
 
     // The admin sees and ends it.
     let all = h.get(&format!("/api/v1/sessions?user={uid}")).await;
@@ -448,16 +547,24 @@ async fn session_listing_and_revocation(h: &Harness) {
 /// not exercised by a TOTP session.
 async fn step_up_and_role_scopes(h: &Harness) {
     let uid = h.person("it.admin").await;
-    let admins = h.post("/api/v1/roles", json!({ "name": "wardkey-admins", "privileged": true, "session_policy": { "scopes": ["admin"] } })).await;
+    let admins = h
+        .post(
+            "/api/v1/roles",
+            json!({ "name": "wardkey-admins", "privileged": true, "session_policy": { "scopes": ["admin"] } }),
+        )
+        .await;
     assert_eq!(admins.status, StatusCode::CREATED, "{}", admins.text);
-    let g = h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&admins.body) })).await;
+    let g = h
+        .post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&admins.body) }))
+        .await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     let (c, secret, _) = h.enrolled("it.admin").await;
     let users = h.with_cookie(Method::GET, "/api/v1/users", &c, None).await;
     assert_eq!(users.status, StatusCode::OK, "{}", users.text);
     // A role requiring a passkey is listed but not exercisable in this TOTP session.
     let pr = h.post("/api/v1/roles", json!({ "name": "auditors", "session_policy": { "require_phishing_resistant": true, "scopes": ["audit:read"] } })).await;
-    let g = h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&pr.body) })).await;
+    let g =
+        h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&pr.body) })).await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     let me = h.with_cookie(Method::GET, "/api/v1/me", &c, None).await;
     let auditors = me.body["roles"].as_array().unwrap().iter().find(|r| r["name"] == "auditors").unwrap().clone();
@@ -470,7 +577,9 @@ async fn step_up_and_role_scopes(h: &Harness) {
     let body = json!({ "subject": { "type": "user", "id": other }, "role_id": id(&admins.body) });
     let refused = h.with_cookie(Method::POST, "/api/v1/grants", &c, Some(body.clone())).await;
     assert_eq!(refused.problem(StatusCode::FORBIDDEN, "step-up-required")["acr_values"], "urn:wardkey:acr:mfa-fresh");
-    let up = h.with_cookie(Method::POST, "/api/v1/auth/totp", &c, Some(json!({ "code": totp_code(&secret, h.now()) }))).await;
+    let up = h
+        .with_cookie(Method::POST, "/api/v1/auth/totp", &c, Some(json!({ "code": totp_code(&secret, h.now()) })))
+        .await;
     assert_eq!(up.status, StatusCode::OK, "{}", up.text);
     let c2 = session_cookie(&up.headers).unwrap();
     assert_ne!(c2, c, "the id rotates at step-up");
@@ -481,7 +590,9 @@ async fn step_up_and_role_scopes(h: &Harness) {
     assert_eq!(h.events("action=auth.step_up").await.len(), 1);
     // Enrolling another factor is a sensitive action too.
     h.advance(6 * 60);
-    h.with_cookie(Method::POST, "/api/v1/me/factors/totp", &c2, None).await.problem(StatusCode::FORBIDDEN, "step-up-required");
+    h.with_cookie(Method::POST, "/api/v1/me/factors/totp", &c2, None)
+        .await
+        .problem(StatusCode::FORBIDDEN, "step-up-required");
     // A session without the admin role's scope is forbidden from admin routes (and audited).
     h.person("nobody.special").await;
     let (pc, _, _) = h.enrolled("nobody.special").await;
@@ -499,7 +610,9 @@ fn client_register(auth: &mut SoftPasskey, origin: &str, options: &Value) -> Val
 
 fn client_authenticate(auth: &mut SoftPasskey, origin: &str, options: &Value) -> Result<Value, String> {
     let options: RequestChallengeResponse = serde_json::from_value(options.clone()).expect("request options");
-    auth.do_authentication(url::Url::parse(origin).unwrap(), options).map(|r| serde_json::to_value(&r).unwrap()).map_err(|e| format!("{e:?}"))
+    auth.do_authentication(url::Url::parse(origin).unwrap(), options)
+        .map(|r| serde_json::to_value(&r).unwrap())
+        .map_err(|e| format!("{e:?}"))
 }
 
 /// A person enrols a passkey at first sign-in (no TOTP), signs in with it, and so exercises
@@ -508,21 +621,28 @@ async fn passkeys(h: &Harness) {
     let uid = h.person("dr.key").await;
     let role = h.post("/api/v1/roles", json!({ "name": "phi-export", "session_policy": { "require_phishing_resistant": true, "scopes": ["audit:read"] } })).await;
     assert_eq!(role.status, StatusCode::CREATED, "{}", role.text);
-    let g = h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&role.body) })).await;
+    let g =
+        h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&role.body) })).await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     let mut key = SoftPasskey::new(true);
 
     let r = h.login("dr.key", PASSWORD).await;
     let c = session_cookie(&r.headers).unwrap();
-    let opts = h.with_cookie(Method::POST, "/api/v1/me/factors/webauthn/challenge", &c, Some(json!({ "name": "YubiKey 5" }))).await;
+    let opts = h
+        .with_cookie(Method::POST, "/api/v1/me/factors/webauthn/challenge", &c, Some(json!({ "name": "YubiKey 5" })))
+        .await;
     assert_eq!(opts.status, StatusCode::OK, "{}", opts.text);
     assert_eq!(opts.body["publicKey"]["rp"]["id"], "localhost");
     // A response from another origin (a phishing site) is refused.
     let mut evil_key = SoftPasskey::new(true);
     let foreign = client_register(&mut evil_key, "http://localhost:9999", &opts.body);
-    h.with_cookie(Method::POST, "/api/v1/me/factors/webauthn", &c, Some(foreign)).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    h.with_cookie(Method::POST, "/api/v1/me/factors/webauthn", &c, Some(foreign))
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
     // The ceremony state was spent by the failed attempt: start again.
-    let opts = h.with_cookie(Method::POST, "/api/v1/me/factors/webauthn/challenge", &c, Some(json!({ "name": "YubiKey 5" }))).await;
+    let opts = h
+        .with_cookie(Method::POST, "/api/v1/me/factors/webauthn/challenge", &c, Some(json!({ "name": "YubiKey 5" })))
+        .await;
     let reg = client_register(&mut key, ORIGIN, &opts.body);
     let done = h.with_cookie(Method::POST, "/api/v1/me/factors/webauthn", &c, Some(reg)).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.text);
@@ -543,8 +663,18 @@ async fn passkeys(h: &Harness) {
     // Malformed responses: refused with a clear error, no panic.
     let ch = h.with_cookie(Method::POST, "/api/v1/auth/webauthn/challenge", &c, None).await;
     assert_eq!(ch.status, StatusCode::OK, "{}", ch.text);
-    h.with_cookie(Method::POST, "/api/v1/auth/webauthn", &c, Some(json!({ "id": "x", "response": {} }))).await.problem(StatusCode::UNAUTHORIZED, "second-factor-failed");
-    let bad = h.http.post(h.url("/api/v1/auth/webauthn")).header(COOKIE, format!("{SESSION_COOKIE}={c}")).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    h.with_cookie(Method::POST, "/api/v1/auth/webauthn", &c, Some(json!({ "id": "x", "response": {} })))
+        .await
+        .problem(StatusCode::UNAUTHORIZED, "second-factor-failed");
+    let bad = h
+        .http
+        .post(h.url("/api/v1/auth/webauthn"))
+        .header(COOKIE, format!("{SESSION_COOKIE}={c}"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     // A real assertion against the current challenge works.
     h.advance(2);
@@ -557,10 +687,22 @@ async fn passkeys(h: &Harness) {
     assert!(me.body["session"]["phishing_resistant_at"].is_string());
     assert_eq!(me.body["session"]["methods"], json!(["password", "webauthn"]));
     // Replaying the same assertion (as step-up) fails: the challenge was single-use.
-    h.with_cookie(Method::POST, "/api/v1/auth/webauthn", &signed, Some(assertion)).await.problem(StatusCode::UNAUTHORIZED, "second-factor-failed");
-    let fails: Vec<String> = h.events("action=auth.mfa_failed").await.iter().filter_map(|e| e["reason"].as_str().map(str::to_owned)).collect();
+    h.with_cookie(Method::POST, "/api/v1/auth/webauthn", &signed, Some(assertion))
+        .await
+        .problem(StatusCode::UNAUTHORIZED, "second-factor-failed");
+    let fails: Vec<String> = h
+        .events("action=auth.mfa_failed")
+        .await
+        .iter()
+        .filter_map(|e| e["reason"].as_str().map(str::to_owned))
+        .collect();
     assert!(fails.iter().any(|r| r.starts_with("passkey refused")), "{fails:?}");
-    assert!(h.events("action=factor.enrol_failed").await.iter().any(|e| e["reason"].as_str().unwrap_or_default().contains("rejected")));
+    assert!(
+        h.events("action=factor.enrol_failed")
+            .await
+            .iter()
+            .any(|e| e["reason"].as_str().unwrap_or_default().contains("rejected"))
+    );
 }
 
 // ------------------------------------------------------------------------------------------
@@ -573,13 +715,24 @@ async fn bad_credentials(h: &Harness) {
     let before = h.tree_size().await;
     let forged = "A".repeat(43);
     h.with_cookie(Method::GET, "/api/v1/me", &forged, None).await.problem(StatusCode::UNAUTHORIZED, "unauthenticated");
-    h.with_cookie(Method::GET, "/api/v1/me", "not-a-session", None).await.problem(StatusCode::UNAUTHORIZED, "unauthenticated");
+    h.with_cookie(Method::GET, "/api/v1/me", "not-a-session", None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED, "unauthenticated");
     assert_eq!(h.tree_size().await, before + 2, "one auth.failed event each, nothing else");
     // A cookie header that is not even ASCII is no session cookie at all: refused unread.
-    let raw = h.http.get(h.url("/api/v1/me")).header(COOKIE, reqwest::header::HeaderValue::from_bytes(b"__Host-wardkey_session=\xc3\xa9").unwrap()).send().await.unwrap();
+    let raw = h
+        .http
+        .get(h.url("/api/v1/me"))
+        .header(COOKIE, reqwest::header::HeaderValue::from_bytes(b"__Host-wardkey_session=\xc3\xa9").unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(raw.status(), StatusCode::UNAUTHORIZED);
     let failed = h.events("action=auth.failed").await;
-    assert!(failed.iter().any(|e| e["reason"] == "unknown session") && failed.iter().any(|e| e["reason"] == "malformed session cookie"));
+    assert!(
+        failed.iter().any(|e| e["reason"] == "unknown session")
+            && failed.iter().any(|e| e["reason"] == "malformed session cookie")
+    );
 
     let long = "x".repeat(2000);
     let r = h.login("dr.bad", &long).await;
@@ -588,7 +741,14 @@ async fn bad_credentials(h: &Harness) {
     r.problem(StatusCode::UNAUTHORIZED, "login-failed");
     let r = h.call(Method::POST, "/api/v1/auth/login", None, Some(json!({ "username": "dr.bad" }))).await;
     r.problem(StatusCode::BAD_REQUEST, "malformed-request");
-    let r = h.call(Method::POST, "/api/v1/auth/login", None, Some(json!({ "username": "dr.bad", "password": PASSWORD, "extra": 1 }))).await;
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "username": "dr.bad", "password": PASSWORD, "extra": 1 })),
+        )
+        .await;
     r.problem(StatusCode::BAD_REQUEST, "malformed-request");
 
     // A cookie-authenticated write from another origin is refused before it does anything.
@@ -652,7 +812,13 @@ fn hidden(html: &str, name: &str) -> String {
     html[start..].split('"').next().unwrap().to_owned()
 }
 
-async fn form_post(h: &Harness, path: &str, jar: &mut Vec<(String, String)>, body: &[u8], origin: Option<&str>) -> reqwest::Response {
+async fn form_post(
+    h: &Harness,
+    path: &str,
+    jar: &mut Vec<(String, String)>,
+    body: &[u8],
+    origin: Option<&str>,
+) -> reqwest::Response {
     let mut req = h
         .http
         .post(h.url(path))
@@ -678,7 +844,9 @@ async fn html_pages(h: &Harness) {
     let mut jar = Vec::new();
     let page = h.http.get(h.url("/login")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
-    assert!(page.headers().get("content-security-policy").unwrap().to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(
+        page.headers().get("content-security-policy").unwrap().to_str().unwrap().contains("frame-ancestors 'none'")
+    );
     form_cookies(page.headers(), &mut jar);
     let html = page.text().await.unwrap();
     let csrf = hidden(&html, "csrf");
@@ -686,27 +854,69 @@ async fn html_pages(h: &Harness) {
 
     // Without the CSRF token (or with another's): refused, audited, nothing else written.
     let before = h.tree_size().await;
-    let r = form_post(h, "/login", &mut jar, format!("username=dr.html&password={}", enc(PASSWORD)).as_bytes(), Some(ORIGIN)).await;
+    let r = form_post(
+        h,
+        "/login",
+        &mut jar,
+        format!("username=dr.html&password={}", enc(PASSWORD)).as_bytes(),
+        Some(ORIGIN),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(r.text().await.unwrap().contains("not accepted"));
-    let r = form_post(h, "/login", &mut jar, format!("username=dr.html&password={}&csrf=forged", enc(PASSWORD)).as_bytes(), None).await;
+    let r = form_post(
+        h,
+        "/login",
+        &mut jar,
+        format!("username=dr.html&password={}&csrf=forged", enc(PASSWORD)).as_bytes(),
+        None,
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = form_post(h, "/login", &mut jar, format!("username=dr.html&password={}&csrf={csrf}", enc(PASSWORD)).as_bytes(), Some("https://evil.example")).await;
+    let r = form_post(
+        h,
+        "/login",
+        &mut jar,
+        format!("username=dr.html&password={}&csrf={csrf}", enc(PASSWORD)).as_bytes(),
+        Some("https://evil.example"),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(h.tree_size().await, before + 3);
     assert_eq!(h.events("action=auth.csrf_refused").await.len(), 3);
 
     // A password that is not UTF-8: a clear error on the page.
-    let r = form_post(h, "/login", &mut jar, format!("username=dr.html&password=%FF%FE%FD&csrf={csrf}").as_bytes(), Some(ORIGIN)).await;
+    let r = form_post(
+        h,
+        "/login",
+        &mut jar,
+        format!("username=dr.html&password=%FF%FE%FD&csrf={csrf}").as_bytes(),
+        Some(ORIGIN),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text().await.unwrap().contains("not valid UTF-8"));
     // Wrong password: the generic message, the username kept (escaped).
-    let r = form_post(h, "/login", &mut jar, format!("username=%3Cb%3Edr.html&password=nope&csrf={csrf}").as_bytes(), Some(ORIGIN)).await;
+    let r = form_post(
+        h,
+        "/login",
+        &mut jar,
+        format!("username=%3Cb%3Edr.html&password=nope&csrf={csrf}").as_bytes(),
+        Some(ORIGIN),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let text = r.text().await.unwrap();
     assert!(text.contains("&lt;b&gt;dr.html") && !text.contains("<b>dr.html"));
 
-    let r = form_post(h, "/login", &mut jar, format!("username=dr.html&password={}&csrf={csrf}", enc(PASSWORD)).as_bytes(), Some(ORIGIN)).await;
+    let r = form_post(
+        h,
+        "/login",
+        &mut jar,
+        format!("username=dr.html&password={}&csrf={csrf}", enc(PASSWORD)).as_bytes(),
+        Some(ORIGIN),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers().get("location").unwrap(), "/enrol");
     assert!(jar.iter().any(|(k, _)| k == SESSION_COOKIE));
@@ -719,7 +929,14 @@ async fn html_pages(h: &Harness) {
     let secret = html.split("Key: <code>").nth(1).unwrap().split('<').next().unwrap().to_owned();
     let factor = hidden(&html, "factor_id");
     let code = totp_code(&secret, h.now());
-    let r = form_post(h, "/enrol/totp/confirm", &mut jar, format!("csrf={csrf}&factor_id={factor}&code={code}").as_bytes(), Some(ORIGIN)).await;
+    let r = form_post(
+        h,
+        "/enrol/totp/confirm",
+        &mut jar,
+        format!("csrf={csrf}&factor_id={factor}&code={code}").as_bytes(),
+        Some(ORIGIN),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     let html = r.text().await.unwrap();
     assert!(html.contains("Recovery codes"), "{html}");
@@ -744,10 +961,20 @@ async fn html_pages(h: &Harness) {
 /// validated when saved.
 async fn break_glass_and_forbid_rules(h: &Harness) {
     let uid = h.person("dr.er").await;
-    let rt = h.post("/api/v1/resource-types", json!({ "name": "record", "actions": ["read", "write"], "phi": true, "decision_audit": "sync" })).await;
+    let rt = h
+        .post(
+            "/api/v1/resource-types",
+            json!({ "name": "record", "actions": ["read", "write"], "phi": true, "decision_audit": "sync" }),
+        )
+        .await;
     assert_eq!(rt.status, StatusCode::CREATED, "{}", rt.text);
     assert_eq!(rt.body["decision_audit"], "sync");
-    let plain = h.post("/api/v1/roles", json!({ "name": "clinician", "permissions": [{ "resource_type": "record", "actions": ["read"] }] })).await;
+    let plain = h
+        .post(
+            "/api/v1/roles",
+            json!({ "name": "clinician", "permissions": [{ "resource_type": "record", "actions": ["read"] }] }),
+        )
+        .await;
     let er = h
         .post("/api/v1/roles", json!({ "name": "emergency-reader", "break_glass": true, "permissions": [{ "resource_type": "record", "actions": ["read"] }] }))
         .await;
@@ -757,16 +984,28 @@ async fn break_glass_and_forbid_rules(h: &Harness) {
     let body = json!({ "role_id": id(&er.body), "justification": "patient coding in bay 4, attending unavailable" });
     // Fresh from enrolment: allowed now; after 6 minutes a step-up is needed.
     h.advance(6 * 60);
-    h.with_cookie(Method::POST, "/api/v1/break-glass", &c, Some(body.clone())).await.problem(StatusCode::FORBIDDEN, "step-up-required");
-    let up = h.with_cookie(Method::POST, "/api/v1/auth/totp", &c, Some(json!({ "code": totp_code(&secret, h.now()) }))).await;
+    h.with_cookie(Method::POST, "/api/v1/break-glass", &c, Some(body.clone()))
+        .await
+        .problem(StatusCode::FORBIDDEN, "step-up-required");
+    let up = h
+        .with_cookie(Method::POST, "/api/v1/auth/totp", &c, Some(json!({ "code": totp_code(&secret, h.now()) })))
+        .await;
     assert_eq!(up.status, StatusCode::OK, "{}", up.text);
     let c = session_cookie(&up.headers).unwrap();
-    let not_eligible = json!({ "role_id": id(&plain.body), "justification": "patient coding in bay 4, attending unavailable" });
-    h.with_cookie(Method::POST, "/api/v1/break-glass", &c, Some(not_eligible)).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    let not_eligible =
+        json!({ "role_id": id(&plain.body), "justification": "patient coding in bay 4, attending unavailable" });
+    h.with_cookie(Method::POST, "/api/v1/break-glass", &c, Some(not_eligible))
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
     let short = json!({ "role_id": id(&er.body), "justification": "urgent" });
-    h.with_cookie(Method::POST, "/api/v1/break-glass", &c, Some(short)).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
-    let too_long = json!({ "role_id": id(&er.body), "justification": "patient coding in bay 4", "duration_minutes": 100000 });
-    h.with_cookie(Method::POST, "/api/v1/break-glass", &c, Some(too_long)).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    h.with_cookie(Method::POST, "/api/v1/break-glass", &c, Some(short))
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    let too_long =
+        json!({ "role_id": id(&er.body), "justification": "patient coding in bay 4", "duration_minutes": 100000 });
+    h.with_cookie(Method::POST, "/api/v1/break-glass", &c, Some(too_long))
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
     let g = h.with_cookie(Method::POST, "/api/v1/break-glass", &c, Some(body)).await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     assert_eq!(g.body["source"], "break_glass");
@@ -778,13 +1017,22 @@ async fn break_glass_and_forbid_rules(h: &Harness) {
     assert_eq!(ev[0]["details"]["review_required"], true);
     assert_eq!(ev[0]["actor"], format!("user:{uid}"));
     // An API token cannot declare break-glass (it is a person's act).
-    let t = h.post("/api/v1/break-glass", json!({ "role_id": id(&er.body), "justification": "patient coding in bay 4" })).await;
+    let t = h
+        .post("/api/v1/break-glass", json!({ "role_id": id(&er.body), "justification": "patient coding in bay 4" }))
+        .await;
     t.problem(StatusCode::UNAUTHORIZED, "unauthenticated");
 
     // Forbid rules: validated when saved.
-    let bad = h.post("/api/v1/forbid-rules", json!({ "name": "offsite", "when": { "kind": "network_outside", "networks": ["10.0.0.0/99"] } })).await;
+    let bad = h
+        .post(
+            "/api/v1/forbid-rules",
+            json!({ "name": "offsite", "when": { "kind": "network_outside", "networks": ["10.0.0.0/99"] } }),
+        )
+        .await;
     assert_eq!(bad.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation")["errors"][0]["field"], "when.networks[0]");
-    let bad = h.post("/api/v1/forbid-rules", json!({ "name": "x", "resource_types": ["nope"], "when": { "kind": "always" } })).await;
+    let bad = h
+        .post("/api/v1/forbid-rules", json!({ "name": "x", "resource_types": ["nope"], "when": { "kind": "always" } }))
+        .await;
     bad.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
     let ok = h
         .post(
@@ -801,7 +1049,10 @@ async fn break_glass_and_forbid_rules(h: &Harness) {
     let bad = h
         .post("/api/v1/roles", json!({ "name": "nights", "conditions": { "time_windows": [{ "time_zone": "Nowhere/Land", "start": "19:00", "end": "07:00" }] } }))
         .await;
-    assert_eq!(bad.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation")["errors"][0]["field"], "conditions.time_windows[0].time_zone");
+    assert_eq!(
+        bad.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation")["errors"][0]["field"],
+        "conditions.time_windows[0].time_zone"
+    );
 }
 
 /// A token's use is stamped (`last_used_at` and an `api_token.use` event) at most once a
@@ -818,7 +1069,11 @@ async fn token_use_is_stamped_once_per_minute(h: &Harness) {
     assert_eq!(events.len(), before + 1, "one stamp for the whole burst: {events:?}");
     h.clock().advance(chrono::Duration::minutes(2));
     assert_eq!(h.get("/api/v1/users").await.status, StatusCode::OK);
-    assert_eq!(h.events("action=api_token.use&limit=500").await.len(), before + 2, "the next minute's use is stamped again");
+    assert_eq!(
+        h.events("action=api_token.use&limit=500").await.len(),
+        before + 2,
+        "the next minute's use is stamped again"
+    );
 }
 
 macro_rules! authn_on_both_stores {

@@ -23,21 +23,41 @@ impl Harness {
 
     /// A ward with a bed, another ward, a nurse role, and a grant of it on the first ward.
     async fn model(&self) -> Model {
-        let rt = self.post("/api/v1/resource-types", json!({ "name": "record", "actions": ["read", "write"], "phi": true, "decision_audit": "sync" })).await;
+        let rt = self
+            .post(
+                "/api/v1/resource-types",
+                json!({ "name": "record", "actions": ["read", "write"], "phi": true, "decision_audit": "sync" }),
+            )
+            .await;
         assert_eq!(rt.status, StatusCode::CREATED, "{}", rt.text);
         let ward = self.post("/api/v1/resources", json!({ "type_id": id(&rt.body), "name": "ward-7" })).await;
-        let bed = self.post("/api/v1/resources", json!({ "type_id": id(&rt.body), "name": "bed-3", "parent_id": id(&ward.body) })).await;
+        let bed = self
+            .post("/api/v1/resources", json!({ "type_id": id(&rt.body), "name": "bed-3", "parent_id": id(&ward.body) }))
+            .await;
         assert_eq!(bed.status, StatusCode::CREATED, "{}", bed.text);
         let other = self.post("/api/v1/resources", json!({ "type_id": id(&rt.body), "name": "ward-9" })).await;
-        let role = self.post("/api/v1/roles", json!({ "name": "ward-nurse", "permissions": [{ "resource_type": "record", "actions": ["read"] }] })).await;
+        let role = self
+            .post(
+                "/api/v1/roles",
+                json!({ "name": "ward-nurse", "permissions": [{ "resource_type": "record", "actions": ["read"] }] }),
+            )
+            .await;
         let u = self.create_user("n.ward").await;
         let uid = id(&u);
-        self.post(&format!("/api/v1/users/{uid}/verify-identity"), json!({ "version": 1, "method": "in_person" })).await;
+        self.post(&format!("/api/v1/users/{uid}/verify-identity"), json!({ "version": 1, "method": "in_person" }))
+            .await;
         let a = self.post(&format!("/api/v1/users/{uid}/status"), json!({ "version": 2, "status": "active" })).await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.text);
         let g = self.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&role.body), "resource_id": id(&ward.body) })).await;
         assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
-        Model { pdp: self.pdp_token().await, uid, grant: id(&g.body), ward: id(&ward.body), bed: id(&bed.body), other_ward: id(&other.body) }
+        Model {
+            pdp: self.pdp_token().await,
+            uid,
+            grant: id(&g.body),
+            ward: id(&ward.body),
+            bed: id(&bed.body),
+            other_ward: id(&other.body),
+        }
     }
 
     async fn pdp(&self, token: &str, path: &str, body: Value) -> Resp {
@@ -74,19 +94,42 @@ async fn authzen_decisions(h: &Harness) {
         assert_eq!(r.body["context"]["reasons"][0]["code"], code, "{}", r.text);
     }
     // An unregistered record id is reachable only through unscoped grants: denied here.
-    assert_eq!(h.pdp(&m.pdp, "/access/v1/evaluation", eval(&m.uid, "read", "mrn-000123")).await.body["decision"], false);
+    assert_eq!(
+        h.pdp(&m.pdp, "/access/v1/evaluation", eval(&m.uid, "read", "mrn-000123")).await.body["decision"],
+        false
+    );
     // Unknown fields are ignored; X-Request-ID is echoed.
     let mut body = eval(&m.uid, "read", &m.bed);
     body["extension_of_someone"] = json!({ "x": 1 });
-    let r = h.http.post(h.url("/access/v1/evaluation")).bearer_auth(&m.pdp).header("x-request-id", "pep-42").json(&body).send().await.unwrap();
+    let r = h
+        .http
+        .post(h.url("/access/v1/evaluation"))
+        .bearer_auth(&m.pdp)
+        .header("x-request-id", "pep-42")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers().get("x-request-id").unwrap(), "pep-42");
     assert_eq!(r.status(), StatusCode::OK);
     // Malformed: 400, never an accidental allow.
-    h.pdp(&m.pdp, "/access/v1/evaluation", json!({ "subject": { "type": "user" }, "action": { "name": "read" }, "resource": { "type": "record" } }))
-        .await
-        .problem(StatusCode::BAD_REQUEST, "malformed-request");
+    h.pdp(
+        &m.pdp,
+        "/access/v1/evaluation",
+        json!({ "subject": { "type": "user" }, "action": { "name": "read" }, "resource": { "type": "record" } }),
+    )
+    .await
+    .problem(StatusCode::BAD_REQUEST, "malformed-request");
     let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
-    let r = h.http.post(h.url("/access/v1/evaluation")).bearer_auth(&m.pdp).header("content-type", "application/json").body(deep).send().await.unwrap();
+    let r = h
+        .http
+        .post(h.url("/access/v1/evaluation"))
+        .bearer_auth(&m.pdp)
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let mut bad_ip = eval(&m.uid, "read", &m.bed);
     bad_ip["context"] = json!({ "ip": "999.1.1.1" });
@@ -106,7 +149,8 @@ async fn authzen_decisions(h: &Harness) {
         assert_eq!(p.body["field"], field, "{:?}", p.body);
     }
     let mut odd = eval(&m.uid, "read", &m.bed);
-    odd["context"] = json!({ "app": { "nested": [1, { "x": null }] }, "time": "2026-01-01T00:00:00Z", "ip": "10.0.0.1" });
+    odd["context"] =
+        json!({ "app": { "nested": [1, { "x": null }] }, "time": "2026-01-01T00:00:00Z", "ip": "10.0.0.1" });
     let plain = h.pdp(&m.pdp, "/access/v1/evaluation", eval(&m.uid, "read", &m.bed)).await;
     let p = h.pdp(&m.pdp, "/access/v1/evaluation", odd).await;
     assert_eq!(p.status, StatusCode::OK, "{:?}", p.body);
@@ -116,7 +160,9 @@ async fn authzen_decisions(h: &Harness) {
     let audit = h.post("/api/v1/tokens", json!({ "name": "auditor", "scopes": ["audit:read"] })).await;
     let at = audit.body["secret"].as_str().unwrap();
     h.pdp(at, "/access/v1/evaluation", eval(&m.uid, "read", &m.bed)).await.problem(StatusCode::FORBIDDEN, "forbidden");
-    h.call(Method::POST, "/access/v1/evaluation", None, Some(eval(&m.uid, "read", &m.bed))).await.problem(StatusCode::UNAUTHORIZED, "unauthenticated");
+    h.call(Method::POST, "/access/v1/evaluation", None, Some(eval(&m.uid, "read", &m.bed)))
+        .await
+        .problem(StatusCode::UNAUTHORIZED, "unauthenticated");
 
     // Decisions on a PHI type are audit events (sync: already there).
     let ev = h.events("action=access.evaluate&limit=500").await;
@@ -135,7 +181,8 @@ async fn authzen_decisions(h: &Harness) {
     });
     let r = h.pdp(&m.pdp, "/access/v1/evaluations", batch.clone()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let d: Vec<bool> = r.body["evaluations"].as_array().unwrap().iter().map(|e| e["decision"].as_bool().unwrap()).collect();
+    let d: Vec<bool> =
+        r.body["evaluations"].as_array().unwrap().iter().map(|e| e["decision"].as_bool().unwrap()).collect();
     assert_eq!(d, [true, false, true]);
     assert!(r.body["evaluations"][0]["context"]["reasons"].is_null(), "reasons only when asked");
     let mut asked = batch.clone();
@@ -153,7 +200,10 @@ async fn authzen_decisions(h: &Harness) {
     // Searches.
     let r = h.pdp(&m.pdp, "/access/v1/search/subject", json!({ "subject": { "type": "user" }, "action": { "name": "read" }, "resource": { "type": "record", "id": m.bed } })).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(r.body["results"], json!([{ "type": "user", "id": m.uid, "properties": r.body["results"][0]["properties"] }]));
+    assert_eq!(
+        r.body["results"],
+        json!([{ "type": "user", "id": m.uid, "properties": r.body["results"][0]["properties"] }])
+    );
     assert_eq!(r.body["results"][0]["properties"]["grants"][0]["grant_id"], m.grant);
     let r = h.pdp(&m.pdp, "/access/v1/search/resource", json!({ "subject": { "type": "user", "id": m.uid }, "action": { "name": "read" }, "resource": { "type": "record" } })).await;
     let mut ids: Vec<&str> = r.body["results"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap()).collect();
@@ -161,8 +211,17 @@ async fn authzen_decisions(h: &Harness) {
     let mut want = vec![m.ward.as_str(), m.bed.as_str()];
     want.sort();
     assert_eq!(ids, want, "{}", r.text);
-    let r = h.pdp(&m.pdp, "/access/v1/search/action", json!({ "subject": { "type": "user", "id": m.uid }, "resource": { "type": "record", "id": m.bed } })).await;
-    assert_eq!(r.body["results"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect::<Vec<_>>(), ["read"]);
+    let r = h
+        .pdp(
+            &m.pdp,
+            "/access/v1/search/action",
+            json!({ "subject": { "type": "user", "id": m.uid }, "resource": { "type": "record", "id": m.bed } }),
+        )
+        .await;
+    assert_eq!(
+        r.body["results"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["read"]
+    );
     let cfg = h.call(Method::GET, "/.well-known/authzen-configuration", None, None).await;
     assert_eq!(cfg.status, StatusCode::OK);
     assert!(cfg.body["access_evaluation_endpoint"].as_str().unwrap().ends_with("/access/v1/evaluation"));
@@ -178,12 +237,21 @@ async fn authzen_decisions(h: &Harness) {
     assert_eq!(reach.body["items"].as_array().map(Vec::len), Some(2), "{}", reach.text);
     assert!(!h.events("action=api.read").await.is_empty());
     h.pdp(&m.pdp, "/access/v1/evaluation", eval(&m.uid, "read", &m.bed)).await;
-    let forbidden = h.call(Method::GET, "/api/v1/access/subjects?resource_type=record&action=read", Some(&m.pdp), None).await;
+    let forbidden =
+        h.call(Method::GET, "/api/v1/access/subjects?resource_type=record&action=read", Some(&m.pdp), None).await;
     forbidden.problem(StatusCode::FORBIDDEN, "forbidden");
 
     // A minimum revision from the future: 503 after a bounded wait, not a stale answer.
     let started = std::time::Instant::now();
-    let r = h.http.post(h.url("/access/v1/evaluation")).bearer_auth(&m.pdp).header("x-wardkey-min-revision", "99999999").json(&eval(&m.uid, "read", &m.bed)).send().await.unwrap();
+    let r = h
+        .http
+        .post(h.url("/access/v1/evaluation"))
+        .bearer_auth(&m.pdp)
+        .header("x-wardkey-min-revision", "99999999")
+        .json(&eval(&m.uid, "read", &m.bed))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(started.elapsed() < Duration::from_secs(5));
 
@@ -203,10 +271,20 @@ async fn revocation_race(h: &Harness) {
     let m = h.model().await;
     let rt = h.get("/api/v1/resource-types").await;
     let type_id = rt.body["items"][0]["id"].as_str().unwrap().to_owned();
-    let role = h.post("/api/v1/roles", json!({ "name": "r2", "permissions": [{ "resource_type": "record", "actions": ["write"] }] })).await;
+    let role = h
+        .post(
+            "/api/v1/roles",
+            json!({ "name": "r2", "permissions": [{ "resource_type": "record", "actions": ["write"] }] }),
+        )
+        .await;
     let _ = type_id;
     for round in 0..5 {
-        let g = h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": m.uid }, "role_id": id(&role.body), "resource_id": m.ward })).await;
+        let g = h
+            .post(
+                "/api/v1/grants",
+                json!({ "subject": { "type": "user", "id": m.uid }, "role_id": id(&role.body), "resource_id": m.ward }),
+            )
+            .await;
         assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
         let gid = id(&g.body);
         let revoked = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -221,7 +299,8 @@ async fn revocation_race(h: &Harness) {
                 let mut late_allows = 0;
                 for _ in 0..40 {
                     let after = revoked.load(std::sync::atomic::Ordering::SeqCst);
-                    let r: Value = http.post(&url).bearer_auth(&token).json(&body).send().await.unwrap().json().await.unwrap();
+                    let r: Value =
+                        http.post(&url).bearer_auth(&token).json(&body).send().await.unwrap().json().await.unwrap();
                     if after && r["decision"] == true {
                         late_allows += 1;
                     }
@@ -248,7 +327,9 @@ async fn conditions_and_break_glass(h: &Harness) {
         .post("/api/v1/roles", json!({ "name": "writer-mfa", "permissions": [{ "resource_type": "record", "actions": ["write"] }], "conditions": { "min_assurance": "mfa" } }))
         .await;
     assert_eq!(role.status, StatusCode::CREATED, "{}", role.text);
-    let g = h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": m.uid }, "role_id": id(&role.body) })).await;
+    let g = h
+        .post("/api/v1/grants", json!({ "subject": { "type": "user", "id": m.uid }, "role_id": id(&role.body) }))
+        .await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     let r = h.pdp(&m.pdp, "/access/v1/evaluation", eval(&m.uid, "write", &m.bed)).await;
     assert_eq!(r.body["decision"], false, "{}", r.text);
@@ -272,7 +353,14 @@ async fn conditions_and_break_glass(h: &Harness) {
     let er = h.post("/api/v1/roles", json!({ "name": "er-reader", "break_glass": true, "permissions": [{ "resource_type": "record", "actions": ["read"] }] })).await;
     let doc = h.person("dr.bg").await;
     let (c, _, _) = h.enrolled("dr.bg").await;
-    let bg = h.with_cookie(Method::POST, "/api/v1/break-glass", &c, Some(json!({ "role_id": id(&er.body), "justification": "cardiac arrest, no attending on site" }))).await;
+    let bg = h
+        .with_cookie(
+            Method::POST,
+            "/api/v1/break-glass",
+            &c,
+            Some(json!({ "role_id": id(&er.body), "justification": "cardiac arrest, no attending on site" })),
+        )
+        .await;
     assert_eq!(bg.status, StatusCode::CREATED, "{}", bg.text);
     let r = h.pdp(&m.pdp, "/access/v1/evaluation", eval(&doc, "read", &m.other_ward)).await;
     assert_eq!(r.body["decision"], true, "{}", r.text);
@@ -292,7 +380,9 @@ async fn hot_path_keeps_the_edge_promises(h: &Harness) {
     let m = h.model().await;
     let url = h.url("/access/v1/evaluation");
     let metric = |text: &str, status: u16| -> u64 {
-        let series = format!("wardkey_http_requests_total{{method=\"POST\",path=\"/access/v1/evaluation\",status=\"{status}\"}} ");
+        let series = format!(
+            "wardkey_http_requests_total{{method=\"POST\",path=\"/access/v1/evaluation\",status=\"{status}\"}} "
+        );
         text.lines().find_map(|l| l.strip_prefix(series.as_str())).map(|v| v.trim().parse().unwrap()).unwrap_or(0)
     };
     let before = h.http.get(h.url("/metrics")).send().await.unwrap().text().await.unwrap();
@@ -304,13 +394,29 @@ async fn hot_path_keeps_the_edge_promises(h: &Harness) {
     assert!(r.headers().get("x-wardkey-revision").is_some());
     let made = r.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
     assert!(uuid::Uuid::parse_str(&made).is_ok(), "{made}");
-    let r = h.http.post(&url).bearer_auth(&m.pdp).header("x-request-id", "a\tb").json(&eval(&m.uid, "read", &m.bed)).send().await.unwrap();
+    let r = h
+        .http
+        .post(&url)
+        .bearer_auth(&m.pdp)
+        .header("x-request-id", "a\tb")
+        .json(&eval(&m.uid, "read", &m.bed))
+        .send()
+        .await
+        .unwrap();
     let replaced = r.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
     assert!(uuid::Uuid::parse_str(&replaced).is_ok() && replaced != made, "{replaced}");
 
     // Body limits: declared, and while reading a chunked body.
     let big = format!("{{\"subject\": \"{}\"}}", "b".repeat(128 * 1024));
-    let r = h.http.post(&url).bearer_auth(&m.pdp).header("content-type", "application/json").body(big).send().await.unwrap();
+    let r = h
+        .http
+        .post(&url)
+        .bearer_auth(&m.pdp)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     Resp::read(r).await.problem(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large");
     let raw = super::chunked_post(h, "/access/v1/evaluation", &vec![b' '; 128 * 1024]).await;
     assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
@@ -320,7 +426,14 @@ async fn hot_path_keeps_the_edge_promises(h: &Harness) {
     // every other route.
     let r = h.http.post(&url).bearer_auth(&m.pdp).header("content-type", "text/plain").body("{}").send().await.unwrap();
     Resp::read(r).await.problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
-    let r = h.http.post(&url).header("authorization", "Basic dXNlcjpwYXNz").json(&eval(&m.uid, "read", &m.bed)).send().await.unwrap();
+    let r = h
+        .http
+        .post(&url)
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .json(&eval(&m.uid, "read", &m.bed))
+        .send()
+        .await
+        .unwrap();
     assert!(r.headers().get("www-authenticate").is_some());
     Resp::read(r).await.problem(StatusCode::UNAUTHORIZED, "unauthenticated");
     let forged = format!("wkt_{}_c2VjcmV0", uuid::Uuid::now_v7().simple());
@@ -338,7 +451,9 @@ async fn hot_path_keeps_the_edge_promises(h: &Harness) {
     assert!(denied.iter().any(|e| e["details"]["attempted"] == "POST /access/v1/evaluation"), "{denied:?}");
 
     // Other methods on the route go to the router.
-    h.call(Method::GET, "/access/v1/evaluation", Some(&m.pdp), None).await.problem(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
+    h.call(Method::GET, "/access/v1/evaluation", Some(&m.pdp), None)
+        .await
+        .problem(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
 
     // Counted like every request.
     let after = h.http.get(h.url("/metrics")).send().await.unwrap().text().await.unwrap();

@@ -40,9 +40,15 @@ impl Harness {
     async fn activate(&self, uid: &str) {
         let u = self.get(&format!("/api/v1/users/{uid}")).await;
         let v = u.body["version"].as_i64().unwrap();
-        let r = self.post(&format!("/api/v1/users/{uid}/verify-identity"), json!({ "version": v, "method": "in_person_government_id" })).await;
+        let r = self
+            .post(
+                &format!("/api/v1/users/{uid}/verify-identity"),
+                json!({ "version": v, "method": "in_person_government_id" }),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-        let r = self.post(&format!("/api/v1/users/{uid}/status"), json!({ "version": v + 1, "status": "active" })).await;
+        let r =
+            self.post(&format!("/api/v1/users/{uid}/status"), json!({ "version": v + 1, "status": "active" })).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     }
 
@@ -64,7 +70,9 @@ impl Harness {
 }
 
 fn has(findings: &[Value], kind: &str, name: &str) -> bool {
-    findings.iter().any(|f| f["kind"] == kind && f["name"] == name && f["reason"].is_string() && f["suggested_action"].is_string())
+    findings
+        .iter()
+        .any(|f| f["kind"] == kind && f["name"] == name && f["reason"].is_string() && f["suggested_action"].is_string())
 }
 
 async fn hr_joiner_mover_leaver(h: &Harness) {
@@ -117,17 +125,29 @@ async fn hr_joiner_mover_leaver(h: &Harness) {
     let p = h.csv("", moved).await;
     let movers = p.body["plan"]["movers"].as_array().unwrap().clone();
     assert_eq!(movers.len(), 1, "{}", p.text);
-    assert_eq!(movers[0]["changes"], json!([{ "attribute": "department", "before": "Cardiology", "after": "Oncology" }]));
+    assert_eq!(
+        movers[0]["changes"],
+        json!([{ "attribute": "department", "before": "Cardiology", "after": "Oncology" }])
+    );
     assert_eq!(p.body["plan"]["unchanged"], 0);
     let a = h.csv("?apply=true", moved).await;
     assert_eq!(a.body["applied"]["movers_updated"], 1, "{}", a.text);
-    let mut want = vec![(onc.clone(), "template".to_owned()), (nurse.clone(), "template".to_owned()), (extra.clone(), "manual".to_owned())];
+    let mut want = vec![
+        (onc.clone(), "template".to_owned()),
+        (nurse.clone(), "template".to_owned()),
+        (extra.clone(), "manual".to_owned()),
+    ];
     want.sort();
     assert_eq!(h.live_grants(&uid).await, want);
     let flagged = h.events(&format!("target=grant:{}&action=grant.review_flagged", id(&g.body))).await;
     assert_eq!(flagged.len(), 1, "the kept grant is flagged");
     let findings = h.report(90).await;
-    assert!(findings.iter().any(|f| f["kind"] == "review_item" && f["name"] == "alice" && f["details"]["review_kind"] == "grant_after_move"), "{findings:?}");
+    assert!(
+        findings.iter().any(|f| f["kind"] == "review_item"
+            && f["name"] == "alice"
+            && f["details"]["review_kind"] == "grant_after_move"),
+        "{findings:?}"
+    );
 
     // Leaver: disabled, every grant gone before the response.
     let a = h.csv("?apply=true", "employee_id,status\nE1,Terminated\n").await;
@@ -143,7 +163,14 @@ async fn hr_joiner_mover_leaver(h: &Harness) {
     let again = h.csv("", "employee_id,status\nE1,Terminated\n").await;
     assert_eq!(again.body["plan"]["unchanged"], 1, "{}", again.text);
     // JSON rosters too.
-    let j = h.roster("?apply=true", "application/json", serde_json::to_vec(&json!([{ "employee_id": "E3", "username": "carol", "department": "Oncology" }])).unwrap()).await;
+    let j = h
+        .roster(
+            "?apply=true",
+            "application/json",
+            serde_json::to_vec(&json!([{ "employee_id": "E3", "username": "carol", "department": "Oncology" }]))
+                .unwrap(),
+        )
+        .await;
     assert_eq!(j.status, StatusCode::OK, "{}", j.text);
     assert_eq!(j.body["applied"]["joiners_created"], 1, "{}", j.text);
 }
@@ -153,11 +180,15 @@ async fn hr_bad_input(h: &Harness) {
     // Missing employee id column: the whole file.
     h.csv("?apply=true", "username,department\nx,y\n").await.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
     // Wrong media type.
-    h.roster("", "application/xml", b"<x/>".to_vec()).await.problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
+    h.roster("", "application/xml", b"<x/>".to_vec())
+        .await
+        .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
     // Empty body.
     h.csv("", "").await.problem(StatusCode::BAD_REQUEST, "malformed-request");
     // Not JSON.
-    h.roster("", "application/json", b"{\"workers\": [".to_vec()).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    h.roster("", "application/json", b"{\"workers\": [".to_vec())
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
     assert!(h.tree_size().await <= before + 1);
 
     // Row errors: bad UTF-8, duplicates, over-long, bad date, bad zone, contractor without sponsor.
@@ -239,7 +270,12 @@ async fn hr_breaker_and_full_roster(h: &Harness) {
     assert_eq!(r.body["applied"]["review_items"], 1);
     assert_eq!(h.user_by_name("worker9").await["status"], "active", "missing is not terminated");
     let findings = h.report(90).await;
-    assert!(findings.iter().any(|f| f["kind"] == "review_item" && f["name"] == "worker9" && f["details"]["review_kind"] == "missing_from_roster"), "{findings:?}");
+    assert!(
+        findings.iter().any(|f| f["kind"] == "review_item"
+            && f["name"] == "worker9"
+            && f["details"]["review_kind"] == "missing_from_roster"),
+        "{findings:?}"
+    );
 }
 
 async fn hr_end_dates(h: &Harness) {

@@ -48,9 +48,16 @@ async fn load_model(h: &Harness, model: &Value) -> String {
         let r = h.post("/api/v1/users", u.clone()).await;
         assert_eq!(r.status, StatusCode::CREATED, "user {}: {}", name_of(u), r.text);
         let uid = id(&r.body);
-        let v = h.post(&format!("/api/v1/users/{uid}/verify-identity"), json!({ "version": r.body["version"], "method": method })).await;
+        let v = h
+            .post(
+                &format!("/api/v1/users/{uid}/verify-identity"),
+                json!({ "version": r.body["version"], "method": method }),
+            )
+            .await;
         assert_eq!(v.status, StatusCode::OK, "verify {}: {}", name_of(u), v.text);
-        let a = h.post(&format!("/api/v1/users/{uid}/status"), json!({ "version": v.body["version"], "status": "active" })).await;
+        let a = h
+            .post(&format!("/api/v1/users/{uid}/status"), json!({ "version": v.body["version"], "status": "active" }))
+            .await;
         assert_eq!(a.status, StatusCode::OK, "activate {}: {}", name_of(u), a.text);
         assert_eq!(a.body["email"], u["email"], "{}", a.text);
         users.insert(name_of(u).to_owned(), uid);
@@ -67,7 +74,9 @@ async fn load_model(h: &Harness, model: &Value) -> String {
             (None, Some(user)) => json!({ "type": "user", "id": users[user] }),
             _ => panic!("a grant names a group or a username: {g}"),
         };
-        let r = h.post("/api/v1/grants", json!({ "subject": subject, "role_id": roles[g["role"].as_str().unwrap()] })).await;
+        let r = h
+            .post("/api/v1/grants", json!({ "subject": subject, "role_id": roles[g["role"].as_str().unwrap()] }))
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "grant {g}: {}", r.text);
     }
     let t = h.post("/api/v1/tokens", json!({ "name": "authzen-interop-pep", "scopes": ["pdp"] })).await;
@@ -120,7 +129,12 @@ async fn scenario(h: &Harness, name: &str, model: &str, decisions: &str, expecte
     let pdp = load_model(h, &parse(model)).await;
     let (wrong, checked) = run_decisions(h, &pdp, &parse(decisions)).await;
     assert_eq!(checked, expected_count, "{name}: every decision of the scenario is checked");
-    assert!(wrong.is_empty(), "{name}: {} of {checked} decisions differ from the scenario:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{name}: {} of {checked} decisions differ from the scenario:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
 
 /// Todo application (AuthZEN 1.0): 40 single evaluations and 3 batches of 2.

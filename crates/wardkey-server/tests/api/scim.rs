@@ -19,7 +19,14 @@ impl Harness {
         t.body["secret"].as_str().unwrap().to_owned()
     }
 
-    async fn scim_req(&self, token: &str, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Resp {
+    async fn scim_req(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let mut req = self.http.request(method, self.url(&format!("/scim/v2{path}"))).bearer_auth(token);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -156,15 +163,36 @@ async fn scim_users_crud(h: &Harness) {
     assert_eq!(d.body["hr"]["title"], "Nurse Manager");
 
     // attributes= on a write response.
-    let p = h.scim(&t, Method::PATCH, &format!("/Users/{uid}?attributes=userName"), Some(patch(json!([{ "op": "replace", "path": "nickName", "value": "Babs" }])))).await;
+    let p = h
+        .scim(
+            &t,
+            Method::PATCH,
+            &format!("/Users/{uid}?attributes=userName"),
+            Some(patch(json!([{ "op": "replace", "path": "nickName", "value": "Babs" }]))),
+        )
+        .await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.text);
     assert!(p.body.get("nickName").is_none() && p.body["userName"] == "Barbara.Jensen@example.com", "{}", p.text);
 
     // A PUT that leaves the HR attributes out keeps them; a PATCH remove clears them.
-    let p = h.scim(&t, Method::PUT, &format!("/Users/{uid}"), Some(json!({ "schemas": [USER], "userName": "Barbara.Jensen@example.com", "active": true }))).await;
+    let p = h
+        .scim(
+            &t,
+            Method::PUT,
+            &format!("/Users/{uid}"),
+            Some(json!({ "schemas": [USER], "userName": "Barbara.Jensen@example.com", "active": true })),
+        )
+        .await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.text);
     assert_eq!(p.body[ENT]["department"], "ICU", "{}", p.text);
-    let p = h.scim(&t, Method::PATCH, &format!("/Users/{uid}"), Some(patch(json!([{ "op": "remove", "path": format!("{ENT}:department") }])))).await;
+    let p = h
+        .scim(
+            &t,
+            Method::PATCH,
+            &format!("/Users/{uid}"),
+            Some(patch(json!([{ "op": "remove", "path": format!("{ENT}:department") }]))),
+        )
+        .await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.text);
     assert!(p.body[ENT].get("department").is_none(), "{}", p.text);
     assert!(h.get(&format!("/api/v1/users/{uid}")).await.body["hr"].get("department").is_none());
@@ -230,8 +258,15 @@ async fn scim_filters(h: &Harness) {
     check(h, &t, r#"emails.value co "_1%""#, vec![&c]).await;
     check(h, &t, r#"emails.value co "%""#, vec![&c]).await;
     // and / or / not with precedence and grouping.
-    check(h, &t, r#"name.familyName eq "young" and name.givenName eq "bob" or userName eq "alice@x.org""#, vec![&a, &b]).await;
-    check(h, &t, r#"name.familyName eq "young" and (name.givenName eq "bob" or userName eq "alice@x.org")"#, vec![&b]).await;
+    check(
+        h,
+        &t,
+        r#"name.familyName eq "young" and name.givenName eq "bob" or userName eq "alice@x.org""#,
+        vec![&a, &b],
+    )
+    .await;
+    check(h, &t, r#"name.familyName eq "young" and (name.givenName eq "bob" or userName eq "alice@x.org")"#, vec![&b])
+        .await;
     check(h, &t, r#"not (name.familyName eq "young")"#, vec![&a, &c]).await;
     check(h, &t, r#"active eq true and not (emails[type eq "home"])"#, vec![&a, &d]).await;
     check(h, &t, r#"active eq false"#, vec![&c]).await;
@@ -239,8 +274,15 @@ async fn scim_filters(h: &Harness) {
     check(h, &t, r#"emails[type eq "work" and value co "x.org"]"#, vec![&a, &c, &d]).await;
     check(h, &t, r#"emails[type eq "work"].value eq "dave@x.org""#, vec![&d]).await;
     check(h, &t, r#"emails[type eq "home" or primary eq false]"#, vec![&b]).await;
-    check(h, &t, r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "cardiology""#, vec![&a, &c]).await;
-    check(h, &t, r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "E4""#, vec![&d]).await;
+    check(
+        h,
+        &t,
+        r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "cardiology""#,
+        vec![&a, &c],
+    )
+    .await;
+    check(h, &t, r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "E4""#, vec![&d])
+        .await;
     check(h, &t, r#"id eq "nope""#, vec![]).await;
     let idf = format!(r#"id eq "{b}""#);
     let r = h.scim(&t, Method::GET, &format!("/Users?filter={}", urlencode(&idf)), None).await;
@@ -254,14 +296,26 @@ async fn scim_filters(h: &Harness) {
     assert_eq!(r.body["totalResults"], 0);
     assert_eq!(r.body["Resources"], json!([]));
     // Unknown attributes and malformed filters: 400 invalidFilter.
-    for bad in [r#"nosuch eq "x""#, r#"userName xx "a""#, r#"(userName eq "a""#, r#"active gt true"#, r#"meta.created sw "2020""#, "emails[value eq \"x\"]]"] {
+    for bad in [
+        r#"nosuch eq "x""#,
+        r#"userName xx "a""#,
+        r#"(userName eq "a""#,
+        r#"active gt true"#,
+        r#"meta.created sw "2020""#,
+        "emails[value eq \"x\"]]",
+    ] {
         let r = h.scim(&t, Method::GET, &q(bad), None).await;
         r.scim_error(400, Some("invalidFilter"));
     }
 
     // Sorting (ties by id), paging, attributes, excludedAttributes.
     let r = h.scim(&t, Method::GET, "/Users?sortBy=name.familyName&sortOrder=descending", None).await;
-    assert_eq!(ids_of(&r), vec![a.clone(), b.clone(), d.clone(), c.clone()], "Zeta, Young (ties by id), Xu: {}", r.text);
+    assert_eq!(
+        ids_of(&r),
+        vec![a.clone(), b.clone(), d.clone(), c.clone()],
+        "Zeta, Young (ties by id), Xu: {}",
+        r.text
+    );
     let r = h.scim(&t, Method::GET, "/Users?sortBy=name.familyName&sortOrder=ascending", None).await;
     assert_eq!(ids_of(&r), vec![c.clone(), b.clone(), d.clone(), a.clone()]);
     let r = h.scim(&t, Method::GET, "/Users?sortBy=emails&count=2&startIndex=2", None).await;
@@ -275,22 +329,33 @@ async fn scim_filters(h: &Harness) {
     let r = h.scim(&t, Method::GET, "/Users?startIndex=10", None).await;
     assert_eq!(r.body["totalResults"], 4);
     assert_eq!(ids_of(&r).len(), 0);
-    let r = h.scim(&t, Method::GET, "/Users?attributes=userName,name.givenName&filter=userName%20eq%20%22bob@x.org%22", None).await;
+    let r = h
+        .scim(&t, Method::GET, "/Users?attributes=userName,name.givenName&filter=userName%20eq%20%22bob@x.org%22", None)
+        .await;
     let u = &r.body["Resources"][0];
     assert_eq!(u["userName"], "bob@x.org");
     assert_eq!(u["name"], json!({ "givenName": "Bob" }));
     assert!(u.get("emails").is_none() && u["id"] == b.as_str(), "{u}");
     let r = h.scim(&t, Method::GET, &format!("/Users/{b}?excludedAttributes=emails,{ENT}"), None).await;
-    assert!(r.body.get("emails").is_none() && r.body.get(ENT).is_none() && r.body["userName"] == "bob@x.org", "{}", r.text);
+    assert!(
+        r.body.get("emails").is_none() && r.body.get(ENT).is_none() && r.body["userName"] == "bob@x.org",
+        "{}",
+        r.text
+    );
     h.scim(&t, Method::GET, "/Users?sortBy=nosuch", None).await.scim_error(400, Some("invalidValue"));
     h.scim(&t, Method::GET, "/Users?count=abc", None).await.scim_error(400, Some("invalidValue"));
 
     // POST /.search per type and at the root.
     let s = h
-        .scim(&t, Method::POST, "/Users/.search", Some(json!({
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
-            "filter": "name.familyName eq \"Young\"", "sortBy": "userName", "attributes": ["userName"], "count": 1,
-        })))
+        .scim(
+            &t,
+            Method::POST,
+            "/Users/.search",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                "filter": "name.familyName eq \"Young\"", "sortBy": "userName", "attributes": ["userName"], "count": 1,
+            })),
+        )
         .await;
     assert_eq!(s.status, StatusCode::OK, "{}", s.text);
     assert_eq!(s.body["totalResults"], 2);
@@ -306,7 +371,12 @@ async fn scim_filters(h: &Harness) {
     let by = h.services.authorize::<wardkey_service::auth::Scim>(&caller, "test").await.unwrap();
     let plan = h.services.scim_explain_user_filter(&by, r#"userName eq "alice@x.org""#).await.unwrap().join("\n");
     assert!(plan.contains("users_username_live"), "{plan}");
-    let plan = h.services.scim_explain_user_filter(&by, r#"emails[type eq "work" and value co "x"]"#).await.unwrap().join("\n");
+    let plan = h
+        .services
+        .scim_explain_user_filter(&by, r#"emails[type eq "work" and value co "x"]"#)
+        .await
+        .unwrap()
+        .join("\n");
     assert!(plan.to_lowercase().contains("scim_values"), "{plan}");
     // An uncorrelated semi-join: the attribute's rows are read once, not once per user.
     assert!(!plan.contains("CORRELATED"), "{plan}");
@@ -351,7 +421,8 @@ async fn scim_entra_quirks(h: &Harness) {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let uid = id(&r.body);
     // Filter by the work email, Entra style.
-    let f = urlencode(r#"emails[type eq "work"].value eq "Test_User_fd0ea19b-0777-472c-9f96-4f70d2226f2e@testuser.com""#);
+    let f =
+        urlencode(r#"emails[type eq "work"].value eq "Test_User_fd0ea19b-0777-472c-9f96-4f70d2226f2e@testuser.com""#);
     assert_eq!(ids_of(&h.scim(&t, Method::GET, &format!("/Users?filter={f}"), None).await), vec![uid.clone()]);
     // Capitalised ops, path-less Replace whose keys are paths, value-path path.
     let p = patch(json!([
@@ -375,14 +446,24 @@ async fn scim_entra_quirks(h: &Harness) {
     assert_eq!(d.body["hr"]["employee_id"], "E-77");
     // Entra disables with the string "False".
     let r = h
-        .scim(&t, Method::PATCH, &format!("/Users/{uid}"), Some(patch(json!([{ "op": "Replace", "path": "active", "value": "False" }]))))
+        .scim(
+            &t,
+            Method::PATCH,
+            &format!("/Users/{uid}"),
+            Some(patch(json!([{ "op": "Replace", "path": "active", "value": "False" }]))),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["active"], false);
     assert_eq!(h.get(&format!("/api/v1/users/{uid}")).await.body["status"], "disabled");
     // active "True" again: a rehire goes back to pending_verification (needs verification).
     let r = h
-        .scim(&t, Method::PATCH, &format!("/Users/{uid}"), Some(patch(json!([{ "op": "Replace", "path": "active", "value": "True" }]))))
+        .scim(
+            &t,
+            Method::PATCH,
+            &format!("/Users/{uid}"),
+            Some(patch(json!([{ "op": "Replace", "path": "active", "value": "True" }]))),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["active"], false);
@@ -400,7 +481,14 @@ async fn scim_entra_quirks(h: &Harness) {
     let r = h.scim(&t, Method::PATCH, &format!("/Groups/{gid}"), Some(add)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["members"].as_array().unwrap().len(), 2);
-    let l = h.scim(&t, Method::GET, "/Groups?excludedAttributes=members&filter=displayName%20eq%20%22night%20shift%20nurses%22", None).await;
+    let l = h
+        .scim(
+            &t,
+            Method::GET,
+            "/Groups?excludedAttributes=members&filter=displayName%20eq%20%22night%20shift%20nurses%22",
+            None,
+        )
+        .await;
     assert_eq!(l.status, StatusCode::OK, "{}", l.text);
     assert_eq!(ids_of(&l), vec![gid.clone()]);
     assert!(l.body["Resources"][0].get("members").is_none());
@@ -408,10 +496,14 @@ async fn scim_entra_quirks(h: &Harness) {
     let rm = patch(json!([{ "op": "Remove", "path": "members", "value": [{ "value": u2 }] }]));
     let r = h.scim(&t, Method::PATCH, &format!("/Groups/{gid}"), Some(rm)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let members: Vec<&str> = r.body["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap()).collect();
+    let members: Vec<&str> =
+        r.body["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap()).collect();
     assert_eq!(members, vec![u3.as_str()]);
     let f = urlencode(&format!(r#"members[value eq "{u3}"]"#));
-    assert_eq!(ids_of(&h.scim(&t, Method::GET, &format!("/Groups?filter={f}&excludedAttributes=members"), None).await), vec![gid.clone()]);
+    assert_eq!(
+        ids_of(&h.scim(&t, Method::GET, &format!("/Groups?filter={f}&excludedAttributes=members"), None).await),
+        vec![gid.clone()]
+    );
     // The directory membership follows, with one event per change naming the connector.
     let m = h.get(&format!("/api/v1/groups/{gid}/members")).await;
     assert_eq!(m.body["items"].as_array().map(|a| a.len()).unwrap_or(usize::MAX), 1, "{}", m.text);
@@ -426,13 +518,26 @@ async fn scim_entra_quirks(h: &Harness) {
         "{}",
         r.text
     );
-    assert!(h.scim(&t, Method::GET, &format!("/Users/{u2}"), None).await.body.get("groups").is_none(), "u2 was removed");
-    for f in [format!(r#"groups.value eq "{gid}""#), r#"groups[display eq "night shift nurses" and type eq "direct"]"#.to_owned()] {
+    assert!(
+        h.scim(&t, Method::GET, &format!("/Users/{u2}"), None).await.body.get("groups").is_none(),
+        "u2 was removed"
+    );
+    for f in [
+        format!(r#"groups.value eq "{gid}""#),
+        r#"groups[display eq "night shift nurses" and type eq "direct"]"#.to_owned(),
+    ] {
         let l = h.scim(&t, Method::GET, &format!("/Users?filter={}", urlencode(&f)), None).await;
         assert_eq!(ids_of(&l), vec![u3.clone()], "{f}: {}", l.text);
         assert_eq!(l.body["Resources"][0]["groups"][0]["value"], gid.as_str(), "{f}");
     }
-    let l = h.scim(&t, Method::GET, &format!("/Users?filter={}", urlencode(r#"groups pr and not (groups.value eq "x")"#)), None).await;
+    let l = h
+        .scim(
+            &t,
+            Method::GET,
+            &format!("/Users?filter={}", urlencode(r#"groups pr and not (groups.value eq "x")"#)),
+            None,
+        )
+        .await;
     assert_eq!(ids_of(&l), vec![u3.clone()], "{}", l.text);
     // A PUT that echoes `groups` back changes no membership (change the Group's members instead).
     let mut put = h.scim(&t, Method::GET, &format!("/Users/{u2}"), None).await.body;
@@ -464,11 +569,23 @@ async fn scim_okta_quirks(h: &Harness) {
     let uid = id(&r.body);
     h.scim(&t, Method::POST, "/Users", Some(create)).await.scim_error(409, Some("uniqueness"));
     // Okta's lookup before create.
-    let r = h.scim(&t, Method::GET, "/Users?filter=userName%20eq%20%22isabella.oneil%40example.com%22&startIndex=1&count=100", None).await;
+    let r = h
+        .scim(
+            &t,
+            Method::GET,
+            "/Users?filter=userName%20eq%20%22isabella.oneil%40example.com%22&startIndex=1&count=100",
+            None,
+        )
+        .await;
     assert_eq!(ids_of(&r), vec![uid.clone()]);
     // Path-less replace deactivates.
     let r = h
-        .scim(&t, Method::PATCH, &format!("/Users/{uid}"), Some(json!({ "schemas": [PATCH], "Operations": [{ "op": "replace", "value": { "active": false } }] })))
+        .scim(
+            &t,
+            Method::PATCH,
+            &format!("/Users/{uid}"),
+            Some(json!({ "schemas": [PATCH], "Operations": [{ "op": "replace", "value": { "active": false } }] })),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["active"], false);
@@ -477,11 +594,23 @@ async fn scim_okta_quirks(h: &Harness) {
     // Group push: create, rename by PATCH and by PUT, member add (value array) and remove (filter).
     let a = id(&h.scim(&t, Method::POST, "/Users", Some(user_body("a@okta.test"))).await.body);
     let b = id(&h.scim(&t, Method::POST, "/Users", Some(user_body("b@okta.test"))).await.body);
-    let g = h.scim(&t, Method::POST, "/Groups", Some(json!({ "schemas": [GROUP], "displayName": "Test SCIMv2", "members": [] }))).await;
+    let g = h
+        .scim(
+            &t,
+            Method::POST,
+            "/Groups",
+            Some(json!({ "schemas": [GROUP], "displayName": "Test SCIMv2", "members": [] })),
+        )
+        .await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     let gid = id(&g.body);
     let r = h
-        .scim(&t, Method::PATCH, &format!("/Groups/{gid}"), Some(patch(json!([{ "op": "replace", "value": { "id": gid, "displayName": "Test SCIMv2 renamed" } }]))))
+        .scim(
+            &t,
+            Method::PATCH,
+            &format!("/Groups/{gid}"),
+            Some(patch(json!([{ "op": "replace", "value": { "id": gid, "displayName": "Test SCIMv2 renamed" } }]))),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["displayName"], "Test SCIMv2 renamed");
@@ -490,21 +619,37 @@ async fn scim_okta_quirks(h: &Harness) {
         .await;
     assert_eq!(r.body["members"].as_array().unwrap().len(), 2, "{}", r.text);
     let r = h
-        .scim(&t, Method::PATCH, &format!("/Groups/{gid}"), Some(patch(json!([{ "op": "remove", "path": format!("members[value eq \"{a}\"]") }]))))
+        .scim(
+            &t,
+            Method::PATCH,
+            &format!("/Groups/{gid}"),
+            Some(patch(json!([{ "op": "remove", "path": format!("members[value eq \"{a}\"]") }]))),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["members"].as_array().unwrap().len(), 1);
     let r = h
-        .scim(&t, Method::PUT, &format!("/Groups/{gid}"), Some(json!({ "schemas": [GROUP], "id": gid, "displayName": "Pushed Group", "members": [{ "value": a }] })))
+        .scim(
+            &t,
+            Method::PUT,
+            &format!("/Groups/{gid}"),
+            Some(json!({ "schemas": [GROUP], "id": gid, "displayName": "Pushed Group", "members": [{ "value": a }] })),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["displayName"], "Pushed Group");
-    let members: Vec<&str> = r.body["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap()).collect();
+    let members: Vec<&str> =
+        r.body["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap()).collect();
     assert_eq!(members, vec![a.as_str()]);
     // A terminated user cannot be added.
-    h.scim(&t, Method::PATCH, &format!("/Groups/{gid}"), Some(patch(json!([{ "op": "add", "path": "members", "value": [{ "value": uid }] }]))))
-        .await
-        .scim_error(400, Some("invalidValue"));
+    h.scim(
+        &t,
+        Method::PATCH,
+        &format!("/Groups/{gid}"),
+        Some(patch(json!([{ "op": "add", "path": "members", "value": [{ "value": uid }] }]))),
+    )
+    .await
+    .scim_error(400, Some("invalidValue"));
     // DELETE group.
     assert_eq!(h.scim(&t, Method::DELETE, &format!("/Groups/{gid}"), None).await.status, StatusCode::NO_CONTENT);
     h.scim(&t, Method::GET, &format!("/Groups/{gid}"), None).await.scim_error(404, None);
@@ -523,9 +668,13 @@ async fn scim_patch_etags_errors(h: &Harness) {
     // If-None-Match → 304; If-Match mismatch → 412 and nothing changes.
     let nm = h.scim_req(&t, Method::GET, &format!("/Users/{uid}"), None, &[("if-none-match", &v1)]).await;
     assert_eq!(nm.status, StatusCode::NOT_MODIFIED);
-    let p = patch(json!([{ "op": "remove", "path": "emails[type eq \"home\"]" }, { "op": "add", "path": "nickName", "value": "P" }]));
+    let p = patch(
+        json!([{ "op": "remove", "path": "emails[type eq \"home\"]" }, { "op": "add", "path": "nickName", "value": "P" }]),
+    );
     let before = h.tree_size().await;
-    h.scim_req(&t, Method::PATCH, &format!("/Users/{uid}"), Some(p.clone()), &[("if-match", "W/\"99\"")]).await.scim_error(412, None);
+    h.scim_req(&t, Method::PATCH, &format!("/Users/{uid}"), Some(p.clone()), &[("if-match", "W/\"99\"")])
+        .await
+        .scim_error(412, None);
     assert_eq!(h.tree_size().await, before);
     let ok = h.scim_req(&t, Method::PATCH, &format!("/Users/{uid}"), Some(p), &[("if-match", &v1)]).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
@@ -566,11 +715,23 @@ async fn scim_patch_etags_errors(h: &Harness) {
         (patch(json!([{ "op": "remove" }])), 400, Some("noTarget")),
         (patch(json!([{ "op": "replace", "path": "nosuch", "value": 1 }])), 400, Some("invalidPath")),
         (patch(json!([{ "op": "replace", "path": "emails[type eq ]", "value": 1 }])), 400, Some("invalidFilter")),
-        (patch(json!([{ "op": "replace", "path": "emails[type eq \"pager\" or type eq \"fax\"].value", "value": "z@x.org" }])), 400, Some("noTarget")),
+        (
+            patch(
+                json!([{ "op": "replace", "path": "emails[type eq \"pager\" or type eq \"fax\"].value", "value": "z@x.org" }]),
+            ),
+            400,
+            Some("noTarget"),
+        ),
         (patch(json!([{ "op": "jump", "path": "title", "value": 1 }])), 400, Some("invalidSyntax")),
         (patch(json!([{ "op": "replace", "path": "active", "value": "maybe" }])), 400, Some("invalidValue")),
         (patch(json!([{ "op": "replace", "path": "title", "value": "x".repeat(2000) }])), 400, Some("invalidValue")),
-        (patch(json!([{ "op": "add", "path": "title", "value": "ok" }, { "op": "replace", "path": "userName", "value": "bad name!" }])), 400, Some("invalidValue")),
+        (
+            patch(
+                json!([{ "op": "add", "path": "title", "value": "ok" }, { "op": "replace", "path": "userName", "value": "bad name!" }]),
+            ),
+            400,
+            Some("invalidValue"),
+        ),
         (json!({ "Operations": [] }), 400, Some("invalidSyntax")),
     ];
     for (body, status, scim_type) in cases {
@@ -581,12 +742,27 @@ async fn scim_patch_etags_errors(h: &Harness) {
 
     // Bad creates: wrong schemas, bad JSON, over-long values, 10,000 nested parentheses.
     let users_before = h.scim(&t, Method::GET, "/Users?count=0", None).await.body["totalResults"].clone();
-    h.scim(&t, Method::POST, "/Users", Some(json!({ "userName": "noschema" }))).await.scim_error(400, Some("invalidSyntax"));
-    h.scim(&t, Method::POST, "/Users", Some(json!({ "schemas": [GROUP], "userName": "wrong" }))).await.scim_error(400, Some("invalidValue"));
-    h.scim(&t, Method::POST, "/Users", Some(json!({ "schemas": [USER, "urn:x:custom"], "userName": "wrong" }))).await.scim_error(400, Some("invalidValue"));
+    h.scim(&t, Method::POST, "/Users", Some(json!({ "userName": "noschema" })))
+        .await
+        .scim_error(400, Some("invalidSyntax"));
+    h.scim(&t, Method::POST, "/Users", Some(json!({ "schemas": [GROUP], "userName": "wrong" })))
+        .await
+        .scim_error(400, Some("invalidValue"));
+    h.scim(&t, Method::POST, "/Users", Some(json!({ "schemas": [USER, "urn:x:custom"], "userName": "wrong" })))
+        .await
+        .scim_error(400, Some("invalidValue"));
     h.scim(&t, Method::POST, "/Users", Some(json!({ "schemas": [USER] }))).await.scim_error(400, Some("invalidValue"));
-    h.scim(&t, Method::POST, "/Users", Some(json!({ "schemas": [USER], "userName": "u".repeat(300) }))).await.scim_error(400, Some("invalidValue"));
-    h.scim(&t, Method::POST, "/Users", Some(json!({ "schemas": [USER], "userName": "ok@x.org", "displayName": "d".repeat(5000) }))).await.scim_error(400, Some("invalidValue"));
+    h.scim(&t, Method::POST, "/Users", Some(json!({ "schemas": [USER], "userName": "u".repeat(300) })))
+        .await
+        .scim_error(400, Some("invalidValue"));
+    h.scim(
+        &t,
+        Method::POST,
+        "/Users",
+        Some(json!({ "schemas": [USER], "userName": "ok@x.org", "displayName": "d".repeat(5000) })),
+    )
+    .await
+    .scim_error(400, Some("invalidValue"));
     h.scim(&t, Method::POST, "/Users", Some(json!({ "schemas": [USER], "userName": "ok@x.org", "emails": (0..101).map(|i| json!({ "value": format!("{i}@x.org") })).collect::<Vec<_>>() }))).await.scim_error(400, Some("invalidValue"));
     let raw = h
         .http
@@ -599,13 +775,17 @@ async fn scim_patch_etags_errors(h: &Harness) {
         .unwrap();
     Resp::read(raw).await.scim_error(400, Some("invalidSyntax"));
     let deep = format!("{}userName eq \"a\"{}", "(".repeat(10_000), ")".repeat(10_000));
-    h.scim(&t, Method::GET, &format!("/Users?filter={}", urlencode(&deep)), None).await.scim_error(400, Some("invalidFilter"));
+    h.scim(&t, Method::GET, &format!("/Users?filter={}", urlencode(&deep)), None)
+        .await
+        .scim_error(400, Some("invalidFilter"));
     let deep_search = json!({ "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": deep });
     let r = h.scim(&t, Method::POST, "/Users/.search", Some(deep_search)).await;
     assert!(r.status == StatusCode::BAD_REQUEST || r.status == StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text);
     assert_eq!(h.scim(&t, Method::GET, "/Users?count=0", None).await.body["totalResults"], users_before);
     h.scim(&t, Method::GET, "/Users/not-a-uuid", None).await.scim_error(404, None);
-    h.scim(&t, Method::PUT, "/Users/0190a1b2-0000-7000-8000-000000000000", Some(user_body("x@x.org"))).await.scim_error(404, None);
+    h.scim(&t, Method::PUT, "/Users/0190a1b2-0000-7000-8000-000000000000", Some(user_body("x@x.org")))
+        .await
+        .scim_error(404, None);
 }
 
 async fn scim_bulk(h: &Harness) {
@@ -644,16 +824,32 @@ async fn scim_bulk(h: &Harness) {
     assert_eq!(r.body["Operations"].as_array().unwrap().len(), 1, "{}", r.text);
     // Beyond maxOperations or maxPayloadSize: 413.
     let many: Vec<Value> = (0..101).map(|i| json!({ "method": "DELETE", "path": format!("/Users/{i}") })).collect();
-    let r = h.scim(&t, Method::POST, "/Bulk", Some(json!({ "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": many }))).await;
+    let r = h
+        .scim(
+            &t,
+            Method::POST,
+            "/Bulk",
+            Some(json!({ "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": many })),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text);
     let big = json!({ "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": [{ "method": "POST", "path": "/Users", "data": { "pad": "x".repeat(70_000) } }] });
     // (A client of its own: the server answers 413 before reading the body and closes.)
     let once = reqwest::Client::new();
-    let r = once.post(h.url("/scim/v2/Bulk")).bearer_auth(&t).header("content-type", "application/scim+json").body(serde_json::to_vec(&big).unwrap()).send().await;
+    let r = once
+        .post(h.url("/scim/v2/Bulk"))
+        .bearer_auth(&t)
+        .header("content-type", "application/scim+json")
+        .body(serde_json::to_vec(&big).unwrap())
+        .send()
+        .await;
     if let Ok(r) = r {
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
-    assert!(h.scim(&t, Method::GET, "/Users?filter=userName%20eq%20%22never%40x.org%22", None).await.body["totalResults"] == 0);
+    assert!(
+        h.scim(&t, Method::GET, "/Users?filter=userName%20eq%20%22never%40x.org%22", None).await.body["totalResults"]
+            == 0
+    );
 }
 
 /// A scim token reaches /scim/v2 only; pdp tokens cannot use SCIM; admin tokens can.
@@ -668,9 +864,13 @@ async fn scim_scopes(h: &Harness) {
     let r = Resp::read(h.http.get(h.url("/scim/v2/Users")).send().await.unwrap()).await;
     r.scim_error(401, None);
     h.call(Method::GET, "/api/v1/users", Some(&scim), None).await.problem(StatusCode::FORBIDDEN, "forbidden");
-    h.call(Method::POST, "/api/v1/tokens", Some(&scim), Some(json!({ "name": "x", "scopes": ["admin"] }))).await.problem(StatusCode::FORBIDDEN, "forbidden");
+    h.call(Method::POST, "/api/v1/tokens", Some(&scim), Some(json!({ "name": "x", "scopes": ["admin"] })))
+        .await
+        .problem(StatusCode::FORBIDDEN, "forbidden");
     let eval = json!({ "subject": { "type": "user", "id": "x" }, "action": { "name": "read" }, "resource": { "type": "record", "id": "r" } });
-    h.call(Method::POST, "/access/v1/evaluation", Some(&scim), Some(eval)).await.problem(StatusCode::FORBIDDEN, "forbidden");
+    h.call(Method::POST, "/access/v1/evaluation", Some(&scim), Some(eval))
+        .await
+        .problem(StatusCode::FORBIDDEN, "forbidden");
     let denied = h.events("action=auth.denied").await;
     assert!(denied.iter().any(|e| e["details"]["needed_scope"] == "scim"), "{denied:?}");
 }
@@ -685,8 +885,14 @@ async fn scim_termination(h: &Harness) {
     let rt = h.post("/api/v1/resource-types", json!({ "name": "chart", "actions": ["read"] })).await;
     assert_eq!(rt.status, StatusCode::CREATED, "{}", rt.text);
     let res = h.post("/api/v1/resources", json!({ "type_id": id(&rt.body), "name": "ward-1" })).await;
-    let role = h.post("/api/v1/roles", json!({ "name": "chart-reader", "permissions": [{ "resource_type": "chart", "actions": ["read"] }] })).await;
-    let g = h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&role.body) })).await;
+    let role = h
+        .post(
+            "/api/v1/roles",
+            json!({ "name": "chart-reader", "permissions": [{ "resource_type": "chart", "actions": ["read"] }] }),
+        )
+        .await;
+    let g =
+        h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&role.body) })).await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     let group = h.post("/api/v1/groups", json!({ "name": "ward-team" })).await;
     let m = h.post(&format!("/api/v1/groups/{}/members", id(&group.body)), json!({ "type": "user", "id": uid })).await;
@@ -699,7 +905,12 @@ async fn scim_termination(h: &Harness) {
     let f = urlencode(r#"userName eq "leaver.one""#);
     assert_eq!(ids_of(&h.scim(&t, Method::GET, &format!("/Users?filter={f}"), None).await), vec![uid.clone()]);
     let r = h
-        .scim(&t, Method::PATCH, &format!("/Users/{uid}"), Some(patch(json!([{ "op": "Replace", "path": "active", "value": "False" }]))))
+        .scim(
+            &t,
+            Method::PATCH,
+            &format!("/Users/{uid}"),
+            Some(patch(json!([{ "op": "Replace", "path": "active", "value": "False" }]))),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     // Right after the response: session refused, decision denied, everything revoked.
@@ -729,11 +940,14 @@ async fn scim_separation_of_duties(h: &Harness) {
     assert_eq!(rule.status, StatusCode::CREATED, "{}", rule.text);
     let u = id(&h.scim(&t, Method::POST, "/Users", Some(user_body("grace@x.org"))).await.body);
     let ok = id(&h.scim(&t, Method::POST, "/Users", Some(user_body("heidi@x.org"))).await.body);
-    let g = h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": u }, "role_id": id(&requester) })).await;
+    let g =
+        h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": u }, "role_id": id(&requester) })).await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
-    let group = h.scim(&t, Method::POST, "/Groups", Some(json!({ "schemas": [GROUP], "displayName": "Approvers" }))).await;
+    let group =
+        h.scim(&t, Method::POST, "/Groups", Some(json!({ "schemas": [GROUP], "displayName": "Approvers" }))).await;
     let gid = id(&group.body);
-    let gg = h.post("/api/v1/grants", json!({ "subject": { "type": "group", "id": gid }, "role_id": id(&approver) })).await;
+    let gg =
+        h.post("/api/v1/grants", json!({ "subject": { "type": "group", "id": gid }, "role_id": id(&approver) })).await;
     assert_eq!(gg.status, StatusCode::CREATED, "{}", gg.text);
     let before = h.tree_size().await;
     let add = patch(json!([{ "op": "Add", "path": "members", "value": [{ "value": ok }, { "value": u }] }]));
