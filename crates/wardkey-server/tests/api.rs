@@ -626,9 +626,16 @@ async fn separation_of_duties(h: &Harness) {
     assert_eq!(rule.status, StatusCode::CREATED, "{}", rule.text);
     let u = h.create_user("grace").await;
     let subject = json!({ "type": "user", "id": id(&u) });
-    let g = h.post("/api/v1/grants", json!({ "justification": "test access", "subject": subject, "role_id": id(&requester) })).await;
+    let g = h
+        .post(
+            "/api/v1/grants",
+            json!({ "justification": "test access", "subject": subject, "role_id": id(&requester) }),
+        )
+        .await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
-    let r = h.post("/api/v1/grants", json!({ "justification": "test access", "subject": subject, "role_id": id(&approver) })).await;
+    let r = h
+        .post("/api/v1/grants", json!({ "justification": "test access", "subject": subject, "role_id": id(&approver) }))
+        .await;
     let p = r.problem(StatusCode::CONFLICT, "sod-violation");
     assert_eq!(p["rule_name"], "request-vs-approve");
     assert_eq!(p["rule_id"], id(&rule.body));

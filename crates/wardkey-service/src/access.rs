@@ -6,10 +6,10 @@ use crate::stepup::{SensitiveChange, is_sensitive_role, require_step_up};
 use crate::{Committed, PageRequest, Paged, Result, ServiceError, Services, draft};
 use serde_json::json;
 use wardkey_domain::{
-    Grant, GrantId, Member, NewGrant, NewResource, NewResourceType, NewRole, NewRoleTemplate, NewSodRule,
-    Resource, ResourceId, ResourceType, ResourceTypeId, ResourceTypeUpdate, ResourceUpdate, Role, RoleId, RoleTemplate,
-    RoleTemplateId, RoleTemplateUpdate, RoleUpdate, SodItem, SodRule, SodRuleId, SodRuleUpdate,
-    Subject, check_no_cycle, check_sod, normalise_actions, normalise_permissions,
+    Grant, GrantId, Member, NewGrant, NewResource, NewResourceType, NewRole, NewRoleTemplate, NewSodRule, Resource,
+    ResourceId, ResourceType, ResourceTypeId, ResourceTypeUpdate, ResourceUpdate, Role, RoleId, RoleTemplate,
+    RoleTemplateId, RoleTemplateUpdate, RoleUpdate, SodItem, SodRule, SodRuleId, SodRuleUpdate, Subject,
+    check_no_cycle, check_sod, normalise_actions, normalise_permissions,
 };
 use wardkey_store::{GrantQuery, ResourceQuery, WriteTx};
 

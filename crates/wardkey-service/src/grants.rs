@@ -169,7 +169,14 @@ pub(crate) fn member_subject(m: Member) -> Subject {
 }
 
 /// The keys every grant event shares: what was granted and how it came about.
-fn grant_facts(grant: &Grant, role: Option<&Role>, approvers: &[String], request: Option<&str>, review_item: Option<&str>, origin: Option<&serde_json::Value>) -> serde_json::Map<String, serde_json::Value> {
+fn grant_facts(
+    grant: &Grant,
+    role: Option<&Role>,
+    approvers: &[String],
+    request: Option<&str>,
+    review_item: Option<&str>,
+    origin: Option<&serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
     let mut m = serde_json::Map::new();
     m.insert("subject".into(), json!(grant.subject.target()));
     m.insert("role".into(), json!(grant.role_id.target()));

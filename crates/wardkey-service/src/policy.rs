@@ -3,11 +3,11 @@
 
 use crate::auth::{Admin, Authorized};
 use crate::authn::SessionCaller;
+use crate::grants::{EventContext, NewGrantSpec, Provenance};
+use crate::stepup::SensitiveChange;
 use crate::{Committed, Result, ServiceError, Services, draft};
 use serde::Deserialize;
 use serde_json::json;
-use crate::grants::{EventContext, NewGrantSpec, Provenance};
-use crate::stepup::SensitiveChange;
 use wardkey_domain::{ForbidRule, ForbidRuleId, Grant, GrantSource, NewForbidRule, ResourceId, RoleId, Subject};
 
 /// Emergency access a person declares for themselves.
@@ -137,12 +137,17 @@ impl Services {
             .write(move |tx| {
                 Box::pin(async move {
                     let now = tx.now();
-                    let role = tx.get_role(input.role_id).await?.ok_or_else(|| ServiceError::invalid("role_id", "no such role"))?;
+                    let role = tx
+                        .get_role(input.role_id)
+                        .await?
+                        .ok_or_else(|| ServiceError::invalid("role_id", "no such role"))?;
                     if !role.break_glass {
                         return Err(ServiceError::invalid("role_id", "this role is not available for break-glass"));
                     }
                     if let Some(r) = input.resource_id {
-                        tx.get_resource(r).await?.ok_or_else(|| ServiceError::invalid("resource_id", "no such resource"))?;
+                        tx.get_resource(r)
+                            .await?
+                            .ok_or_else(|| ServiceError::invalid("resource_id", "no such resource"))?;
                     }
                     let expires_at = now + chrono::Duration::minutes(i64::from(minutes));
                     let (role_id, role_name) = (role.id, role.name.clone());

@@ -289,8 +289,8 @@ impl Services {
                     why.join(", "),
                     g.requester.as_deref().unwrap_or(&g.created_by)
                 ),
-                suggested_action: "review the grant with the data owner: confirm it, or revoke it and have it requested"
-                    .to_owned(),
+                suggested_action:
+                    "review the grant with the data owner: confirm it, or revoke it and have it requested".to_owned(),
                 details: json!({
                     "grant": g.id.target(),
                     "role": g.role_id.target(),

@@ -665,16 +665,7 @@ pub enum GrantCommand {
 
 pub async fn run_grant(cmd: GrantCommand) -> Result<ExitCode, String> {
     match cmd {
-        GrantCommand::Create {
-            api,
-            user,
-            group,
-            service_account,
-            role,
-            resource,
-            justification,
-            expires_at,
-        } => {
+        GrantCommand::Create { api, user, group, service_account, role, resource, justification, expires_at } => {
             let api = Api::new(&api)?;
             let subject = if let Some(u) = user {
                 json!({ "type": "user", "id": api.resolve_user(&u).await?["id"] })

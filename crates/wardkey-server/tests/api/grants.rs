@@ -88,7 +88,8 @@ impl Harness {
     }
 
     async fn as_person(&self, p: &Person, method: Method, path: &str, body: Option<Value>) -> Resp {
-        let mut req = self.http.request(method, self.url(path)).header(COOKIE, format!("{SESSION_COOKIE}={}", p.cookie));
+        let mut req =
+            self.http.request(method, self.url(path)).header(COOKIE, format!("{SESSION_COOKIE}={}", p.cookie));
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -99,7 +100,10 @@ impl Harness {
     async fn session_admin(&self, username: &str) -> Person {
         let uid = self.person(username).await;
         let role = self
-            .post("/api/v1/roles", json!({ "name": format!("{username}-admin"), "session_policy": { "scopes": ["admin"] } }))
+            .post(
+                "/api/v1/roles",
+                json!({ "name": format!("{username}-admin"), "session_policy": { "scopes": ["admin"] } }),
+            )
             .await;
         assert_eq!(role.status, StatusCode::CREATED, "{}", role.text);
         let g = self
@@ -116,8 +120,9 @@ impl Harness {
     /// Proves the second factor again in `p`'s session (the cookie rotates).
     async fn step_up(&self, p: &mut Person) {
         self.advance(30);
-        let up =
-            self.as_person(p, Method::POST, "/api/v1/auth/totp", Some(json!({ "code": totp(&p.secret, self.at()) }))).await;
+        let up = self
+            .as_person(p, Method::POST, "/api/v1/auth/totp", Some(json!({ "code": totp(&p.secret, self.at()) })))
+            .await;
         assert_eq!(up.status, StatusCode::OK, "{}", up.text);
         p.cookie = cookie_of(&up);
     }
@@ -166,7 +171,8 @@ async fn one_event_shape_from_every_path(h: &Harness) {
     let u = h.post("/api/v1/users", json!({ "username": "c.nurse", "hr": { "department": "Cardiology" } })).await;
     assert_eq!(u.status, StatusCode::CREATED, "{}", u.text);
     let nurse = id(&u.body);
-    let v = h.post(&format!("/api/v1/users/{nurse}/verify-identity"), json!({ "version": 1, "method": "in_person" })).await;
+    let v =
+        h.post(&format!("/api/v1/users/{nurse}/verify-identity"), json!({ "version": 1, "method": "in_person" })).await;
     assert_eq!(v.status, StatusCode::OK, "{}", v.text);
     let a = h.post(&format!("/api/v1/users/{nurse}/status"), json!({ "version": 2, "status": "active" })).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
@@ -218,7 +224,9 @@ async fn one_event_shape_from_every_path(h: &Harness) {
         .await;
     assert_eq!(moved.status, StatusCode::OK, "{}", moved.text);
     let cur = h.get(&format!("/api/v1/users/{nurse}")).await;
-    let off = h.post(&format!("/api/v1/users/{nurse}/status"), json!({ "version": cur.body["version"], "status": "disabled" })).await;
+    let off = h
+        .post(&format!("/api/v1/users/{nurse}/status"), json!({ "version": cur.body["version"], "status": "disabled" }))
+        .await;
     assert_eq!(off.status, StatusCode::OK, "{}", off.text);
 
     let revoked = h.events("action=grant.revoke&limit=500").await;
@@ -233,7 +241,11 @@ async fn one_event_shape_from_every_path(h: &Harness) {
     let leaver = revoked.iter().find(|e| e["target"] == format!("grant:{}", id(&again))).unwrap();
     assert_eq!(leaver["details"]["source"], "manual");
     assert_eq!(leaver["details"]["role_name"], "reader");
-    assert!(revoked.iter().any(|e| e["details"]["source"] == "template" && e["details"]["role"] == format!("role:{}", id(&cardio))));
+    assert!(
+        revoked
+            .iter()
+            .any(|e| e["details"]["source"] == "template" && e["details"]["role"] == format!("role:{}", id(&cardio)))
+    );
 }
 
 /// A client cannot label a grant or name its requester or approver; a justification is
@@ -286,10 +298,16 @@ async fn asserted_provenance_refused(h: &Harness) {
 async fn reconcile_flags_sensitive_manual_grants(h: &Harness) {
     h.post("/api/v1/resource-types", json!({ "name": "chart", "actions": ["read"], "phi": true })).await;
     h.post("/api/v1/resource-types", json!({ "name": "menu", "actions": ["read"], "phi": false })).await;
-    let phi = h.role_with(json!({ "name": "chart-reader", "permissions": [{ "resource_type": "chart", "actions": ["read"] }] })).await;
+    let phi = h
+        .role_with(
+            json!({ "name": "chart-reader", "permissions": [{ "resource_type": "chart", "actions": ["read"] }] }),
+        )
+        .await;
     let privileged = h.role_with(json!({ "name": "dba", "privileged": true })).await;
     let admin = h.role_with(json!({ "name": "iam-admins", "session_policy": { "scopes": ["admin"] } })).await;
-    let plain = h.role_with(json!({ "name": "menu-reader", "permissions": [{ "resource_type": "menu", "actions": ["read"] }] })).await;
+    let plain = h
+        .role_with(json!({ "name": "menu-reader", "permissions": [{ "resource_type": "menu", "actions": ["read"] }] }))
+        .await;
     let uid = id(&h.create_user("kim").await);
     let grp = h.post("/api/v1/groups", json!({ "name": "dbas" })).await;
     let gid = id(&grp.body);
@@ -346,7 +364,10 @@ async fn step_up_grant(h: &Harness) {
     }
     let other = id(&h.create_user("token.hire").await);
     let t = h
-        .post("/api/v1/grants", json!({ "subject": user(&other), "role_id": id(&privileged), "justification": "x-fer" }))
+        .post(
+            "/api/v1/grants",
+            json!({ "subject": user(&other), "role_id": id(&privileged), "justification": "x-fer" }),
+        )
         .await;
     assert_eq!(t.status, StatusCode::CREATED, "an API token needs no step-up: {}", t.text);
 }
@@ -374,21 +395,41 @@ async fn step_up_role_edit(h: &Harness) {
     assert_eq!(h.get(&format!("/api/v1/roles/{}", id(&held))).await.body["privileged"], false);
     // Nobody holds it: not a sensitive change to anyone yet. A description edit is never one.
     let u = h
-        .as_person(&admin, Method::PATCH, &format!("/api/v1/roles/{}", id(&unheld)), Some(patch(&unheld, json!({ "privileged": true }))))
+        .as_person(
+            &admin,
+            Method::PATCH,
+            &format!("/api/v1/roles/{}", id(&unheld)),
+            Some(patch(&unheld, json!({ "privileged": true }))),
+        )
         .await;
     assert_eq!(u.status, StatusCode::OK, "{}", u.text);
     let d = h
-        .as_person(&admin, Method::PATCH, &format!("/api/v1/roles/{}", id(&held)), Some(patch(&held, json!({ "description": "front desk" }))))
+        .as_person(
+            &admin,
+            Method::PATCH,
+            &format!("/api/v1/roles/{}", id(&held)),
+            Some(patch(&held, json!({ "description": "front desk" }))),
+        )
         .await;
     assert_eq!(d.status, StatusCode::OK, "{}", d.text);
     let held = d.body;
     h.step_up(&mut admin).await;
     let ok = h
-        .as_person(&admin, Method::PATCH, &format!("/api/v1/roles/{}", id(&held)), Some(patch(&held, json!({ "privileged": true }))))
+        .as_person(
+            &admin,
+            Method::PATCH,
+            &format!("/api/v1/roles/{}", id(&held)),
+            Some(patch(&held, json!({ "privileged": true }))),
+        )
         .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
     assert_eq!(ok.body["privileged"], true);
-    let t = h.patch(&format!("/api/v1/roles/{}", id(&held)), patch(&ok.body, json!({ "session_policy": { "scopes": ["admin"] } }))).await;
+    let t = h
+        .patch(
+            &format!("/api/v1/roles/{}", id(&held)),
+            patch(&ok.body, json!({ "session_policy": { "scopes": ["admin"] } })),
+        )
+        .await;
     assert_eq!(t.status, StatusCode::OK, "an API token needs no step-up: {}", t.text);
 }
 
@@ -449,10 +490,12 @@ async fn step_up_admin_token(h: &Harness) {
         .await
         .problem(StatusCode::FORBIDDEN, "step-up-required");
     assert_eq!(h.tree_size().await, before, "nothing written");
-    let pdp = h.as_person(&admin, Method::POST, "/api/v1/tokens", Some(json!({ "name": "pep", "scopes": ["pdp"] }))).await;
+    let pdp =
+        h.as_person(&admin, Method::POST, "/api/v1/tokens", Some(json!({ "name": "pep", "scopes": ["pdp"] }))).await;
     assert_eq!(pdp.status, StatusCode::CREATED, "a pdp token needs no step-up: {}", pdp.text);
     h.step_up(&mut admin).await;
-    let ok = h.as_person(&admin, Method::POST, "/api/v1/tokens", Some(json!({ "name": "ci", "scopes": ["admin"] }))).await;
+    let ok =
+        h.as_person(&admin, Method::POST, "/api/v1/tokens", Some(json!({ "name": "ci", "scopes": ["admin"] }))).await;
     assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
     let t = h.post("/api/v1/tokens", json!({ "name": "ci2", "scopes": ["admin"] })).await;
     assert_eq!(t.status, StatusCode::CREATED, "an API token needs no step-up: {}", t.text);
