@@ -471,6 +471,11 @@ impl Grant {
     }
 }
 
+/// A grant made over the admin API. Its provenance is recorded, never asserted: the grant is
+/// `manual`, its requester is the caller, and nobody is named as approver (approvals are
+/// recorded by the access-request workflow). `source`, `requester` and `approver` are still
+/// read so that a client sending them gets an error naming the field instead of a silently
+/// different grant.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGrant {
@@ -478,12 +483,7 @@ pub struct NewGrant {
     pub role_id: RoleId,
     #[serde(default)]
     pub resource_id: Option<ResourceId>,
-    #[serde(default)]
-    pub source: Option<GrantSource>,
-    #[serde(default)]
-    pub requester: Option<String>,
-    #[serde(default)]
-    pub approver: Option<String>,
+    /// Why the access is needed. Required; recorded on the grant and its event.
     #[serde(default)]
     pub justification: Option<String>,
     #[serde(default)]
@@ -492,20 +492,45 @@ pub struct NewGrant {
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub conditions: crate::Conditions,
+    /// Refused unless `manual`: the workflow that produces a grant sets its source.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, deprecated)]
+    pub source: Option<serde_json::Value>,
+    /// Refused: the requester of an admin grant is the caller.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, deprecated)]
+    pub requester: Option<serde_json::Value>,
+    /// Refused: approvals are recorded by the access-request workflow, not named by a client.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, deprecated)]
+    pub approver: Option<serde_json::Value>,
 }
 
 impl NewGrant {
     pub fn validate(&self, now: Timestamp) -> Result<(), DomainError> {
         let mut errors = Vec::new();
-        validate::opt_text(&mut errors, "requester", &self.requester, validate::MAX_SHORT);
-        validate::opt_text(&mut errors, "approver", &self.approver, validate::MAX_SHORT);
-        self.conditions.validate(&mut errors, "conditions");
-        validate::opt_text(&mut errors, "justification", &self.justification, validate::MAX_TEXT);
-        if let (Some(r), Some(a)) = (&self.requester, &self.approver)
-            && r == a
+        if let Some(source) = &self.source
+            && source.as_str() != Some(GrantSource::Manual.as_str())
         {
-            errors.push(FieldError::new("approver", "the approver must not be the requester"));
+            errors.push(FieldError::new(
+                "source",
+                "set by the workflow that produced the grant; a grant made over the admin API is always manual",
+            ));
         }
+        if self.requester.is_some() {
+            errors.push(FieldError::new("requester", "recorded as the caller; it cannot be named"));
+        }
+        if self.approver.is_some() {
+            errors.push(FieldError::new(
+                "approver",
+                "approvals are recorded by the access-request workflow; an administrator cannot name an approver",
+            ));
+        }
+        match &self.justification {
+            Some(j) if !j.trim().is_empty() => validate::text(&mut errors, "justification", j, validate::MAX_TEXT),
+            _ => errors.push(FieldError::new("justification", "required: say why the access is needed")),
+        }
+        self.conditions.validate(&mut errors, "conditions");
         let starts = self.starts_at.unwrap_or(now);
         if let Some(exp) = self.expires_at {
             if exp <= starts {

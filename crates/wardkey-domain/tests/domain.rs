@@ -224,23 +224,34 @@ fn templates_match_hr_attributes_case_insensitively_and_never_when_empty() {
 }
 
 #[test]
-fn grants_validate_their_window_and_approver() {
+fn grants_validate_their_window_and_refuse_asserted_provenance() {
     let base = NewGrant {
         subject: Subject::User(UserId::generate()),
         role_id: RoleId::generate(),
         resource_id: None,
         source: None,
-        requester: Some("user:alice".into()),
-        approver: Some("user:alice".into()),
-        justification: None,
+        requester: None,
+        approver: Some(serde_json::json!("user:bob")),
+        justification: Some("covering the night shift".into()),
         starts_at: None,
         expires_at: None,
         conditions: Default::default(),
     };
-    let err = base.validate(now()).expect_err("self-approval refused");
+    let err = base.validate(now()).expect_err("a named approver is refused");
     assert!(matches!(err, DomainError::Invalid(e) if e[0].field == "approver"));
+    for (field, g) in [
+        ("source", NewGrant { approver: None, source: Some(serde_json::json!("request")), ..base.clone() }),
+        ("source", NewGrant { approver: None, source: Some(serde_json::json!("break_glass")), ..base.clone() }),
+        ("requester", NewGrant { approver: None, requester: Some(serde_json::json!("user:x")), ..base.clone() }),
+        ("justification", NewGrant { approver: None, justification: None, ..base.clone() }),
+        ("justification", NewGrant { approver: None, justification: Some("  ".into()), ..base.clone() }),
+    ] {
+        assert!(matches!(g.validate(now()), Err(DomainError::Invalid(e)) if e[0].field == field), "{field}");
+    }
+    let manual = NewGrant { approver: None, source: Some(serde_json::json!("manual")), ..base.clone() };
+    assert!(manual.validate(now()).is_ok());
     let mut g = base.clone();
-    g.approver = Some("user:bob".into());
+    g.approver = None;
     g.expires_at = Some(now() - Duration::minutes(1));
     assert!(matches!(g.validate(now()), Err(DomainError::Invalid(e)) if e[0].field == "expires_at"));
     g.starts_at = Some(now() + Duration::days(2));

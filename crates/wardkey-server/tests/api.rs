@@ -544,7 +544,7 @@ async fn dangling_reference(h: &Harness) {
     let u = h.create_user("dave").await;
     let before = h.tree_size().await;
     let r = h
-        .post("/api/v1/grants", json!({ "subject": { "type": "user", "id": id(&u) }, "role_id": uuid::Uuid::now_v7() }))
+        .post("/api/v1/grants", json!({ "justification": "test access", "subject": { "type": "user", "id": id(&u) }, "role_id": uuid::Uuid::now_v7() }))
         .await;
     let p = r.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
     assert_eq!(p["errors"][0]["field"], "role_id", "{p}");
@@ -626,9 +626,16 @@ async fn separation_of_duties(h: &Harness) {
     assert_eq!(rule.status, StatusCode::CREATED, "{}", rule.text);
     let u = h.create_user("grace").await;
     let subject = json!({ "type": "user", "id": id(&u) });
-    let g = h.post("/api/v1/grants", json!({ "subject": subject, "role_id": id(&requester) })).await;
+    let g = h
+        .post(
+            "/api/v1/grants",
+            json!({ "justification": "test access", "subject": subject, "role_id": id(&requester) }),
+        )
+        .await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
-    let r = h.post("/api/v1/grants", json!({ "subject": subject, "role_id": id(&approver) })).await;
+    let r = h
+        .post("/api/v1/grants", json!({ "justification": "test access", "subject": subject, "role_id": id(&approver) }))
+        .await;
     let p = r.problem(StatusCode::CONFLICT, "sod-violation");
     assert_eq!(p["rule_name"], "request-vs-approve");
     assert_eq!(p["rule_id"], id(&rule.body));
@@ -638,7 +645,7 @@ async fn separation_of_duties(h: &Harness) {
     assert_eq!(group.status, StatusCode::CREATED, "{}", group.text);
     let gid = id(&group.body);
     let gg =
-        h.post("/api/v1/grants", json!({ "subject": { "type": "group", "id": gid }, "role_id": id(&approver) })).await;
+        h.post("/api/v1/grants", json!({ "justification": "test access", "subject": { "type": "group", "id": gid }, "role_id": id(&approver) })).await;
     assert_eq!(gg.status, StatusCode::CREATED, "{}", gg.text);
     let before = h.tree_size().await;
     let m = h.post(&format!("/api/v1/groups/{gid}/members"), json!({ "type": "user", "id": id(&u) })).await;
@@ -675,7 +682,7 @@ async fn separation_of_duties(h: &Harness) {
     let heidi = h.create_user("heidi").await;
     for role in [&clerk.body, &helper] {
         let g = h
-            .post("/api/v1/grants", json!({ "subject": { "type": "user", "id": id(&heidi) }, "role_id": id(role) }))
+            .post("/api/v1/grants", json!({ "justification": "test access", "subject": { "type": "user", "id": id(&heidi) }, "role_id": id(role) }))
             .await;
         assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     }
@@ -691,49 +698,6 @@ async fn separation_of_duties(h: &Harness) {
     assert_eq!(h.tree_size().await, before, "the refused edit wrote nothing");
     let still = h.get(&format!("/api/v1/roles/{}", id(&helper))).await;
     assert_eq!(still.body["permissions"], json!([]));
-}
-
-async fn approvers(h: &Harness) {
-    let role = h.create_role("auditor-viewer").await;
-    let ivan = h.create_user("ivan").await;
-    let judy = h.create_user("judy").await;
-    let subject = json!({ "type": "user", "id": id(&ivan) });
-    let before = h.tree_size().await;
-    for (approver, why) in [
-        ("somebody".to_owned(), "user:<id>"),
-        (format!("user:{}", uuid::Uuid::now_v7()), "no such user"),
-        (format!("user:{}", id(&judy)), "not an active user"),
-    ] {
-        let r =
-            h.post("/api/v1/grants", json!({ "subject": subject, "role_id": id(&role), "approver": approver })).await;
-        let p = r.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
-        assert_eq!(p["errors"][0]["field"], "approver", "{p}");
-        assert!(p["errors"][0]["message"].as_str().unwrap_or_default().contains(why), "{p}");
-    }
-    assert_eq!(h.tree_size().await, before, "refused grants write nothing");
-    // An active person approves: recorded on the grant and in its audit event.
-    let jid = id(&judy);
-    let v = h
-        .post(
-            &format!("/api/v1/users/{jid}/verify-identity"),
-            json!({ "version": 1, "method": "in_person_government_id" }),
-        )
-        .await;
-    assert_eq!(v.status, StatusCode::OK, "{}", v.text);
-    let a = h.post(&format!("/api/v1/users/{jid}/status"), json!({ "version": 2, "status": "active" })).await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
-    let approver = format!("user:{jid}");
-    let g = h
-        .post(
-            "/api/v1/grants",
-            json!({ "subject": subject, "role_id": id(&role), "approver": approver, "justification": "audit season" }),
-        )
-        .await;
-    assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
-    assert_eq!(g.body["approver"], approver.as_str());
-    let events = h.events(&format!("action=grant.create&target=grant:{}", id(&g.body))).await;
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0]["approver"], approver.as_str());
 }
 
 async fn request_ids(h: &Harness) {
@@ -856,7 +820,6 @@ on_both_stores!(
     duplicates,
     versions,
     separation_of_duties,
-    approvers,
     request_ids,
     listing,
     operations,
@@ -1040,6 +1003,8 @@ fn say_loudly(message: &str) {
 mod authn;
 #[path = "api/authz.rs"]
 mod authz;
+#[path = "api/grants.rs"]
+mod grants;
 #[path = "api/hr.rs"]
 mod hr;
 #[path = "api/interop.rs"]

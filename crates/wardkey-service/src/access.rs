@@ -1,13 +1,15 @@
 //! Resource types, resources, roles, role templates, SoD rules and grants.
 
 use crate::auth::{Admin, Authorized};
+use crate::grants::{EventContext, NewGrantSpec, Provenance};
+use crate::stepup::{SensitiveChange, is_sensitive_role, require_step_up};
 use crate::{Committed, PageRequest, Paged, Result, ServiceError, Services, draft};
 use serde_json::json;
 use wardkey_domain::{
-    Grant, GrantId, GrantSource, Member, NewGrant, NewResource, NewResourceType, NewRole, NewRoleTemplate, NewSodRule,
-    Resource, ResourceId, ResourceType, ResourceTypeId, ResourceTypeUpdate, ResourceUpdate, Role, RoleId, RoleTemplate,
-    RoleTemplateId, RoleTemplateUpdate, RoleUpdate, ServiceAccountStatus, SodItem, SodRule, SodRuleId, SodRuleUpdate,
-    Subject, UserId, UserStatus, check_no_cycle, check_sod, normalise_actions, normalise_permissions,
+    Grant, GrantId, Member, NewGrant, NewResource, NewResourceType, NewRole, NewRoleTemplate, NewSodRule, Resource,
+    ResourceId, ResourceType, ResourceTypeId, ResourceTypeUpdate, ResourceUpdate, Role, RoleId, RoleTemplate,
+    RoleTemplateId, RoleTemplateUpdate, RoleUpdate, SodItem, SodRule, SodRuleId, SodRuleUpdate, Subject,
+    check_no_cycle, check_sod, normalise_actions, normalise_permissions,
 };
 use wardkey_store::{GrantQuery, ResourceQuery, WriteTx};
 
@@ -40,32 +42,6 @@ pub(crate) async fn roles_held(tx: &mut WriteTx, subject: Subject) -> Result<Vec
     roles.sort_by_key(|r| r.id);
     roles.dedup_by_key(|r| r.id);
     Ok(roles)
-}
-
-/// The subject must exist and be able to hold access.
-async fn check_subject(tx: &mut WriteTx, subject: Subject) -> Result<()> {
-    let field = "subject";
-    match subject {
-        Subject::User(id) => {
-            let u = tx.get_user(id).await?.ok_or_else(|| ServiceError::invalid(field, "no such user"))?;
-            if u.status == UserStatus::Disabled {
-                return Err(ServiceError::invalid(field, "the user is disabled"));
-            }
-        }
-        Subject::Group(id) => {
-            tx.get_group(id).await?.ok_or_else(|| ServiceError::invalid(field, "no such group"))?;
-        }
-        Subject::ServiceAccount(id) => {
-            let s = tx
-                .get_service_account(id)
-                .await?
-                .ok_or_else(|| ServiceError::invalid(field, "no such service account"))?;
-            if s.status == ServiceAccountStatus::Disabled {
-                return Err(ServiceError::invalid(field, "the service account is disabled"));
-            }
-        }
-    }
-    Ok(())
 }
 
 impl Services {
@@ -351,6 +327,7 @@ impl Services {
                     let types = tx.list_resource_types().await?;
                     input.validate(&types)?;
                     let mut role = tx.get_role(id).await?.ok_or_else(|| not_found("role", id))?;
+                    let role_before = role.clone();
                     let before = role.permissions.clone();
                     if let Some(p) = input.permissions {
                         role.permissions = normalise_permissions(p);
@@ -373,6 +350,13 @@ impl Services {
                         role.conditions = c;
                     }
                     role.updated_at = tx.now();
+                    // Making a held role privileged or admin-scoped hands that power to every
+                    // holder at once: as sensitive as granting it to each of them.
+                    if crate::stepup::became_more_sensitive(&role_before, &role)
+                        && !holders_of_role(tx, id).await?.is_empty()
+                    {
+                        require_step_up(&caller, tx.now(), SensitiveChange::RoleBecomesSensitive)?;
+                    }
                     if role.permissions != before {
                         // New permissions may complete a permission-based SoD conflict for
                         // someone who already holds the role.
@@ -612,9 +596,10 @@ impl Services {
             .await
     }
 
-    /// Grants a role. Refused when the subject cannot hold access, a reference dangles, the
-    /// approver is the requester or the subject, or a separation-of-duties rule would break
-    /// for the subject (or, for a group, for any of its members).
+    /// Grants a role over the admin API: a `manual` grant requested by the caller, with a
+    /// justification ([`crate::grants::create_in_tx`] does the rest). Provenance cannot be
+    /// asserted (see [`NewGrant`]); a person granting a privileged or admin-scoped role proves
+    /// a second factor again first ([`crate::stepup`]).
     pub async fn create_grant(&self, by: &Authorized<Admin>, input: NewGrant) -> Result<Committed<Grant>> {
         let now = self.clock().now();
         input.validate(now)?;
@@ -622,96 +607,24 @@ impl Services {
         self.store
             .write(move |tx| {
                 Box::pin(async move {
-                    let now = tx.now();
                     let role = tx
                         .get_role(input.role_id)
                         .await?
                         .ok_or_else(|| ServiceError::invalid("role_id", "no such role"))?;
-                    // A person granting a privileged role (or one that administers Wardkey)
-                    // proves a second factor again first.
-                    let sensitive = role.privileged || !role.session_policy.scopes.is_empty();
-                    if sensitive && caller.session.as_ref().is_some_and(|s| !s.fresh_mfa(now)) {
-                        return Err(ServiceError::StepUpRequired);
+                    if is_sensitive_role(&role) {
+                        require_step_up(&caller, tx.now(), SensitiveChange::GrantSensitiveRole)?;
                     }
-                    check_subject(tx, input.subject).await?;
-                    if let Some(r) = input.resource_id {
-                        tx.get_resource(r)
-                            .await?
-                            .ok_or_else(|| ServiceError::invalid("resource_id", "no such resource"))?;
-                    }
-                    let requester = input.requester.clone().unwrap_or_else(|| caller.actor.principal());
-                    if input.approver.as_deref() == Some(requester.as_str()) {
-                        return Err(ServiceError::invalid("approver", "the approver must not be the requester"));
-                    }
-                    if input.approver.as_deref() == Some(input.subject.target().as_str()) {
-                        return Err(ServiceError::invalid("approver", "nobody approves their own access"));
-                    }
-                    if let Some(approver) = &input.approver {
-                        // Evidence must name someone real and accountable, not free text.
-                        let id = approver
-                            .strip_prefix("user:")
-                            .and_then(|s| s.parse::<UserId>().ok())
-                            .ok_or_else(|| ServiceError::invalid("approver", "must name a person as user:<id>"))?;
-                        let person =
-                            tx.get_user(id).await?.ok_or_else(|| ServiceError::invalid("approver", "no such user"))?;
-                        if person.status != UserStatus::Active {
-                            return Err(ServiceError::invalid("approver", "the approver is not an active user"));
-                        }
-                    }
-                    let rules = tx.list_sod_rules().await?;
-                    let added = vec![role.clone()];
-                    match input.subject {
-                        Subject::Group(g) => {
-                            for member in tx.list_members(g).await? {
-                                let s = match member {
-                                    Member::User(u) => Subject::User(u),
-                                    Member::ServiceAccount(s) => Subject::ServiceAccount(s),
-                                };
-                                let held = roles_held(tx, s).await?;
-                                check_sod(&rules, &held, &added)?;
-                            }
-                        }
-                        s => {
-                            let held = roles_held(tx, s).await?;
-                            check_sod(&rules, &held, &added)?;
-                        }
-                    }
-                    let grant = Grant {
-                        id: GrantId::generate(),
+                    let justification = input.justification.unwrap_or_default();
+                    let spec = NewGrantSpec {
                         subject: input.subject,
-                        role_id: role.id,
+                        role,
                         resource_id: input.resource_id,
-                        source: input.source.unwrap_or(GrantSource::Manual),
-                        requester: Some(requester),
-                        approver: input.approver,
-                        justification: input.justification,
-                        starts_at: input.starts_at.map(wardkey_audit::truncate_to_micros).unwrap_or(now),
-                        expires_at: input.expires_at.map(wardkey_audit::truncate_to_micros),
-                        created_at: now,
-                        created_by: caller.actor.principal(),
-                        revoked_at: None,
-                        revoked_by: None,
+                        starts_at: input.starts_at,
+                        expires_at: input.expires_at,
                         conditions: input.conditions,
-                        version: 1,
+                        provenance: Provenance::manual(&caller, justification),
                     };
-                    tx.insert_grant(&grant).await?;
-                    let mut e = draft(&caller, "grant.create", Some(grant.id.target()));
-                    e.approver = grant.approver.clone();
-                    e.details = json!({
-                        "subject": grant.subject.target(),
-                        "role": role.id.target(),
-                        "role_name": role.name,
-                        "privileged": role.privileged,
-                        "resource": grant.resource_id.map(|r| r.target()),
-                        "source": grant.source,
-                        "requester": grant.requester,
-                        "justification": grant.justification,
-                        "starts_at": grant.starts_at,
-                        "expires_at": grant.expires_at,
-                        "conditions": grant.conditions,
-                    });
-                    tx.audit(e);
-                    Ok(grant)
+                    crate::grants::create_in_tx(tx, &caller, spec, &EventContext::default()).await
                 })
             })
             .await
@@ -749,12 +662,8 @@ impl Services {
         self.store
             .write(move |tx| {
                 Box::pin(async move {
-                    let now = tx.now();
-                    let grant = tx.revoke_grant(id, version, now, &caller.actor.principal()).await?;
-                    let mut e = draft(&caller, "grant.revoke", Some(id.target()));
-                    e.reason = reason;
-                    e.details = json!({ "subject": grant.subject.target(), "role": grant.role_id.target() });
-                    tx.audit(e);
+                    let ctx = EventContext { reason, ..Default::default() };
+                    let grant = crate::grants::revoke_in_tx(tx, &caller, id, version, &ctx).await?;
                     Ok(grant)
                 })
             })
@@ -776,10 +685,7 @@ async fn holders_of_role(tx: &mut WriteTx, role: RoleId) -> Result<Vec<Subject>>
             match g.subject {
                 Subject::Group(gid) => {
                     for m in tx.list_members(gid).await? {
-                        subjects.push(match m {
-                            Member::User(u) => Subject::User(u),
-                            Member::ServiceAccount(s) => Subject::ServiceAccount(s),
-                        });
+                        subjects.push(crate::grants::member_subject(m));
                     }
                 }
                 s => subjects.push(s),

@@ -264,6 +264,7 @@ impl Services {
     ) -> Result<Committed<(ApiToken, String)>> {
         let now = self.clock().now();
         input.validate(now)?;
+        crate::stepup::require_step_up_for_token(by.caller(), now, &input.scopes)?;
         let mut secret_bytes = [0u8; SECRET_BYTES];
         rand::fill(&mut secret_bytes);
         let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret_bytes);

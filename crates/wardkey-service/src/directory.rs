@@ -19,18 +19,8 @@ pub(crate) async fn live_user(tx: &mut WriteTx, id: UserId) -> Result<User> {
     tx.get_user(id).await?.ok_or_else(|| not_found("user", id))
 }
 
-/// Revokes every live grant of `subject`, recording one event per grant.
-pub(crate) async fn revoke_everything(tx: &mut WriteTx, caller: &Caller, subject: Subject, why: &str) -> Result<usize> {
-    let now = tx.now();
-    let revoked = tx.revoke_all_grants_for_subject(subject, now, &caller.actor.principal()).await?;
-    for id in &revoked {
-        let mut e = draft(caller, "grant.revoke", Some(id.target()));
-        e.reason = Some(why.to_owned());
-        e.details = json!({ "subject": subject.target() });
-        tx.audit(e);
-    }
-    Ok(revoked.len())
-}
+/// Revokes every live grant of `subject` through the one revoke path.
+pub(crate) use crate::grants::revoke_all_in_tx as revoke_everything;
 
 /// Removes `member` from every group, one event per membership.
 pub(crate) async fn leave_all_groups(tx: &mut WriteTx, caller: &Caller, member: Member, why: &str) -> Result<()> {
@@ -346,6 +336,14 @@ impl Services {
                     };
                     let held = crate::access::roles_held(tx, member_subject).await?;
                     let added = crate::access::roles_of_grants(tx, Subject::Group(group)).await?;
+                    // Joining a group that holds a privileged or admin-scoped role is granting it.
+                    if added.iter().any(crate::stepup::is_sensitive_role) {
+                        crate::stepup::require_step_up(
+                            &caller,
+                            tx.now(),
+                            crate::stepup::SensitiveChange::JoinGroupWithSensitiveRole,
+                        )?;
+                    }
                     let rules = tx.list_sod_rules().await?;
                     check_sod(&rules, &held, &added)?;
                     let inserted = tx.add_member(group, member).await?;

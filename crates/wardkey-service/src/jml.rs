@@ -12,13 +12,12 @@
 //! Everything runs inside the caller's write job, so the attribute change and the access it
 //! implies commit together, one audit event per change.
 
+use crate::grants::{EventContext, NewGrantSpec, Provenance};
 use crate::{Caller, Result, draft};
 use serde::Serialize;
 use serde_json::json;
 use wardkey_audit::AuditDraft;
-use wardkey_domain::{
-    Grant, GrantId, GrantSource, Role, RoleId, Subject, User, UserStatus, birthright_roles, check_sod,
-};
+use wardkey_domain::{Grant, GrantId, GrantSource, RoleId, Subject, User, UserStatus, birthright_roles};
 use wardkey_store::{ReviewItem, WriteTx};
 
 /// What a birthright synchronisation changed.
@@ -55,6 +54,18 @@ pub(crate) struct ChangeContext {
 }
 
 impl ChangeContext {
+    /// How grant events of this change are framed (see [`crate::grants`]): the import's
+    /// details go to `details.origin`, not beside the grant's own keys.
+    pub(crate) fn grant_event(&self, why: &str) -> EventContext {
+        EventContext {
+            reason: Some(why.to_owned()),
+            request_ref: self.request_ref.clone(),
+            origin: self.details.clone(),
+            request: None,
+            review_item: None,
+        }
+    }
+
     pub(crate) fn event(
         &self,
         caller: &Caller,
@@ -118,25 +129,33 @@ pub(crate) async fn sync_birthright_with(
             kept.push(g.role_id);
             continue;
         }
-        let revoked = tx.revoke_grant(g.id, g.version, now, &caller.actor.principal()).await?;
-        tx.audit(ctx.event(
-            caller,
-            "grant.revoke",
-            Some(revoked.id.target()),
-            why,
-            json!({ "subject": subject.target(), "role": g.role_id.target(), "source": "template", "birthright": "no longer justified by HR attributes" }),
-        ));
+        crate::grants::revoke_in_tx(tx, caller, g.id, g.version, &ctx.grant_event(why)).await?;
         change.revoked.push(g.role_id);
     }
 
-    // Grant what is missing, checking separation of duties like every other grant path.
+    // Grant what is missing through the one grant path; a separation-of-duties refusal
+    // becomes a review item instead of failing the whole change.
     let missing: Vec<RoleId> = wanted.iter().copied().filter(|r| !kept.contains(r)).collect();
-    if !missing.is_empty() {
-        let rules = tx.list_sod_rules().await?;
-        // Read after the revocations above, in this transaction: what the subject holds now.
-        let mut held: Vec<Role> = crate::access::roles_held(tx, subject).await?;
-        for role in tx.get_roles(&missing).await? {
-            if let Err(e) = check_sod(&rules, &held, std::slice::from_ref(&role)) {
+    for role in tx.get_roles(&missing).await? {
+        let spec = NewGrantSpec {
+            subject,
+            role: role.clone(),
+            resource_id: None,
+            starts_at: None,
+            expires_at: None,
+            conditions: Default::default(),
+            provenance: Provenance {
+                source: GrantSource::Template,
+                requester: caller.actor.principal(),
+                approvers: Vec::new(),
+                justification: Some(format!("birthright: {why}")),
+                request: None,
+                review_item: None,
+            },
+        };
+        match crate::grants::create_in_tx(tx, caller, spec, &ctx.grant_event(why)).await {
+            Ok(_) => change.granted.push(role.id),
+            Err(e @ crate::ServiceError::SodViolation { .. }) => {
                 let reason = format!("birthright role {} refused: {e}", role.name);
                 let item = review_item(
                     ctx,
@@ -157,42 +176,8 @@ pub(crate) async fn sync_birthright_with(
                     ));
                 }
                 change.refused.push(role.id);
-                continue;
             }
-            let grant = Grant {
-                id: GrantId::generate(),
-                subject,
-                role_id: role.id,
-                resource_id: None,
-                source: GrantSource::Template,
-                requester: Some(caller.actor.principal()),
-                approver: None,
-                justification: Some(format!("birthright: {why}")),
-                starts_at: now,
-                expires_at: None,
-                created_at: now,
-                created_by: caller.actor.principal(),
-                revoked_at: None,
-                revoked_by: None,
-                conditions: Default::default(),
-                version: 1,
-            };
-            tx.insert_grant(&grant).await?;
-            tx.audit(ctx.event(
-                caller,
-                "grant.create",
-                Some(grant.id.target()),
-                why,
-                json!({
-                    "subject": subject.target(),
-                    "role": role.id.target(),
-                    "role_name": role.name,
-                    "privileged": role.privileged,
-                    "source": GrantSource::Template,
-                }),
-            ));
-            held.push(role.clone());
-            change.granted.push(role.id);
+            Err(e) => return Err(e),
         }
     }
 

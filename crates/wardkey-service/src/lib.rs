@@ -12,12 +12,14 @@ pub mod authn;
 pub mod decisions;
 pub mod directory;
 pub mod error;
+pub mod grants;
 pub mod hr;
 pub mod jml;
 pub mod lifecycle;
 pub mod policy;
 pub mod reconcile;
 pub mod scim;
+pub mod stepup;
 
 pub use auth::{Admin, AuditRead, Authorized, Caller, Pdp, RequestMeta, ScopeRequirement};
 pub(crate) use authn::AuthnRuntime;

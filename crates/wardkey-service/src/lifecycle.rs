@@ -2,7 +2,8 @@
 //! an HR roster, the contractor end-date job): one function, used inside the caller's write
 //! job, so the status change and the loss of every access commit together or not at all.
 
-use crate::directory::{leave_all_groups, revoke_everything};
+use crate::directory::leave_all_groups;
+use crate::grants::revoke_all_in_tx as revoke_everything;
 use crate::{Caller, Result, draft};
 use serde_json::json;
 use wardkey_domain::{Member, Subject, User, UserStatus};

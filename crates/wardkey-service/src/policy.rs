@@ -3,12 +3,12 @@
 
 use crate::auth::{Admin, Authorized};
 use crate::authn::SessionCaller;
+use crate::grants::{EventContext, NewGrantSpec, Provenance};
+use crate::stepup::SensitiveChange;
 use crate::{Committed, Result, ServiceError, Services, draft};
 use serde::Deserialize;
 use serde_json::json;
-use wardkey_domain::{
-    ForbidRule, ForbidRuleId, Grant, GrantId, GrantSource, NewForbidRule, ResourceId, RoleId, Subject,
-};
+use wardkey_domain::{ForbidRule, ForbidRuleId, Grant, GrantSource, NewForbidRule, ResourceId, RoleId, Subject};
 
 /// Emergency access a person declares for themselves.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -114,11 +114,7 @@ impl Services {
     /// event flagged for review (`break_glass.declared`), and decisions it allows carry an
     /// obligation to record the use.
     pub async fn declare_break_glass(&self, sc: &SessionCaller, input: BreakGlassRequest) -> Result<Committed<Grant>> {
-        let now = self.clock().now();
-        let fresh = sc.caller.session.as_ref().is_some_and(|s| s.fresh_mfa(now));
-        if !fresh {
-            return Err(ServiceError::StepUpRequired);
-        }
+        self.require_step_up_for(&sc.caller, SensitiveChange::BreakGlass)?;
         let max = self.authn.settings.break_glass_max_minutes.max(1);
         let minutes = input.duration_minutes.unwrap_or(BREAK_GLASS_DEFAULT_MINUTES.min(max));
         let mut errors = Vec::new();
@@ -141,49 +137,49 @@ impl Services {
             .write(move |tx| {
                 Box::pin(async move {
                     let now = tx.now();
-                    let role = tx.get_role(input.role_id).await?.ok_or_else(|| ServiceError::invalid("role_id", "no such role"))?;
+                    let role = tx
+                        .get_role(input.role_id)
+                        .await?
+                        .ok_or_else(|| ServiceError::invalid("role_id", "no such role"))?;
                     if !role.break_glass {
                         return Err(ServiceError::invalid("role_id", "this role is not available for break-glass"));
                     }
                     if let Some(r) = input.resource_id {
-                        tx.get_resource(r).await?.ok_or_else(|| ServiceError::invalid("resource_id", "no such resource"))?;
+                        tx.get_resource(r)
+                            .await?
+                            .ok_or_else(|| ServiceError::invalid("resource_id", "no such resource"))?;
                     }
-                    let rules = tx.list_sod_rules().await?;
-                    let held = crate::access::roles_held(tx, Subject::User(user)).await?;
-                    wardkey_domain::check_sod(&rules, &held, std::slice::from_ref(&role))?;
-                    let grant = Grant {
-                        id: GrantId::generate(),
+                    let expires_at = now + chrono::Duration::minutes(i64::from(minutes));
+                    let (role_id, role_name) = (role.id, role.name.clone());
+                    let spec = NewGrantSpec {
                         subject: Subject::User(user),
-                        role_id: role.id,
+                        role,
                         resource_id: input.resource_id,
-                        source: GrantSource::BreakGlass,
-                        requester: Some(caller.actor.principal()),
-                        approver: None,
-                        justification: Some(input.justification.clone()),
-                        starts_at: now,
-                        expires_at: Some(now + chrono::Duration::minutes(i64::from(minutes))),
-                        created_at: now,
-                        created_by: caller.actor.principal(),
-                        revoked_at: None,
-                        revoked_by: None,
+                        starts_at: Some(now),
+                        expires_at: Some(expires_at),
                         conditions: Default::default(),
-                        version: 1,
+                        provenance: Provenance {
+                            source: GrantSource::BreakGlass,
+                            requester: caller.actor.principal(),
+                            approvers: Vec::new(),
+                            justification: Some(input.justification.clone()),
+                            request: None,
+                            review_item: None,
+                        },
                     };
-                    tx.insert_grant(&grant).await?;
+                    let ctx = EventContext::reason(input.justification.clone());
+                    let grant = crate::grants::create_in_tx(tx, &caller, spec, &ctx).await?;
                     let mut d = draft(&caller, "break_glass.declared", Some(grant.id.target()));
                     d.reason = Some(input.justification.clone());
                     d.details = json!({
                         "review_required": true,
-                        "role": role.id.target(),
-                        "role_name": role.name,
+                        "role": role_id.target(),
+                        "role_name": role_name,
                         "resource": grant.resource_id.map(|r| r.target()),
                         "expires_at": grant.expires_at,
                         "minutes": minutes,
                     });
                     tx.audit(d);
-                    let mut e = draft(&caller, "grant.create", Some(grant.id.target()));
-                    e.details = json!({ "subject": grant.subject.target(), "role": role.id.target(), "source": "break_glass", "expires_at": grant.expires_at });
-                    tx.audit(e);
                     Ok(grant)
                 })
             })

@@ -9,7 +9,10 @@
 //! `sod_conflict` (roles held together, directly or through groups, that a
 //! separation-of-duties rule forbids), `ownerless_service_account` (an active service account
 //! whose owner is missing or not active), `review_item` (open items: grants kept after a
-//! move, workers missing from a full roster, birthright roles refused by SoD).
+//! move, workers missing from a full roster, birthright roles refused by SoD),
+//! `unreviewed_sensitive_grant` (a `manual` grant, to anyone, of a role that is privileged,
+//! administers Wardkey, or reaches a PHI resource type, with no access request behind it: it
+//! needs a review until such grants come from approved requests).
 
 use crate::auth::{Admin, Authorized};
 use crate::{Result, Services};
@@ -66,7 +69,10 @@ impl Services {
         let memberships = r.all_memberships().await?;
         let last = r.last_sign_ins().await?;
         let reviews = r.open_review_items(MAX_REVIEW_ITEMS).await?;
+        let types = r.list_resource_types().await?;
+        let groups = r.all_groups().await?;
         r.end().await?;
+        let phi_types: HashSet<&str> = types.iter().filter(|t| t.phi).map(|t| t.name.as_str()).collect();
 
         let roles_by_id: HashMap<RoleId, &Role> = roles.iter().map(|r| (r.id, r)).collect();
         let role_name = |id: &RoleId| roles_by_id.get(id).map(|r| r.name.clone()).unwrap_or_else(|| id.to_string());
@@ -243,6 +249,59 @@ impl Services {
                     "details": item.details,
                 }),
             );
+        }
+
+        // Manual grants of sensitive roles, to anyone (people, groups, service accounts): an
+        // administrator's say-so is not an approval.
+        let name_of = |subject: &Subject| match subject {
+            Subject::User(id) => users_by_id.get(id).map(|u| u.username.clone()).unwrap_or_default(),
+            Subject::Group(id) => groups.iter().find(|g| g.id == *id).map(|g| g.name.clone()).unwrap_or_default(),
+            Subject::ServiceAccount(id) => sas.iter().find(|s| s.id == *id).map(|s| s.name.clone()).unwrap_or_default(),
+        };
+        let disabled = |subject: &Subject| match subject {
+            Subject::User(id) => users_by_id.get(id).is_none_or(|u| u.status == UserStatus::Disabled),
+            _ => false,
+        };
+        for g in grants.iter().filter(|g| g.source == GrantSource::Manual && !disabled(&g.subject)) {
+            let Some(role) = roles_by_id.get(&g.role_id) else { continue };
+            let phi = role.permissions.iter().any(|p| phi_types.contains(p.resource_type.as_str()));
+            let admin_scoped = !role.session_policy.scopes.is_empty();
+            if !(role.privileged || admin_scoped || phi) {
+                continue;
+            }
+            let mut why = Vec::new();
+            if role.privileged {
+                why.push("privileged");
+            }
+            if admin_scoped {
+                why.push("administers Wardkey");
+            }
+            if phi {
+                why.push("reaches PHI");
+            }
+            findings.push(Finding {
+                kind: "unreviewed_sensitive_grant".to_owned(),
+                subject: g.subject.target(),
+                name: name_of(&g.subject),
+                reason: format!(
+                    "{} ({}) granted manually by {}, not from an approved access request",
+                    role.name,
+                    why.join(", "),
+                    g.requester.as_deref().unwrap_or(&g.created_by)
+                ),
+                suggested_action:
+                    "review the grant with the data owner: confirm it, or revoke it and have it requested".to_owned(),
+                details: json!({
+                    "grant": g.id.target(),
+                    "role": g.role_id.target(),
+                    "privileged": role.privileged,
+                    "admin_scopes": role.session_policy.scopes,
+                    "phi": phi,
+                    "requester": g.requester,
+                    "justification": g.justification,
+                    "created_at": g.created_at,
+                }),
+            });
         }
 
         let mut counts = BTreeMap::new();

@@ -634,11 +634,10 @@ pub enum GrantCommand {
         /// Limit the grant to this resource and its descendants.
         #[arg(long)]
         resource: Option<String>,
+        /// Why the access is needed (required). The grant is recorded as `manual`, requested
+        /// by you; approvals come from access requests, never from a flag.
         #[arg(long)]
-        justification: Option<String>,
-        /// Who approved the access: `user:<id>` of an active person (never the requester or the subject).
-        #[arg(long)]
-        approver: Option<String>,
+        justification: String,
         /// When access ends (RFC 3339, e.g. 2026-12-31T23:59:59Z).
         #[arg(long)]
         expires_at: Option<String>,
@@ -666,17 +665,7 @@ pub enum GrantCommand {
 
 pub async fn run_grant(cmd: GrantCommand) -> Result<ExitCode, String> {
     match cmd {
-        GrantCommand::Create {
-            api,
-            user,
-            group,
-            service_account,
-            role,
-            resource,
-            justification,
-            approver,
-            expires_at,
-        } => {
+        GrantCommand::Create { api, user, group, service_account, role, resource, justification, expires_at } => {
             let api = Api::new(&api)?;
             let subject = if let Some(u) = user {
                 json!({ "type": "user", "id": api.resolve_user(&u).await?["id"] })
@@ -693,7 +682,6 @@ pub async fn run_grant(cmd: GrantCommand) -> Result<ExitCode, String> {
                 "role_id": role["id"],
                 "resource_id": resource,
                 "justification": justification,
-                "approver": approver,
                 "expires_at": expires_at,
             });
             let g = api.post("/grants", body).await?;

@@ -580,7 +580,7 @@ fn postgres_serve_walkthrough() {
     server.cli_ok(&["resource-type", "create", "--name", "dataset", "--action", "read"]);
     server.cli_ok(&["role", "create", "--name", "reader", "--permission", "dataset:read"]);
     server.cli_ok(&["user", "create", "--username", "b.doctor"]);
-    server.cli_ok(&["grant", "create", "--user", "b.doctor", "--role", "reader"]);
+    server.cli_ok(&["grant", "create", "--user", "b.doctor", "--role", "reader", "--justification", "on call"]);
     server.stop();
     let out = verify(&dir.path().join("keys"), Some(&url));
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));

@@ -498,7 +498,12 @@ pub async fn delete_sod_rule(
 // ---- grants ----
 
 /// Grant a role to a user, group or service account, optionally scoped to a resource subtree.
-/// Dangling references are 422 (naming the field); separation-of-duties conflicts are 409.
+/// The grant is recorded as `manual`, requested by the caller, and needs a `justification`;
+/// `source` (other than `manual`), `requester` and `approver` are refused (422 naming the
+/// field): provenance is recorded by the workflow that produced a grant, never asserted.
+/// Granting a privileged or admin-scoped role from a session needs a fresh second factor
+/// (403 `step-up-required`). Dangling references are 422 (naming the field);
+/// separation-of-duties conflicts are 409.
 #[utoipa::path(post, path = "/api/v1/grants", tag = "access", request_body = NewGrant,
     responses((status = 201, description = "Created", body = Grant),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),

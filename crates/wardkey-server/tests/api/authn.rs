@@ -377,7 +377,7 @@ async fn timeouts(h: &Harness) {
         .await;
     assert_eq!(role.status, StatusCode::CREATED, "{}", role.text);
     let g =
-        h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&role.body) })).await;
+        h.post("/api/v1/grants", json!({ "justification": "test access", "subject": { "type": "user", "id": uid }, "role_id": id(&role.body) })).await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     let c = h.sign_in_totp("dr.idle", &secret).await;
     let me = h.with_cookie(Method::GET, "/api/v1/me", &c, None).await;
@@ -555,7 +555,7 @@ async fn step_up_and_role_scopes(h: &Harness) {
         .await;
     assert_eq!(admins.status, StatusCode::CREATED, "{}", admins.text);
     let g = h
-        .post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&admins.body) }))
+        .post("/api/v1/grants", json!({ "justification": "test access", "subject": { "type": "user", "id": uid }, "role_id": id(&admins.body) }))
         .await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     let (c, secret, _) = h.enrolled("it.admin").await;
@@ -564,7 +564,7 @@ async fn step_up_and_role_scopes(h: &Harness) {
     // A role requiring a passkey is listed but not exercisable in this TOTP session.
     let pr = h.post("/api/v1/roles", json!({ "name": "auditors", "session_policy": { "require_phishing_resistant": true, "scopes": ["audit:read"] } })).await;
     let g =
-        h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&pr.body) })).await;
+        h.post("/api/v1/grants", json!({ "justification": "test access", "subject": { "type": "user", "id": uid }, "role_id": id(&pr.body) })).await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     let me = h.with_cookie(Method::GET, "/api/v1/me", &c, None).await;
     let auditors = me.body["roles"].as_array().unwrap().iter().find(|r| r["name"] == "auditors").unwrap().clone();
@@ -574,7 +574,7 @@ async fn step_up_and_role_scopes(h: &Harness) {
     // Granting a privileged role from a session needs a second factor within 5 minutes.
     let other = h.person("new.admin").await;
     h.advance(6 * 60);
-    let body = json!({ "subject": { "type": "user", "id": other }, "role_id": id(&admins.body) });
+    let body = json!({ "justification": "new administrator", "subject": { "type": "user", "id": other }, "role_id": id(&admins.body) });
     let refused = h.with_cookie(Method::POST, "/api/v1/grants", &c, Some(body.clone())).await;
     assert_eq!(refused.problem(StatusCode::FORBIDDEN, "step-up-required")["acr_values"], "urn:wardkey:acr:mfa-fresh");
     let up = h
@@ -622,7 +622,7 @@ async fn passkeys(h: &Harness) {
     let role = h.post("/api/v1/roles", json!({ "name": "phi-export", "session_policy": { "require_phishing_resistant": true, "scopes": ["audit:read"] } })).await;
     assert_eq!(role.status, StatusCode::CREATED, "{}", role.text);
     let g =
-        h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&role.body) })).await;
+        h.post("/api/v1/grants", json!({ "justification": "test access", "subject": { "type": "user", "id": uid }, "role_id": id(&role.body) })).await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     let mut key = SoftPasskey::new(true);
 

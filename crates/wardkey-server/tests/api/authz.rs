@@ -48,7 +48,7 @@ impl Harness {
             .await;
         let a = self.post(&format!("/api/v1/users/{uid}/status"), json!({ "version": 2, "status": "active" })).await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.text);
-        let g = self.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&role.body), "resource_id": id(&ward.body) })).await;
+        let g = self.post("/api/v1/grants", json!({ "justification": "test access", "subject": { "type": "user", "id": uid }, "role_id": id(&role.body), "resource_id": id(&ward.body) })).await;
         assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
         Model {
             pdp: self.pdp_token().await,
@@ -282,7 +282,7 @@ async fn revocation_race(h: &Harness) {
         let g = h
             .post(
                 "/api/v1/grants",
-                json!({ "subject": { "type": "user", "id": m.uid }, "role_id": id(&role.body), "resource_id": m.ward }),
+                json!({ "justification": "test access", "subject": { "type": "user", "id": m.uid }, "role_id": id(&role.body), "resource_id": m.ward }),
             )
             .await;
         assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
@@ -328,7 +328,7 @@ async fn conditions_and_break_glass(h: &Harness) {
         .await;
     assert_eq!(role.status, StatusCode::CREATED, "{}", role.text);
     let g = h
-        .post("/api/v1/grants", json!({ "subject": { "type": "user", "id": m.uid }, "role_id": id(&role.body) }))
+        .post("/api/v1/grants", json!({ "justification": "test access", "subject": { "type": "user", "id": m.uid }, "role_id": id(&role.body) }))
         .await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     let r = h.pdp(&m.pdp, "/access/v1/evaluation", eval(&m.uid, "write", &m.bed)).await;

@@ -116,7 +116,12 @@ async fn hr_joiner_mover_leaver(h: &Harness) {
     want.sort();
     assert_eq!(h.live_grants(&uid).await, want);
     // A grant from elsewhere (an administrator's).
-    let g = h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": extra })).await;
+    let g = h
+        .post(
+            "/api/v1/grants",
+            json!({ "justification": "test access", "subject": { "type": "user", "id": uid }, "role_id": extra }),
+        )
+        .await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
 
     // Mover: the plan names the attribute; applying swaps the template roles, keeps the
@@ -330,7 +335,12 @@ async fn hr_reconciliation(h: &Harness) {
     let creepy = id(&h.user_by_name("creepy").await);
     h.activate(&creepy).await;
     for role in [&pay_req, &pay_ok] {
-        let g = h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": creepy }, "role_id": role })).await;
+        let g = h
+            .post(
+                "/api/v1/grants",
+                json!({ "justification": "test access", "subject": { "type": "user", "id": creepy }, "role_id": role }),
+            )
+            .await;
         assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     }
     let rule = h.post("/api/v1/sod-rules", json!({ "name": "pay", "left": { "kind": "role", "role_id": pay_req }, "right": { "kind": "role", "role_id": pay_ok } })).await;

@@ -75,7 +75,7 @@ async fn load_model(h: &Harness, model: &Value) -> String {
             _ => panic!("a grant names a group or a username: {g}"),
         };
         let r = h
-            .post("/api/v1/grants", json!({ "subject": subject, "role_id": roles[g["role"].as_str().unwrap()] }))
+            .post("/api/v1/grants", json!({ "justification": "test access", "subject": subject, "role_id": roles[g["role"].as_str().unwrap()] }))
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "grant {g}: {}", r.text);
     }

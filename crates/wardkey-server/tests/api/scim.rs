@@ -892,7 +892,7 @@ async fn scim_termination(h: &Harness) {
         )
         .await;
     let g =
-        h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&role.body) })).await;
+        h.post("/api/v1/grants", json!({ "justification": "test access", "subject": { "type": "user", "id": uid }, "role_id": id(&role.body) })).await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     let group = h.post("/api/v1/groups", json!({ "name": "ward-team" })).await;
     let m = h.post(&format!("/api/v1/groups/{}/members", id(&group.body)), json!({ "type": "user", "id": uid })).await;
@@ -941,13 +941,13 @@ async fn scim_separation_of_duties(h: &Harness) {
     let u = id(&h.scim(&t, Method::POST, "/Users", Some(user_body("grace@x.org"))).await.body);
     let ok = id(&h.scim(&t, Method::POST, "/Users", Some(user_body("heidi@x.org"))).await.body);
     let g =
-        h.post("/api/v1/grants", json!({ "subject": { "type": "user", "id": u }, "role_id": id(&requester) })).await;
+        h.post("/api/v1/grants", json!({ "justification": "test access", "subject": { "type": "user", "id": u }, "role_id": id(&requester) })).await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     let group =
         h.scim(&t, Method::POST, "/Groups", Some(json!({ "schemas": [GROUP], "displayName": "Approvers" }))).await;
     let gid = id(&group.body);
     let gg =
-        h.post("/api/v1/grants", json!({ "subject": { "type": "group", "id": gid }, "role_id": id(&approver) })).await;
+        h.post("/api/v1/grants", json!({ "justification": "test access", "subject": { "type": "group", "id": gid }, "role_id": id(&approver) })).await;
     assert_eq!(gg.status, StatusCode::CREATED, "{}", gg.text);
     let before = h.tree_size().await;
     let add = patch(json!([{ "op": "Add", "path": "members", "value": [{ "value": ok }, { "value": u }] }]));
