@@ -373,7 +373,11 @@ impl Services {
                     None => {
                         // Not in this version's catalogue (a newer node, a tool): assume the
                         // worst — forget a token it names and reload whatever else it names.
-                        tracing::debug!(action = %e.draft.action, index = e.index, "uncatalogued audit action; reloading its target");
+                        tracing::debug!(
+                            action = %e.draft.action,
+                            index = e.index,
+                            "uncatalogued audit action; reloading its target"
+                        );
                         if let Some(id) = token_target(e) {
                             self.token_cache.forget(id);
                         }
