@@ -25,7 +25,7 @@ pub(crate) async fn revoke_everything(tx: &mut WriteTx, caller: &Caller, subject
     let now = tx.now();
     let revoked = tx.revoke_all_grants_for_subject(subject, now, &caller.actor.principal()).await?;
     for id in &revoked {
-        let mut e = event(caller, Action::GrantRevoke, id);
+        let mut e = event(caller, Action::GrantRevoke, *id);
         e.reason = Some(why.to_owned());
         e.details = json!({ "subject": subject.target() });
         tx.audit(e);
