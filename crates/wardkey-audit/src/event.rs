@@ -101,7 +101,7 @@ impl IntoOptionalString for Option<&String> {
 pub struct AuditDraft {
     /// Principal, e.g. `token:<uuid>`, `operator:root`, `system:bootstrap`.
     pub actor: String,
-    /// E.g. `user.create`, `auth.denied`.
+    /// E.g. `user.create`, `auth.denied`: an [`Action`](crate::Action)'s wire name.
     pub action: String,
     /// E.g. `user:<uuid>`.
     #[serde(default)]
@@ -124,6 +124,7 @@ pub struct AuditDraft {
 }
 
 impl AuditDraft {
+    /// `action` is an [`Action`](crate::Action) (preferred) or, for now, its wire string.
     pub fn new(actor: impl Into<String>, action: impl Into<String>, outcome: Outcome) -> Self {
         AuditDraft {
             actor: actor.into(),
@@ -137,6 +138,11 @@ impl AuditDraft {
             request_ref: None,
             details: Value::Null,
         }
+    }
+
+    /// The catalogued action, or `None` for a name not in the catalogue.
+    pub fn catalogued_action(&self) -> Option<crate::Action> {
+        crate::Action::parse(&self.action)
     }
 
     pub fn with_target(mut self, target: impl IntoOptionalString) -> Self {

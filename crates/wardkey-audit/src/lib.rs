@@ -2,18 +2,23 @@
 //! tree over events (storage model, roots, inclusion and consistency proofs), signed C2SP
 //! checkpoints, and the offline verifier used by `wardkey audit verify`.
 //!
+//! [`Action`] is the catalogue of every event Wardkey records (`docs/audit-events.md` is
+//! generated from it).
+//!
 //! Pure logic: no filesystem, no database. The store crate calls into it.
 //!
 //! Merkle math comes from [`tlog_tiles`] (a port of Go's `golang.org/x/mod/sumdb/tlog`), note
 //! signatures from [`signed_note`]. Hashes are [`tlog_tiles::Hash`], re-exported as [`Hash`];
 //! [`HashExt`] adds `from_bytes`, `as_bytes` and hex helpers.
 
+pub mod catalogue;
 mod error;
 mod event;
 mod sign;
 mod tree;
 mod verify;
 
+pub use catalogue::{Action, Category, Safeguard, Target, TargetKind};
 pub use error::AuditError;
 pub use event::{AuditDraft, AuditEvent, IntoOptionalString, Outcome, format_time, truncate_to_micros};
 pub use sign::{Checkpoint, LogSigner, LogVerifier};

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, mpsc, watch};
-use wardkey_audit::{AuditDraft, Outcome};
+use wardkey_audit::{Action, AuditDraft, Outcome};
 use wardkey_authz::{Change, Index, Records};
 use wardkey_domain::{
     Assurance, DecisionAudit, DeviceTrust, ForbidRuleId, GrantId, GroupId, ResourceId, ResourceTypeId, RoleId,
@@ -175,11 +175,103 @@ async fn reload(conn: &mut Conn, targets: &BTreeSet<Target>) -> Result<Vec<Chang
     Ok(changes)
 }
 
-/// Actions whose events never change what the index holds (reads, decisions, sign-in).
-fn irrelevant(action: &str) -> bool {
-    ["access.", "api.", "auth.", "session.", "api_token.", "factor.", "password.", "webauthn.", "break_glass."]
-        .iter()
-        .any(|p| action.starts_with(p))
+/// What the index follower does with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    /// Never changes what the index holds (reads, decisions, sign-in, credentials).
+    Ignore,
+    /// A token changed: drop it from the token cache so it is read afresh when next presented.
+    /// Tokens are not in the index.
+    ForgetToken,
+    /// May change the index: reload the object the event targets (kinds the index does not
+    /// hold, such as role templates or HR imports, are skipped by [`target_of`]; the events
+    /// that follow them name the users and grants that changed).
+    Reload,
+}
+
+/// Exhaustive on purpose: a new action does not compile until someone decides whether the
+/// decision index must follow it.
+fn follow(action: Action) -> Follow {
+    use Action as A;
+    match action {
+        A::AuthLogin
+        | A::AuthPasswordVerified
+        | A::AuthStepUp
+        | A::AuthLoginFailed
+        | A::AuthMfaFailed
+        | A::AuthLockout
+        | A::AuthUnlock
+        | A::AuthFailed
+        | A::AuthDenied
+        | A::AuthRateLimited
+        | A::AuthCsrfRefused
+        | A::WebauthnChallenge
+        | A::WebauthnRegistrationStarted
+        | A::SessionLogout
+        | A::SessionRevoke
+        | A::SessionRevokeAll
+        | A::SessionTimeout
+        | A::SessionExpired
+        | A::FactorEnrolStarted
+        | A::FactorEnrolled
+        | A::FactorEnrolFailed
+        | A::FactorRemoved
+        | A::FactorReset
+        | A::FactorRecoveryCodesIssued
+        | A::FactorRecoveryCodeUsed
+        | A::PasswordSet
+        | A::PasswordChanged
+        | A::PasswordChangeFailed
+        | A::PasswordCompromised
+        | A::AccessEvaluate
+        | A::ApiRead
+        // The grant a break-glass declaration creates has its own `grant.create` event.
+        | A::BreakGlassDeclared => Follow::Ignore,
+        A::ApiTokenCreate | A::ApiTokenRevoke | A::ApiTokenUse => Follow::ForgetToken,
+        A::GrantCreate
+        | A::GrantRevoke
+        | A::GrantReviewFlagged
+        | A::UserCreate
+        | A::UserUpdate
+        | A::UserStatus
+        | A::UserVerifyIdentity
+        | A::UserDelete
+        | A::GroupCreate
+        | A::GroupUpdate
+        | A::GroupDelete
+        | A::GroupMemberAdd
+        | A::GroupMemberRemove
+        | A::ServiceAccountCreate
+        | A::ServiceAccountUpdate
+        | A::ServiceAccountDelete
+        | A::HrImport
+        | A::HrImportRefused
+        | A::HrReviewItem
+        | A::HrTermination
+        | A::ScimTerminate
+        | A::ResourceTypeCreate
+        | A::ResourceTypeUpdate
+        | A::ResourceTypeDelete
+        | A::ResourceCreate
+        | A::ResourceUpdate
+        | A::ResourceDelete
+        | A::RoleCreate
+        | A::RoleUpdate
+        | A::RoleDelete
+        | A::RoleTemplateCreate
+        | A::RoleTemplateUpdate
+        | A::RoleTemplateDelete
+        | A::SodRuleCreate
+        | A::SodRuleUpdate
+        | A::SodRuleDelete
+        | A::ForbidRuleCreate
+        | A::ForbidRuleDelete => Follow::Reload,
+    }
+}
+
+/// The token an event targets, if it targets one.
+fn token_target(event: &wardkey_audit::AuditEvent) -> Option<wardkey_domain::ApiTokenId> {
+    event.draft.target.as_deref().and_then(|t| t.strip_prefix("api_token:")).and_then(|id| id.parse().ok())
 }
 
 impl Services {
@@ -268,19 +360,28 @@ impl Services {
             let Some(last) = events.last().map(|e| e.index) else { break };
             let mut targets = BTreeSet::new();
             for e in &events {
-                // A token changed anywhere (another node, too) is read afresh when next presented.
-                if e.draft.action.starts_with("api_token.")
-                    && let Some(id) = e
-                        .draft
-                        .target
-                        .as_deref()
-                        .and_then(|t| t.strip_prefix("api_token:"))
-                        .and_then(|id| id.parse().ok())
-                {
-                    self.token_cache.forget(id);
-                }
-                if irrelevant(&e.draft.action) {
-                    continue;
+                match Action::parse(&e.draft.action).map(follow) {
+                    Some(Follow::Ignore) => continue,
+                    Some(Follow::ForgetToken) => {
+                        // A token changed anywhere (another node, too) is read afresh when next presented.
+                        if let Some(id) = token_target(e) {
+                            self.token_cache.forget(id);
+                        }
+                        continue;
+                    }
+                    Some(Follow::Reload) => {}
+                    None => {
+                        // Not in this version's catalogue (a newer node, a tool): assume the
+                        // worst — forget a token it names and reload whatever else it names.
+                        tracing::debug!(
+                            action = %e.draft.action,
+                            index = e.index,
+                            "uncatalogued audit action; reloading its target"
+                        );
+                        if let Some(id) = token_target(e) {
+                            self.token_cache.forget(id);
+                        }
+                    }
                 }
                 if let Some((kind, id)) = e.draft.target.as_deref().and_then(|t| t.split_once(':'))
                     && let Some(t) = target_of(kind, id)
@@ -494,7 +595,7 @@ impl Services {
     ) -> AuditDraft {
         let caller = by.caller();
         let outcome = if answer.decision { Outcome::Success } else { Outcome::Denied };
-        let mut e = AuditDraft::new(caller.actor.principal(), "access.evaluate", outcome);
+        let mut e = AuditDraft::new(caller.actor.principal(), Action::AccessEvaluate, outcome);
         e.source_ip = caller.meta.source_ip.clone();
         e.request_id = caller.meta.request_id.clone();
         if answer.break_glass {
@@ -611,5 +712,39 @@ impl Services {
         let resource = wardkey_authz::ResourceRef { type_name: resource_type, id: resource_id, properties };
         let found = self.decisions().index.actions_for(&subject, &resource, &rctx);
         Ok(SearchPage { next: None, ..found_or_empty(found, self.decision_revision()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The prefix rule the follower used before the catalogue, kept here as the reference the
+    /// exhaustive match must agree with.
+    fn old_rule(action: &str) -> Follow {
+        if action.starts_with("api_token.") {
+            return Follow::ForgetToken;
+        }
+        let irrelevant = ["access.", "api.", "auth.", "session.", "factor.", "password.", "webauthn.", "break_glass."];
+        if irrelevant.iter().any(|p| action.starts_with(p)) { Follow::Ignore } else { Follow::Reload }
+    }
+
+    #[test]
+    fn follower_treats_every_catalogued_action_as_the_prefix_rule_did() {
+        for a in Action::ALL {
+            assert_eq!(follow(*a), old_rule(a.as_str()), "{a}");
+        }
+    }
+
+    #[test]
+    fn token_targets_are_read_only_from_api_token_targets() {
+        let id = wardkey_domain::ApiTokenId::generate();
+        let mut d = AuditDraft::new("anonymous", Action::ApiTokenRevoke, Outcome::Success);
+        d.target = Some(id.target());
+        let e = wardkey_audit::AuditEvent::new(0, Utc::now(), d.clone());
+        assert_eq!(token_target(&e), Some(id));
+        d.target = Some(wardkey_domain::UserId(id.0).target());
+        let e = wardkey_audit::AuditEvent::new(0, Utc::now(), d);
+        assert_eq!(token_target(&e), None);
     }
 }

@@ -1,8 +1,9 @@
 //! Users, groups, service accounts and membership.
 
 use crate::auth::{Admin, Authorized};
-use crate::{Caller, Committed, PageRequest, Paged, Result, ServiceError, Services, draft};
+use crate::{Caller, Committed, PageRequest, Paged, Result, ServiceError, Services, event};
 use serde_json::json;
+use wardkey_audit::Action;
 use wardkey_domain::{
     Group, GroupId, GroupUpdate, IdentityVerification, Member, NewGroup, NewServiceAccount, NewUser, ServiceAccount,
     ServiceAccountId, ServiceAccountStatus, ServiceAccountUpdate, Subject, User, UserId, UserStatus, UserUpdate,
@@ -26,7 +27,7 @@ pub(crate) use crate::grants::revoke_all_in_tx as revoke_everything;
 pub(crate) async fn leave_all_groups(tx: &mut WriteTx, caller: &Caller, member: Member, why: &str) -> Result<()> {
     for g in tx.groups_of(member).await? {
         tx.remove_member(g, member).await?;
-        let mut e = draft(caller, "group.member_remove", Some(g.target()));
+        let mut e = event(caller, Action::GroupMemberRemove, g);
         e.reason = Some(why.to_owned());
         e.details = json!({ "member": member.target() });
         tx.audit(e);
@@ -48,7 +49,7 @@ impl Services {
                     }
                     let user = input.into_user(UserId::generate(), tx.now());
                     tx.insert_user(&user).await?;
-                    let mut e = draft(&caller, "user.create", Some(user.id.target()));
+                    let mut e = event(&caller, Action::UserCreate, user.id);
                     e.details = json!({ "username": user.username, "status": user.status, "hr": user.hr });
                     tx.audit(e);
                     Ok(user)
@@ -101,7 +102,7 @@ impl Services {
                     let changed = input.apply(&mut user);
                     user.updated_at = tx.now();
                     let user = tx.update_user(&user, expected).await?;
-                    let mut e = draft(&caller, "user.update", Some(id.target()));
+                    let mut e = event(&caller, Action::UserUpdate, id);
                     e.details = json!({ "changed": changed, "hr_before": before_hr, "hr_after": user.hr });
                     tx.audit(e);
                     if before_hr != user.hr {
@@ -155,7 +156,7 @@ impl Services {
                     }
                     user.updated_at = tx.now();
                     let user = tx.update_user(&user, version).await?;
-                    let mut e = draft(&caller, "user.status", Some(id.target()));
+                    let mut e = event(&caller, Action::UserStatus, id);
                     e.reason = reason.clone();
                     e.details = json!({ "from": from, "to": to });
                     tx.audit(e);
@@ -202,7 +203,7 @@ impl Services {
                     });
                     user.updated_at = now;
                     let user = tx.update_user(&user, version).await?;
-                    let mut e = draft(&caller, "user.verify_identity", Some(id.target()));
+                    let mut e = event(&caller, Action::UserVerifyIdentity, id);
                     e.details = json!({ "method": method });
                     tx.audit(e);
                     Ok(user)
@@ -221,7 +222,7 @@ impl Services {
                     let user = live_user(tx, id).await?;
                     crate::lifecycle::revoke_access_in_tx(tx, &caller, &user, "user deleted").await?;
                     tx.delete_user(id, version).await?;
-                    let mut e = draft(&caller, "user.delete", Some(id.target()));
+                    let mut e = event(&caller, Action::UserDelete, id);
                     e.details = json!({ "username": user.username });
                     tx.audit(e);
                     Ok(())
@@ -246,7 +247,7 @@ impl Services {
                         version: 1,
                     };
                     tx.insert_group(&group).await?;
-                    let mut e = draft(&caller, "group.create", Some(group.id.target()));
+                    let mut e = event(&caller, Action::GroupCreate, group.id);
                     e.details = json!({ "name": group.name });
                     tx.audit(e);
                     Ok(group)
@@ -285,7 +286,7 @@ impl Services {
                     }
                     group.updated_at = tx.now();
                     let group = tx.update_group(&group, input.version).await?;
-                    let mut e = draft(&caller, "group.update", Some(id.target()));
+                    let mut e = event(&caller, Action::GroupUpdate, id);
                     e.details = json!({ "name": group.name });
                     tx.audit(e);
                     Ok(group)
@@ -302,7 +303,7 @@ impl Services {
                     tx.get_group(id).await?.ok_or_else(|| not_found("group", id))?;
                     revoke_everything(tx, &caller, Subject::Group(id), "group deleted").await?;
                     tx.delete_group(id, version).await?;
-                    tx.audit(draft(&caller, "group.delete", Some(id.target())));
+                    tx.audit(event(&caller, Action::GroupDelete, id));
                     Ok(())
                 })
             })
@@ -347,7 +348,7 @@ impl Services {
                     let rules = tx.list_sod_rules().await?;
                     check_sod(&rules, &held, &added)?;
                     let inserted = tx.add_member(group, member).await?;
-                    let mut e = draft(&caller, "group.member_add", Some(group.target()));
+                    let mut e = event(&caller, Action::GroupMemberAdd, group);
                     e.details = json!({ "member": member.target(), "already_member": !inserted });
                     tx.audit(e);
                     Ok(inserted)
@@ -371,7 +372,7 @@ impl Services {
                     if !removed {
                         return Err(not_found("membership", member.target()));
                     }
-                    let mut e = draft(&caller, "group.member_remove", Some(group.target()));
+                    let mut e = event(&caller, Action::GroupMemberRemove, group);
                     e.details = json!({ "member": member.target() });
                     tx.audit(e);
                     Ok(removed)
@@ -409,7 +410,7 @@ impl Services {
                         version: 1,
                     };
                     tx.insert_service_account(&sa).await?;
-                    let mut e = draft(&caller, "service_account.create", Some(sa.id.target()));
+                    let mut e = event(&caller, Action::ServiceAccountCreate, sa.id);
                     e.details = json!({ "name": sa.name, "owner": sa.owner_id.target() });
                     tx.audit(e);
                     Ok(sa)
@@ -457,7 +458,7 @@ impl Services {
                     }
                     sa.updated_at = tx.now();
                     let sa = tx.update_service_account(&sa, input.version).await?;
-                    let mut e = draft(&caller, "service_account.update", Some(id.target()));
+                    let mut e = event(&caller, Action::ServiceAccountUpdate, id);
                     e.details = json!({ "owner_before": before.owner_id.target(), "owner_after": sa.owner_id.target(), "status": sa.status });
                     tx.audit(e);
                     if sa.status == ServiceAccountStatus::Disabled && before.status != ServiceAccountStatus::Disabled {
@@ -484,7 +485,7 @@ impl Services {
                     revoke_everything(tx, &caller, Subject::ServiceAccount(id), "service account deleted").await?;
                     leave_all_groups(tx, &caller, Member::ServiceAccount(id), "service account deleted").await?;
                     tx.delete_service_account(id, version).await?;
-                    tx.audit(draft(&caller, "service_account.delete", Some(id.target())));
+                    tx.audit(event(&caller, Action::ServiceAccountDelete, id));
                     Ok(())
                 })
             })

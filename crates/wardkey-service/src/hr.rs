@@ -9,11 +9,12 @@
 
 use crate::auth::{Admin, Authorized};
 use crate::jml::{ChangeContext, review_item, sync_birthright_with};
-use crate::{Caller, RequestMeta, Result, ServiceError, Services, draft};
+use crate::{Caller, RequestMeta, Result, ServiceError, Services, draft, event};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
+use wardkey_audit::{Action, Target};
 use wardkey_domain::{Actor, User, UserId, UserStatus};
 use wardkey_hr::{Format, ImportSettings, Joiner, Leaver, Mover, Plan, ReviewEntry, RowError, Worker};
 use wardkey_store::{HrImportRecord, WriteTx};
@@ -247,7 +248,7 @@ impl Services {
                 plan.breaker.max_share * 100.0
             );
             // The refusal is on record too.
-            let mut e = draft(by.caller(), "hr.import_refused", None);
+            let mut e = draft(by.caller(), Action::HrImportRefused, None);
             e.outcome = wardkey_audit::Outcome::Failure;
             e.reason = Some(refused.clone());
             e.details = json!({ "sha256": plan.sha256, "breaker": plan.breaker });
@@ -287,7 +288,7 @@ impl Services {
                     Box::pin(async move {
                         let record = HrImportRecord { created_at: tx.now(), ..record };
                         tx.insert_hr_import(&record).await?;
-                        let mut e = draft(&caller, "hr.import", Some(format!("hr_import:{}", record.id)));
+                        let mut e = event(&caller, Action::HrImport, Target::hr_import(record.id));
                         e.request_ref = Some(format!("hr_import:{}", record.id));
                         e.details = json!({
                             "sha256": record.sha256,
@@ -507,7 +508,7 @@ async fn apply_ops(tx: &mut WriteTx, caller: &Caller, import: &ImportRef, ops: &
                 if tx.insert_review_item(&item).await? {
                     tx.audit(ctx.event(
                         caller,
-                        "hr.review_item",
+                        Action::HrReviewItem.as_str(),
                         Some(user.id.target()),
                         &r.reason,
                         json!({ "kind": "missing_from_roster", "employee_id": r.employee_id }),
@@ -546,10 +547,16 @@ async fn apply_join(tx: &mut WriteTx, caller: &Caller, import: &ImportRef, j: &J
         user.updated_at = now;
         let user = tx.update_user(&user, expected).await?;
         let why = import.why(j.row, "rehire");
-        tx.audit(ctx.event(caller, "user.status", Some(id.target()), &why, json!({ "from": from, "to": user.status })));
         tx.audit(ctx.event(
             caller,
-            "user.update",
+            Action::UserStatus.as_str(),
+            Some(id.target()),
+            &why,
+            json!({ "from": from, "to": user.status }),
+        ));
+        tx.audit(ctx.event(
+            caller,
+            Action::UserUpdate.as_str(),
             Some(id.target()),
             &why,
             json!({ "changed": ["hr"], "hr_before": hr_before, "hr_after": user.hr }),
@@ -571,7 +578,7 @@ async fn apply_join(tx: &mut WriteTx, caller: &Caller, import: &ImportRef, j: &J
     tx.insert_user(&user).await?;
     tx.audit(ctx.event(
         caller,
-        "user.create",
+        Action::UserCreate.as_str(),
         Some(user.id.target()),
         &import.why(j.row, "joiner"),
         json!({ "username": user.username, "status": user.status, "hr": user.hr }),
@@ -603,7 +610,7 @@ async fn apply_move(tx: &mut WriteTx, caller: &Caller, import: &ImportRef, m: &M
     let ctx = import.ctx(m.row, m.job_change);
     tx.audit(ctx.event(
         caller,
-        "user.update",
+        Action::UserUpdate.as_str(),
         Some(user.id.target()),
         &why,
         json!({ "changes": m.changes, "hr_before": hr_before, "hr_after": user.hr, "terminates_at": m.terminates_at }),
@@ -633,7 +640,7 @@ async fn apply_leave(tx: &mut WriteTx, caller: &Caller, import: &ImportRef, l: &
         user = tx.update_user(&user, expected).await?;
         tx.audit(ctx.event(
             caller,
-            "user.update",
+            Action::UserUpdate.as_str(),
             Some(user.id.target()),
             &why,
             json!({ "changed": ["hr"], "hr_before": hr_before, "hr_after": user.hr }),
@@ -641,7 +648,7 @@ async fn apply_leave(tx: &mut WriteTx, caller: &Caller, import: &ImportRef, l: &
     }
     tx.audit(ctx.event(
         caller,
-        "hr.termination",
+        Action::HrTermination.as_str(),
         Some(user.id.target()),
         &why,
         json!({ "cause": l.cause, "effective_at": l.effective_at, "employee_id": l.employee_id }),
