@@ -639,6 +639,9 @@ fn attribute_rule_equals() {
             employment_type: Some(EmploymentType::Contractor),
             ..HrAttributes::default()
         },
+        // Hex letters in the id, so that its upper-case text differs (ids from the shared
+        // counter may be all digits, depending on which tests ran first).
+        id: UserId(uuid::Uuid::from_u128(0xabcd_ef00_0000_7000_8000_0000_0000_00fe)),
         ..w.nurse.clone()
     };
     w.records.users = vec![nurse.clone(), w.doctor.clone()];
