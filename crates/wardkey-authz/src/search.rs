@@ -8,8 +8,8 @@ use crate::eval::{Early, Env, Target};
 use crate::model::{Holder, Member, TypeRec};
 use crate::snapshot::{Chain, Snapshot, Who, WhoRec, slot};
 use crate::{
-    AuthzError, Decision, GrantPath, MAX_ACTIONS, MAX_RESOURCE_DEPTH, NO_PROPERTIES, Reason,
-    RequestContext, ResourceRef, SubjectRef,
+    AuthzError, Decision, GrantPath, MAX_ACTIONS, MAX_RESOURCE_DEPTH, NO_PROPERTIES, Reason, RequestContext,
+    ResourceRef, SubjectRef,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};

@@ -270,15 +270,11 @@ fn a_grant_at_the_root_of_a_maximum_depth_chain_applies_at_its_leaf() {
 #[test]
 fn stored_resource_attributes_decide_evaluation_and_search_alike() {
     let mut w = Ward::new();
-    let nurse = User {
-        hr: HrAttributes { department: Some("cardio".into()), ..HrAttributes::default() },
-        ..w.nurse.clone()
-    };
+    let nurse =
+        User { hr: HrAttributes { department: Some("cardio".into()), ..HrAttributes::default() }, ..w.nurse.clone() };
     w.records.users = vec![nurse.clone(), w.doctor.clone()];
-    let dept = |r: &Resource, d: &str| Resource {
-        attributes: [("department".to_owned(), d.to_owned())].into(),
-        ..r.clone()
-    };
+    let dept =
+        |r: &Resource, d: &str| Resource { attributes: [("department".to_owned(), d.to_owned())].into(), ..r.clone() };
     let chart_a = dept(&w.chart_a, "cardio");
     let chart_b = dept(&w.chart_b, "onco");
     w.records.resources.retain(|r| r.id != chart_a.id && r.id != chart_b.id);
@@ -328,21 +324,17 @@ fn stored_resource_attributes_decide_evaluation_and_search_alike() {
         .collect();
     assert_eq!(ids, ["chart-a"]);
     // Subject search and action search agree.
-    let who = snap
-        .subjects_with_access(&ResourceRef::new("patient_record", "chart-a"), "read", &ctx, Page::ALL)
-        .unwrap();
+    let who =
+        snap.subjects_with_access(&ResourceRef::new("patient_record", "chart-a"), "read", &ctx, Page::ALL).unwrap();
     assert_eq!(who.items.iter().map(|s| s.pep_id.as_str()).collect::<Vec<_>>(), ["nurse.joy"]);
-    let who = snap
-        .subjects_with_access(&ResourceRef::new("patient_record", "chart-b"), "read", &ctx, Page::ALL)
-        .unwrap();
+    let who =
+        snap.subjects_with_access(&ResourceRef::new("patient_record", "chart-b"), "read", &ctx, Page::ALL).unwrap();
     assert!(who.items.is_empty());
-    let actions = snap
-        .actions_for(&SubjectRef::user("nurse.joy"), &ResourceRef::new("patient_record", "chart-a"), &ctx)
-        .unwrap();
+    let actions =
+        snap.actions_for(&SubjectRef::user("nurse.joy"), &ResourceRef::new("patient_record", "chart-a"), &ctx).unwrap();
     assert_eq!(actions.items.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(), ["read"]);
-    let actions = snap
-        .actions_for(&SubjectRef::user("nurse.joy"), &ResourceRef::new("patient_record", "chart-b"), &ctx)
-        .unwrap();
+    let actions =
+        snap.actions_for(&SubjectRef::user("nurse.joy"), &ResourceRef::new("patient_record", "chart-b"), &ctx).unwrap();
     assert!(actions.items.is_empty());
 }
 

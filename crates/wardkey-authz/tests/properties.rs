@@ -674,7 +674,11 @@ fn everyone() -> Vec<(SubjectKind, Uuid)> {
 /// every other grant and every role), so that stored attributes decide often.
 fn with_attribute_rules(mut changes: Vec<Change>) -> Vec<Change> {
     let rules = [
-        AttributeRule { resource_property: "dept".into(), op: AttributeOp::Equals, subject_attribute: "department".into() },
+        AttributeRule {
+            resource_property: "dept".into(),
+            op: AttributeOp::Equals,
+            subject_attribute: "department".into(),
+        },
         AttributeRule { resource_property: "team".into(), op: AttributeOp::In, subject_attribute: "groups".into() },
         AttributeRule { resource_property: "owner".into(), op: AttributeOp::Equals, subject_attribute: "id".into() },
     ];
@@ -700,8 +704,7 @@ fn pep_user(model: &Model, u: &User) -> String {
 /// has the same name case-insensitively.
 fn pep_resource(model: &Model, r: &Resource) -> String {
     let key = r.name.to_lowercase();
-    let clash =
-        model.resources.values().filter(|o| o.type_id == r.type_id && o.name.to_lowercase() == key).count() > 1;
+    let clash = model.resources.values().filter(|o| o.type_id == r.type_id && o.name.to_lowercase() == key).count() > 1;
     if clash || Uuid::parse_str(&r.name).is_ok() { r.id.to_string() } else { r.name.clone() }
 }
 

@@ -480,7 +480,15 @@ async fn active_user(h: &Harness, username: &str, hr: Value) -> String {
 }
 
 /// A role on `rtype` granted to `uid` (on `scope`, if given).
-async fn grant_role(h: &Harness, name: &str, rtype: &str, actions: Value, conditions: Value, uid: &str, scope: Option<&str>) {
+async fn grant_role(
+    h: &Harness,
+    name: &str,
+    rtype: &str,
+    actions: Value,
+    conditions: Value,
+    uid: &str,
+    scope: Option<&str>,
+) {
     let role = h
         .post(
             "/api/v1/roles",
@@ -543,12 +551,10 @@ async fn stored_attributes_decide_everywhere(h: &Harness) {
     let r = decide(ask("c.nurse", "ext-77", json!({ "department": "cardio" }))).await;
     assert_eq!(r.body["decision"], false, "{}", r.text);
 
-    let search = |path: &'static str, body: Value| {
-        async move {
-            let r = h.pdp(pdp, path, body).await;
-            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-            r.body
-        }
+    let search = |path: &'static str, body: Value| async move {
+        let r = h.pdp(pdp, path, body).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.body
     };
     let found = search(
         "/access/v1/search/resource",
