@@ -7,6 +7,7 @@ use crate::model::{Attr, Cond, ForbidRec, GrantRec, GroupRec, RoleRec, Rule, Typ
 use crate::snapshot::{Chain, Snapshot, Who, WhoRec, slot};
 use crate::{Properties, Request, RequestContext};
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::ops::ControlFlow;
@@ -19,11 +20,21 @@ pub(crate) struct Env<'a> {
     pub ip: Option<IpAddr>,
     pub assurance: wardkey_domain::Assurance,
     pub device: DeviceTrust,
+    /// What the request says about the resource.
     pub props: &'a Properties,
+    /// What Wardkey stores about it, when it is a registered resource with attributes.
+    pub stored: Option<&'a BTreeMap<String, String>>,
+}
+
+/// One resource property, from either source.
+#[derive(Debug, Clone, Copy)]
+enum Prop<'a> {
+    Stored(&'a str),
+    Sent(&'a serde_json::Value),
 }
 
 impl<'a> Env<'a> {
-    pub fn new(ctx: &RequestContext, props: &'a Properties) -> Env<'a> {
+    pub fn new(ctx: &RequestContext, props: &'a Properties, stored: Option<&'a BTreeMap<String, String>>) -> Env<'a> {
         Env {
             now: ctx.now,
             // A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d; networks are written
@@ -32,7 +43,25 @@ impl<'a> Env<'a> {
             assurance: ctx.assurance,
             device: ctx.device_trust.unwrap_or(DeviceTrust::Unknown),
             props,
+            stored,
         }
+    }
+
+    /// A property of the resource: the stored attribute when Wardkey has one (its record is
+    /// authoritative for a registered resource), else what the request sent.
+    fn prop(&self, key: &str) -> Option<Prop<'a>> {
+        if let Some(v) = self.stored.and_then(|m| m.get(key)) {
+            return Some(Prop::Stored(v));
+        }
+        self.props.get(key).map(Prop::Sent)
+    }
+}
+
+/// A property's text (see [`with_text`]).
+fn prop_text<R>(p: Prop<'_>, f: impl FnOnce(&str) -> R) -> Option<R> {
+    match p {
+        Prop::Stored(s) => Some(f(s)),
+        Prop::Sent(v) => with_text(v, f),
     }
 }
 
@@ -133,13 +162,18 @@ impl Snapshot {
     }
 
     /// Steps 1 and 2: the subject, its state, the type, the action and the resource.
-    pub(crate) fn prepare<'s, 'r>(&'s self, req: &Request<'r>) -> Result<(Who<'s>, Target<'s, 'r>, Env<'r>), Early> {
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn prepare<'e, 's: 'e, 'r: 'e>(
+        &'s self,
+        req: &Request<'r>,
+    ) -> Result<(Who<'s>, Target<'s, 'r>, Env<'e>), Early> {
         let who = self.resolve_subject(&req.subject).ok_or(Early::UnknownSubject)?;
         if !who.active() {
             return Err(Early::NotActive(who.status()));
         }
         let target = self.target(&req.resource, req.action)?;
-        Ok((who, target, Env::new(&req.context, req.resource.properties)))
+        let stored = self.stored_attributes(&target.chain);
+        Ok((who, target, Env::new(&req.context, req.resource.properties, stored)))
     }
 
     pub(crate) fn target<'s, 'r>(
@@ -295,11 +329,11 @@ impl Snapshot {
                 let listed = |s: &str| values.binary_search_by(|v| v.as_ref().cmp(s)).is_ok();
                 // Strings and numbers (by their JSON text), alone or in an array: a client
                 // that sends `42` instead of `"42"` must not slip past a ban.
-                let matches = match env.props.get(property.as_ref()) {
-                    Some(serde_json::Value::Array(items)) => {
+                let matches = match env.prop(property) {
+                    Some(Prop::Sent(serde_json::Value::Array(items))) => {
                         items.iter().any(|i| with_text(i, listed).unwrap_or(false))
                     }
-                    Some(v) => with_text(v, listed).unwrap_or(false),
+                    Some(p) => prop_text(p, listed).unwrap_or(false),
                     None => false,
                 };
                 matches && !unless_group.as_ref().is_some_and(|g| self.in_group_keyed(who, g))
@@ -352,11 +386,11 @@ impl Snapshot {
     }
 
     fn rule_holds(&self, r: &Rule, who: &Who<'_>, env: &Env<'_>) -> bool {
-        let Some(value) = env.props.get(r.source.resource_property.as_str()) else { return false };
+        let Some(value) = env.prop(r.source.resource_property.as_str()) else { return false };
         match r.op() {
-            AttributeOp::Equals => with_text(value, |p| subject_attr_equals(who, r.attr, p)).unwrap_or(false),
+            AttributeOp::Equals => prop_text(value, |p| subject_attr_equals(who, r.attr, p)).unwrap_or(false),
             AttributeOp::In => {
-                r.attr == Attr::Groups && with_text(value, |p| self.in_group_keyed(who, &fold(p))).unwrap_or(false)
+                r.attr == Attr::Groups && prop_text(value, |p| self.in_group_keyed(who, &fold(p))).unwrap_or(false)
             }
         }
     }

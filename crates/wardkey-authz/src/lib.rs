@@ -18,7 +18,7 @@
 //!    included.
 //! 4. Candidate grants: held directly or through a group, not revoked, started, not expired
 //!    (`expires_at` itself is already expired), role permits the type and action, scope is the
-//!    resource or one of its ancestors (at most 16 levels up). A candidate is satisfied when
+//!    resource or one of its ancestors (at most [`MAX_RESOURCE_DEPTH`] levels up). A candidate is satisfied when
 //!    the role's and the grant's conditions all hold.
 //! 5. A satisfied candidate allows; the reasons list every satisfied grant. Break-glass is
 //!    flagged (with a `record_break_glass_use` obligation) only when no other grant allows.
@@ -36,9 +36,15 @@
 //! - A registered resource of another type than the request names is unregistered for the
 //!   request. Resource names are unique among siblings, not within a type; an ambiguous name is
 //!   unregistered too (only unscoped grants can reach it, which reach every resource anyway).
-//! - Conditions see only the properties in the request, not the attributes Wardkey stores for
-//!   a registered resource. Search answers for registered resources use those stored
-//!   attributes as the properties, since there is no request to take them from.
+//! - Conditions and forbid rules see a registered resource's stored attributes and the
+//!   request's properties, the stored attribute winning where both name the same key (Wardkey's
+//!   record is authoritative; a PEP cannot re-label a registered record). Evaluation and every
+//!   search read them the same way, so a search answer is what the evaluations it summarises
+//!   would say. An unregistered resource has only the request's properties.
+//! - Search answers name subjects and resources the way a PEP names them in an evaluation: a
+//!   user by username, a resource by name within its type, unless that name does not resolve
+//!   to this very record (a case-insensitive collision), when the UUID is given instead; a
+//!   service account by its id.
 //! - Service accounts have the subject attributes `id` and `groups`; the HR attributes and
 //!   `username` are missing for them, so rules on those fail.
 //! - Networks and time zones are validated when saved; one that still fails to parse here
@@ -105,8 +111,10 @@ pub use snapshot::{Snapshot, Stats};
 pub use update::{Change, Records};
 
 /// How many ancestors above a resource a scoped grant is looked for (the resource itself is
-/// checked too). Bounds the walk whatever the data.
-pub const MAX_RESOURCE_DEPTH: usize = 16;
+/// checked too): the domain's one limit, which the store enforces when a resource is created
+/// or moved, so a grant on any ancestor the store holds applies. Bounds the walk whatever the
+/// data.
+pub use wardkey_domain::MAX_RESOURCE_DEPTH;
 
 /// How many actions a resource type can have (the domain validates 64); actions past this are
 /// unknown to the index.

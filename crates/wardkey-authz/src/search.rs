@@ -8,8 +8,8 @@ use crate::eval::{Early, Env, Target};
 use crate::model::{Holder, Member, TypeRec};
 use crate::snapshot::{Chain, Snapshot, Who, WhoRec, slot};
 use crate::{
-    AuthzError, Decision, GrantPath, MAX_ACTIONS, MAX_RESOURCE_DEPTH, NO_PROPERTIES, Properties, Reason,
-    RequestContext, ResourceRef, SubjectRef,
+    AuthzError, Decision, GrantPath, MAX_ACTIONS, MAX_RESOURCE_DEPTH, NO_PROPERTIES, Reason, RequestContext,
+    ResourceRef, SubjectRef,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
@@ -52,6 +52,9 @@ pub struct Found<T> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SubjectAccess {
     pub subject: DomainMember,
+    /// The `id` a PEP sends to name this subject in an evaluation (username, or the UUID when
+    /// the username would not name it unambiguously; a service account's UUID).
+    pub pep_id: String,
     /// Username, or the service account's name.
     pub name: String,
     pub grants: Vec<GrantPath>,
@@ -71,8 +74,16 @@ pub struct ActionAccess {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AccessTarget {
-    /// A registered resource (its stored attributes stood in for the request's properties).
-    Resource { id: ResourceId, name: String, type_id: ResourceTypeId, type_name: String },
+    /// A registered resource (its stored attributes are properties, as in an evaluation).
+    Resource {
+        id: ResourceId,
+        /// The `id` a PEP sends to name it in an evaluation: its name, or its UUID when the
+        /// name would not name it unambiguously within the type.
+        pep_id: String,
+        name: String,
+        type_id: ResourceTypeId,
+        type_name: String,
+    },
     /// Every resource of the type, registered or not, through grants without a scope (asked
     /// as a request with no resource id and no properties).
     AllOfType { type_id: ResourceTypeId, type_name: String },
@@ -134,7 +145,7 @@ impl Snapshot {
         page: Page,
     ) -> Result<Found<SubjectAccess>, AuthzError> {
         let t = self.target(resource, action).map_err(early_error)?;
-        let env = Env::new(ctx, resource.properties);
+        let env = Env::new(ctx, resource.properties, self.stored_attributes(&t.chain));
         let mut candidates: Vec<(Uuid, Member)> = Vec::new();
         let mut add = |m: Member| {
             if let Some(w) = self.who_member(m) {
@@ -186,6 +197,7 @@ impl Snapshot {
                 let break_glass = d.break_glass;
                 items.push(SubjectAccess {
                     subject: domain_member(&who),
+                    pep_id: self.subject_pep_id(&who),
                     name: who_name(&who).to_owned(),
                     grants: grants_of(d),
                     break_glass,
@@ -197,8 +209,11 @@ impl Snapshot {
 
     /// What the subject can act on: registered resources reached through scoped grants (with
     /// their stored attributes as properties) and, for grants without a scope, "every
-    /// resource of type T". Each with the allowed actions (only `action`, if given), ordered by
-    /// id. A subject that is not active reaches nothing.
+    /// resource of type T" (asked with no resource and no properties) and the registered
+    /// resources of T whose stored attributes its conditions or a forbid rule read (which may
+    /// be answered otherwise). Each with the allowed actions (only `action`, if given), ordered
+    /// by id. A registered resource not listed is answered as "every resource of type T" is. A
+    /// subject that is not active reaches nothing.
     pub fn resources_for(
         &self,
         subject: &SubjectRef<'_>,
@@ -243,6 +258,18 @@ impl Snapshot {
                 match g.scope {
                     None => {
                         candidates.insert(ty.id.0, Candidate::Type(ty));
+                        // "Any resource of the type" is asked without properties; a registered
+                        // resource whose stored attributes a condition or a forbid rule reads
+                        // may be answered otherwise, so it is an answer of its own.
+                        if self.attributes_matter(g, role, ty) {
+                            for r in self.resources_of_type(ty) {
+                                if let Some(rec) = self.resource(r)
+                                    && !rec.attributes.is_empty()
+                                {
+                                    candidates.insert(rec.id.0, Candidate::Resource(r, ty));
+                                }
+                            }
+                        }
                     }
                     Some(scope) => {
                         for r in self.descendants(scope) {
@@ -261,27 +288,26 @@ impl Snapshot {
         let mut next = None;
         let after = page.after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
         for c in candidates.range((after, std::ops::Bound::Unbounded)).map(|(_, c)| c) {
-            let (ty, chain, props, target) = match *c {
-                Candidate::Type(ty) => (
-                    ty,
-                    Chain::EMPTY,
-                    NO_PROPERTIES.clone(),
-                    AccessTarget::AllOfType { type_id: ty.id, type_name: ty.name.to_string() },
-                ),
+            // As a PEP would ask: the resource by its id and no properties of its own, so the
+            // stored attributes are the properties (exactly as in an evaluation).
+            let (ty, chain, target) = match *c {
+                Candidate::Type(ty) => {
+                    (ty, Chain::EMPTY, AccessTarget::AllOfType { type_id: ty.id, type_name: ty.name.to_string() })
+                }
                 Candidate::Resource(r, ty) => {
                     let Some(rec) = self.resource(r) else { continue };
-                    let props: Properties =
-                        rec.attributes.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+                    let Some(pep_id) = self.resource_pep_id(ty, r) else { continue };
                     let target = AccessTarget::Resource {
                         id: rec.id,
+                        pep_id,
                         name: rec.name.to_string(),
                         type_id: ty.id,
                         type_name: ty.name.to_string(),
                     };
-                    (ty, self.chain(Some(r)), props, target)
+                    (ty, self.chain(Some(r)), target)
                 }
             };
-            let env = Env::new(ctx, &props);
+            let env = Env::new(ctx, &NO_PROPERTIES, self.stored_attributes(&chain));
             let mask = wanted(ty);
             let mut targets = ty
                 .actions
@@ -323,7 +349,7 @@ impl Snapshot {
         let mut items = Vec::new();
         if who.active() {
             let chain = self.chain(self.resolve_resource(ty, resource));
-            let env = Env::new(ctx, resource.properties);
+            let env = Env::new(ctx, resource.properties, self.stored_attributes(&chain));
             for (pos, a) in ty.actions.iter().enumerate().take(MAX_ACTIONS) {
                 let t = Target { ty, action: a, bit: 1u64 << pos, chain };
                 let d = self.decide(&who, &t, &env);
@@ -333,6 +359,29 @@ impl Snapshot {
             }
         }
         Ok(Found { revision: self.revision, items, next: None })
+    }
+
+    /// Whether a resource's stored attributes can change what an unscoped grant of this role
+    /// allows on the type: the grant or the role has attribute rules, or a forbid rule on the
+    /// type reads a resource property.
+    fn attributes_matter(&self, g: &crate::model::GrantRec, role: &crate::model::RoleRec, ty: &TypeRec) -> bool {
+        let rules = |c: Option<&crate::model::Cond>| c.is_some_and(|c| !c.rules.is_empty());
+        rules(g.conditions.as_deref())
+            || rules(role.conditions.as_deref())
+            || self.forbids.values().any(|f| {
+                matches!(f.when, crate::model::When::Property { .. })
+                    && f.types.as_ref().is_none_or(|ts| ts.binary_search(&ty.tname).is_ok())
+            })
+    }
+
+    /// The live resources of a type.
+    fn resources_of_type(&self, ty: &TypeRec) -> Vec<u32> {
+        let Some(names) = self.resource_names.get(&ty.id) else { return Vec::new() };
+        names
+            .values()
+            .flat_map(|ixs| ixs.iter().copied())
+            .filter(|ix| self.resource(*ix).is_some_and(|r| r.type_id == ty.id))
+            .collect()
     }
 
     /// Every grant the subject holds, directly or through a live group.

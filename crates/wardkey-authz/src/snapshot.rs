@@ -384,6 +384,32 @@ impl Snapshot {
         unique(ixs, &self.resources, |slot| slot.rec.as_ref())
     }
 
+    /// The stored attributes of the registered resource a chain starts at (none when the
+    /// request named no registered resource, or it has no attributes).
+    pub(crate) fn stored_attributes(&self, chain: &Chain) -> Option<&std::collections::BTreeMap<String, String>> {
+        let ix = *chain.as_slice().first()?;
+        self.resource(ix).map(|r| &r.attributes).filter(|a| !a.is_empty())
+    }
+
+    /// The `id` a PEP sends to name this subject: a user's username when it resolves back to
+    /// this user (it does unless it collides case-insensitively with another), else the UUID.
+    pub(crate) fn subject_pep_id(&self, who: &Who<'_>) -> String {
+        if let WhoRec::User(u) = who.rec
+            && self.resolve_subject(&SubjectRef::user(&u.username)).is_some_and(|w| w.uuid() == u.id.0)
+        {
+            return u.username.to_string();
+        }
+        who.uuid().to_string()
+    }
+
+    /// The `id` a PEP sends to name this resource: its name when that resolves back to this
+    /// resource within its type, else its UUID.
+    pub(crate) fn resource_pep_id(&self, ty: &TypeRec, ix: u32) -> Option<String> {
+        let rec = self.resource(ix)?;
+        let by_name = ResourceRef::new(&ty.name, &rec.name);
+        Some(if self.resolve_resource(ty, &by_name) == Some(ix) { rec.name.to_string() } else { rec.id.to_string() })
+    }
+
     /// The resource and its live ancestors, at most [`MAX_RESOURCE_DEPTH`] above it.
     pub(crate) fn chain(&self, target: Option<u32>) -> Chain {
         let live = |ix: u32| slot(&self.resources, ix).filter(|s| s.rec.is_some());

@@ -206,34 +206,136 @@ fn a_scoped_grant_covers_the_resource_and_its_descendants_only() {
     assert!(!nurse().on(&w.unit, &w.hospital).run(&index).allow, "the parent");
     assert!(!nurse().ty("patient_record").run(&index).allow, "the type as a whole");
 
-    // Ancestors are found up to 16 levels above: a chain of 16 units under ward A.
+    // Ancestors are found up to MAX_RESOURCE_DEPTH levels above: a chain of that many units
+    // under chart A.
     let mut chain = vec![];
     let mut parent = w.chart_a.clone();
-    for i in 0..16 {
+    for i in 0..MAX_RESOURCE_DEPTH {
         let r = resource(&w.unit, &format!("level-{i}"), Some(&parent));
         chain.push(Change::UpsertResource(r.clone()));
         parent = r;
     }
     index.apply(chain);
-    // `parent` is 17 levels below ward A (chart A is 1): out of reach.
+    // `parent` is MAX + 1 levels below ward A (chart A is 1): out of reach (and the store
+    // refuses to build such a chain).
     assert!(!nurse().on(&w.unit, &parent).run(&index).allow);
 }
 
+/// The engine walks as far up as the store lets a chain grow: a grant at the root of a chain
+/// of the domain's maximum depth applies at its leaf (it used to stop at 16 levels, and a grant
+/// above that silently never applied), and search finds the leaf too.
 #[test]
-fn a_grant_sixteen_levels_up_still_applies() {
+fn a_grant_at_the_root_of_a_maximum_depth_chain_applies_at_its_leaf() {
+    assert_eq!(MAX_RESOURCE_DEPTH, wardkey_domain::MAX_RESOURCE_DEPTH, "one limit");
     let w = Ward::new();
-    let index = with(w.records.clone(), vec![grant(uid(&w.nurse), &w.reader, Some(&w.hospital))]);
-    let mut parent = w.hospital.clone();
+    let root = resource(&w.unit, "root", None);
+    let index = with(w.records.clone(), vec![grant(uid(&w.nurse), &w.reader, Some(&root))]);
+    index.upsert_resource(root.clone());
+    let mut parent = root.clone();
     let mut levels = vec![];
-    for i in 0..17 {
+    for i in 1..=MAX_RESOURCE_DEPTH + 1 {
         let r = resource(&w.unit, &format!("l{i}"), Some(&parent));
         index.upsert_resource(r.clone());
         levels.push(r.clone());
         parent = r;
     }
-    // levels[15] has 16 ancestors up to the hospital; levels[16] has 17.
-    assert!(Q::user(&w.nurse).ty("unit").on(&w.unit, &levels[15]).run(&index).allow);
-    assert!(!Q::user(&w.nurse).ty("unit").on(&w.unit, &levels[16]).run(&index).allow);
+    // levels[i] has i + 1 ancestors: the leaf the domain allows is levels[MAX - 1].
+    let leaf = &levels[MAX_RESOURCE_DEPTH - 1];
+    assert!(wardkey_domain::check_depth(MAX_RESOURCE_DEPTH - 1, 0).is_ok());
+    assert!(wardkey_domain::check_depth(MAX_RESOURCE_DEPTH, 0).is_err());
+    assert!(Q::user(&w.nurse).ty("unit").on(&w.unit, leaf).run(&index).allow);
+    assert!(Q::user(&w.nurse).ty("unit").id("l64").run(&index).allow, "by name too");
+    assert!(!Q::user(&w.nurse).ty("unit").on(&w.unit, &levels[MAX_RESOURCE_DEPTH]).run(&index).allow);
+    let subject = w.nurse.id.to_string();
+    let found = index
+        .snapshot()
+        .resources_for(&SubjectRef::user(&subject), Some("unit"), Some("read"), &RequestContext::at(t0()), Page::ALL)
+        .unwrap();
+    let reached: Vec<&str> = found
+        .items
+        .iter()
+        .filter_map(|r| match &r.target {
+            AccessTarget::Resource { pep_id, .. } => Some(pep_id.as_str()),
+            AccessTarget::AllOfType { .. } => None,
+        })
+        .collect();
+    assert_eq!(reached.len(), MAX_RESOURCE_DEPTH + 1, "the root and its {MAX_RESOURCE_DEPTH} levels");
+    assert!(reached.contains(&"l64") && !reached.contains(&"l65"));
+}
+
+/// Regression: a department rule on a grant scoped to a chart whose department Wardkey stores.
+/// Resource search listed the chart while the evaluation of the same triple denied, because
+/// evaluation read only the request's properties. Now both read the stored attributes (which
+/// win over what a request sends), and the search names the chart as a PEP does.
+#[test]
+fn stored_resource_attributes_decide_evaluation_and_search_alike() {
+    let mut w = Ward::new();
+    let nurse =
+        User { hr: HrAttributes { department: Some("cardio".into()), ..HrAttributes::default() }, ..w.nurse.clone() };
+    w.records.users = vec![nurse.clone(), w.doctor.clone()];
+    let dept =
+        |r: &Resource, d: &str| Resource { attributes: [("department".to_owned(), d.to_owned())].into(), ..r.clone() };
+    let chart_a = dept(&w.chart_a, "cardio");
+    let chart_b = dept(&w.chart_b, "onco");
+    w.records.resources.retain(|r| r.id != chart_a.id && r.id != chart_b.id);
+    w.records.resources.extend([chart_a.clone(), chart_b.clone()]);
+    let g = Grant {
+        conditions: Conditions {
+            attribute_rules: vec![rule("department", AttributeOp::Equals, "department")],
+            ..Conditions::default()
+        },
+        ..grant(uid(&nurse), &w.reader, Some(&w.hospital))
+    };
+    let index = with(w.records.clone(), vec![g.clone()]);
+    let by_name = || Q::named("nurse.joy");
+
+    // Evaluation: the stored department decides, by id or by name, with no properties sent.
+    assert!(by_name().on(&w.record, &chart_a).run(&index).allow);
+    assert!(by_name().id("chart-a").run(&index).allow);
+    assert_eq!(failures(&by_name().id("chart-b").run(&index)), ["attribute_rule"]);
+    // What Wardkey stores wins over what the PEP sends, both ways.
+    assert!(!by_name().id("chart-b").prop("department", json!("cardio")).run(&index).allow);
+    assert!(by_name().id("chart-a").prop("department", json!("onco")).run(&index).allow);
+    // An attribute Wardkey does not store comes from the request.
+    let extra = Grant {
+        conditions: Conditions {
+            attribute_rules: vec![rule("owner", AttributeOp::Equals, "username")],
+            ..Conditions::default()
+        },
+        ..grant(uid(&nurse), &w.writer, Some(&w.hospital))
+    };
+    let index2 = with(w.records.clone(), vec![g, extra]);
+    assert!(by_name().action("write").id("chart-b").prop("owner", json!("nurse.joy")).run(&index2).allow);
+    assert!(!by_name().action("write").id("chart-b").run(&index2).allow);
+
+    // Resource search: exactly chart A, named as the PEP names it.
+    let snap = index.snapshot();
+    let ctx = RequestContext::at(t0());
+    let found = snap
+        .resources_for(&SubjectRef::user("nurse.joy"), Some("patient_record"), Some("read"), &ctx, Page::ALL)
+        .unwrap();
+    let ids: Vec<String> = found
+        .items
+        .iter()
+        .map(|r| match &r.target {
+            AccessTarget::Resource { pep_id, .. } => pep_id.clone(),
+            AccessTarget::AllOfType { .. } => "*".to_owned(),
+        })
+        .collect();
+    assert_eq!(ids, ["chart-a"]);
+    // Subject search and action search agree.
+    let who =
+        snap.subjects_with_access(&ResourceRef::new("patient_record", "chart-a"), "read", &ctx, Page::ALL).unwrap();
+    assert_eq!(who.items.iter().map(|s| s.pep_id.as_str()).collect::<Vec<_>>(), ["nurse.joy"]);
+    let who =
+        snap.subjects_with_access(&ResourceRef::new("patient_record", "chart-b"), "read", &ctx, Page::ALL).unwrap();
+    assert!(who.items.is_empty());
+    let actions =
+        snap.actions_for(&SubjectRef::user("nurse.joy"), &ResourceRef::new("patient_record", "chart-a"), &ctx).unwrap();
+    assert_eq!(actions.items.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(), ["read"]);
+    let actions =
+        snap.actions_for(&SubjectRef::user("nurse.joy"), &ResourceRef::new("patient_record", "chart-b"), &ctx).unwrap();
+    assert!(actions.items.is_empty());
 }
 
 #[test]
@@ -529,6 +631,9 @@ fn attribute_rule_equals() {
             employment_type: Some(EmploymentType::Contractor),
             ..HrAttributes::default()
         },
+        // Hex letters in the id, so that its upper-case text differs (ids from the shared
+        // counter may be all digits, depending on which tests ran first).
+        id: UserId(uuid::Uuid::from_u128(0xabcd_ef00_0000_7000_8000_0000_0000_00fe)),
         ..w.nurse.clone()
     };
     w.records.users = vec![nurse.clone(), w.doctor.clone()];

@@ -152,11 +152,21 @@ fn arb_resource(i: u8) -> impl Strategy<Value = Resource> {
         prop::option::weighted(0.6, 0..RESOURCES),
         prop::sample::select(vec![None, Some("psych"), Some("gen")]),
         prop::option::of(0..USERS),
+        // The properties the attribute rules read, stored on the record (which an evaluation
+        // and every search must honour alike).
+        prop::sample::select(vec![None, Some("cardio"), Some("onco")]),
+        prop::sample::select(vec![None, Some("care"), Some("G0")]),
     )
-        .prop_map(move |(t, name, parent, category, owner)| {
+        .prop_map(move |(t, name, parent, category, owner, dept, team)| {
             let mut attributes = BTreeMap::new();
             if let Some(c) = category {
                 attributes.insert("category".to_owned(), c.to_owned());
+            }
+            if let Some(d) = dept {
+                attributes.insert("dept".to_owned(), d.to_owned());
+            }
+            if let Some(t) = team {
+                attributes.insert("team".to_owned(), t.to_owned());
             }
             if let Some(o) = owner {
                 attributes.insert("owner".to_owned(), user_id(o).to_string());
@@ -660,6 +670,59 @@ fn everyone() -> Vec<(SubjectKind, Uuid)> {
     v
 }
 
+/// The model with attribute rules on roles and grants throughout (each rule in turn, on
+/// every other grant and every role), so that stored attributes decide often.
+fn with_attribute_rules(mut changes: Vec<Change>) -> Vec<Change> {
+    let rules = [
+        AttributeRule {
+            resource_property: "dept".into(),
+            op: AttributeOp::Equals,
+            subject_attribute: "department".into(),
+        },
+        AttributeRule { resource_property: "team".into(), op: AttributeOp::In, subject_attribute: "groups".into() },
+        AttributeRule { resource_property: "owner".into(), op: AttributeOp::Equals, subject_attribute: "id".into() },
+    ];
+    for (n, c) in changes.iter_mut().enumerate() {
+        match c {
+            Change::UpsertGrant(g) if n % 2 == 0 => g.conditions.attribute_rules.push(rules[n % 3].clone()),
+            Change::UpsertRole(r) if n % 3 == 0 => r.conditions.attribute_rules.push(rules[(n / 3) % 3].clone()),
+            _ => {}
+        }
+    }
+    changes
+}
+
+/// How a PEP names a user: by username, unless another user's folds to the same (then the
+/// username names no one, and the UUID is the name). Worked out from the model, not the index.
+fn pep_user(model: &Model, u: &User) -> String {
+    let key = u.username.to_lowercase();
+    let clash = model.users.values().filter(|o| o.username.to_lowercase() == key).count() > 1;
+    if clash || Uuid::parse_str(&u.username).is_ok() { u.id.to_string() } else { u.username.clone() }
+}
+
+/// How a PEP names a resource: by name within its type, unless another resource of the type
+/// has the same name case-insensitively.
+fn pep_resource(model: &Model, r: &Resource) -> String {
+    let key = r.name.to_lowercase();
+    let clash = model.resources.values().filter(|o| o.type_id == r.type_id && o.name.to_lowercase() == key).count() > 1;
+    if clash || Uuid::parse_str(&r.name).is_ok() { r.id.to_string() } else { r.name.clone() }
+}
+
+/// The type a name resolves to: the one whose name folds to it, if exactly one.
+fn model_type<'m>(model: &'m Model, name: &str) -> Option<&'m ResourceType> {
+    let key = name.to_lowercase();
+    let mut found = model.types.values().filter(|t| t.name.to_lowercase() == key);
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
+}
+
+/// Every subject of the model as a PEP names it.
+fn pep_subjects(model: &Model) -> Vec<(SubjectKind, String)> {
+    let users = model.users.values().map(|u| (SubjectKind::User, pep_user(model, u)));
+    let sas = model.sas.values().map(|s| (SubjectKind::ServiceAccount, s.id.to_string()));
+    users.chain(sas).collect()
+}
+
 fn config() -> ProptestConfig {
     // No persistence file: the test binaries have no src/ beside them to put it in.
     ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
@@ -878,6 +941,143 @@ proptest! {
                 }
             }
             prop_assert_eq!(paged, all.items);
+        }
+    }
+    /// For random models with attribute rules and stored resource attributes, every search
+    /// answer is exactly the set of evaluations it summarises, asked the way a PEP asks: with
+    /// the `id`s the answer gives (usernames, resource names, `*` for "any of the type") and no
+    /// properties of its own.
+    #[test]
+    fn search_answers_are_the_evaluations_they_summarise(changes in arb_model_changes(), ctx in arb_ctx()) {
+        let model = model_of(&with_attribute_rules(changes));
+        let snap = Snapshot::build(model.records());
+        let eval = |kind: SubjectKind, who: &str, ty: &str, rid: Option<&str>, action: &str| {
+            let req = Request {
+                subject: SubjectRef { kind, id: who },
+                action,
+                resource: ResourceRef { type_name: ty, id: rid, properties: &NO_PROPERTIES },
+                context: ctx,
+            };
+            let d = snap.evaluate(&req);
+            assert_eq!(snap.check(&req), d.allow);
+            d
+        };
+        let subjects = pep_subjects(&model);
+        let mut resource_ids: Vec<(String, Option<String>)> = Vec::new();
+        for ty in TYPE_NAMES {
+            resource_ids.push((ty.to_owned(), None));
+            resource_ids.push((ty.to_owned(), Some("ext-1".to_owned())));
+        }
+        for r in model.resources.values() {
+            if let Some(t) = model.types.get(&r.type_id) {
+                resource_ids.push((t.name.clone(), Some(pep_resource(&model, r))));
+            }
+        }
+
+        // Subject search.
+        for (ty, rid) in &resource_ids {
+            for action in ACTIONS {
+                let resource = ResourceRef { type_name: ty, id: rid.as_deref(), properties: &NO_PROPERTIES };
+                let mut expected: Vec<(SubjectKind, String, Vec<GrantPath>)> = subjects
+                    .iter()
+                    .filter_map(|(kind, who)| {
+                        let d = eval(*kind, who, ty, rid.as_deref(), action);
+                        d.allow.then(|| (*kind, who.clone(), granted(&d)))
+                    })
+                    .collect();
+                expected.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+                let mut got: Vec<(SubjectKind, String, Vec<GrantPath>)> =
+                    match snap.subjects_with_access(&resource, action, &ctx, Page::ALL) {
+                        Ok(found) => found
+                            .items
+                            .iter()
+                            .map(|s| {
+                                let kind = match s.subject {
+                                    Member::User(_) => SubjectKind::User,
+                                    Member::ServiceAccount(_) => SubjectKind::ServiceAccount,
+                                };
+                                (kind, s.pep_id.clone(), s.grants.clone())
+                            })
+                            .collect(),
+                        Err(_) => Vec::new(),
+                    };
+                got.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+                prop_assert_eq!(got, expected, "who may {} {} {:?}", action, ty, rid);
+            }
+        }
+
+        for (kind, who) in &subjects {
+            let subject = SubjectRef { kind: *kind, id: who };
+            // Resource search: each item is the allowed actions on what it names.
+            let found = snap.resources_for(&subject, None, None, &ctx, Page::ALL);
+            let mut listed: HashSet<(String, String, String)> = HashSet::new();
+            for item in found.map(|f| f.items).unwrap_or_default() {
+                let (ty, id) = match &item.target {
+                    AccessTarget::AllOfType { type_name, .. } => (type_name.clone(), "*".to_owned()),
+                    AccessTarget::Resource { pep_id, type_name, .. } => (type_name.clone(), pep_id.clone()),
+                };
+                let Some(t) = model_type(&model, &ty) else {
+                    prop_assert!(false, "no type {}", ty);
+                    continue;
+                };
+                let allowed: Vec<(String, Vec<GrantPath>, bool)> = t
+                    .actions
+                    .iter()
+                    .filter_map(|a| {
+                        let d = eval(*kind, who, &ty, Some(&id), a);
+                        d.allow.then(|| (a.clone(), granted(&d), d.break_glass))
+                    })
+                    .collect();
+                let got: Vec<(String, Vec<GrantPath>, bool)> =
+                    item.actions.iter().map(|a| (a.action.clone(), a.grants.clone(), a.break_glass)).collect();
+                prop_assert_eq!(got, allowed, "{} on {} {}", who, ty, id);
+                for a in &item.actions {
+                    listed.insert((ty.clone(), id.clone(), a.action.clone()));
+                }
+            }
+            // ... and nothing is missing: whatever is allowed on a registered resource the answer
+            // does not list is allowed on `*` by the same grants; and an unregistered resource is
+            // answered exactly as `*`, which is listed with every action allowed on it. (A
+            // registered resource that is not listed may still be denied where `*` is allowed: its
+            // stored attributes can trip a forbid rule.)
+            let listed_ids: HashSet<(String, String)> = listed.iter().map(|(t, i, _)| (t.clone(), i.clone())).collect();
+            for (ty, rid) in &resource_ids {
+                let Some(t) = model_type(&model, ty) else { continue };
+                let id = rid.clone().unwrap_or_else(|| "*".to_owned());
+                if listed_ids.contains(&(t.name.clone(), id.clone())) {
+                    continue;
+                }
+                let registered = rid.as_deref().is_some_and(|r| r != "ext-1");
+                for a in &t.actions {
+                    let d = eval(*kind, who, ty, rid.as_deref(), a);
+                    let any = eval(*kind, who, ty, Some("*"), a);
+                    if registered && !d.allow {
+                        continue;
+                    }
+                    prop_assert_eq!(
+                        (d.allow, granted(&d)),
+                        (any.allow, granted(&any)),
+                        "{} {} {} {:?} is not listed, yet answered otherwise than *", who, a, ty, rid
+                    );
+                    prop_assert_eq!(
+                        d.allow,
+                        listed.contains(&(t.name.clone(), "*".to_owned(), a.clone())),
+                        "{} {} {} {:?}: * listed iff allowed", who, a, ty, rid
+                    );
+                }
+            }
+            // Action search: exactly the allowed actions.
+            for (ty, rid) in &resource_ids {
+                let resource = ResourceRef { type_name: ty, id: rid.as_deref(), properties: &NO_PROPERTIES };
+                let got: Vec<String> = match snap.actions_for(&subject, &resource, &ctx) {
+                    Ok(f) => f.items.iter().map(|a| a.action.clone()).collect(),
+                    Err(_) => Vec::new(),
+                };
+                let all: Vec<String> = model_type(&model, ty).map(|t| t.actions.clone()).unwrap_or_default();
+                let allowed: Vec<String> =
+                    all.into_iter().filter(|a| eval(*kind, who, ty, rid.as_deref(), a).allow).collect();
+                prop_assert_eq!(got, allowed, "actions of {} on {} {:?}", who, ty, rid);
+            }
         }
     }
 }

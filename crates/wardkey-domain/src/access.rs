@@ -198,6 +198,30 @@ impl ResourceUpdate {
     }
 }
 
+/// How many ancestors a resource may have (a root has none). One limit for the whole product:
+/// the domain refuses a resource (or a move) that would sit deeper, the store follows parent
+/// chains this far, and the decision index walks this far up from a resource, so a grant on
+/// any ancestor the store accepted applies to it.
+pub const MAX_RESOURCE_DEPTH: usize = 64;
+
+/// Refuses a resource whose deepest point would lie below [`MAX_RESOURCE_DEPTH`]: placed under
+/// a parent that has `parent_ancestors` ancestors, with a subtree `subtree_height` levels tall
+/// below it (0 for a new resource or a leaf).
+pub fn check_depth(parent_ancestors: usize, subtree_height: usize) -> Result<(), DomainError> {
+    let deepest = parent_ancestors.saturating_add(1).saturating_add(subtree_height);
+    if deepest > MAX_RESOURCE_DEPTH {
+        Err(DomainError::invalid(
+            "parent_id",
+            format!(
+                "the resource tree may be at most {MAX_RESOURCE_DEPTH} levels below its root; this would put a \
+                 resource {deepest} levels down"
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// Refuses a parent change that would make `resource` its own ancestor.
 /// `ancestors_of_new_parent` lists the new parent and all of its ancestors.
 pub fn check_no_cycle(resource: ResourceId, ancestors_of_new_parent: &[ResourceId]) -> Result<(), DomainError> {

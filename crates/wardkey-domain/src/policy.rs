@@ -132,7 +132,8 @@ pub enum AttributeOp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttributeRule {
-    /// Property of the resource in the request (`resource.properties.<name>`).
+    /// Property of the resource: the attribute Wardkey stores for a registered resource, else
+    /// the request's `resource.properties.<name>` (a stored attribute wins over a sent one).
     pub resource_property: String,
     pub op: AttributeOp,
     /// Subject attribute: `id`, `username`, `email`, `department`, `job_code`, `title`,

@@ -291,6 +291,12 @@ fn resource_cycles_and_bounds() {
     let b = ResourceId::generate();
     assert!(check_no_cycle(a, &[b]).is_ok());
     assert!(check_no_cycle(a, &[b, a]).is_err());
+    // One depth limit: a resource may have MAX_RESOURCE_DEPTH ancestors, its subtree included.
+    assert!(check_depth(MAX_RESOURCE_DEPTH - 1, 0).is_ok(), "a leaf at the limit");
+    assert!(matches!(check_depth(MAX_RESOURCE_DEPTH, 0), Err(DomainError::Invalid(e)) if e[0].field == "parent_id"));
+    assert!(check_depth(MAX_RESOURCE_DEPTH - 3, 2).is_ok());
+    assert!(check_depth(MAX_RESOURCE_DEPTH - 3, 3).is_err(), "a moved subtree's deepest point counts");
+    assert!(check_depth(usize::MAX, usize::MAX).is_err());
     let long = "x".repeat(5000);
     let r = NewResource {
         type_id: ResourceTypeId::generate(),

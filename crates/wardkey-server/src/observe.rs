@@ -180,20 +180,8 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
         }
     };
 
-    // A write is acknowledged only once the decision index has applied it: a revocation is
-    // effective for every decision made after its call returns.
-    if !method.is_safe()
-        && res.status().is_success()
-        && let Some(rev) = res
-            .headers()
-            .get(crate::respond::REVISION_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-        && let Err(e) = state.services.catch_up(rev).await
-    {
-        tracing::error!(parent: &span, error = %e, "the decision index could not apply this write");
-        res = Problem::internal().into_response();
-    }
+    // A write is acknowledged only once the decision index has applied it, which the service
+    // layer guarantees (its store writes wait for the index), whatever the handler returns.
 
     let status = res.status();
     let elapsed = start.elapsed();

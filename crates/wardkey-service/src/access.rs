@@ -172,6 +172,7 @@ impl Services {
                     tx.get_resource_type(input.type_id).await?.ok_or_else(|| ServiceError::invalid("type_id", "no such resource type"))?;
                     if let Some(parent) = input.parent_id {
                         tx.get_resource(parent).await?.ok_or_else(|| ServiceError::invalid("parent_id", "no such resource"))?;
+                        wardkey_domain::check_depth(tx.ancestors(parent).await?.len(), 0)?;
                     }
                     let now = tx.now();
                     let r = Resource {
@@ -230,6 +231,8 @@ impl Services {
                         let mut chain = vec![parent];
                         chain.extend(tx.ancestors(parent).await?);
                         check_no_cycle(id, &chain)?;
+                        // The whole subtree moves: its deepest descendant must stay within the limit.
+                        wardkey_domain::check_depth(chain.len().saturating_sub(1), tx.subtree_height(id).await?)?;
                         r.parent_id = Some(parent);
                     } else if input.move_to_root {
                         r.parent_id = None;

@@ -1,9 +1,9 @@
 //! The decision point: the in-memory index (`wardkey-authz`) kept current with the store,
 //! decisions with their audit events, and the "who has access" questions.
 //!
-//! Consistency: the index is at a store revision (the audit tree size). After a write, the
-//! caller (the HTTP edge, for every response that carries a revision) waits for
-//! [`Services::catch_up`] to that revision, which reads the audit events since the index's
+//! Consistency: the index is at a store revision (the audit tree size). Every write a service
+//! makes waits, before the service returns, for the index to catch up to its revision
+//! ([`crate::ServiceStore::write`], [`Services::catch_up`]), which reads the audit events since the index's
 //! revision, reloads each access-relevant object they name, and publishes one new snapshot
 //! with the revision. So a revocation is in the index before its API call returns. Other
 //! nodes hear revisions through PostgreSQL `NOTIFY` and catch up the same way.
@@ -44,6 +44,9 @@ pub(crate) enum Queued {
 
 pub(crate) struct DecisionPoint {
     pub(crate) index: Index,
+    /// Set once the index is built: from then on every service write waits for it to apply
+    /// (before, there is no index to keep current, e.g. in a CLI command).
+    started: std::sync::atomic::AtomicBool,
     /// Held while applying changes; the value is the revision applied.
     updater: Mutex<u64>,
     applied: watch::Sender<u64>,
@@ -58,6 +61,7 @@ impl DecisionPoint {
     pub(crate) fn new() -> DecisionPoint {
         DecisionPoint {
             index: Index::new(),
+            started: std::sync::atomic::AtomicBool::new(false),
             updater: Mutex::new(0),
             applied: watch::Sender::new(0),
             queue: std::sync::Mutex::new(None),
@@ -305,6 +309,7 @@ impl Services {
             self.decisions().index.replace(records);
             *applied = revision;
             self.decisions().applied.send_replace(revision);
+            self.decisions().started.store(true, std::sync::atomic::Ordering::Release);
         }
         self.start_flusher().await;
         self.store.listen_for_other_nodes();
@@ -337,8 +342,7 @@ impl Services {
     }
 
     fn refresh_audit_modes(&self, types: &[wardkey_domain::ResourceType]) {
-        let map = types.iter().filter(|t| t.phi).map(|t| (t.name.to_lowercase(), t.decision_audit)).collect();
-        self.decisions().audit_modes.store(Arc::new(map));
+        self.store.follower().refresh_audit_modes(types);
     }
 
     /// The revision the index is at.
@@ -348,6 +352,52 @@ impl Services {
 
     /// Brings the index up to at least `revision` (a no-op when it is there already).
     pub async fn catch_up(&self, revision: u64) -> Result<u64> {
+        self.store.follower().catch_up(revision).await
+    }
+}
+
+/// What keeping the index current needs, borrowed from the services' store
+/// ([`crate::ServiceStore`]), so that a write can wait for its own revision to be applied.
+pub(crate) struct Follower<'a> {
+    pub(crate) store: &'a wardkey_store::Store,
+    pub(crate) decisions: &'a DecisionPoint,
+    pub(crate) token_cache: &'a crate::auth::TokenCache,
+}
+
+impl Follower<'_> {
+    fn decisions(&self) -> &DecisionPoint {
+        self.decisions
+    }
+
+    fn decision_revision(&self) -> u64 {
+        *self.decisions.applied.borrow()
+    }
+
+    fn refresh_audit_modes(&self, types: &[wardkey_domain::ResourceType]) {
+        let map = types.iter().filter(|t| t.phi).map(|t| (t.name.to_lowercase(), t.decision_audit)).collect();
+        self.decisions.audit_modes.store(Arc::new(map));
+    }
+
+    /// After a committed write: the index has applied `revision` when this returns (nothing
+    /// to wait for before the decision point is started). An error means the write committed
+    /// but decisions may not see it yet, so the caller must not report success.
+    pub(crate) async fn settle(&self, revision: u64) -> std::result::Result<(), wardkey_store::StoreError> {
+        if !self.decisions.started.load(std::sync::atomic::Ordering::Acquire) || self.decision_revision() >= revision {
+            return Ok(());
+        }
+        match self.catch_up(revision).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, revision, "the decision index could not apply this write");
+                Err(wardkey_store::StoreError::Database(format!(
+                    "committed at revision {revision}, but the decision index could not apply it: {e}"
+                )))
+            }
+        }
+    }
+
+    /// Brings the index up to at least `revision` (a no-op when it is there already).
+    pub(crate) async fn catch_up(&self, revision: u64) -> Result<u64> {
         if self.decision_revision() >= revision {
             return Ok(self.decision_revision());
         }
@@ -404,7 +454,9 @@ impl Services {
         }
         Ok(*applied)
     }
+}
 
+impl Services {
     /// Waits (bounded) until the index is at `revision`; `Unavailable` if it cannot get there.
     pub async fn wait_for_revision(&self, revision: u64) -> Result<()> {
         if self.decision_revision() >= revision {

@@ -55,9 +55,51 @@ impl Default for ServiceConfig {
     }
 }
 
+/// The store as the services write to it. Its [`ServiceStore::write`] returns only once the
+/// decision index has applied the write, so whatever a service changes is what every decision
+/// made after the service returns sees, whichever caller made the change (an HTTP handler of
+/// any kind, the local CLI, SCIM, HR, a background job). Everything else is the [`Store`]'s.
+#[derive(Clone)]
+pub(crate) struct ServiceStore {
+    store: Store,
+    decisions: Arc<decisions::DecisionPoint>,
+    token_cache: Arc<auth::TokenCache>,
+}
+
+impl std::ops::Deref for ServiceStore {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl ServiceStore {
+    /// [`Store::write`], then waits for the decision index to apply the committed revision
+    /// (when the decision point runs in this process). A revocation is therefore in force for
+    /// every decision once its service call returns; the `X-Wardkey-Revision` header the HTTP
+    /// edge adds is information for PEPs on other nodes, not what makes this so.
+    pub(crate) async fn write<T, E, F>(&self, job: F) -> std::result::Result<Committed<T>, E>
+    where
+        T: Send + 'static,
+        E: From<wardkey_store::StoreError> + Send + 'static,
+        F: for<'t> FnOnce(&'t mut wardkey_store::WriteTx) -> futures::future::BoxFuture<'t, std::result::Result<T, E>>
+            + Send
+            + 'static,
+    {
+        let committed = self.store.write(job).await?;
+        self.follower().settle(committed.revision).await.map_err(E::from)?;
+        Ok(committed)
+    }
+
+    pub(crate) fn follower(&self) -> decisions::Follower<'_> {
+        decisions::Follower { store: &self.store, decisions: &self.decisions, token_cache: &self.token_cache }
+    }
+}
+
 #[derive(Clone)]
 pub struct Services {
-    store: Store,
+    store: ServiceStore,
     config: Arc<ServiceConfig>,
     authn: Arc<AuthnRuntime>,
     decisions: Arc<decisions::DecisionPoint>,
@@ -73,13 +115,7 @@ impl Services {
         rand::fill(&mut key);
         let authn = AuthnRuntime::new(AuthnSettings::default(), wardkey_authn::secretbox::SecretKey::from_bytes(key));
         match authn {
-            Ok(a) => Services {
-                store,
-                config: Arc::new(config),
-                authn: Arc::new(a),
-                decisions: Arc::new(decisions::DecisionPoint::new()),
-                token_cache: Arc::new(auth::TokenCache::new()),
-            },
+            Ok(a) => Services::assemble(store, config, a),
             // The defaults are valid by construction (tested); nothing to recover from here.
             Err(e) => unreachable_settings(e),
         }
@@ -93,13 +129,19 @@ impl Services {
         secrets: wardkey_authn::secretbox::SecretKey,
     ) -> Result<Self> {
         let authn = AuthnRuntime::new(settings, secrets)?;
-        Ok(Services {
-            store,
+        Ok(Services::assemble(store, config, authn))
+    }
+
+    fn assemble(store: Store, config: ServiceConfig, authn: AuthnRuntime) -> Self {
+        let decisions = Arc::new(decisions::DecisionPoint::new());
+        let token_cache = Arc::new(auth::TokenCache::new());
+        Services {
+            store: ServiceStore { store, decisions: Arc::clone(&decisions), token_cache: Arc::clone(&token_cache) },
             config: Arc::new(config),
             authn: Arc::new(authn),
-            decisions: Arc::new(decisions::DecisionPoint::new()),
-            token_cache: Arc::new(auth::TokenCache::new()),
-        })
+            decisions,
+            token_cache,
+        }
     }
 
     pub fn store(&self) -> &Store {

@@ -16,6 +16,7 @@ mod audit_log;
 mod authn;
 mod backend;
 mod conn;
+mod depth;
 mod directory;
 mod error;
 mod hr;

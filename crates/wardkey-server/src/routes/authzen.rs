@@ -6,7 +6,15 @@
 //! Wardkey's extensions ride in `context`: in requests `ip` (the end user's address), `amr`
 //! (RFC 8176 methods the user authenticated with) or `assurance`, `device_trust`, and
 //! `min_revision` (also the `X-Wardkey-Min-Revision` header); in responses `revision`,
-//! `reasons`, `obligations`, `break_glass` and `acr_values`.
+//! `reasons`, `obligations`, `break_glass` and `acr_values`. A batch answer is
+//! `{"decision": b}` per item, with that `context` only when `options.include_reasons` asks for
+//! it (or the item carries an obligation or `acr_values` the PEP must act on).
+//!
+//! Search results name subjects and resources with the `type` and `id` a PEP sends to
+//! `/evaluation` (a person's username, a resource's name within its type, the UUID only when
+//! the name is ambiguous; `*` for "any resource of the type"), so evaluating a result gives the
+//! answer the search promised. `options.include_properties: true` adds each result's
+//! `properties` (Wardkey's id, the name, the grants that allow).
 
 use crate::AppState;
 use crate::extract::{ApiJson, Auth};
@@ -95,6 +103,15 @@ pub struct PageReq {
     pub limit: Option<usize>,
 }
 
+/// Options of a search request (AuthZEN's `options` member, as in batch evaluations).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SearchOptions {
+    /// Wardkey: give each result `properties` (Wardkey's id, the name, the grants that allow).
+    /// Off by default: an AuthZEN result is the `type` and `id` (or `name`) a PEP evaluates.
+    #[serde(default)]
+    pub include_properties: bool,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Search {
     pub subject: Option<Subject>,
@@ -102,6 +119,28 @@ pub struct Search {
     pub resource: Option<Resource>,
     pub context: Option<Context>,
     pub page: Option<PageReq>,
+    pub options: Option<SearchOptions>,
+}
+
+impl Search {
+    fn include_properties(&self) -> bool {
+        self.options.as_ref().is_some_and(|o| o.include_properties)
+    }
+}
+
+/// One search result: what identifies it, and `properties` only when asked for.
+fn result(mut identity: serde_json::Map<String, Value>, properties: Option<Value>) -> Value {
+    if let Some(p) = properties {
+        identity.insert("properties".to_owned(), p);
+    }
+    Value::Object(identity)
+}
+
+fn entity(kind: &str, id: &str) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("type".to_owned(), Value::String(kind.to_owned()));
+    m.insert("id".to_owned(), Value::String(id.to_owned()));
+    m
 }
 
 fn bad(field: &str, message: &str) -> Problem {
@@ -330,12 +369,14 @@ pub(crate) fn borrowed_request(body: EvaluationRef<'_>) -> Result<(AccessRequest
 #[derive(serde::Serialize)]
 struct DecisionBody<'a> {
     decision: bool,
-    context: DecisionContext<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<DecisionContext<'a>>,
 }
 
 #[derive(serde::Serialize)]
 struct DecisionContext<'a> {
-    revision: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revision: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reasons: Option<&'a [wardkey_authz::Reason]>,
     #[serde(skip_serializing_if = "<[Value]>::is_empty")]
@@ -346,16 +387,35 @@ struct DecisionContext<'a> {
     acr_values: Option<&'static str>,
 }
 
-fn decision_body(d: &AccessDecision, with_reasons: bool) -> DecisionBody<'_> {
+/// A single decision: always with its context (revision, reasons, and what the PEP must do).
+fn decision_body(d: &AccessDecision) -> DecisionBody<'_> {
     DecisionBody {
         decision: d.decision,
-        context: DecisionContext {
-            revision: d.revision,
+        context: Some(DecisionContext {
+            revision: Some(d.revision),
+            reasons: Some(d.reasons.as_slice()),
+            obligations: &d.obligations,
+            break_glass: d.break_glass,
+            acr_values: d.acr_values,
+        }),
+    }
+}
+
+/// One answer of a batch: `{"decision": b}` as AuthZEN has it, with a `context` only when
+/// reasons were asked for, or when the PEP must act on it (an obligation to honour, the
+/// `acr_values` that would turn a deny into an allow), which a PEP must never miss. The
+/// revision is the response's (`X-Wardkey-Revision`).
+fn batch_item(d: &AccessDecision, with_reasons: bool) -> DecisionBody<'_> {
+    let actionable = !d.obligations.is_empty() || d.acr_values.is_some();
+    DecisionBody {
+        decision: d.decision,
+        context: (with_reasons || actionable).then(|| DecisionContext {
+            revision: with_reasons.then_some(d.revision),
             reasons: with_reasons.then_some(d.reasons.as_slice()),
             obligations: &d.obligations,
             break_glass: d.break_glass,
             acr_values: d.acr_values,
-        },
+        }),
     }
 }
 
@@ -399,7 +459,7 @@ pub(crate) async fn decide(
     let (req, ctx_rev) = borrowed_request(parsed)?;
     wait(s, header_rev.max(ctx_rev)).await?;
     let d = s.services.evaluate(by, &req).await?;
-    Ok(json_response(&decision_body(&d, true), d.revision))
+    Ok(json_response(&decision_body(&d), d.revision))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -444,7 +504,7 @@ pub async fn evaluations(
         let (req, ctx_rev) = access_request(&defaults, &Evaluation::default())?;
         wait(&s, header_rev.max(ctx_rev)).await?;
         let d = s.services.evaluate(&auth.authorized, &req).await?;
-        return Ok(json_response(&decision_body(&d, true), d.revision));
+        return Ok(json_response(&decision_body(&d), d.revision));
     }
     // Parse everything first: a malformed item fails the whole request, before any decision.
     let mut reqs = Vec::with_capacity(items.len());
@@ -474,7 +534,7 @@ pub async fn evaluations(
     struct Batch<'a> {
         evaluations: Vec<DecisionBody<'a>>,
     }
-    let out = Batch { evaluations: decisions.iter().map(|d| decision_body(d, options.include_reasons)).collect() };
+    let out = Batch { evaluations: decisions.iter().map(|d| batch_item(d, options.include_reasons)).collect() };
     Ok(json_response(&out, revision))
 }
 
@@ -498,9 +558,11 @@ pub async fn search_subject(
     ApiJson(body): ApiJson<Search>,
 ) -> ApiResult {
     let subject = body.subject.clone().unwrap_or_default();
-    let kind = text(&subject.kind, "subject.type")?.to_owned();
-    // `identity` is AuthZEN's newer name for a person.
-    let kind = if kind == "identity" { "user".to_owned() } else { kind };
+    // Results carry the type as the PEP named it (`identity` is AuthZEN's newer name for a
+    // person, and means what `user` does).
+    let asked_kind = text(&subject.kind, "subject.type")?.to_owned();
+    let kind = if asked_kind == "identity" { "user" } else { asked_kind.as_str() };
+    let with_properties = body.include_properties();
     let action = body.action.clone().unwrap_or_default();
     let action = text(&action.name, "action.name")?.to_owned();
     let resource = body.resource.clone().unwrap_or_default();
@@ -525,11 +587,14 @@ pub async fn search_subject(
             k == kind
         })
         .map(|a| {
-            let (k, id) = match a.subject {
-                wardkey_domain::Member::User(u) => ("user", u.to_string()),
-                wardkey_domain::Member::ServiceAccount(x) => ("service_account", x.to_string()),
+            let wardkey_id = match a.subject {
+                wardkey_domain::Member::User(u) => u.to_string(),
+                wardkey_domain::Member::ServiceAccount(x) => x.to_string(),
             };
-            json!({ "type": k, "id": id, "properties": { "name": a.name, "grants": a.grants, "break_glass": a.break_glass } })
+            let properties = with_properties.then(|| {
+                json!({ "wardkey_id": wardkey_id, "name": a.name, "grants": a.grants, "break_glass": a.break_glass })
+            });
+            result(entity(&asked_kind, &a.pep_id), properties)
         })
         .collect();
     Ok(with_revision(
@@ -553,6 +618,7 @@ pub async fn search_resource(
     let action = opt_text(&action.name, "action.name")?.map(str::to_owned);
     let resource = body.resource.clone().unwrap_or_default();
     let rtype = text(&resource.kind, "resource.type")?.to_owned();
+    let with_properties = body.include_properties();
     let (ctx, ctx_rev) = access_context(body.context.as_ref())?;
     wait(&s, header_rev.max(ctx_rev)).await?;
     let (token, limit) = page_req(&body.page);
@@ -570,12 +636,18 @@ pub async fn search_resource(
     let results: Vec<Value> = found
         .items
         .iter()
+        // The type as the PEP named it; the id it would evaluate: the resource's name (its UUID
+        // when the name is ambiguous), or `*` for "any resource of the type" (a resource Wardkey
+        // does not know, which only grants without a scope reach).
         .map(|r| match &r.target {
-            wardkey_authz::AccessTarget::Resource { id, name, type_name, .. } => {
-                json!({ "type": type_name, "id": id.to_string(), "properties": { "name": name, "actions": r.actions } })
+            wardkey_authz::AccessTarget::Resource { id, pep_id, name, .. } => {
+                let properties = with_properties
+                    .then(|| json!({ "wardkey_id": id.to_string(), "name": name, "actions": r.actions }));
+                result(entity(&rtype, pep_id), properties)
             }
-            wardkey_authz::AccessTarget::AllOfType { type_name, .. } => {
-                json!({ "type": type_name, "id": "*", "properties": { "all_of_type": true, "actions": r.actions } })
+            wardkey_authz::AccessTarget::AllOfType { .. } => {
+                let properties = with_properties.then(|| json!({ "all_of_type": true, "actions": r.actions }));
+                result(entity(&rtype, "*"), properties)
             }
         })
         .collect();
@@ -600,11 +672,19 @@ pub async fn search_action(
     let rtype = text(&resource.kind, "resource.type")?.to_owned();
     let rid = opt_text(&resource.id, "resource.id")?.map(str::to_owned);
     let props = properties(&resource)?;
+    let with_properties = body.include_properties();
     let (ctx, ctx_rev) = access_context(body.context.as_ref())?;
     wait(&s, header_rev.max(ctx_rev)).await?;
     let found = s.services.search_actions(&skind, &sid, &rtype, rid.as_deref(), &props, &ctx).await?;
-    let results: Vec<Value> =
-        found.items.iter().map(|a| json!({ "name": a.action, "properties": { "grants": a.grants } })).collect();
+    let results: Vec<Value> = found
+        .items
+        .iter()
+        .map(|a| {
+            let mut m = serde_json::Map::new();
+            m.insert("name".to_owned(), Value::String(a.action.clone()));
+            result(m, with_properties.then(|| json!({ "grants": a.grants, "break_glass": a.break_glass })))
+        })
+        .collect();
     Ok(with_revision(
         Json(json!({ "results": results, "page": page_json(None), "context": { "revision": found.revision } }))
             .into_response(),

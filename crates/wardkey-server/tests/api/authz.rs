@@ -184,12 +184,18 @@ async fn authzen_decisions(h: &Harness) {
     let d: Vec<bool> =
         r.body["evaluations"].as_array().unwrap().iter().map(|e| e["decision"].as_bool().unwrap()).collect();
     assert_eq!(d, [true, false, true]);
-    assert!(r.body["evaluations"][0]["context"]["reasons"].is_null(), "reasons only when asked");
+    assert_eq!(
+        r.body["evaluations"],
+        json!([{ "decision": true }, { "decision": false }, { "decision": true }]),
+        "AuthZEN answers, with a context only when reasons are asked for: {}",
+        r.text
+    );
     let mut asked = batch.clone();
     asked["options"] = json!({ "evaluations_semantic": "deny_on_first_deny", "include_reasons": true });
     let r = h.pdp(&m.pdp, "/access/v1/evaluations", asked).await;
     assert_eq!(r.body["evaluations"].as_array().unwrap().len(), 2, "stops at the first deny");
     assert!(r.body["evaluations"][1]["context"]["reasons"].is_array());
+    assert!(r.body["evaluations"][0]["context"]["revision"].is_u64(), "{}", r.text);
     let mut permit = batch.clone();
     permit["options"] = json!({ "evaluations_semantic": "permit_on_first_permit" });
     assert_eq!(h.pdp(&m.pdp, "/access/v1/evaluations", permit).await.body["evaluations"].as_array().unwrap().len(), 1);
@@ -200,17 +206,17 @@ async fn authzen_decisions(h: &Harness) {
     // Searches.
     let r = h.pdp(&m.pdp, "/access/v1/search/subject", json!({ "subject": { "type": "user" }, "action": { "name": "read" }, "resource": { "type": "record", "id": m.bed } })).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(
-        r.body["results"],
-        json!([{ "type": "user", "id": m.uid, "properties": r.body["results"][0]["properties"] }])
-    );
+    // Named as a PEP names them (the username), without properties unless asked for.
+    assert_eq!(r.body["results"], json!([{ "type": "user", "id": "n.ward" }]), "{}", r.text);
+    let r = h.pdp(&m.pdp, "/access/v1/search/subject", json!({ "subject": { "type": "user" }, "action": { "name": "read" }, "resource": { "type": "record", "id": m.bed }, "options": { "include_properties": true } })).await;
+    assert_eq!(r.body["results"][0]["id"], "n.ward", "{}", r.text);
+    assert_eq!(r.body["results"][0]["properties"]["wardkey_id"], m.uid, "{}", r.text);
     assert_eq!(r.body["results"][0]["properties"]["grants"][0]["grant_id"], m.grant);
     let r = h.pdp(&m.pdp, "/access/v1/search/resource", json!({ "subject": { "type": "user", "id": m.uid }, "action": { "name": "read" }, "resource": { "type": "record" } })).await;
     let mut ids: Vec<&str> = r.body["results"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap()).collect();
     ids.sort();
-    let mut want = vec![m.ward.as_str(), m.bed.as_str()];
-    want.sort();
-    assert_eq!(ids, want, "{}", r.text);
+    assert_eq!(ids, ["bed-3", "ward-7"], "resources by name: {}", r.text);
+    assert!(r.body["results"].as_array().unwrap().iter().all(|x| x["properties"].is_null() && x["type"] == "record"));
     let r = h
         .pdp(
             &m.pdp,
@@ -462,6 +468,207 @@ async fn hot_path_keeps_the_edge_promises(h: &Harness) {
     assert!(metric(&after, 413) > metric(&before, 413), "{after}");
 }
 
+/// An active user with these HR attributes, by username; returns the id.
+async fn active_user(h: &Harness, username: &str, hr: Value) -> String {
+    let u = h.post("/api/v1/users", json!({ "username": username, "hr": hr })).await;
+    assert_eq!(u.status, StatusCode::CREATED, "{}", u.text);
+    let uid = id(&u.body);
+    h.post(&format!("/api/v1/users/{uid}/verify-identity"), json!({ "version": 1, "method": "in_person" })).await;
+    let a = h.post(&format!("/api/v1/users/{uid}/status"), json!({ "version": 2, "status": "active" })).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    uid
+}
+
+/// A role on `rtype` granted to `uid` (on `scope`, if given).
+async fn grant_role(
+    h: &Harness,
+    name: &str,
+    rtype: &str,
+    actions: Value,
+    conditions: Value,
+    uid: &str,
+    scope: Option<&str>,
+) {
+    let role = h
+        .post(
+            "/api/v1/roles",
+            json!({ "name": name, "permissions": [{ "resource_type": rtype, "actions": actions }], "conditions": conditions }),
+        )
+        .await;
+    assert_eq!(role.status, StatusCode::CREATED, "{}", role.text);
+    let g = h
+        .post(
+            "/api/v1/grants",
+            json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&role.body), "resource_id": scope, "justification": "test" }),
+        )
+        .await;
+    assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
+}
+
+/// Resource attributes are honoured alike by evaluation and the three searches: a department
+/// rule scoped to a chart with a stored `department` allows the evaluation (which denied
+/// before: only the request's properties counted) and the searches say the same, naming
+/// things as the PEP does. A change made through a service call, with no HTTP response and no
+/// revision header to wait on, is decided on as soon as the call returns.
+async fn stored_attributes_decide_everywhere(h: &Harness) {
+    let token = h.pdp_token().await;
+    let pdp = token.as_str();
+    let rt = h.post("/api/v1/resource-types", json!({ "name": "chart", "actions": ["read", "sign"] })).await;
+    assert_eq!(rt.status, StatusCode::CREATED, "{}", rt.text);
+    let ty = id(&rt.body);
+    let clinic = h.post("/api/v1/resources", json!({ "type_id": ty, "name": "clinic" })).await;
+    let cardio = h
+        .post(
+            "/api/v1/resources",
+            json!({ "type_id": ty, "name": "chart-1", "parent_id": id(&clinic.body), "attributes": { "department": "cardio" } }),
+        )
+        .await;
+    assert_eq!(cardio.status, StatusCode::CREATED, "{}", cardio.text);
+    let onco = h
+        .post(
+            "/api/v1/resources",
+            json!({ "type_id": ty, "name": "chart-2", "parent_id": id(&clinic.body), "attributes": { "department": "onco" } }),
+        )
+        .await;
+    let uid = active_user(h, "c.nurse", json!({ "department": "cardio" })).await;
+    let rule = json!({ "attribute_rules": [{ "resource_property": "department", "op": "equals", "subject_attribute": "department" }] });
+    grant_role(h, "dept-reader", "chart", json!(["read"]), rule, &uid, Some(&id(&clinic.body))).await;
+
+    let ask = |subject: &str, resource: &str, properties: Value| {
+        json!({ "subject": { "type": "user", "id": subject }, "action": { "name": "read" },
+                "resource": { "type": "chart", "id": resource, "properties": properties } })
+    };
+    let decide = |body: Value| async move { h.pdp(pdp, "/access/v1/evaluation", body).await };
+    let r = decide(ask("c.nurse", "chart-1", json!({}))).await;
+    assert_eq!(r.body["decision"], true, "the stored department satisfies the rule: {}", r.text);
+    let r = decide(ask("c.nurse", "chart-2", json!({}))).await;
+    assert_eq!(r.body["decision"], false, "{}", r.text);
+    // The record is authoritative: a PEP cannot re-label a registered chart.
+    let r = decide(ask("c.nurse", "chart-2", json!({ "department": "cardio" }))).await;
+    assert_eq!(r.body["decision"], false, "{}", r.text);
+    // An unregistered record has only the properties the PEP sends (and the scoped grant
+    // does not reach it anyway).
+    let r = decide(ask("c.nurse", "ext-77", json!({ "department": "cardio" }))).await;
+    assert_eq!(r.body["decision"], false, "{}", r.text);
+
+    let search = |path: &'static str, body: Value| async move {
+        let r = h.pdp(pdp, path, body).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.body
+    };
+    let found = search(
+        "/access/v1/search/resource",
+        json!({ "subject": { "type": "user", "id": "c.nurse" }, "action": { "name": "read" }, "resource": { "type": "chart" } }),
+    )
+    .await;
+    assert_eq!(found["results"], json!([{ "type": "chart", "id": "chart-1" }]), "{found}");
+    let found = search(
+        "/access/v1/search/subject",
+        json!({ "subject": { "type": "user" }, "action": { "name": "read" }, "resource": { "type": "chart", "id": "chart-1" } }),
+    )
+    .await;
+    assert_eq!(found["results"], json!([{ "type": "user", "id": "c.nurse" }]), "{found}");
+    let found = search(
+        "/access/v1/search/subject",
+        json!({ "subject": { "type": "user" }, "action": { "name": "read" }, "resource": { "type": "chart", "id": "chart-2" } }),
+    )
+    .await;
+    assert_eq!(found["results"], json!([]), "{found}");
+    let found = search(
+        "/access/v1/search/action",
+        json!({ "subject": { "type": "user", "id": "c.nurse" }, "resource": { "type": "chart", "id": "chart-1" } }),
+    )
+    .await;
+    assert_eq!(found["results"], json!([{ "name": "read" }]), "{found}");
+    // Every result, evaluated as it was given, is allowed.
+    let r = decide(ask("c.nurse", "chart-1", json!({}))).await;
+    assert_eq!(r.body["decision"], true);
+
+    // Through a service call: chart-2 moves to cardiology. No response, no header, no wait
+    // by the caller: the index has the change when the call returns.
+    let by = h.services.operator("ops");
+    let chart2: wardkey_domain::ResourceId = id(&onco.body).parse().unwrap();
+    let update = |version: i64, department: &str| wardkey_domain::ResourceUpdate {
+        version,
+        description: None,
+        attributes: Some([("department".to_owned(), department.to_owned())].into()),
+        parent_id: None,
+        move_to_root: false,
+    };
+    let mut version = onco.body["version"].as_i64().unwrap();
+    for (department, allowed) in [("cardio", true), ("onco", false), ("cardio", true)] {
+        let c = h.services.update_resource(&by, chart2, update(version, department)).await.unwrap();
+        assert!(
+            h.services.decision_revision() >= c.revision,
+            "the index is at revision {} when the write of revision {} returns",
+            h.services.decision_revision(),
+            c.revision
+        );
+        version = c.value.version;
+        let r = decide(ask("c.nurse", "chart-2", json!({}))).await;
+        assert_eq!(r.body["decision"], allowed, "department {department}: {}", r.text);
+    }
+}
+
+/// One depth limit: a chain as deep as the domain allows can be built, a grant at its root
+/// applies at its leaf (the engine walks as far as the store allows), and a resource or a
+/// move that would go deeper is refused, naming `parent_id`.
+async fn resource_depth_is_one_limit(h: &Harness) {
+    use wardkey_domain::MAX_RESOURCE_DEPTH;
+    let pdp = h.pdp_token().await;
+    let rt = h.post("/api/v1/resource-types", json!({ "name": "folder", "actions": ["read"] })).await;
+    let ty = id(&rt.body);
+    let mut chain: Vec<String> = Vec::new();
+    for level in 0..=MAX_RESOURCE_DEPTH {
+        let r = h
+            .post("/api/v1/resources", json!({ "type_id": ty, "name": format!("f{level}"), "parent_id": chain.last() }))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "level {level}: {}", r.text);
+        chain.push(id(&r.body));
+    }
+    let leaf = chain.last().unwrap().clone();
+    let too_deep = h.post("/api/v1/resources", json!({ "type_id": ty, "name": "too-deep", "parent_id": leaf })).await;
+    assert_eq!(too_deep.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation")["errors"][0]["field"], "parent_id");
+    let all = h.get("/api/v1/resources?limit=500").await;
+    assert!(all.body["items"].as_array().unwrap().iter().all(|r| r["name"] != "too-deep"), "nothing half-written");
+
+    let uid = active_user(h, "f.reader", json!({})).await;
+    grant_role(h, "folder-reader", "folder", json!(["read"]), json!({}), &uid, Some(&chain[0])).await;
+    let ask = |name: String| json!({ "subject": { "type": "user", "id": "f.reader" }, "action": { "name": "read" }, "resource": { "type": "folder", "id": name } });
+    let r = h.pdp(&pdp, "/access/v1/evaluation", ask(format!("f{MAX_RESOURCE_DEPTH}"))).await;
+    assert_eq!(r.body["decision"], true, "the root's grant applies {MAX_RESOURCE_DEPTH} levels down: {}", r.text);
+    let r = h
+        .pdp(
+            &pdp,
+            "/access/v1/search/resource",
+            json!({ "subject": { "type": "user", "id": "f.reader" }, "action": { "name": "read" }, "resource": { "type": "folder" } }),
+        )
+        .await;
+    assert_eq!(r.body["results"].as_array().map(Vec::len), Some(MAX_RESOURCE_DEPTH + 1), "{}", r.text);
+
+    // A two-level subtree may move to where its top sits at the limit's last level but one,
+    // not one level lower (its child would be too deep).
+    let top = h.post("/api/v1/resources", json!({ "type_id": ty, "name": "s0" })).await;
+    let child = h.post("/api/v1/resources", json!({ "type_id": ty, "name": "s1", "parent_id": id(&top.body) })).await;
+    assert_eq!(child.status, StatusCode::CREATED, "{}", child.text);
+    let moved = h
+        .patch(
+            &format!("/api/v1/resources/{}", id(&top.body)),
+            json!({ "version": top.body["version"], "parent_id": chain[MAX_RESOURCE_DEPTH - 1] }),
+        )
+        .await;
+    assert_eq!(moved.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation")["errors"][0]["field"], "parent_id");
+    let moved = h
+        .patch(
+            &format!("/api/v1/resources/{}", id(&top.body)),
+            json!({ "version": top.body["version"], "parent_id": chain[MAX_RESOURCE_DEPTH - 2] }),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.text);
+    let r = h.pdp(&pdp, "/access/v1/evaluation", ask("s1".to_owned())).await;
+    assert_eq!(r.body["decision"], true, "{}", r.text);
+}
+
 macro_rules! authz_on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -487,7 +694,14 @@ macro_rules! authz_on_both_stores {
     };
 }
 
-authz_on_both_stores!(authzen_decisions, revocation_race, conditions_and_break_glass, hot_path_keeps_the_edge_promises);
+authz_on_both_stores!(
+    authzen_decisions,
+    revocation_race,
+    conditions_and_break_glass,
+    hot_path_keeps_the_edge_promises,
+    stored_attributes_decide_everywhere,
+    resource_depth_is_one_limit,
+);
 
 /// Two Wardkey nodes on one PostgreSQL database: a revocation on one is honoured by the other
 /// for any PEP that names the revision the revoke returned.

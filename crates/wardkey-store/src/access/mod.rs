@@ -12,8 +12,8 @@ use wardkey_domain::{
     RoleId, RoleTemplate, RoleTemplateId, SodRule, SodRuleId, Subject,
 };
 
-/// Longest parent chain [`Conn::ancestors`] follows.
-pub const MAX_RESOURCE_DEPTH: usize = 64;
+/// Longest parent chain [`Conn::ancestors`] follows: the domain's one limit.
+pub use wardkey_domain::MAX_RESOURCE_DEPTH;
 
 /// Filters of [`Conn::list_resources`] (live resources only).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
