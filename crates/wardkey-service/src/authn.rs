@@ -29,6 +29,11 @@ use wardkey_store::{Committed, Conn, SessionAdvance, SessionQuery, SessionWithPe
 const MAX_USERNAME_BYTES: usize = 256;
 /// Ceremony state older than this is refused (a WebAuthn challenge is single-use and short-lived).
 const CEREMONY_TTL_SECS: i64 = 300;
+/// Failed second factors one session may make before it is ended and sign-in must start
+/// again with the password (each failure also counts toward the account lock).
+pub const MAX_SECOND_FACTOR_ATTEMPTS_PER_SESSION: u32 = 5;
+/// Purpose of the keyed hash that stands for an unknown username in the audit log.
+const UNKNOWN_USERNAME_HASH: &str = "audit: unknown sign-in username";
 /// A TOTP enrolment not confirmed within this time is discarded when the user starts another.
 const TOTP_NAME_DEFAULT: &str = "Authenticator app";
 
@@ -217,11 +222,23 @@ fn new_token() -> Result<(SessionToken, Vec<u8>)> {
 }
 
 fn failures_to_domain(f: &AccountFailures) -> LoginFailures {
-    LoginFailures { consecutive: f.consecutive, last_failure_at: f.last_failure_at, locked_at: f.locked_at }
+    LoginFailures {
+        consecutive: f.consecutive,
+        last_failure_at: f.last_failure_at,
+        locked_at: f.locked_at,
+        second_factor_consecutive: f.second_factor,
+        second_factor_last_failure_at: f.second_factor_last_at,
+    }
 }
 
 fn failures_from_domain(f: &LoginFailures) -> AccountFailures {
-    AccountFailures { consecutive: f.consecutive, last_failure_at: f.last_failure_at, locked_at: f.locked_at }
+    AccountFailures {
+        consecutive: f.consecutive,
+        last_failure_at: f.last_failure_at,
+        locked_at: f.locked_at,
+        second_factor: f.second_factor_consecutive,
+        second_factor_last_at: f.second_factor_last_failure_at,
+    }
 }
 
 fn anon_event(action: &str, meta: &RequestMeta, outcome: Outcome) -> AuditDraft {
@@ -389,7 +406,7 @@ impl Services {
                 }
             }
         };
-        let mut acct = failures_from_domain(&failures);
+        let acct = failures_from_domain(&failures);
         let throttled = acct.earliest_next_attempt(&rt.settings.lockout).is_some_and(|t| now < t);
         let locked = acct.is_locked(&rt.settings.lockout, now);
         // One Argon2 verification on every path, so timing does not tell the cases apart.
@@ -410,7 +427,14 @@ impl Services {
         let Some(user) = user else {
             let mut e = anon_event("auth.login_failed", &meta, Outcome::Failure);
             e.reason = reason.map(str::to_owned);
-            e.details = json!({ "username": truncate(username, 64), "step": "password" });
+            // Never the text itself: people type passwords into the username field. A keyed
+            // hash of its compared form still lets attempts on one name be correlated
+            // (spraying), and cannot be reversed or confirmed by guessing without the key.
+            let hashed = rt.secrets.keyed_hash(
+                UNKNOWN_USERNAME_HASH,
+                wardkey_domain::username_lookup_key(username).as_bytes(),
+            );
+            e.details = json!({ "username_hmac": hashed, "step": "password" });
             self.store.append_audit(vec![e]).await?;
             return Err(ServiceError::LoginFailed);
         };
@@ -454,7 +478,6 @@ impl Services {
             return Err(ServiceError::LoginFailed);
         }
         // Password accepted: start a session at the right stage.
-        acct.record_success();
         let uid = user.id;
         let params = rt.hasher.params();
         let rehash = phc.as_deref().is_some_and(|p| params.needs_rehash(p));
@@ -500,7 +523,16 @@ impl Services {
                         ended_by: None,
                     };
                     tx.insert_session(&session, &token_hash, None).await?;
-                    tx.set_login_failures(uid, &LoginFailures::default()).await?;
+                    // A correct password clears failed passwords only: failed second factors
+                    // stand until a second factor is proved, or each round of right password
+                    // and wrong code would start the count again.
+                    let mut acct = failures_from_domain(&tx.get_login_failures(uid).await?);
+                    if stage == SessionStage::Active {
+                        acct.record_success();
+                    } else {
+                        acct.record_password_success();
+                    }
+                    tx.set_login_failures(uid, &failures_to_domain(&acct)).await?;
                     if let Some(p) = &new_phc {
                         tx.rehash_password(uid, p).await?;
                     }
@@ -677,8 +709,9 @@ impl Services {
         Ok(SessionCaller { caller, session, pending: found.pending })
     }
 
-    /// Counts a failed second factor against the account (same lockout as passwords); a lock
-    /// ends the session too.
+    /// Counts a failed second factor against the account (counted apart from passwords, same
+    /// lock threshold) and against the session; a lock ends the user's sessions, and the
+    /// session's [`MAX_SECOND_FACTOR_ATTEMPTS_PER_SESSION`]th failure ends that session.
     async fn second_factor_failed(&self, sc: &SessionCaller, method: &str, reason: &str) -> ServiceError {
         let lockout = self.authn().settings.lockout;
         let uid = sc.session.user_id;
@@ -692,15 +725,22 @@ impl Services {
                 Box::pin(async move {
                     let now = tx.now();
                     let mut acct = failures_from_domain(&tx.get_login_failures(uid).await?);
-                    let outcome = acct.record_failure(&lockout, now);
+                    let outcome = acct.record_second_factor_failure(&lockout, now);
                     tx.set_login_failures(uid, &failures_to_domain(&acct)).await?;
                     // A ceremony's state is single-use: a failed attempt spends it too.
                     tx.set_session_pending(sid, None).await?;
+                    let in_session = tx.count_session_second_factor_failure(sid).await?;
                     let mut e = user_event(uid, "auth.mfa_failed", &meta, Outcome::Failure);
                     e.reason = Some(reason);
-                    e.details =
-                        json!({ "session": sid.target(), "method": method, "consecutive_failures": acct.consecutive });
+                    e.details = json!({
+                        "session": sid.target(),
+                        "method": method,
+                        "consecutive_failures": acct.second_factor,
+                        "session_failures": in_session,
+                    });
                     tx.audit(e);
+                    let mut locked = false;
+                    let mut ended = false;
                     if outcome.locked_now || acct.is_locked(&lockout, now) {
                         if outcome.locked_now {
                             let mut l = user_event(uid, "auth.lockout", &meta, Outcome::Success);
@@ -709,12 +749,29 @@ impl Services {
                             tx.audit(l);
                         }
                         end_sessions(tx, uid, "locked", "system:lockout", &meta).await?;
+                        locked = true;
                     }
-                    Ok::<_, ServiceError>(())
+                    if !locked && in_session >= MAX_SECOND_FACTOR_ATTEMPTS_PER_SESSION {
+                        // Bounded per session too: guessing must go back through the password
+                        // step (and its throttle) every few codes.
+                        if tx.end_session(sid, now, "second_factor_attempts", "system:lockout").await? {
+                            let mut x = AuditDraft::new("system:lockout".to_owned(), "session.revoke", Outcome::Success);
+                            x.target = Some(sid.target());
+                            x.reason = Some(format!("{in_session} failed second factors in this session"));
+                            x.source_ip = meta.source_ip.clone();
+                            x.request_id = meta.request_id.clone();
+                            x.details = json!({ "user": uid.target() });
+                            tx.audit(x);
+                        }
+                        ended = true;
+                    }
+                    Ok::<_, ServiceError>(ended)
                 })
             })
             .await;
         match r {
+            // The session is over: the client must sign in again from the password.
+            Ok(c) if c.value => ServiceError::SessionExpired,
             Ok(_) => ServiceError::SecondFactorFailed,
             Err(e) => e,
         }
