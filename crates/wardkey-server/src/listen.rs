@@ -213,7 +213,7 @@ pub(crate) async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
     let http = Arc::new(http);
-    let mut refused_logged = Instant::now() - Duration::from_secs(60);
+    let mut refused_logged: Option<Instant> = None;
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -231,8 +231,9 @@ pub(crate) async fn serve(
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             // Over the cap: closed at once rather than left waiting.
             drop(stream);
-            if refused_logged.elapsed() >= Duration::from_secs(10) {
-                refused_logged = Instant::now();
+            // Logged at most every 10 s: a flood must not flood the log too.
+            if refused_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                refused_logged = Some(Instant::now());
                 tracing::warn!(max_connections = limits.max_connections, "connection cap reached; closing new connections");
             }
             continue;

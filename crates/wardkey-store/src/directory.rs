@@ -509,8 +509,7 @@ impl WriteTx {
         .bind(micros(g.updated_at))
         .bind(expected_version + 1)
         .bind(id.clone())
-        .bind(expected_version)
-        .bind(wardkey_domain::username_skeleton(&u.username));
+        .bind(expected_version);
         let row = self.conn.guarded_optional(q).await.map_err(|e| map_write_err(e, &group_unique(&g.name), None))?;
         let Some(row) = row else {
             return Err(self.conn.version_miss("groups", true, "group", &id, expected_version).await);
@@ -612,8 +611,7 @@ impl WriteTx {
         .bind(micros(s.updated_at))
         .bind(expected_version + 1)
         .bind(id.clone())
-        .bind(expected_version)
-        .bind(wardkey_domain::username_skeleton(&u.username));
+        .bind(expected_version);
         let row = self
             .conn
             .guarded_optional(q)
