@@ -208,6 +208,11 @@ pub(crate) async fn serve(
     mut stop: watch::Receiver<bool>,
     drain: Duration,
 ) {
+    // The guard `wait_for` returns is not `Send`: drop it inside this future.
+    let stopped = async move {
+        let _ = stop.wait_for(|v| *v).await.map(|_| ());
+    };
+    tokio::pin!(stopped);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -226,7 +231,7 @@ pub(crate) async fn serve(
                     continue;
                 }
             },
-            _ = stop.wait_for(|v| *v) => break,
+            () = &mut stopped => break,
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             // Over the cap: closed at once rather than left waiting.
