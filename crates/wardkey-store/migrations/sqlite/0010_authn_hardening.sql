@@ -13,4 +13,7 @@ ALTER TABLE sessions ADD COLUMN second_factor_failures BIGINT NOT NULL DEFAULT 0
 -- the second one keeps an empty skeleton (the store logs it at every start until an
 -- administrator renames one of them) and new names are still checked against the first.
 ALTER TABLE users ADD COLUMN username_skeleton TEXT;
-CREATE UNIQUE INDEX users_username_skeleton_live ON users (username_skeleton) WHERE deleted_at IS NULL;
+-- `username_skeleton IS NOT NULL` in the predicate keeps the planner from choosing this index
+-- to scan all live users (no query but the uniqueness check needs it).
+CREATE UNIQUE INDEX users_username_skeleton_live ON users (username_skeleton)
+    WHERE deleted_at IS NULL AND username_skeleton IS NOT NULL;
