@@ -198,10 +198,7 @@ impl AccountFailures {
             }
             Some(last.checked_add_signed(policy.delay_after(count)).unwrap_or(DateTime::<Utc>::MAX_UTC))
         };
-        match (
-            after(self.last_failure_at, self.consecutive),
-            after(self.second_factor_last_at, self.second_factor),
-        ) {
+        match (after(self.last_failure_at, self.consecutive), after(self.second_factor_last_at, self.second_factor)) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         }

@@ -239,7 +239,10 @@ pub(crate) async fn serve(
             // Logged at most every 10 s: a flood must not flood the log too.
             if refused_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                 refused_logged = Some(Instant::now());
-                tracing::warn!(max_connections = limits.max_connections, "connection cap reached; closing new connections");
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    "connection cap reached; closing new connections"
+                );
             }
             continue;
         };
@@ -250,8 +253,11 @@ pub(crate) async fn serve(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            let activity =
-                Arc::new(Activity { started: Instant::now(), last_ms: AtomicU64::new(0), in_flight: AtomicUsize::new(0) });
+            let activity = Arc::new(Activity {
+                started: Instant::now(),
+                last_ms: AtomicU64::new(0),
+                in_flight: AtomicUsize::new(0),
+            });
             let tracked = Tracked { inner: stream, activity: activity.clone() };
             match tls {
                 None => connection(tracked, peer, app, &http, limits, activity, watcher).await,

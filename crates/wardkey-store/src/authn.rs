@@ -177,9 +177,9 @@ impl Conn {
             "SELECT consecutive, last_failure_at, locked_at, second_factor_consecutive, second_factor_last_failure_at \
              FROM login_failures WHERE user_id = $1",
         )
-            .bind(user.to_string())
-            .fetch_optional(self.ex())
-            .await?;
+        .bind(user.to_string())
+        .fetch_optional(self.ex())
+        .await?;
         match row {
             None => Ok(LoginFailures::default()),
             Some(r) => Ok(LoginFailures {

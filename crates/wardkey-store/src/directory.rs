@@ -90,7 +90,13 @@ fn member_parts(m: &Member) -> (&'static str, String) {
 
 fn username_unique(value: &str) -> [Unique<'_>; 2] {
     [
-        Unique { index: "users_username_live", sqlite_columns: "users.username_key", kind: "user", field: "username", value },
+        Unique {
+            index: "users_username_live",
+            sqlite_columns: "users.username_key",
+            kind: "user",
+            field: "username",
+            value,
+        },
         // A different spelling that looks the same (Unicode TS #39 skeleton): refused like a
         // duplicate, so nobody can be impersonated by a look-alike account.
         Unique {

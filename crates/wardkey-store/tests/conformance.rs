@@ -498,14 +498,10 @@ async fn username_skeletons(db: &Db) {
     db.exec("UPDATE users SET username_skeleton = NULL WHERE username = 'ann';").await;
     let reopened = Store::open(&db.url, db.clock.clone()).await.expect("opens despite the look-alike pair");
     let mut c = db.raw().await;
-    let rows = sqlx::query("SELECT username, username_skeleton FROM users ORDER BY username")
-        .fetch_all(&mut c)
-        .await
-        .unwrap();
-    let got: Vec<(String, Option<String>)> = rows
-        .iter()
-        .map(|r| (sqlx::Row::get::<String, _>(r, 0), sqlx::Row::get::<Option<String>, _>(r, 1)))
-        .collect();
+    let rows =
+        sqlx::query("SELECT username, username_skeleton FROM users ORDER BY username").fetch_all(&mut c).await.unwrap();
+    let got: Vec<(String, Option<String>)> =
+        rows.iter().map(|r| (sqlx::Row::get::<String, _>(r, 0), sqlx::Row::get::<Option<String>, _>(r, 1))).collect();
     assert!(got.contains(&("ann".into(), Some("ann".into()))), "{got:?}");
     let pair: Vec<&Option<String>> = got.iter().filter(|(n, _)| n.ends_with(".nurse")).map(|(_, s)| s).collect();
     assert_eq!(pair.len(), 2, "{got:?}");

@@ -1078,10 +1078,8 @@ async fn token_use_is_stamped_once_per_minute(h: &Harness) {
 
 /// A code that is not the current one (nor, by construction, the previous or next).
 fn wrong_code(secret: &str, at: DateTime<Utc>) -> String {
-    let near: Vec<String> = [-30, 0, 30]
-        .iter()
-        .map(|d| totp_code(secret, at + chrono::Duration::seconds(*d)))
-        .collect();
+    let near: Vec<String> =
+        [-30, 0, 30].iter().map(|d| totp_code(secret, at + chrono::Duration::seconds(*d))).collect();
     (0..1000).map(|n| format!("{n:06}")).find(|c| !near.contains(c)).unwrap()
 }
 
@@ -1103,12 +1101,7 @@ async fn second_factor_guessing_is_locked_out(h: &Harness) {
         }
         let c = session_cookie(&r.headers).unwrap();
         let t = h
-            .with_cookie(
-                Method::POST,
-                "/api/v1/auth/totp",
-                &c,
-                Some(json!({ "code": wrong_code(&secret, h.now()) })),
-            )
+            .with_cookie(Method::POST, "/api/v1/auth/totp", &c, Some(json!({ "code": wrong_code(&secret, h.now()) })))
             .await;
         t.problem(StatusCode::UNAUTHORIZED, "second-factor-failed");
     }
@@ -1139,12 +1132,7 @@ async fn second_factor_attempts_are_bounded_per_session(h: &Harness) {
     for attempt in 1..=5 {
         h.advance(61);
         let t = h
-            .with_cookie(
-                Method::POST,
-                "/api/v1/auth/totp",
-                &c,
-                Some(json!({ "code": wrong_code(&secret, h.now()) })),
-            )
+            .with_cookie(Method::POST, "/api/v1/auth/totp", &c, Some(json!({ "code": wrong_code(&secret, h.now()) })))
             .await;
         let slug = if attempt < 5 { "second-factor-failed" } else { "session-expired" };
         t.problem(StatusCode::UNAUTHORIZED, slug);
@@ -1178,12 +1166,8 @@ async fn unknown_usernames_are_hashed_in_the_audit_log(h: &Harness) {
     for trace in [typed.to_owned(), typed.to_lowercase(), "someone.else".to_owned(), "Hunter2".to_owned()] {
         assert!(!all.to_lowercase().contains(&trace.to_lowercase()), "{trace} in the audit log");
     }
-    let unknown: Vec<Value> = h
-        .events("action=auth.login_failed")
-        .await
-        .into_iter()
-        .filter(|e| e["reason"] == "unknown user")
-        .collect();
+    let unknown: Vec<Value> =
+        h.events("action=auth.login_failed").await.into_iter().filter(|e| e["reason"] == "unknown user").collect();
     assert_eq!(unknown.len(), 3, "{unknown:?}");
     let hashes: Vec<&str> = unknown.iter().map(|e| e["details"]["username_hmac"].as_str().unwrap()).collect();
     assert!(hashes.iter().all(|x| x.len() == 32 && x.chars().all(|c| c.is_ascii_hexdigit())), "{hashes:?}");
@@ -1245,7 +1229,8 @@ async fn look_alike_usernames_are_refused(h: &Harness) {
     let r = Resp::read(req.send().await.expect("sent")).await;
     assert_ne!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text);
     let users = h.get("/api/v1/users?limit=500").await;
-    let names: Vec<&str> = users.body["items"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        users.body["items"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
     assert_eq!(names.iter().filter(|n| n.ends_with(".nurse") && n.chars().count() == 7).count(), 2, "{names:?}");
     assert!(!names.contains(&"\u{4bb}.nurse") && !names.contains(&"\u{ff48}.nurse"), "{names:?}");
     // The original signs in by its name in any case or width.
@@ -1451,8 +1436,7 @@ mod connections {
             .expect("the openssl command makes the test certificate");
         assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
         let pem = std::fs::read(&cert).expect("cert");
-        let (server, _admin, _data) =
-            server(Some(wardkey_server::TlsConfig { cert_path: cert, key_path: key })).await;
+        let (server, _admin, _data) = server(Some(wardkey_server::TlsConfig { cert_path: cert, key_path: key })).await;
         let addr = server.local_addr();
         let base = server.base_url();
         let http = client(Some(&pem));

@@ -50,7 +50,8 @@ impl Services {
                         // Bounded per session too: guessing must go back through the password
                         // step (and its throttle) every few codes.
                         if tx.end_session(sid, now, "second_factor_attempts", "system:lockout").await? {
-                            let mut x = AuditDraft::new("system:lockout".to_owned(), "session.revoke", Outcome::Success);
+                            let mut x =
+                                AuditDraft::new("system:lockout".to_owned(), "session.revoke", Outcome::Success);
                             x.target = Some(sid.target());
                             x.reason = Some(format!("{in_session} failed second factors in this session"));
                             x.source_ip = meta.source_ip.clone();

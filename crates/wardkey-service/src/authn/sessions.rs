@@ -154,7 +154,6 @@ impl Services {
         Ok(SessionCaller { caller, session, pending: found.pending })
     }
 
-
     // ----------------------------------------------------------------- sessions
 
     /// Ends the caller's own session (logout).

@@ -64,10 +64,8 @@ impl Services {
             // Never the text itself: people type passwords into the username field. A keyed
             // hash of its compared form still lets attempts on one name be correlated
             // (spraying), and cannot be reversed or confirmed by guessing without the key.
-            let hashed = rt.secrets.keyed_hash(
-                UNKNOWN_USERNAME_HASH,
-                wardkey_domain::username_lookup_key(username).as_bytes(),
-            );
+            let hashed =
+                rt.secrets.keyed_hash(UNKNOWN_USERNAME_HASH, wardkey_domain::username_lookup_key(username).as_bytes());
             e.details = json!({ "username_hmac": hashed, "step": "password" });
             self.store.append_audit(vec![e]).await?;
             return Err(ServiceError::LoginFailed);
