@@ -158,6 +158,29 @@ impl SecretKey {
         hex::encode(digest.get(..8).unwrap_or_default())
     }
 
+    /// A keyed hash (HMAC-SHA-256, 128 bits shown as 32 hex digits) of `data` for `purpose`:
+    /// equal inputs give equal hashes under one key, so attempts can be correlated, but the
+    /// input cannot be recovered or confirmed by guessing without the key (a password typed
+    /// into the username field stays secret in the audit log). The key for each purpose is
+    /// derived from this key, so no other use of it meets these hashes.
+    pub fn keyed_hash(&self, purpose: &str, data: &[u8]) -> String {
+        use hmac::{KeyInit, Mac};
+        type HmacSha256 = hmac::Hmac<sha2_hmac::Sha256>;
+        let derive = |key: &[u8], msg: &[&[u8]]| {
+            // HMAC accepts keys of any length, so this cannot fail; keep it total anyway.
+            let Ok(mut m) = <HmacSha256 as KeyInit>::new_from_slice(key) else {
+                return Zeroizing::new(Vec::new());
+            };
+            for part in msg {
+                m.update(part);
+            }
+            Zeroizing::new(m.finalize().into_bytes().to_vec())
+        };
+        let sub = derive(self.0.as_ref(), &[KEYED_HASH_DOMAIN, purpose.as_bytes()]);
+        let tag = derive(sub.as_ref(), &[data]);
+        hex::encode(tag.get(..16).unwrap_or_default())
+    }
+
     /// Encrypts `plaintext`, binding it to `context`.
     pub fn seal(&self, plaintext: &[u8], context: &str) -> Result<String, SecretBoxError> {
         if plaintext.len() > MAX_PLAINTEXT_BYTES || context.len() > MAX_CONTEXT_BYTES {
@@ -225,6 +248,9 @@ impl SecretKey {
         Some(Self(key))
     }
 }
+
+/// Domain separation for [`SecretKey::keyed_hash`] subkeys.
+const KEYED_HASH_DOMAIN: &[u8] = b"wardkey keyed-hash v1\0";
 
 fn associated_data(context: &str) -> Vec<u8> {
     let mut aad = Vec::with_capacity(AAD_DOMAIN.len() + context.len());

@@ -104,11 +104,20 @@ pub struct FailureOutcome {
 }
 
 /// An account's failed-login state, stored with the account.
+///
+/// Password failures and second-factor failures are counted apart: a correct password clears
+/// only the password count, so someone who knows the password cannot reset the count of
+/// wrong authenticator codes by signing in again (one guess per round, forever). Either count
+/// reaching `lock_after` locks the account; only a proved second factor (or the end of a
+/// lock, or an administrator) clears both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AccountFailures {
     pub consecutive: u32,
     pub last_failure_at: Option<DateTime<Utc>>,
     pub locked_at: Option<DateTime<Utc>>,
+    /// Consecutive failed second factors (TOTP, recovery code, passkey), across sessions.
+    pub second_factor: u32,
+    pub second_factor_last_at: Option<DateTime<Utc>>,
 }
 
 impl AccountFailures {
@@ -127,8 +136,37 @@ impl AccountFailures {
         FailureOutcome { delay_before_next: policy.delay_after(self.consecutive), locked_now }
     }
 
-    /// A successful login: the count and any delay are cleared. The caller must have refused
-    /// the login already if [`AccountFailures::is_locked`].
+    /// Count a failed second factor at `now`, apart from password failures (see the type's
+    /// documentation). A lock whose `lock_duration` has run out is lifted first.
+    pub fn record_second_factor_failure(&mut self, policy: &LockoutPolicy, now: DateTime<Utc>) -> FailureOutcome {
+        if self.locked_at.is_some() && !self.is_locked(policy, now) {
+            *self = Self::default();
+        }
+        self.second_factor = self.second_factor.saturating_add(1);
+        self.second_factor_last_at = Some(now);
+        let locked_now = self.locked_at.is_none() && self.second_factor >= policy.lock_after;
+        if locked_now {
+            self.locked_at = Some(now);
+        }
+        FailureOutcome { delay_before_next: policy.delay_after(self.second_factor), locked_now }
+    }
+
+    /// A correct password: the password count and its delay are cleared, the second-factor
+    /// count is kept (it only clears when a second factor is proved). The caller must have
+    /// refused the step already if [`AccountFailures::is_locked`].
+    pub fn record_password_success(&mut self) {
+        if self.locked_at.is_some() {
+            // A lock that ran out: everything starts again.
+            *self = Self::default();
+            return;
+        }
+        self.consecutive = 0;
+        self.last_failure_at = None;
+    }
+
+    /// A completed sign-in (second factor proved, or no second factor needed): every count
+    /// and delay are cleared. The caller must have refused the login already if
+    /// [`AccountFailures::is_locked`].
     pub fn record_success(&mut self) {
         *self = Self::default();
     }
@@ -153,11 +191,17 @@ impl AccountFailures {
                 Some(d) => at.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC),
             });
         }
-        let last = self.last_failure_at?;
-        if self.consecutive == 0 {
-            return None;
+        let after = |last: Option<DateTime<Utc>>, count: u32| {
+            let last = last?;
+            if count == 0 {
+                return None;
+            }
+            Some(last.checked_add_signed(policy.delay_after(count)).unwrap_or(DateTime::<Utc>::MAX_UTC))
+        };
+        match (after(self.last_failure_at, self.consecutive), after(self.second_factor_last_at, self.second_factor)) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
         }
-        Some(last.checked_add_signed(policy.delay_after(self.consecutive)).unwrap_or(DateTime::<Utc>::MAX_UTC))
     }
 
     /// An administrator lifts the lock and clears the count (the caller audits it).
@@ -316,6 +360,30 @@ mod tests {
         assert_ne!(SourceKey::of(a.into()), SourceKey::of(c.into()));
         let v4 = Ipv4Addr::new(192, 0, 2, 7);
         assert_eq!(SourceKey::of(v4.to_ipv6_mapped().into()), SourceKey::of(v4.into()));
+    }
+
+    /// A correct password does not clear failed second factors: 10 rounds of right password
+    /// and wrong code lock the account.
+    #[test]
+    fn second_factor_failures_survive_a_correct_password() {
+        let p = LockoutPolicy::default();
+        let mut now = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 1, 1, 0, 0, 0).unwrap();
+        let mut a = AccountFailures::default();
+        let mut locked = false;
+        for round in 1..=p.lock_after {
+            now += Duration::seconds(61);
+            assert!(!a.is_locked(&p, now), "locked before round {round}");
+            a.record_password_success();
+            locked |= a.record_second_factor_failure(&p, now).locked_now;
+        }
+        assert!(locked && a.is_locked(&p, now));
+        assert_eq!(a.second_factor, p.lock_after);
+        // Throttling counts second-factor failures too.
+        let mut b = AccountFailures::default();
+        b.record_second_factor_failure(&p, now);
+        assert_eq!(b.earliest_next_attempt(&p), Some(now + Duration::seconds(1)));
+        b.record_success();
+        assert_eq!(b, AccountFailures::default());
     }
 
     #[test]

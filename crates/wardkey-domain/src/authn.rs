@@ -118,6 +118,12 @@ pub struct LoginFailures {
     pub consecutive: u32,
     pub last_failure_at: Option<DateTime<Utc>>,
     pub locked_at: Option<DateTime<Utc>>,
+    /// Consecutive failed second factors, counted apart from passwords (a correct password
+    /// does not clear them).
+    #[serde(default)]
+    pub second_factor_consecutive: u32,
+    #[serde(default)]
+    pub second_factor_last_failure_at: Option<DateTime<Utc>>,
 }
 
 /// What holding a role asks of a session. The strictest rule among the roles a user holds

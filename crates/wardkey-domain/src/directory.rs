@@ -4,6 +4,46 @@ use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+// ----------------------------------------------------------------- usernames
+
+/// Checks a username: the general name rules, then PRECIS UsernameCaseMapped (RFC 8265),
+/// which refuses characters that only look like letters (compatibility forms such as `ℎ`,
+/// symbols, unassigned code points). Used by every path that names a user: the admin API,
+/// SCIM `userName` and HR imports.
+pub fn validate_username(errors: &mut Vec<FieldError>, field: &str, value: &str) {
+    let before = errors.len();
+    validate::name(errors, field, value);
+    if errors.len() == before && username_key(value).is_none() {
+        errors.push(FieldError::new(
+            field,
+            "contains characters not allowed in usernames (PRECIS UsernameCaseMapped, RFC 8265): \
+             compatibility forms, symbols or unassigned characters",
+        ));
+    }
+}
+
+/// The form usernames are compared in: PRECIS UsernameCaseMapped (RFC 8265) enforcement,
+/// i.e. full-width letters mapped to their ordinary forms, lower-cased, NFC. `None` when the
+/// profile refuses the string.
+pub fn username_key(username: &str) -> Option<String> {
+    use precis_profiles::precis_core::profile::PrecisFastInvocation;
+    precis_profiles::UsernameCaseMapped::enforce(username).ok().map(|k| k.into_owned())
+}
+
+/// The key a username is looked up by: [`username_key`], or plain lower-casing for a string
+/// the profile refuses (such a name cannot be created, but a sign-in form may send anything,
+/// and accounts created before the profile was enforced keep working).
+pub fn username_lookup_key(username: &str) -> String {
+    username_key(username).unwrap_or_else(|| username.to_lowercase())
+}
+
+/// The confusable skeleton (Unicode TS #39, `skeleton(X)`) of a username's compared form:
+/// two usernames with one skeleton look alike (`һ.nurse` in Cyrillic and `h.nurse`), and
+/// the store refuses a second live user with the same skeleton.
+pub fn username_skeleton(username: &str) -> String {
+    unicode_security::skeleton(&username_lookup_key(username)).collect()
+}
+
 /// Lifecycle of a person's account.
 ///
 /// ```text
@@ -255,7 +295,7 @@ pub struct NewUser {
 impl NewUser {
     pub fn validate(&self) -> Result<(), DomainError> {
         let mut errors = Vec::new();
-        validate::name(&mut errors, "username", &self.username);
+        validate_username(&mut errors, "username", &self.username);
         validate::opt_text(&mut errors, "display_name", &self.display_name, validate::MAX_SHORT);
         if let Some(email) = &self.email {
             validate::email(&mut errors, "email", email);

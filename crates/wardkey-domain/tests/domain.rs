@@ -439,3 +439,26 @@ fn conditions_are_validated_when_saved() {
     };
     assert!(matches!(forbid.validate(), Err(DomainError::Invalid(e)) if e[0].field == "when.networks[0]"));
 }
+
+/// Look-alike usernames: full-width letters compare equal (PRECIS UsernameCaseMapped), a
+/// Cyrillic look-alike shares the skeleton (Unicode TS #39), and compatibility characters
+/// such as U+210E PLANCK CONSTANT are refused outright.
+#[test]
+fn look_alike_usernames() {
+    use wardkey_domain::{username_key, username_skeleton, validate_username};
+    assert_eq!(username_key("H.Nurse").as_deref(), Some("h.nurse"));
+    assert_eq!(username_key("\u{ff48}.nurse").as_deref(), Some("h.nurse"), "full-width h");
+    assert_eq!(username_key("\u{210e}.nurse"), None, "PLANCK CONSTANT is a compatibility form");
+    let latin = username_skeleton("h.nurse");
+    assert_eq!(username_skeleton("\u{4bb}.nurse"), latin, "Cyrillic shha");
+    assert_eq!(username_skeleton("\u{ff48}.nurse"), latin, "full-width h");
+    assert_eq!(username_skeleton("H.NURSE"), latin, "case");
+    assert_ne!(username_skeleton("n.nurse"), latin);
+    let refused = |name: &str| {
+        let mut errors = Vec::new();
+        validate_username(&mut errors, "username", name);
+        errors.iter().any(|e| e.field == "username")
+    };
+    assert!(refused("\u{210e}.nurse"));
+    assert!(!refused("h.nurse") && !refused("\u{4bb}.nurse") && !refused("jos\u{e9}.garc\u{ed}a"));
+}

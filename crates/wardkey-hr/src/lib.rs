@@ -801,7 +801,7 @@ pub fn plan(
 
 fn username_problem(u: &str) -> Option<String> {
     let mut errors = Vec::new();
-    wardkey_domain::validate::name(&mut errors, "username", u);
+    wardkey_domain::validate_username(&mut errors, "username", u);
     errors.first().map(|e| e.message.clone())
 }
 

@@ -9,6 +9,7 @@
 
 pub mod extract;
 pub mod hot;
+pub mod listen;
 pub mod observe;
 pub mod openapi;
 pub mod problem;
@@ -21,7 +22,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use observe::Metrics;
 use routes::{access, audit, authn, authzen, directory, ops, pages, policy, tokens};
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct ServerConfig {
     pub checkpoint_every_events: u64,
     /// Largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
+    /// Connection cap and header, body and idle timeouts (`[http]` in the config file).
+    pub http: listen::HttpLimits,
 }
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -66,6 +69,7 @@ impl Default for ServerConfig {
             checkpoint_interval: Duration::from_secs(5),
             checkpoint_every_events: 1000,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            http: listen::HttpLimits::default(),
         }
     }
 }
@@ -314,7 +318,6 @@ async fn serve(
         .map_err(|e| ServerError::Task(format!("building the decision index: {e}")))?;
     tracing::info!(revision, millis = took.as_millis() as u64, "decision index built");
     let app = app(services.clone(), config.max_body_bytes);
-    let make = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(app);
     let (stop_tx, stop_rx) = watch::channel(false);
     let checkpointer = tokio::spawn(checkpointer(
         services.clone(),
@@ -327,51 +330,29 @@ async fn serve(
     let sweeper = tokio::spawn(session_sweeper(services.clone(), stop_rx));
     tracing::info!(addr = %bound.addr, tls = matches!(bound.listener, Listener::Tls(..)), "serving");
 
-    // The shutdown signal, seen by both the server and the drain timer.
+    // The shutdown signal, seen by the accept loop.
     let (signal_tx, signal_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = signal_tx.send(true);
     });
-    let drain_deadline = {
-        let mut rx = signal_rx.clone();
-        async move {
-            if rx.wait_for(|v| *v).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(DRAIN_TIMEOUT).await;
-        }
-    };
-
+    // One accept loop for HTTP and HTTPS, with the connection cap and timeouts (listen.rs).
     let served = match bound.listener {
         Listener::Plain(listener) => {
-            let mut rx = signal_rx.clone();
-            let graceful = async move {
-                let _ = rx.wait_for(|v| *v).await;
-            };
-            let server = axum::serve(listener, make).with_graceful_shutdown(graceful).into_future();
-            tokio::select! {
-                r = server => r.map_err(ServerError::Serve),
-                () = drain_deadline => {
-                    tracing::warn!("requests still running after the drain timeout; closing anyway");
-                    Ok(())
-                }
-            }
+            listen::serve(listener, None, app, config.http, signal_rx, DRAIN_TIMEOUT).await;
+            Ok(())
         }
-        Listener::Tls(listener, tls) => {
-            let handle: axum_server::Handle<SocketAddr> = axum_server::Handle::new();
-            let h = handle.clone();
-            let mut rx = signal_rx.clone();
-            tokio::spawn(async move {
-                if rx.wait_for(|v| *v).await.is_ok() {
-                    h.graceful_shutdown(Some(DRAIN_TIMEOUT));
-                }
-            });
-            match axum_server::from_tcp_rustls(listener, tls) {
-                Ok(server) => server.handle(handle).serve(make).await.map_err(ServerError::Serve),
-                Err(e) => Err(ServerError::Serve(e)),
+        Listener::Tls(listener, tls) => match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => {
+                // HTTP/1.1 only (what the server speaks): no ALPN offer of h2.
+                let mut server_config = (*tls.get_inner()).clone();
+                server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+                listen::serve(listener, Some(acceptor), app, config.http, signal_rx, DRAIN_TIMEOUT).await;
+                Ok(())
             }
-        }
+            Err(e) => Err(ServerError::Serve(e)),
+        },
     };
     tracing::info!("stopped accepting requests; closing the store");
 

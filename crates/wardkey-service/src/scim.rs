@@ -352,7 +352,7 @@ fn hr_from(fields: &UserFields, before: &HrAttributes, manager: Option<UserId>) 
 
 fn validate_fields(fields: &UserFields, hr: &HrAttributes) -> ScimResult<()> {
     let mut errors = Vec::new();
-    validate::name(&mut errors, "userName", &fields.user_name);
+    wardkey_domain::validate_username(&mut errors, "userName", &fields.user_name);
     validate::opt_text(&mut errors, "displayName", &fields.display_name, validate::MAX_SHORT);
     if let Some(e) = &fields.email {
         validate::email(&mut errors, "emails", e);

@@ -173,16 +173,21 @@ impl Conn {
     }
 
     pub async fn get_login_failures(&mut self, user: UserId) -> Result<LoginFailures, StoreError> {
-        let row = sqlx::query("SELECT consecutive, last_failure_at, locked_at FROM login_failures WHERE user_id = $1")
-            .bind(user.to_string())
-            .fetch_optional(self.ex())
-            .await?;
+        let row = sqlx::query(
+            "SELECT consecutive, last_failure_at, locked_at, second_factor_consecutive, second_factor_last_failure_at \
+             FROM login_failures WHERE user_id = $1",
+        )
+        .bind(user.to_string())
+        .fetch_optional(self.ex())
+        .await?;
         match row {
             None => Ok(LoginFailures::default()),
             Some(r) => Ok(LoginFailures {
                 consecutive: u32::try_from(r.int("consecutive")?).unwrap_or(u32::MAX),
                 last_failure_at: r.opt_ts("last_failure_at")?,
                 locked_at: r.opt_ts("locked_at")?,
+                second_factor_consecutive: u32::try_from(r.int("second_factor_consecutive")?).unwrap_or(u32::MAX),
+                second_factor_last_failure_at: r.opt_ts("second_factor_last_failure_at")?,
             }),
         }
     }
@@ -439,14 +444,19 @@ impl WriteTx {
 
     pub async fn set_login_failures(&mut self, user: UserId, f: &LoginFailures) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO login_failures (user_id, consecutive, last_failure_at, locked_at) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO login_failures (user_id, consecutive, last_failure_at, locked_at, second_factor_consecutive, \
+             second_factor_last_failure_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (user_id) DO UPDATE SET consecutive = excluded.consecutive, \
-             last_failure_at = excluded.last_failure_at, locked_at = excluded.locked_at",
+             last_failure_at = excluded.last_failure_at, locked_at = excluded.locked_at, \
+             second_factor_consecutive = excluded.second_factor_consecutive, \
+             second_factor_last_failure_at = excluded.second_factor_last_failure_at",
         )
         .bind(user.to_string())
         .bind(i64::from(f.consecutive))
         .bind(opt_micros(f.last_failure_at))
         .bind(opt_micros(f.locked_at))
+        .bind(i64::from(f.second_factor_consecutive))
+        .bind(opt_micros(f.second_factor_last_failure_at))
         .execute(self.conn.ex())
         .await?;
         Ok(())
@@ -528,6 +538,26 @@ impl WriteTx {
     }
 
     /// Ends a live session; false if it had already ended (or does not exist).
+    /// Counts one failed second-factor attempt against the live session `id`; returns the
+    /// session's count so far (0 when the session is gone or ended).
+    pub async fn count_session_second_factor_failure(&mut self, id: SessionId) -> Result<u32, StoreError> {
+        sqlx::query(
+            "UPDATE sessions SET second_factor_failures = second_factor_failures + 1 \
+             WHERE id = $1 AND ended_at IS NULL",
+        )
+        .bind(id.to_string())
+        .execute(self.conn.ex())
+        .await?;
+        let row = sqlx::query("SELECT second_factor_failures FROM sessions WHERE id = $1 AND ended_at IS NULL")
+            .bind(id.to_string())
+            .fetch_optional(self.conn.ex())
+            .await?;
+        match row {
+            None => Ok(0),
+            Some(r) => Ok(u32::try_from(r.int("second_factor_failures")?).unwrap_or(u32::MAX)),
+        }
+    }
+
     pub async fn end_session(
         &mut self,
         id: SessionId,

@@ -88,14 +88,58 @@ fn member_parts(m: &Member) -> (&'static str, String) {
     }
 }
 
-fn username_unique(value: &str) -> [Unique<'_>; 1] {
-    [Unique {
-        index: "users_username_live",
-        sqlite_columns: "users.username_key",
-        kind: "user",
-        field: "username",
-        value,
-    }]
+fn username_unique(value: &str) -> [Unique<'_>; 2] {
+    [
+        Unique {
+            index: "users_username_live",
+            sqlite_columns: "users.username_key",
+            kind: "user",
+            field: "username",
+            value,
+        },
+        // A different spelling that looks the same (Unicode TS #39 skeleton): refused like a
+        // duplicate, so nobody can be impersonated by a look-alike account.
+        Unique {
+            index: "users_username_skeleton_live",
+            sqlite_columns: "users.username_skeleton",
+            kind: "user",
+            field: "username",
+            value,
+        },
+    ]
+}
+
+/// Fills in the confusable skeleton of live users that have none (users created before
+/// migration 0010). SQL cannot compute skeletons, so this runs in Rust when the store opens,
+/// one row at a time outside any transaction: a user whose skeleton collides with another
+/// live user's is left without one (the migration must not fail on data that was valid when
+/// written) and reported in the log at every start until an administrator renames one of
+/// the two; new names are still checked against the other user's skeleton, which is the same.
+pub(crate) async fn backfill_username_skeletons(pool: &sqlx::AnyPool) -> Result<(), StoreError> {
+    let rows = sqlx::query("SELECT id, username FROM users WHERE username_skeleton IS NULL AND deleted_at IS NULL")
+        .fetch_all(pool)
+        .await?;
+    for r in &rows {
+        let id = r.text("id")?;
+        let username = r.text("username")?;
+        let done = sqlx::query("UPDATE users SET username_skeleton = $1 WHERE id = $2 AND username_skeleton IS NULL")
+            .bind(wardkey_domain::username_skeleton(&username))
+            .bind(id.clone())
+            .execute(pool)
+            .await;
+        match done {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(db)) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => {
+                tracing::warn!(
+                    user = %id,
+                    "this user's username looks like another live user's (same confusable skeleton); \
+                     rename one of them"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 fn group_unique(value: &str) -> [Unique<'_>; 1] {
@@ -144,7 +188,7 @@ impl Conn {
     pub async fn get_user_by_username(&mut self, username: &str) -> Result<Option<User>, StoreError> {
         let row =
             sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE username_key = $1 AND deleted_at IS NULL"))
-                .bind(fold(username))
+                .bind(wardkey_domain::username_lookup_key(username))
                 .fetch_optional(self.ex())
                 .await?;
         row.as_ref().map(user_from_row).transpose()
@@ -352,12 +396,12 @@ impl WriteTx {
     pub async fn insert_user(&mut self, u: &User) -> Result<(), StoreError> {
         let q = sqlx::query(
             "INSERT INTO users (id, username, username_key, display_name, email, status, hr, department, \
-             employee_id, verification, created_at, updated_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             employee_id, verification, created_at, updated_at, version, username_skeleton) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(u.id.to_string())
         .bind(u.username.clone())
-        .bind(fold(&u.username))
+        .bind(wardkey_domain::username_lookup_key(&u.username))
         .bind(u.display_name.clone())
         .bind(u.email.clone())
         .bind(u.status.as_str())
@@ -367,7 +411,8 @@ impl WriteTx {
         .bind(u.verification.as_ref().map(to_json).transpose()?)
         .bind(micros(u.created_at))
         .bind(micros(u.updated_at))
-        .bind(u.version);
+        .bind(u.version)
+        .bind(wardkey_domain::username_skeleton(&u.username));
         self.conn.guarded(q).await.map_err(|e| map_write_err(e, &username_unique(&u.username), None))?;
         Ok(())
     }
@@ -378,11 +423,12 @@ impl WriteTx {
         let id = u.id.to_string();
         let q = sqlx::query(
             "UPDATE users SET username = $1, username_key = $2, display_name = $3, email = $4, status = $5, \
-             hr = $6, department = $7, employee_id = $8, verification = $9, updated_at = $10, version = $11 \
+             hr = $6, department = $7, employee_id = $8, verification = $9, updated_at = $10, version = $11, \
+             username_skeleton = $14 \
              WHERE id = $12 AND version = $13 AND deleted_at IS NULL RETURNING created_at",
         )
         .bind(u.username.clone())
-        .bind(fold(&u.username))
+        .bind(wardkey_domain::username_lookup_key(&u.username))
         .bind(u.display_name.clone())
         .bind(u.email.clone())
         .bind(u.status.as_str())
@@ -393,7 +439,8 @@ impl WriteTx {
         .bind(micros(u.updated_at))
         .bind(expected_version + 1)
         .bind(id.clone())
-        .bind(expected_version);
+        .bind(expected_version)
+        .bind(wardkey_domain::username_skeleton(&u.username));
         let row =
             self.conn.guarded_optional(q).await.map_err(|e| map_write_err(e, &username_unique(&u.username), None))?;
         let Some(row) = row else {

@@ -140,6 +140,7 @@ impl Store {
         options: StoreOptions,
     ) -> Result<Store, StoreError> {
         backend.migrate().await?;
+        directory::backfill_username_skeletons(backend.writer_pool()).await?;
         let shared = Arc::new(Shared {
             backend,
             clock,

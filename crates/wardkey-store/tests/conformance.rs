@@ -159,6 +159,7 @@ conformance!(
     users_crud,
     version_conflict_writes_nothing,
     duplicate_username,
+    username_skeletons,
     username_reuse_after_delete,
     job_error_rolls_back_state_and_events,
     failed_statement_inside_job_does_not_poison_it,
@@ -472,6 +473,45 @@ async fn duplicate_username(db: &Db) {
     let e = w(db, "user.update", job!(|tx| tx.update_user(&erin, 1).await)).await.unwrap_err();
     assert!(matches!(e, StoreError::Duplicate { field: "username", .. }), "{e:?}");
     assert_eq!(db.size().await, before + 1);
+}
+
+/// Look-alike usernames (same Unicode TS #39 skeleton) are refused like duplicates, on
+/// create and rename; users from before migration 0010 get their skeletons when the store
+/// opens, and two existing users that already look alike do not stop it from opening (the
+/// second keeps no skeleton; new names are still checked against the first).
+async fn username_skeletons(db: &Db) {
+    insert_user(db, "h.nurse").await;
+    let cyrillic = user(db, "\u{4bb}.nurse");
+    let e = w(db, "user.create", job!(|tx| tx.insert_user(&cyrillic).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Duplicate { field: "username", .. }), "{e:?}");
+    let mut other = insert_user(db, "x.nurse").await;
+    other.username = "\u{ff48}.nurse".into();
+    let e = w(db, "user.update", job!(|tx| tx.update_user(&other, 1).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Duplicate { field: "username", .. }), "{e:?}");
+    // As if written before 0010: a look-alike pair and no skeletons at all.
+    db.exec(
+        "UPDATE users SET username = '\u{4bb}.nurse', username_key = '\u{4bb}.nurse' WHERE username = 'x.nurse'; \
+         UPDATE users SET username_skeleton = NULL;",
+    )
+    .await;
+    insert_user(db, "ann").await;
+    db.exec("UPDATE users SET username_skeleton = NULL WHERE username = 'ann';").await;
+    let reopened = Store::open(&db.url, db.clock.clone()).await.expect("opens despite the look-alike pair");
+    let mut c = db.raw().await;
+    let rows =
+        sqlx::query("SELECT username, username_skeleton FROM users ORDER BY username").fetch_all(&mut c).await.unwrap();
+    let got: Vec<(String, Option<String>)> =
+        rows.iter().map(|r| (sqlx::Row::get::<String, _>(r, 0), sqlx::Row::get::<Option<String>, _>(r, 1))).collect();
+    assert!(got.contains(&("ann".into(), Some("ann".into()))), "{got:?}");
+    let pair: Vec<&Option<String>> = got.iter().filter(|(n, _)| n.ends_with(".nurse")).map(|(_, s)| s).collect();
+    assert_eq!(pair.len(), 2, "{got:?}");
+    assert_eq!(pair.iter().filter(|s| s.is_some()).count(), 1, "one of the pair keeps the skeleton: {got:?}");
+    let _ = c.close().await;
+    reopened.close().await;
+    // New look-alikes are still refused.
+    let again = user(db, "h.nurs\u{435}");
+    let e = w(db, "user.create", job!(|tx| tx.insert_user(&again).await)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Duplicate { field: "username", .. }), "{e:?}");
 }
 
 async fn username_reuse_after_delete(db: &Db) {
@@ -1679,7 +1719,13 @@ async fn authn_passwords_factors_recovery(db: &Db) {
 
     // Failure counters.
     assert_eq!(r.get_login_failures(uid).await.unwrap(), LoginFailures::default());
-    let f = LoginFailures { consecutive: 3, last_failure_at: Some(db.clock.now()), locked_at: None };
+    let f = LoginFailures {
+        consecutive: 3,
+        last_failure_at: Some(db.clock.now()),
+        locked_at: None,
+        second_factor_consecutive: 7,
+        second_factor_last_failure_at: Some(db.clock.now()),
+    };
     let f2 = f.clone();
     w(db, "auth.login_failed", job!(|tx| tx.set_login_failures(uid, &f2).await)).await.unwrap();
     assert_eq!(r.get_login_failures(uid).await.unwrap(), f);

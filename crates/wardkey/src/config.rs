@@ -17,6 +17,8 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     pub insecure_http: Option<bool>,
     pub tls: Option<TlsFile>,
+    /// `[http]`: connection cap and timeouts.
+    pub http: Option<HttpFile>,
     pub audit: Option<AuditFile>,
     pub auth: Option<AuthFile>,
     /// `[hr]`: roster column mapping (`[hr.columns]`), circuit breaker, dormancy.
@@ -51,6 +53,36 @@ pub struct AuthFile {
     pub hash_priority: Option<String>,
     /// Organisation name (authenticator apps show it; refused inside passwords).
     pub organisation: Option<String>,
+}
+
+/// `[http]`: bounds on connections, so slow or idle clients cannot exhaust the server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    /// Seconds to receive a request's headers, counted from when the server starts waiting
+    /// (so also the longest a kept-alive connection waits for its next request) (default 10).
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds to receive a whole request body (default 30).
+    pub body_timeout_secs: Option<u64>,
+    /// Seconds a connection may sit with no bytes moving and no request running (default 60).
+    pub idle_timeout_secs: Option<u64>,
+    /// Open connections at most; more are closed at once (default 1024).
+    pub max_connections: Option<usize>,
+}
+
+impl HttpFile {
+    /// The limits this section sets over the defaults, checked.
+    pub fn limits(&self) -> Result<wardkey_server::listen::HttpLimits, String> {
+        let d = wardkey_server::listen::HttpLimits::default();
+        let l = wardkey_server::listen::HttpLimits {
+            header_timeout: self.header_timeout_secs.map_or(d.header_timeout, Duration::from_secs),
+            body_timeout: self.body_timeout_secs.map_or(d.body_timeout, Duration::from_secs),
+            idle_timeout: self.idle_timeout_secs.map_or(d.idle_timeout, Duration::from_secs),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+        };
+        l.validate().map_err(|e| format!("[http] in the config file: {e}"))?;
+        Ok(l)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

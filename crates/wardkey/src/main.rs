@@ -284,6 +284,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         insecure_http: args.insecure_http || file.insecure_http.unwrap_or(false),
         checkpoint_interval: audit.checkpoint_interval,
         checkpoint_every_events: audit.checkpoint_every_events,
+        http: file.http.as_ref().map_or_else(|| Ok(Default::default()), config::HttpFile::limits)?,
         ..wardkey_server::ServerConfig::default()
     };
     // Refuse a dangerous bind before creating anything on disk.

@@ -1076,6 +1076,167 @@ async fn token_use_is_stamped_once_per_minute(h: &Harness) {
     );
 }
 
+/// A code that is not the current one (nor, by construction, the previous or next).
+fn wrong_code(secret: &str, at: DateTime<Utc>) -> String {
+    let near: Vec<String> =
+        [-30, 0, 30].iter().map(|d| totp_code(secret, at + chrono::Duration::seconds(*d))).collect();
+    (0..1000).map(|n| format!("{n:06}")).find(|c| !near.contains(c)).unwrap()
+}
+
+/// Knowing the password must not give unlimited authenticator guesses: 30 rounds of right
+/// password + wrong code lock the account after `lock_after` (10) failed second factors,
+/// because a correct password no longer clears them; the right code does not get in while
+/// locked; the lock lifts after its duration and a proved second factor clears the count.
+async fn second_factor_guessing_is_locked_out(h: &Harness) {
+    let uid = h.person("dr.guess").await;
+    let (_, secret, _) = h.enrolled("dr.guess").await;
+    let mut refused_at = None;
+    for round in 1..=30 {
+        h.advance(61);
+        let r = h.login("dr.guess", PASSWORD).await;
+        if r.status != StatusCode::OK {
+            r.problem(StatusCode::UNAUTHORIZED, "login-failed");
+            refused_at = Some(round);
+            break;
+        }
+        let c = session_cookie(&r.headers).unwrap();
+        let t = h
+            .with_cookie(Method::POST, "/api/v1/auth/totp", &c, Some(json!({ "code": wrong_code(&secret, h.now()) })))
+            .await;
+        t.problem(StatusCode::UNAUTHORIZED, "second-factor-failed");
+    }
+    assert_eq!(refused_at, Some(11), "locked after 10 failed second factors, password or not");
+    assert_eq!(h.events(&format!("action=auth.lockout&target=user:{uid}")).await.len(), 1);
+    assert_eq!(h.events("action=auth.login_failed").await.last().unwrap()["reason"], "account locked");
+    let st = h.get(&format!("/api/v1/users/{uid}/authn")).await;
+    assert_eq!(st.body["locked"], true, "{}", st.text);
+    // Still locked a little later, even with the right code in hand.
+    h.advance(61);
+    h.login("dr.guess", PASSWORD).await.problem(StatusCode::UNAUTHORIZED, "login-failed");
+    // The lock runs out (30 min); then the right code signs in and clears the count.
+    h.advance(31 * 60);
+    h.sign_in_totp("dr.guess", &secret).await;
+    let fails = h.events(&format!("action=auth.mfa_failed&target=user:{uid}")).await;
+    assert_eq!(fails.last().unwrap()["details"]["consecutive_failures"], 10, "{fails:?}");
+}
+
+/// One session gets at most 5 second-factor attempts: the 5th failure ends it (the client
+/// must start again from the password), and even the right code is refused on it then.
+async fn second_factor_attempts_are_bounded_per_session(h: &Harness) {
+    let uid = h.person("dr.bound").await;
+    let (_, secret, _) = h.enrolled("dr.bound").await;
+    h.advance(61);
+    let r = h.login("dr.bound", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let c = session_cookie(&r.headers).unwrap();
+    for attempt in 1..=5 {
+        h.advance(61);
+        let t = h
+            .with_cookie(Method::POST, "/api/v1/auth/totp", &c, Some(json!({ "code": wrong_code(&secret, h.now()) })))
+            .await;
+        let slug = if attempt < 5 { "second-factor-failed" } else { "session-expired" };
+        t.problem(StatusCode::UNAUTHORIZED, slug);
+    }
+    h.advance(61);
+    let t = h
+        .with_cookie(Method::POST, "/api/v1/auth/totp", &c, Some(json!({ "code": totp_code(&secret, h.now()) })))
+        .await;
+    assert_eq!(t.status, StatusCode::UNAUTHORIZED, "{}", t.text);
+    let revoked = h.events("action=session.revoke").await;
+    assert!(
+        revoked.iter().any(|e| e["details"]["user"] == format!("user:{uid}")
+            && e["reason"].as_str().unwrap_or("").contains("5 failed second factors")),
+        "{revoked:?}"
+    );
+    // Not locked (5 < 10): a new sign-in with the right code works.
+    h.sign_in_totp("dr.bound", &secret).await;
+}
+
+/// A password typed into the username field never reaches the audit log: an unknown
+/// username is recorded as a keyed hash, equal for equal text (attempts correlate), different
+/// for different text.
+async fn unknown_usernames_are_hashed_in_the_audit_log(h: &Harness) {
+    let typed = "Hunter2-Correct-Staple-77";
+    h.login(typed, PASSWORD).await.problem(StatusCode::UNAUTHORIZED, "login-failed");
+    h.advance(1);
+    h.login(typed, PASSWORD).await.problem(StatusCode::UNAUTHORIZED, "login-failed");
+    h.advance(1);
+    h.login("someone.else", PASSWORD).await.problem(StatusCode::UNAUTHORIZED, "login-failed");
+    let all = h.get("/api/v1/audit/events?limit=500").await.text;
+    for trace in [typed.to_owned(), typed.to_lowercase(), "someone.else".to_owned(), "Hunter2".to_owned()] {
+        assert!(!all.to_lowercase().contains(&trace.to_lowercase()), "{trace} in the audit log");
+    }
+    let unknown: Vec<Value> =
+        h.events("action=auth.login_failed").await.into_iter().filter(|e| e["reason"] == "unknown user").collect();
+    assert_eq!(unknown.len(), 3, "{unknown:?}");
+    let hashes: Vec<&str> = unknown.iter().map(|e| e["details"]["username_hmac"].as_str().unwrap()).collect();
+    assert!(hashes.iter().all(|x| x.len() == 32 && x.chars().all(|c| c.is_ascii_hexdigit())), "{hashes:?}");
+    assert!(unknown.iter().all(|e| e["details"].get("username").is_none()));
+    assert_eq!(hashes[0], hashes[1], "the same text, the same hash");
+    assert_ne!(hashes[0], hashes[2]);
+}
+
+/// Look-alike usernames are refused on every path that names a user: the admin API (create
+/// and rename through SCIM), SCIM and HR imports. Full-width letters compare equal (PRECIS),
+/// Cyrillic look-alikes share the confusable skeleton, compatibility forms are invalid.
+async fn look_alike_usernames_are_refused(h: &Harness) {
+    h.create_user("h.nurse").await;
+    for name in ["\u{4bb}.nurse", "\u{ff48}.nurse", "H.NURSE"] {
+        let r = h.post("/api/v1/users", json!({ "username": name })).await;
+        let p = r.problem(StatusCode::CONFLICT, "duplicate");
+        assert_eq!(p["field"], "username", "{name}: {}", r.text);
+    }
+    let r = h.post("/api/v1/users", json!({ "username": "\u{210e}.nurse" })).await;
+    let p = r.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    assert_eq!(p["errors"][0]["field"], "username", "{}", r.text);
+    // A different name is fine, including non-Latin ones that resemble nothing in use.
+    h.create_user("\u{4bb}\u{430}\u{43a}.nurse").await;
+    // SCIM: create and rename.
+    let t = h.post("/api/v1/tokens", json!({ "name": "idp", "scopes": ["scim"] })).await;
+    assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
+    let token = t.body["secret"].as_str().unwrap().to_owned();
+    let scim = |method: Method, path: &str, body: Value| {
+        let req = h
+            .http
+            .request(method, h.url(&format!("/scim/v2{path}")))
+            .bearer_auth(&token)
+            .header("content-type", "application/scim+json")
+            .body(serde_json::to_vec(&body).unwrap());
+        async move { Resp::read(req.send().await.expect("sent")).await }
+    };
+    let user = "urn:ietf:params:scim:schemas:core:2.0:User";
+    let r = scim(Method::POST, "/Users", json!({ "schemas": [user], "userName": "\u{4bb}.nurse" })).await;
+    assert_eq!(r.status.as_u16(), 409, "{}", r.text);
+    let ok = scim(Method::POST, "/Users", json!({ "schemas": [user], "userName": "k.nurse" })).await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+    let kid = id(&ok.body);
+    let rename = scim(
+        Method::PATCH,
+        &format!("/Users/{kid}"),
+        json!({ "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{ "op": "replace", "path": "userName", "value": "\u{ff48}.nurse" }] }),
+    )
+    .await;
+    assert_eq!(rename.status.as_u16(), 409, "{}", rename.text);
+    // HR import: the look-alike joiner is not created.
+    let file = "employee_id,username,display_name\nE77,\u{4bb}.nurse,Look Alike\n";
+    let req = h
+        .http
+        .post(h.url("/api/v1/hr/imports?apply=true"))
+        .bearer_auth(&h.admin)
+        .header("content-type", "text/csv")
+        .body(file.as_bytes().to_vec());
+    let r = Resp::read(req.send().await.expect("sent")).await;
+    assert_ne!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text);
+    let users = h.get("/api/v1/users?limit=500").await;
+    let names: Vec<&str> =
+        users.body["items"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    assert_eq!(names.iter().filter(|n| n.ends_with(".nurse") && n.chars().count() == 7).count(), 2, "{names:?}");
+    assert!(!names.contains(&"\u{4bb}.nurse") && !names.contains(&"\u{ff48}.nurse"), "{names:?}");
+    // The original signs in by its name in any case or width.
+    assert_eq!(h.get("/api/v1/users?username_prefix=h.nurse").await.body["items"].as_array().unwrap().len(), 1);
+}
+
 macro_rules! authn_on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1114,4 +1275,197 @@ authn_on_both_stores!(
     html_pages,
     break_glass_and_forbid_rules,
     token_use_is_stamped_once_per_minute,
+    second_factor_guessing_is_locked_out,
+    second_factor_attempts_are_bounded_per_session,
+    unknown_usernames_are_hashed_in_the_audit_log,
+    look_alike_usernames_are_refused,
 );
+
+// ------------------------------------------------------------------ slow and idle clients
+
+mod connections {
+    //! Slow clients over real TCP sockets: an idle connection, half-sent headers and a body
+    //! trickled one byte at a time are cut off within their bounds while `/healthz` is served;
+    //! over the connection cap new connections are closed at once, and the server recovers.
+    use super::super::*;
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use wardkey_server::listen::HttpLimits;
+
+    const LIMITS: HttpLimits = HttpLimits {
+        header_timeout: Duration::from_secs(1),
+        body_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(2),
+        max_connections: 8,
+    };
+
+    async fn server(tls: Option<wardkey_server::TlsConfig>) -> (RunningServer, String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_sqlite_dir(&dir.path().join("data"), Arc::new(SystemClock)).await.expect("store");
+        store.set_signer(signer());
+        let services = Services::new(store, ServiceConfig::default());
+        let admin = services.bootstrap().await.expect("bootstrap").expect("first start issues a token");
+        let config = ServerConfig { tls, http: LIMITS, ..test_config() };
+        let server = wardkey_server::spawn(config, services.clone()).await.expect("server starts");
+        (server, admin, dir)
+    }
+
+    /// How long until the server closes `s` (reading and discarding whatever it sends), or
+    /// `None` if it is still open after `within`.
+    async fn closed_after(s: &mut TcpStream, within: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = within.checked_sub(start.elapsed())?;
+            match tokio::time::timeout(left, s.read(&mut buf)).await {
+                Err(_) => return None,
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+                Ok(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// A fresh connection per request (no pooling), so each check really connects.
+    fn client(pem: Option<&[u8]>) -> reqwest::Client {
+        let b = reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(2));
+        match pem {
+            Some(p) => b.tls_certs_only([reqwest::Certificate::from_pem(p).expect("pem")]),
+            None => b,
+        }
+        .build()
+        .expect("client")
+    }
+
+    async fn healthz(http: &reqwest::Client, base: &str) -> bool {
+        matches!(http.get(format!("{base}/healthz")).send().await, Ok(r) if r.status() == StatusCode::OK)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_clients_are_cut_off_and_the_cap_holds() {
+        let (server, admin, _dir) = server(None).await;
+        let addr = server.local_addr();
+        let base = server.base_url();
+        let http = client(None);
+
+        // An idle connection, half-sent headers, and a body trickled a byte at a time.
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        let mut half = TcpStream::connect(addr).await.unwrap();
+        half.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ").await.unwrap();
+        let trickle = TcpStream::connect(addr).await.unwrap();
+        let (mut trickle_rd, mut trickle_wr) = trickle.into_split();
+        // Authorized, so the handler really waits for the body.
+        let head = format!(
+            "POST /api/v1/users HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {admin}\r\n\
+             Content-Type: application/json\r\nContent-Length: 4000\r\n\r\n{{"
+        );
+        trickle_wr.write_all(head.as_bytes()).await.unwrap();
+        let trickle_started = Instant::now();
+        let trickler = tokio::spawn(async move {
+            for _ in 0..100 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if trickle_wr.write_all(b" ").await.is_err() {
+                    return;
+                }
+            }
+        });
+        // Meanwhile other requests are served.
+        assert!(healthz(&http, &base).await, "served beside slow clients");
+        let idle_t = closed_after(&mut idle, Duration::from_secs(5)).await.expect("idle connection closed");
+        assert!(idle_t < Duration::from_millis(2500), "idle closed after {idle_t:?}");
+        let half_t = closed_after(&mut half, Duration::from_secs(5)).await.expect("half-sent headers closed");
+        assert!(half_t < Duration::from_millis(2500), "half headers closed after {half_t:?}");
+        let mut answer = Vec::new();
+        let trickled = tokio::time::timeout(Duration::from_secs(6), trickle_rd.read_to_end(&mut answer)).await;
+        assert!(trickled.is_ok(), "a trickled body is cut off (body timeout 2 s)");
+        let took = trickle_started.elapsed();
+        assert!(took < Duration::from_millis(4500), "body cut after {took:?}");
+        // Cut by the body timeout, not refused at once (the header timer, 1 s, does not apply).
+        assert!(took >= Duration::from_millis(1800), "cut after {took:?}: {}", String::from_utf8_lossy(&answer));
+        trickler.abort();
+        assert!(healthz(&http, &base).await);
+
+        // A kept-alive connection that sends nothing after its request is closed too (the
+        // header timer covers the wait for the next request).
+        let mut kept = TcpStream::connect(addr).await.unwrap();
+        kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+        let kept_t = closed_after(&mut kept, Duration::from_secs(5)).await.expect("kept-alive connection closed");
+        assert!(kept_t < Duration::from_millis(2500), "kept-alive idle closed after {kept_t:?}");
+
+        // The cap: 8 connections held open; the 9th is closed at once, /healthz fails fast
+        // rather than hanging, and recovers when the held connections time out.
+        let mut held = Vec::new();
+        for _ in 0..LIMITS.max_connections {
+            held.push(TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        let t = closed_after(&mut extra, Duration::from_millis(500)).await.expect("over the cap: closed");
+        assert!(t < Duration::from_millis(500));
+        let start = Instant::now();
+        assert!(!healthz(&http, &base).await, "no slot free");
+        assert!(start.elapsed() < Duration::from_millis(1500), "refused quickly, not hung");
+        let start = Instant::now();
+        let mut recovered = false;
+        while start.elapsed() < Duration::from_secs(5) {
+            if healthz(&http, &base).await {
+                recovered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(recovered, "healthz recovers once held connections time out");
+        drop(held);
+        server.shutdown().await.expect("clean shutdown");
+    }
+
+    /// The same bounds on HTTPS: a connection that never completes its TLS handshake is
+    /// closed within the header timeout, and the cap counts it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_handshakes_are_bounded_and_capped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let made = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
+            .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("the openssl command makes the test certificate");
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        let pem = std::fs::read(&cert).expect("cert");
+        let (server, _admin, _data) = server(Some(wardkey_server::TlsConfig { cert_path: cert, key_path: key })).await;
+        let addr = server.local_addr();
+        let base = server.base_url();
+        let http = client(Some(&pem));
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let mut hello_only = TcpStream::connect(addr).await.unwrap();
+        hello_only.write_all(&[0x16, 0x03, 0x01, 0x00, 0x40]).await.unwrap();
+        assert!(healthz(&http, &base).await, "HTTPS served beside stalled handshakes");
+        let t = closed_after(&mut silent, Duration::from_secs(5)).await.expect("silent TLS connection closed");
+        assert!(t < Duration::from_millis(2500), "closed after {t:?}");
+        let t = closed_after(&mut hello_only, Duration::from_secs(5)).await.expect("half handshake closed");
+        assert!(t < Duration::from_millis(2500), "closed after {t:?}");
+        let mut held = Vec::new();
+        for _ in 0..LIMITS.max_connections {
+            held.push(TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        assert!(closed_after(&mut extra, Duration::from_millis(500)).await.is_some(), "over the cap: closed");
+        let start = Instant::now();
+        let mut recovered = false;
+        while start.elapsed() < Duration::from_secs(5) {
+            if healthz(&http, &base).await {
+                recovered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(recovered, "HTTPS recovers once the stalled handshakes time out");
+        drop(held);
+        server.shutdown().await.expect("clean shutdown");
+    }
+}
