@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod policy;
 pub mod reconcile;
 pub mod scim;
+pub mod tokens;
 
 pub use auth::{Admin, AuditRead, Authorized, Caller, Pdp, RequestMeta, ScopeRequirement};
 pub(crate) use authn::AuthnRuntime;
@@ -45,11 +46,13 @@ pub struct ServiceConfig {
     /// the read events of its last 100 ms; in exchange a read costs no disk flush of its own,
     /// and a busy server's flush latency does not reach it.
     pub durable_reads: bool,
+    /// API token lifetimes (`[tokens]` in the configuration file).
+    pub tokens: tokens::TokenSettings,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        ServiceConfig { audit_reads: true, durable_reads: false }
+        ServiceConfig { audit_reads: true, durable_reads: false, tokens: tokens::TokenSettings::default() }
     }
 }
 
