@@ -5,6 +5,7 @@ mod config;
 mod hr_cli;
 mod keys;
 mod local;
+mod objects;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -55,6 +56,24 @@ enum Command {
     /// Verify and export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Service accounts (owned by a person) over the API.
+    #[command(subcommand, name = "service-account")]
+    ServiceAccount(objects::ServiceAccountCommand),
+    /// Birthright role templates (roles from HR attributes) over the API.
+    #[command(subcommand, name = "role-template")]
+    RoleTemplate(objects::RoleTemplateCommand),
+    /// Separation-of-duties rules over the API.
+    #[command(subcommand, name = "sod-rule")]
+    SodRule(objects::SodRuleCommand),
+    /// Forbid rules (deny whatever grants allow, under a condition) over the API.
+    #[command(subcommand, name = "forbid-rule")]
+    ForbidRule(objects::ForbidRuleCommand),
+    /// Emergency access: declare (as a signed-in person) and review.
+    #[command(subcommand, name = "break-glass")]
+    BreakGlass(objects::BreakGlassCommand),
+    /// API tokens with their owners, over the API (`admin token` acts on the store directly).
+    #[command(subcommand)]
+    Token(objects::TokenCommand),
     /// HR roster imports (operator command on the store).
     #[command(subcommand)]
     Hr(hr_cli::HrCommand),
@@ -234,6 +253,12 @@ fn main() -> ExitCode {
             Command::Resource(cmd) => client::run_resource(cmd).await,
             Command::Role(cmd) => client::run_role(cmd).await,
             Command::Grant(cmd) => client::run_grant(cmd).await,
+            Command::ServiceAccount(cmd) => objects::run_service_account(cmd).await,
+            Command::RoleTemplate(cmd) => objects::run_role_template(cmd).await,
+            Command::SodRule(cmd) => objects::run_sod_rule(cmd).await,
+            Command::ForbidRule(cmd) => objects::run_forbid_rule(cmd).await,
+            Command::BreakGlass(cmd) => objects::run_break_glass(cmd).await,
+            Command::Token(cmd) => objects::run_token(cmd).await,
             Command::Audit(AuditCommand::Verify { store, verifier_key, require_signed_tail, json }) => {
                 local::audit_verify(&store, verifier_key.as_deref(), require_signed_tail, json).await
             }
