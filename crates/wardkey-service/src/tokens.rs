@@ -428,12 +428,12 @@ impl TokenCache {
     }
 
     /// A shared handle, not a copy: every request with a token reads it here.
-    fn get(&self, id: ApiTokenId) -> Option<Arc<(ApiToken, Vec<u8>)>> {
+    pub(crate) fn get(&self, id: ApiTokenId) -> Option<Arc<(ApiToken, Vec<u8>)>> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         entries.get(&id).filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL).map(|(entry, _)| Arc::clone(entry))
     }
 
-    fn put(&self, entry: Arc<(ApiToken, Vec<u8>)>) {
+    pub(crate) fn put(&self, entry: Arc<(ApiToken, Vec<u8>)>) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= TOKEN_CACHE_MAX {
             // Bounded whatever callers present; a rebuild costs one read per live token.

@@ -55,8 +55,8 @@ async fn token_owner_is_required_and_checked(h: &Harness) {
     let missing = h.post("/api/v1/tokens", json!({ "name": "no-owner", "scopes": ["pdp"] })).await;
     let p = missing.problem(StatusCode::BAD_REQUEST, "malformed-request");
     assert!(p["detail"].as_str().is_some_and(|d| d.contains("owner")), "{p}");
-    field_refused(&h.new_token("ghost", &["pdp"], user(&uuid::Uuid::new_v4().to_string())).await, "owner");
-    let sa_ghost = json!({ "type": "service_account", "id": uuid::Uuid::new_v4() });
+    field_refused(&h.new_token("ghost", &["pdp"], user(&uuid::Uuid::now_v7().to_string())).await, "owner");
+    let sa_ghost = json!({ "type": "service_account", "id": uuid::Uuid::now_v7() });
     field_refused(&h.new_token("ghost", &["pdp"], sa_ghost).await, "owner");
     let pending = id(&h.create_user("not.yet").await);
     field_refused(&h.new_token("early", &["pdp"], user(&pending)).await, "owner");
@@ -128,7 +128,7 @@ async fn leaver_tokens_stop_before_disable_returns(h: &Harness) {
     let revoked = h.events("action=api_token.revoke").await;
     let mine: Vec<_> = revoked.iter().filter(|e| e["details"]["owner"] == format!("user:{leaver}")).collect();
     assert_eq!(mine.len(), 2, "{revoked:?}");
-    assert!(mine.iter().all(|e| e["reason"] == "left the organisation" || e["reason"].is_string()));
+    assert!(mine.iter().all(|e| e["reason"].is_string()), "{mine:?}");
     let listed = h.get(&format!("/api/v1/tokens?owner=user:{leaver}")).await;
     assert!(listed.body["items"].as_array().unwrap().iter().all(|t| t["revoked_at"].is_string()), "{}", listed.text);
     // A disabled person cannot be given a new token.
