@@ -221,7 +221,15 @@ async fn populate(services: &Services) -> (Vec<String>, Vec<String>, String, Str
     let (good, bad): (Vec<_>, Vec<_>) = all.into_iter().partition(|(i, _, _)| *i < USERS);
     let op = services.operator("bench");
     let (_, secret) = services
-        .create_token(&op, NewApiToken { name: "bench-admin".into(), scopes: vec![Scope::Admin], owner: operator_owner(), expires_at: None })
+        .create_token(
+            &op,
+            NewApiToken {
+                name: "bench-admin".into(),
+                scopes: vec![Scope::Admin],
+                owner: operator_owner(),
+                expires_at: None,
+            },
+        )
         .await
         .expect("token")
         .value;

@@ -575,7 +575,9 @@ impl TokenOwner {
     pub fn from_parts(kind: &str, id: &str) -> Option<TokenOwner> {
         match kind {
             "user" => uuid::Uuid::try_parse(id).ok().map(|u| TokenOwner::User(UserId(u))),
-            "service_account" => uuid::Uuid::try_parse(id).ok().map(|u| TokenOwner::ServiceAccount(ServiceAccountId(u))),
+            "service_account" => {
+                uuid::Uuid::try_parse(id).ok().map(|u| TokenOwner::ServiceAccount(ServiceAccountId(u)))
+            }
             "system" if !id.is_empty() => Some(TokenOwner::System(id.to_owned())),
             _ => None,
         }

@@ -905,7 +905,8 @@ async fn read_events_are_queued_or_durable_as_configured() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open_sqlite_dir(dir.path(), Arc::new(SystemClock)).await.expect("store");
         store.set_signer(signer());
-        let services = Services::new(store, ServiceConfig { audit_reads: true, durable_reads, ..ServiceConfig::default() });
+        let services =
+            Services::new(store, ServiceConfig { audit_reads: true, durable_reads, ..ServiceConfig::default() });
         let admin = services.bootstrap().await.expect("bootstrap").expect("token");
         let server = wardkey_server::spawn(test_config(), services.clone()).await.expect("server");
         let http = reqwest::Client::new();

@@ -200,4 +200,3 @@ impl Services {
 pub(crate) fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
-

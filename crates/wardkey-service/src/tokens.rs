@@ -8,9 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use wardkey_domain::{
-    Actor, ApiToken, ApiTokenId, NewApiToken, Scope, ServiceAccountStatus, TokenOwner, UserStatus,
-};
+use wardkey_domain::{Actor, ApiToken, ApiTokenId, NewApiToken, Scope, ServiceAccountStatus, TokenOwner, UserStatus};
 use wardkey_store::{Committed, WriteTx};
 
 /// How long API tokens live (`[tokens]` in the configuration file).
@@ -80,7 +78,6 @@ pub(crate) fn parse_token(token: &str) -> Option<(ApiTokenId, &str)> {
     let id = uuid::Uuid::try_parse(id).ok()?;
     Some((ApiTokenId(id), secret))
 }
-
 
 fn new_secret() -> String {
     let mut secret_bytes = [0u8; SECRET_BYTES];
@@ -191,7 +188,6 @@ impl Services {
         Ok(())
     }
 
-
     /// Creates an API token for `input.owner` and returns it with its secret, which is never
     /// shown again. Without `expires_at` it lives the configured default lifetime; with one, at
     /// most the maximum. The first admin-scoped token with a named owner ends the bootstrap
@@ -278,7 +274,6 @@ impl Services {
         self.token_cache.forget(id);
         done
     }
-
 }
 
 const BOOTSTRAP_META: &str = "bootstrap_token_issued_at";
@@ -359,11 +354,15 @@ impl Services {
             .store
             .write(move |tx| {
                 Box::pin(async move {
-                    let ended = revoke_owner_tokens_in_tx(tx, &caller, &bootstrap, "a named admin token exists").await?;
+                    let ended =
+                        revoke_owner_tokens_in_tx(tx, &caller, &bootstrap, "a named admin token exists").await?;
                     if ended.is_empty() {
                         // Another node ended it first; a write job must record something, so
                         // leave without writing.
-                        return Err(ServiceError::Conflict { kind: "bootstrap_token", message: "already ended".into() });
+                        return Err(ServiceError::Conflict {
+                            kind: "bootstrap_token",
+                            message: "already ended".into(),
+                        });
                     }
                     Ok(ended)
                 })
@@ -446,7 +445,6 @@ impl TokenCache {
         self.entries.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
     }
 }
-
 
 #[cfg(test)]
 mod tests {

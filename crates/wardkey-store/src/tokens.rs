@@ -162,5 +162,4 @@ impl WriteTx {
         }
         Ok(ids)
     }
-
 }

@@ -1234,7 +1234,8 @@ async fn api_tokens_and_meta(db: &Db) {
         revoked_at: None,
         last_used_at: None,
     };
-    let (a, b, c) = (mk("a", &sa, vec![Scope::Pdp]), mk("b", &sa, vec![Scope::Scim]), mk("boot", &bootstrap, vec![Scope::Admin]));
+    let (a, b, c) =
+        (mk("a", &sa, vec![Scope::Pdp]), mk("b", &sa, vec![Scope::Scim]), mk("boot", &bootstrap, vec![Scope::Admin]));
     let (a2, b2, c2) = (a.clone(), b.clone(), c.clone());
     w(
         db,

@@ -214,7 +214,8 @@ fn parse_local_owner(s: &str) -> Result<wardkey_domain::TokenOwner, String> {
     if s == TokenOwner::OPERATOR {
         return Ok(TokenOwner::System(TokenOwner::OPERATOR.into()));
     }
-    let (kind, id) = s.split_once(':').ok_or_else(|| format!("owner {s:?}: use user:<id>, service-account:<id> or operator"))?;
+    let (kind, id) =
+        s.split_once(':').ok_or_else(|| format!("owner {s:?}: use user:<id>, service-account:<id> or operator"))?;
     let kind = if kind == "service-account" { "service_account" } else { kind };
     match TokenOwner::from_parts(kind, id) {
         Some(o @ (TokenOwner::User(_) | TokenOwner::ServiceAccount(_))) => Ok(o),
@@ -390,7 +391,9 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         eprintln!();
         eprintln!("    {token}");
         eprintln!();
-        eprintln!("  It expires in 24 hours, or as soon as an admin token owned by a person or service account exists.");
+        eprintln!(
+            "  It expires in 24 hours, or as soon as an admin token owned by a person or service account exists."
+        );
         eprintln!();
     }
     eprintln!(

@@ -71,7 +71,9 @@ pub async fn run_service_account(cmd: ServiceAccountCommand) -> Result<ExitCode,
             let owner = api.resolve_user(&owner).await?;
             let body = json!({ "name": name, "owner_id": owner["id"], "description": description });
             let sa = api.post("/service-accounts", body).await?;
-            api.print(&sa, |sa| format!("created service account {} ({}), owner {}", s(sa, "id"), s(sa, "name"), s(&owner, "username")));
+            api.print(&sa, |sa| {
+                format!("created service account {} ({}), owner {}", s(sa, "id"), s(sa, "name"), s(&owner, "username"))
+            });
         }
         ServiceAccountCommand::List { api } => {
             let api = Api::new(&api)?;
@@ -151,14 +153,17 @@ pub async fn run_role_template(cmd: RoleTemplateCommand) -> Result<ExitCode, Str
             for r in &roles {
                 role_ids.push(api.resolve_by_name("roles", r).await?["id"].clone());
             }
-            let body = json!({ "name": name, "description": description, "rule": { "all": all }, "role_ids": role_ids });
+            let body =
+                json!({ "name": name, "description": description, "rule": { "all": all }, "role_ids": role_ids });
             let t = api.post("/role-templates", body).await?;
             api.print(&t, |t| format!("created role template {} ({})", s(t, "id"), s(t, "name")));
         }
         RoleTemplateCommand::List { api } => {
             let api = Api::new(&api)?;
             let items = api.list_all("/role-templates").await?;
-            api.print_list(&items, |t| format!("{}  {:<24} roles {}  rule {}", s(t, "id"), s(t, "name"), t["role_ids"], t["rule"]));
+            api.print_list(&items, |t| {
+                format!("{}  {:<24} roles {}  rule {}", s(t, "id"), s(t, "name"), t["role_ids"], t["rule"])
+            });
         }
         RoleTemplateCommand::Delete { api, template } => {
             let api = Api::new(&api)?;
@@ -307,7 +312,9 @@ fn forbid_when(w: &ForbidWhenArgs, unless_group: Option<String>) -> Result<Value
         let (property, values) =
             p.split_once('=').ok_or_else(|| format!("--resource-property {p:?}: use PROPERTY=VALUE[,VALUE...]"))?;
         let values: Vec<&str> = values.split(',').filter(|v| !v.is_empty()).collect();
-        return Ok(json!({ "kind": "resource_property", "property": property, "values": values, "unless_group": unless_group }));
+        return Ok(
+            json!({ "kind": "resource_property", "property": property, "values": values, "unless_group": unless_group }),
+        );
     }
     if unless_group.is_some() {
         return Err("--unless-group goes with --resource-property".into());
@@ -340,7 +347,14 @@ pub async fn run_forbid_rule(cmd: ForbidRuleCommand) -> Result<ExitCode, String>
             let api = Api::new(&api)?;
             let items = api.list_all("/forbid-rules").await?;
             api.print_list(&items, |r| {
-                format!("{}  {:<24} types {}  actions {}  when {}", s(r, "id"), s(r, "name"), r["resource_types"], r["actions"], r["when"])
+                format!(
+                    "{}  {:<24} types {}  actions {}  when {}",
+                    s(r, "id"),
+                    s(r, "name"),
+                    r["resource_types"],
+                    r["actions"],
+                    r["when"]
+                )
             });
         }
         ForbidRuleCommand::Delete { api, rule } => {
@@ -534,7 +548,10 @@ pub async fn run_token(cmd: TokenCommand) -> Result<ExitCode, String> {
                     s(t, "name"),
                     state,
                     owner_text(t),
-                    t["scopes"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")).unwrap_or_default(),
+                    t["scopes"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+                        .unwrap_or_default(),
                     s(t, "expires_at")
                 )
             });

@@ -360,7 +360,18 @@ fn admin_token_create_acts_on_the_store_and_is_audited() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let out = run(wardkey()
-        .args(["admin", "token", "create", "--name", "auditor", "--scope", "audit:read", "--owner", "operator", "--json"])
+        .args([
+            "admin",
+            "token",
+            "create",
+            "--name",
+            "auditor",
+            "--scope",
+            "audit:read",
+            "--owner",
+            "operator",
+            "--json",
+        ])
         .arg("--data-dir")
         .arg(&data));
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -371,10 +382,8 @@ fn admin_token_create_acts_on_the_store_and_is_audited() {
     assert_eq!(created["token"]["owner"], serde_json::json!({ "type": "system", "id": "operator" }));
     assert!(created["token"]["expires_at"].is_string(), "the default lifetime applies: {created}");
     // An owner is required, and must be a person, a service account or the operator.
-    let out = run(wardkey()
-        .args(["admin", "token", "create", "--name", "x", "--scope", "pdp"])
-        .arg("--data-dir")
-        .arg(&data));
+    let out =
+        run(wardkey().args(["admin", "token", "create", "--name", "x", "--scope", "pdp"]).arg("--data-dir").arg(&data));
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("--owner"), "{}", text(&out.stderr));
     let out = run(wardkey()
@@ -459,7 +468,15 @@ fn every_object_over_the_cli(server: &mut Server, data: &Path, database_url: Opt
 
     // Tokens with owners.
     let t = json(&server.cli_ok(&[
-        "token", "create", "--name", "feed", "--scope", "pdp", "--owner", "service-account:lab-feed", "--json",
+        "token",
+        "create",
+        "--name",
+        "feed",
+        "--scope",
+        "pdp",
+        "--owner",
+        "service-account:lab-feed",
+        "--json",
     ]));
     let feed = t["secret"].as_str().expect("secret").to_owned();
     assert_eq!(t["token"]["owner"]["type"], "service_account");
@@ -473,8 +490,17 @@ fn every_object_over_the_cli(server: &mut Server, data: &Path, database_url: Opt
     assert!(!refused.status.success());
     assert!(text(&refused.stderr).contains("no user"), "{}", text(&refused.stderr));
     let short = json(&server.cli_ok(&[
-        "token", "create", "--name", "short", "--scope", "audit:read", "--owner", "user:c.owner", "--expires-in-days",
-        "7", "--json",
+        "token",
+        "create",
+        "--name",
+        "short",
+        "--scope",
+        "audit:read",
+        "--owner",
+        "user:c.owner",
+        "--expires-in-days",
+        "7",
+        "--json",
     ]));
     let short_id = s_(&short["token"]["id"]);
     server.cli_ok(&["token", "revoke", &short_id]);
@@ -488,19 +514,47 @@ fn every_object_over_the_cli(server: &mut Server, data: &Path, database_url: Opt
 
     // Role templates, separation of duties, forbid rules.
     server.cli_ok(&[
-        "role-template", "create", "--name", "ward-nurses", "--match", "job_code:in:RN,LPN", "--match",
-        "department:prefix:Ward", "--role", "ward-reader",
+        "role-template",
+        "create",
+        "--name",
+        "ward-nurses",
+        "--match",
+        "job_code:in:RN,LPN",
+        "--match",
+        "department:prefix:Ward",
+        "--role",
+        "ward-reader",
     ]);
     let templates = json(&server.cli_ok(&["role-template", "list", "--json"]));
     assert_eq!(templates[0]["rule"]["all"][0]["values"], serde_json::json!(["RN", "LPN"]));
-    let bad = server.cli(&["role-template", "create", "--name", "x", "--match", "job_code:in", "--role", "ward-reader"]);
+    let bad =
+        server.cli(&["role-template", "create", "--name", "x", "--match", "job_code:in", "--role", "ward-reader"]);
     assert!(!bad.status.success());
     assert!(text(&bad.stderr).contains("rule.all[0].values"), "{}", text(&bad.stderr));
-    server.cli_ok(&["sod-rule", "create", "--name", "read-write", "--left", "role:ward-reader", "--right", "permission:dataset:write"]);
+    server.cli_ok(&[
+        "sod-rule",
+        "create",
+        "--name",
+        "read-write",
+        "--left",
+        "role:ward-reader",
+        "--right",
+        "permission:dataset:write",
+    ]);
     assert!(server.cli_ok(&["sod-rule", "list"]).contains("read-write"));
     server.cli_ok(&[
-        "forbid-rule", "create", "--name", "hiv-records", "--resource-type", "dataset", "--action", "read",
-        "--resource-property", "category=hiv", "--unless-group", "hiv-cleared",
+        "forbid-rule",
+        "create",
+        "--name",
+        "hiv-records",
+        "--resource-type",
+        "dataset",
+        "--action",
+        "read",
+        "--resource-property",
+        "category=hiv",
+        "--unless-group",
+        "hiv-cleared",
     ]);
     let rules = json(&server.cli_ok(&["forbid-rule", "list", "--json"]));
     assert_eq!(rules[0]["when"]["kind"], "resource_property");
@@ -514,8 +568,16 @@ fn every_object_over_the_cli(server: &mut Server, data: &Path, database_url: Opt
 
     // Grants are listed with names beside ids.
     server.cli_ok(&[
-        "grant", "create", "--user", "c.owner", "--role", "ward-reader", "--resource", &resource_id(server, "ward-7-records"),
-        "--justification", "ward rotation",
+        "grant",
+        "create",
+        "--user",
+        "c.owner",
+        "--role",
+        "ward-reader",
+        "--resource",
+        &resource_id(server, "ward-7-records"),
+        "--justification",
+        "ward rotation",
     ]);
     let line = server.cli_ok(&["grant", "list", "--user", "c.owner"]);
     assert!(line.contains("c.owner") && line.contains("ward-reader") && line.contains("ward-7-records"), "{line}");
@@ -536,7 +598,17 @@ fn every_object_over_the_cli(server: &mut Server, data: &Path, database_url: Opt
     assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
 
     // The first admin token owned by a person ends the bootstrap token.
-    let admin = json(&server.cli_ok(&["token", "create", "--name", "c-admin", "--scope", "admin", "--owner", "user:c.owner", "--json"]));
+    let admin = json(&server.cli_ok(&[
+        "token",
+        "create",
+        "--name",
+        "c-admin",
+        "--scope",
+        "admin",
+        "--owner",
+        "user:c.owner",
+        "--json",
+    ]));
     let bootstrap = std::mem::replace(&mut server.token, admin["secret"].as_str().expect("secret").to_owned());
     assert_eq!(status_of(&format!("{}/api/v1/users", server.base), &bootstrap), 401);
     assert!(server.cli_ok(&["token", "list"]).contains("system:bootstrap"));
@@ -583,7 +655,9 @@ fn every_object_over_the_cli_on_postgres() {
     let _ = rt.block_on(async {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(&pg_base()).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+            .execute(&mut conn)
+            .await
     });
 }
 

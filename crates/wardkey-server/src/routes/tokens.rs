@@ -64,11 +64,16 @@ pub async fn list_tokens(
 ) -> ApiResult {
     let owner = match q.owner.as_deref() {
         None => None,
-        Some(o) => Some(
-            o.split_once(':')
-                .and_then(|(kind, id)| wardkey_domain::TokenOwner::from_parts(kind, id))
-                .ok_or_else(|| wardkey_service::ServiceError::invalid("owner", "use user:<id>, service_account:<id> or system:<name>"))?,
-        ),
+        Some(o) => {
+            Some(o.split_once(':').and_then(|(kind, id)| wardkey_domain::TokenOwner::from_parts(kind, id)).ok_or_else(
+                || {
+                    wardkey_service::ServiceError::invalid(
+                        "owner",
+                        "use user:<id>, service_account:<id> or system:<name>",
+                    )
+                },
+            )?)
+        }
     };
     let mut all = s.services.list_tokens(&auth.authorized).await?;
     if let Some(owner) = owner {

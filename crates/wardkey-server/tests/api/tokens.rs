@@ -86,7 +86,10 @@ async fn token_owner_is_required_and_checked(h: &Harness) {
     secret(&t);
     let too_late = h.now_utc() + chrono::Duration::days(366);
     let r = h
-        .post("/api/v1/tokens", json!({ "name": "forever", "scopes": ["pdp"], "owner": user(&uid), "expires_at": too_late }))
+        .post(
+            "/api/v1/tokens",
+            json!({ "name": "forever", "scopes": ["pdp"], "owner": user(&uid), "expires_at": too_late }),
+        )
         .await;
     field_refused(&r, "expires_at");
     // The owner filter lists a person's tokens.
@@ -233,7 +236,12 @@ async fn admin_token_from_a_session_needs_step_up(h: &Harness) {
     refused.problem(StatusCode::FORBIDDEN, "step-up-required");
     assert_eq!(h.token_count().await, before, "nothing written");
     let pdp = h
-        .with_cookie(Method::POST, "/api/v1/tokens", &c, Some(json!({ "name": "p", "scopes": ["pdp"], "owner": user(&uid) })))
+        .with_cookie(
+            Method::POST,
+            "/api/v1/tokens",
+            &c,
+            Some(json!({ "name": "p", "scopes": ["pdp"], "owner": user(&uid) })),
+        )
         .await;
     assert_eq!(pdp.status, StatusCode::CREATED, "{}", pdp.text);
     let up = h
