@@ -235,7 +235,9 @@ impl Services {
                         "expires_at": token.expires_at,
                     });
                     tx.audit(event);
-                    let ended = if token.has_scope(Scope::Admin) {
+                    // Only a token a person or service account owns is "named"; an operator's is not.
+                    let named = !matches!(token.owner, TokenOwner::System(_));
+                    let ended = if named && token.has_scope(Scope::Admin) {
                         let bootstrap = TokenOwner::System(TokenOwner::BOOTSTRAP.into());
                         revoke_owner_tokens_in_tx(tx, &caller, &bootstrap, "a named admin token exists").await?
                     } else {
