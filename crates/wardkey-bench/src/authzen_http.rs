@@ -551,7 +551,15 @@ pub async fn bench_authzen_http() {
 
     let op = services.operator("bench");
     let (_, token) = services
-        .create_token(&op, NewApiToken { name: "bench-pdp".into(), scopes: vec![Scope::Pdp], expires_at: None })
+        .create_token(
+            &op,
+            NewApiToken {
+                name: "bench-pdp".into(),
+                scopes: vec![Scope::Pdp],
+                owner: crate::logins::operator_owner(),
+                expires_at: None,
+            },
+        )
         .await
         .expect("pdp token")
         .value;

@@ -98,6 +98,7 @@ impl ServerThread {
                     let config = ServiceConfig {
                         audit_reads: std::env::var("WK_BENCH_AUDIT_READS").map_or(true, |v| v != "0"),
                         durable_reads: std::env::var("WK_BENCH_DURABLE_READS").is_ok_and(|v| v == "1"),
+                        ..ServiceConfig::default()
                     };
                     let services = Services::with_authn(
                         store,
@@ -220,7 +221,15 @@ async fn populate(services: &Services) -> (Vec<String>, Vec<String>, String, Str
     let (good, bad): (Vec<_>, Vec<_>) = all.into_iter().partition(|(i, _, _)| *i < USERS);
     let op = services.operator("bench");
     let (_, secret) = services
-        .create_token(&op, NewApiToken { name: "bench-admin".into(), scopes: vec![Scope::Admin], expires_at: None })
+        .create_token(
+            &op,
+            NewApiToken {
+                name: "bench-admin".into(),
+                scopes: vec![Scope::Admin],
+                owner: operator_owner(),
+                expires_at: None,
+            },
+        )
         .await
         .expect("token")
         .value;
@@ -618,4 +627,9 @@ pub(crate) async fn bench_logins() {
     server.stop().await;
     let db = Arc::try_unwrap(db).ok().expect("the server thread released the database");
     db.drop_db().await;
+}
+
+/// Benchmark tokens are minted by the local operator on the host, owned by no person.
+pub(crate) fn operator_owner() -> wardkey_domain::TokenOwner {
+    wardkey_domain::TokenOwner::System(wardkey_domain::TokenOwner::OPERATOR.into())
 }

@@ -132,7 +132,15 @@ async fn services_on(db: &Db) -> Services {
 async fn token(services: &Services, name: &str, scope: Scope) -> String {
     let op = services.operator("bench");
     services
-        .create_token(&op, NewApiToken { name: name.into(), scopes: vec![scope], expires_at: None })
+        .create_token(
+            &op,
+            NewApiToken {
+                name: name.into(),
+                scopes: vec![scope],
+                owner: crate::logins::operator_owner(),
+                expires_at: None,
+            },
+        )
         .await
         .expect("token")
         .value

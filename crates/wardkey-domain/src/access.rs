@@ -574,11 +574,72 @@ pub struct ApiToken {
     pub id: ApiTokenId,
     pub name: String,
     pub scopes: Vec<Scope>,
+    /// Whom the token acts for; it is revoked when they are disabled or leave.
+    pub owner: TokenOwner,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// Whom an API token belongs to. A token's life is bounded by its owner's: disabling the person
+/// or the service account revokes it in the same transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+pub enum TokenOwner {
+    User(UserId),
+    ServiceAccount(ServiceAccountId),
+    /// Wardkey itself: `bootstrap` (the first-start admin token) or `migrated` (tokens issued
+    /// before tokens had owners, by someone other than a person). Never given over the API.
+    System(String),
+}
+
+impl TokenOwner {
+    /// The first-start admin token's owner.
+    pub const BOOTSTRAP: &'static str = "bootstrap";
+    /// Tokens the local operator mints on the host without naming a person (recovery, scripts
+    /// on the host); listed as such so that they can be replaced by named ones.
+    pub const OPERATOR: &'static str = "operator";
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TokenOwner::User(_) => "user",
+            TokenOwner::ServiceAccount(_) => "service_account",
+            TokenOwner::System(_) => "system",
+        }
+    }
+    /// The id part as stored (`owner_id` column).
+    pub fn id_string(&self) -> String {
+        match self {
+            TokenOwner::User(id) => id.0.to_string(),
+            TokenOwner::ServiceAccount(id) => id.0.to_string(),
+            TokenOwner::System(component) => component.clone(),
+        }
+    }
+    /// `user:<id>`, `service_account:<id>`, `system:bootstrap`: the principal form audit events use.
+    pub fn principal(&self) -> String {
+        format!("{}:{}", self.kind(), self.id_string())
+    }
+    pub fn from_parts(kind: &str, id: &str) -> Option<TokenOwner> {
+        match kind {
+            "user" => uuid::Uuid::try_parse(id).ok().map(|u| TokenOwner::User(UserId(u))),
+            "service_account" => {
+                uuid::Uuid::try_parse(id).ok().map(|u| TokenOwner::ServiceAccount(ServiceAccountId(u)))
+            }
+            "system" if !id.is_empty() => Some(TokenOwner::System(id.to_owned())),
+            _ => None,
+        }
+    }
+}
+
+impl From<crate::Member> for TokenOwner {
+    fn from(m: crate::Member) -> TokenOwner {
+        match m {
+            crate::Member::User(id) => TokenOwner::User(id),
+            crate::Member::ServiceAccount(id) => TokenOwner::ServiceAccount(id),
+        }
+    }
 }
 
 impl ApiToken {
@@ -595,21 +656,33 @@ impl ApiToken {
 pub struct NewApiToken {
     pub name: String,
     pub scopes: Vec<Scope>,
+    /// The person or service account the token acts for (`{"type": "user", "id": ...}` or
+    /// `{"type": "service_account", "id": ...}`); it must exist and be active. Only the local
+    /// operator (the CLI on the host) may name `{"type": "system", "id": "operator"}`.
+    pub owner: TokenOwner,
+    /// Default: the configured default lifetime (90 days) from now. At most the configured
+    /// maximum lifetime from now.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl NewApiToken {
-    pub fn validate(&self, now: Timestamp) -> Result<(), DomainError> {
+    /// `latest` is the furthest expiry allowed (now + the maximum lifetime).
+    pub fn validate(&self, now: Timestamp, latest: Timestamp) -> Result<(), DomainError> {
         let mut errors = Vec::new();
         validate::name(&mut errors, "name", &self.name);
         if self.scopes.is_empty() {
             errors.push(FieldError::new("scopes", "must name at least one scope"));
         }
-        if let Some(e) = self.expires_at
-            && e <= now
-        {
-            errors.push(FieldError::new("expires_at", "must be in the future"));
+        if let Some(e) = self.expires_at {
+            if e <= now {
+                errors.push(FieldError::new("expires_at", "must be in the future"));
+            } else if e > latest {
+                errors.push(FieldError::new(
+                    "expires_at",
+                    format!("must be no later than {} (the maximum token lifetime)", latest.to_rfc3339()),
+                ));
+            }
         }
         validate::finish(errors)
     }

@@ -37,9 +37,24 @@ struct Harness {
     server: Option<RunningServer>,
     services: Services,
     base: String,
+    /// An admin token minted by the operator with the longest lifetime, so that tests which move
+    /// the clock by days, or create named admin tokens (which end the bootstrap token), keep it.
     admin: String,
+    /// The first-start bootstrap admin token.
+    bootstrap: String,
     http: reqwest::Client,
     backing: Backing,
+}
+
+/// The harness's admin token (see [`Harness::admin`]).
+async fn harness_admin(services: &Services) -> String {
+    let input = wardkey_domain::NewApiToken {
+        name: "test-admin".into(),
+        scopes: vec![wardkey_domain::Scope::Admin],
+        owner: wardkey_domain::TokenOwner::System(wardkey_domain::TokenOwner::OPERATOR.into()),
+        expires_at: Some(wardkey_domain::Clock::now(services.clock().as_ref()) + services.config().tokens.max_lifetime),
+    };
+    services.create_token(&services.operator("test"), input).await.expect("harness admin token").value.1
 }
 
 fn test_config() -> ServerConfig {
@@ -77,10 +92,12 @@ impl Harness {
     async fn start(store: Store, backing: Backing) -> Harness {
         store.set_signer(signer());
         let services = Services::new(store, ServiceConfig::default());
-        let admin = services.bootstrap().await.expect("bootstrap").expect("first start issues a token");
+        let bootstrap = services.bootstrap().await.expect("bootstrap").expect("first start issues a token");
+        let admin = harness_admin(&services).await;
         let server = wardkey_server::spawn(test_config(), services.clone()).await.expect("server starts");
         let base = server.base_url();
-        Harness { clock: None, server: Some(server), services, base, admin, http: reqwest::Client::new(), backing }
+        let http = reqwest::Client::new();
+        Harness { clock: None, server: Some(server), services, base, admin, bootstrap, http, backing }
     }
 
     /// A server whose clock the test moves, with authentication settings for tests (cheaper
@@ -95,11 +112,12 @@ impl Harness {
         settings.passkeys.rp_id = "localhost".into();
         let key = wardkey_authn::secretbox::SecretKey::from_bytes([9; 32]);
         let services = Services::with_authn(store, ServiceConfig::default(), settings, key).expect("authn settings");
-        let admin = services.bootstrap().await.expect("bootstrap").expect("first start issues a token");
+        let bootstrap = services.bootstrap().await.expect("bootstrap").expect("first start issues a token");
+        let admin = harness_admin(&services).await;
         let server = wardkey_server::spawn(test_config(), services.clone()).await.expect("server starts");
         let base = server.base_url();
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Harness { clock: Some(clock), server: Some(server), services, base, admin, http, backing }
+        Harness { clock: Some(clock), server: Some(server), services, base, admin, bootstrap, http, backing }
     }
 
     async fn authn_sqlite() -> Harness {
@@ -186,6 +204,22 @@ impl Harness {
         let r = self.get(&format!("/api/v1/audit/events?{query}")).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         r.body["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// A token minted in-process by the local operator (owner `system:operator`), answered as
+    /// `POST /api/v1/tokens` would (`{ "token", "secret" }`): for tests that need a credential with
+    /// some scopes and no person to own it (`tests/api/tokens.rs` covers owners over HTTP).
+    async fn operator_token(&self, body: Value) -> Resp {
+        let input = wardkey_domain::NewApiToken {
+            name: body["name"].as_str().expect("name").to_owned(),
+            scopes: serde_json::from_value(body["scopes"].clone()).expect("scopes"),
+            owner: wardkey_domain::TokenOwner::System(wardkey_domain::TokenOwner::OPERATOR.into()),
+            expires_at: None,
+        };
+        let op = self.services.operator("test");
+        let (token, secret) = self.services.create_token(&op, input).await.expect("operator token").value;
+        let body = json!({ "token": token, "secret": secret });
+        Resp { status: StatusCode::CREATED, headers: reqwest::header::HeaderMap::new(), text: body.to_string(), body }
     }
 
     async fn create_user(&self, username: &str) -> Value {
@@ -411,7 +445,7 @@ async fn authentication(h: &Harness) {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     // A revoked token stops working.
-    let t = h.post("/api/v1/tokens", json!({ "name": "ephemeral", "scopes": ["admin"] })).await;
+    let t = h.operator_token(json!({ "name": "ephemeral", "scopes": ["admin"] })).await;
     assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
     let secret = t.body["secret"].as_str().expect("secret").to_owned();
     assert_eq!(h.call(Method::GET, "/api/v1/groups", Some(&secret), None).await.status, StatusCode::OK);
@@ -423,7 +457,7 @@ async fn authentication(h: &Harness) {
 }
 
 async fn scopes(h: &Harness) {
-    let t = h.post("/api/v1/tokens", json!({ "name": "pdp-client", "scopes": ["pdp"] })).await;
+    let t = h.operator_token(json!({ "name": "pdp-client", "scopes": ["pdp"] })).await;
     assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
     assert!(t.body["token"]["scopes"] == json!(["pdp"]));
     let pdp = t.body["secret"].as_str().expect("secret").to_owned();
@@ -440,7 +474,7 @@ async fn scopes(h: &Harness) {
     assert_eq!(denied[0]["details"]["attempted"], "GET /api/v1/users");
 
     // audit:read reaches the log but not the directory.
-    let t = h.post("/api/v1/tokens", json!({ "name": "auditor", "scopes": ["audit:read"] })).await;
+    let t = h.operator_token(json!({ "name": "auditor", "scopes": ["audit:read"] })).await;
     let auditor = t.body["secret"].as_str().expect("secret").to_owned();
     assert_eq!(h.call(Method::GET, "/api/v1/audit/events?limit=1", Some(&auditor), None).await.status, StatusCode::OK);
     h.call(Method::GET, "/api/v1/groups", Some(&auditor), None).await.problem(StatusCode::FORBIDDEN, "forbidden");
@@ -834,7 +868,8 @@ async fn read_events_are_queued_or_durable_as_configured() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open_sqlite_dir(dir.path(), Arc::new(SystemClock)).await.expect("store");
         store.set_signer(signer());
-        let services = Services::new(store, ServiceConfig { audit_reads: true, durable_reads });
+        let services =
+            Services::new(store, ServiceConfig { audit_reads: true, durable_reads, ..ServiceConfig::default() });
         let admin = services.bootstrap().await.expect("bootstrap").expect("token");
         let server = wardkey_server::spawn(test_config(), services.clone()).await.expect("server");
         let http = reqwest::Client::new();
@@ -1011,3 +1046,5 @@ mod hr;
 mod interop;
 #[path = "api/scim.rs"]
 mod scim;
+#[path = "api/tokens.rs"]
+mod tokens;

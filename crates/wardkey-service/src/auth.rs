@@ -1,14 +1,18 @@
 //! Who is calling, and the proof that they may.
 
+use crate::tokens::parse_token;
 use crate::{Result, ServiceError, Services, draft};
-use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use wardkey_audit::{AuditDraft, Outcome};
-use wardkey_domain::{Actor, ApiToken, ApiTokenId, NewApiToken, Scope};
-use wardkey_store::Committed;
+use wardkey_domain::{Actor, Scope};
+
+// Token management (issue, list, revoke, bootstrap, the cache) lives in `crate::tokens`; these
+// keep the old paths working.
+pub use crate::tokens::TOKEN_CACHE_TTL;
+pub(crate) use crate::tokens::TokenCache;
 
 /// Where a request came from, for the audit trail.
 #[derive(Debug, Clone, Default)]
@@ -66,31 +70,6 @@ impl<S: ScopeRequirement> Authorized<S> {
     pub fn caller(&self) -> &Caller {
         &self.caller
     }
-}
-
-const TOKEN_PREFIX: &str = "wkt_";
-/// `last_used_at` is kept to this resolution (and `api_token.use` recorded at most this often).
-const TOKEN_USE_RESOLUTION_SECS: i64 = 60;
-const SECRET_BYTES: usize = 32;
-
-fn secret_hash(secret: &str) -> Vec<u8> {
-    Sha256::digest(secret.as_bytes()).to_vec()
-}
-
-/// `wkt_<token id, 32 hex>_<secret, base64url>`: the id lets us find the row without
-/// comparing secrets across rows; the secret is compared in constant time.
-fn format_token(id: ApiTokenId, secret: &str) -> String {
-    format!("{TOKEN_PREFIX}{}_{secret}", id.0.simple())
-}
-
-fn parse_token(token: &str) -> Option<(ApiTokenId, &str)> {
-    let rest = token.strip_prefix(TOKEN_PREFIX)?;
-    let (id, secret) = rest.split_once('_')?;
-    if id.len() != 32 || secret.is_empty() || secret.len() > 128 {
-        return None;
-    }
-    let id = uuid::Uuid::try_parse(id).ok()?;
-    Some((ApiTokenId(id), secret))
 }
 
 impl Services {
@@ -198,45 +177,6 @@ impl Services {
         Err(ServiceError::Unauthenticated)
     }
 
-    /// Keeps `last_used_at` true to the minute for every token, whatever it is used for, with
-    /// an `api_token.use` event; at most one write per token per minute.
-    async fn note_token_use(
-        &self,
-        caller: &Caller,
-        token: &ApiToken,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<()> {
-        if token.last_used_at.is_some_and(|t| now - t < chrono::Duration::seconds(TOKEN_USE_RESOLUTION_SECS)) {
-            return Ok(());
-        }
-        // Requests in flight with the same token all see the stale stamp until the first one
-        // has written; only that one writes (one `api_token.use` per minute, not one per
-        // concurrent request).
-        if !self.token_cache.claim_use_note(token.id, now) {
-            return Ok(());
-        }
-        let id = token.id;
-        let event = draft(caller, "api_token.use", Some(id.target()));
-        let written = self
-            .store
-            .write(move |tx| {
-                Box::pin(async move {
-                    let now = tx.now();
-                    tx.touch_api_token(id, now).await?;
-                    tx.audit(event);
-                    Ok::<_, ServiceError>(())
-                })
-            })
-            .await;
-        if written.is_err() {
-            // Not written: the next request tries again.
-            self.token_cache.release_use_note(id);
-        }
-        written?;
-        self.token_cache.forget(id);
-        Ok(())
-    }
-
     /// Records that `caller` read something (`api.read`), when configured to.
     pub async fn record_read(&self, caller: &Caller, what: &str, target: Option<String>) -> Result<()> {
         if !self.config().audit_reads {
@@ -255,229 +195,8 @@ impl Services {
         self.store.append_audit(vec![event]).await?;
         Ok(())
     }
-
-    /// Creates an API token and returns it with its secret, which is never shown again.
-    pub async fn create_token(
-        &self,
-        by: &Authorized<Admin>,
-        input: NewApiToken,
-    ) -> Result<Committed<(ApiToken, String)>> {
-        let now = self.clock().now();
-        input.validate(now)?;
-        crate::stepup::require_step_up_for_token(by.caller(), now, &input.scopes)?;
-        let mut secret_bytes = [0u8; SECRET_BYTES];
-        rand::fill(&mut secret_bytes);
-        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret_bytes);
-        let mut scopes = input.scopes;
-        scopes.sort();
-        scopes.dedup();
-        let caller = by.caller().clone();
-        let token = ApiToken {
-            id: ApiTokenId::generate(),
-            name: input.name,
-            scopes,
-            created_by: caller.actor.principal(),
-            created_at: wardkey_audit::truncate_to_micros(now),
-            expires_at: input.expires_at.map(wardkey_audit::truncate_to_micros),
-            revoked_at: None,
-            last_used_at: None,
-        };
-        let plain = format_token(token.id, &secret);
-        let hash = secret_hash(&secret);
-        self.store
-            .write(move |tx| {
-                Box::pin(async move {
-                    tx.insert_api_token(&token, &hash).await?;
-                    let mut event = draft(&caller, "api_token.create", Some(token.id.target()));
-                    event.details = serde_json::json!({
-                        "name": token.name,
-                        "scopes": token.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-                        "expires_at": token.expires_at,
-                    });
-                    tx.audit(event);
-                    Ok::<_, ServiceError>((token, plain))
-                })
-            })
-            .await
-    }
-
-    pub async fn list_tokens(&self, _by: &Authorized<Admin>) -> Result<Vec<ApiToken>> {
-        Ok(self.store.read().await?.list_api_tokens().await?)
-    }
-
-    pub async fn revoke_token(&self, by: &Authorized<Admin>, id: ApiTokenId) -> Result<Committed<()>> {
-        let caller = by.caller().clone();
-        let done = self
-            .store
-            .write(move |tx| {
-                Box::pin(async move {
-                    let now = tx.now();
-                    if !tx.revoke_api_token(id, now).await? {
-                        return Err(ServiceError::NotFound { kind: "api_token", id: id.to_string() });
-                    }
-                    tx.audit(draft(&caller, "api_token.revoke", Some(id.target())));
-                    Ok(())
-                })
-            })
-            .await;
-        // Whatever the outcome, the next presentation reads the token afresh.
-        self.token_cache.forget(id);
-        done
-    }
 }
 
 pub(crate) fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
-}
-
-const BOOTSTRAP_META: &str = "bootstrap_token_issued_at";
-
-impl Services {
-    /// On first start: issues the one-time bootstrap admin token and returns its secret.
-    /// Later starts return `None`; the secret is never stored in clear and never shown again.
-    pub async fn bootstrap(&self) -> Result<Option<String>> {
-        if self.store.read().await?.get_meta(BOOTSTRAP_META).await?.is_some() {
-            return Ok(None);
-        }
-        let system = Authorized::<Admin> {
-            caller: Caller {
-                actor: Actor::System { component: "bootstrap".into() },
-                scopes: vec![Scope::Admin],
-                meta: RequestMeta::default(),
-                session: None,
-            },
-            _scope: PhantomData,
-        };
-        let mut secret_bytes = [0u8; SECRET_BYTES];
-        rand::fill(&mut secret_bytes);
-        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret_bytes);
-        let now = wardkey_audit::truncate_to_micros(self.clock().now());
-        let token = ApiToken {
-            id: ApiTokenId::generate(),
-            name: "bootstrap-admin".into(),
-            scopes: vec![Scope::Admin],
-            created_by: system.caller.actor.principal(),
-            created_at: now,
-            expires_at: None,
-            revoked_at: None,
-            last_used_at: None,
-        };
-        let plain = format_token(token.id, &secret);
-        let hash = secret_hash(&secret);
-        let caller = system.caller.clone();
-        let issued = self
-            .store
-            .write(move |tx| {
-                Box::pin(async move {
-                    // Checked again inside the write: two nodes starting at once issue one token.
-                    if tx.get_meta(BOOTSTRAP_META).await?.is_some() {
-                        return Ok::<_, ServiceError>(false);
-                    }
-                    let now = tx.now();
-                    tx.set_meta(BOOTSTRAP_META, &now.to_rfc3339()).await?;
-                    tx.insert_api_token(&token, &hash).await?;
-                    let mut e = draft(&caller, "api_token.create", Some(token.id.target()));
-                    e.reason = Some("bootstrap admin token issued on first start".into());
-                    e.details = serde_json::json!({ "name": token.name, "scopes": ["admin"] });
-                    tx.audit(e);
-                    Ok(true)
-                })
-            })
-            .await?;
-        Ok(issued.value.then_some(plain))
-    }
-}
-
-/// API tokens recently presented, so that a PEP asking thousands of questions a second does not
-/// read its token from the database for each one. An entry is dropped when this process
-/// changes the token (revocation, last-use stamp), when the decision point's catch-up sees
-/// another node change it (PostgreSQL), and in any case after [`TOKEN_CACHE_TTL`], which bounds
-/// how long a change made behind the server's back (another process on the same SQLite file)
-/// can go unseen. The secret's hash is kept, never the secret.
-pub(crate) struct TokenCache {
-    entries: std::sync::RwLock<std::collections::HashMap<ApiTokenId, CachedToken>>,
-    /// When this process last set out to stamp each token's use (see `note_token_use`).
-    use_notes: std::sync::Mutex<std::collections::HashMap<ApiTokenId, chrono::DateTime<chrono::Utc>>>,
-}
-
-/// A token with its secret's hash, and when it was read.
-type CachedToken = (Arc<(ApiToken, Vec<u8>)>, std::time::Instant);
-
-/// Longest a cached token is trusted without reading it again.
-pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
-const TOKEN_CACHE_MAX: usize = 10_000;
-
-impl TokenCache {
-    pub(crate) fn new() -> TokenCache {
-        TokenCache {
-            entries: std::sync::RwLock::new(std::collections::HashMap::new()),
-            use_notes: std::sync::Mutex::new(std::collections::HashMap::new()),
-        }
-    }
-
-    /// True for the one caller that should stamp `id`'s use now: no other caller of this
-    /// process set out to within the last [`TOKEN_USE_RESOLUTION_SECS`].
-    fn claim_use_note(&self, id: ApiTokenId, now: chrono::DateTime<chrono::Utc>) -> bool {
-        let mut notes = self.use_notes.lock().unwrap_or_else(|e| e.into_inner());
-        if notes.get(&id).is_some_and(|t| now - *t < chrono::Duration::seconds(TOKEN_USE_RESOLUTION_SECS)) {
-            return false;
-        }
-        if notes.len() >= TOKEN_CACHE_MAX {
-            // Bounded whatever callers present; forgetting costs at most one extra stamp.
-            notes.clear();
-        }
-        notes.insert(id, now);
-        true
-    }
-
-    fn release_use_note(&self, id: ApiTokenId) {
-        self.use_notes.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-    }
-
-    /// A shared handle, not a copy: every request with a token reads it here.
-    fn get(&self, id: ApiTokenId) -> Option<Arc<(ApiToken, Vec<u8>)>> {
-        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        entries.get(&id).filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL).map(|(entry, _)| Arc::clone(entry))
-    }
-
-    fn put(&self, entry: Arc<(ApiToken, Vec<u8>)>) {
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= TOKEN_CACHE_MAX {
-            // Bounded whatever callers present; a rebuild costs one read per live token.
-            entries.clear();
-        }
-        entries.insert(entry.0.id, (entry, std::time::Instant::now()));
-    }
-
-    pub(crate) fn forget(&self, id: ApiTokenId) {
-        self.entries.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_round_trip() {
-        let id = ApiTokenId::generate();
-        let t = format_token(id, "c2VjcmV0");
-        let (pid, secret) = parse_token(&t).expect("parses");
-        assert_eq!(pid, id);
-        assert_eq!(secret, "c2VjcmV0");
-    }
-
-    #[test]
-    fn malformed_tokens_are_refused() {
-        for bad in [
-            "",
-            "wkt_",
-            "wkt_abc_def",
-            "Bearer x",
-            "wkt_0123456789abcdef0123456789abcdef_",
-            "xyz_0123456789abcdef0123456789abcdef_s",
-        ] {
-            assert!(parse_token(bad).is_none(), "{bad}");
-        }
-    }
 }

@@ -464,6 +464,8 @@ impl Services {
                     if sa.status == ServiceAccountStatus::Disabled && before.status != ServiceAccountStatus::Disabled {
                         revoke_everything(tx, &caller, Subject::ServiceAccount(id), "service account disabled").await?;
                         leave_all_groups(tx, &caller, Member::ServiceAccount(id), "service account disabled").await?;
+                        let owner = wardkey_domain::TokenOwner::ServiceAccount(id);
+                        crate::tokens::revoke_owner_tokens_in_tx(tx, &caller, &owner, "service account disabled").await?;
                     }
                     Ok(sa)
                 })
@@ -484,6 +486,8 @@ impl Services {
                     tx.get_service_account(id).await?.ok_or_else(|| not_found("service_account", id))?;
                     revoke_everything(tx, &caller, Subject::ServiceAccount(id), "service account deleted").await?;
                     leave_all_groups(tx, &caller, Member::ServiceAccount(id), "service account deleted").await?;
+                    let owner = wardkey_domain::TokenOwner::ServiceAccount(id);
+                    crate::tokens::revoke_owner_tokens_in_tx(tx, &caller, &owner, "service account deleted").await?;
                     tx.delete_service_account(id, version).await?;
                     tx.audit(event(&caller, Action::ServiceAccountDelete, id));
                     Ok(())

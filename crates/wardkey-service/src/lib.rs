@@ -20,6 +20,7 @@ pub mod policy;
 pub mod reconcile;
 pub mod scim;
 pub mod stepup;
+pub mod tokens;
 
 pub use auth::{Admin, AuditRead, Authorized, Caller, Pdp, RequestMeta, ScopeRequirement};
 pub(crate) use authn::AuthnRuntime;
@@ -47,11 +48,13 @@ pub struct ServiceConfig {
     /// the read events of its last 100 ms; in exchange a read costs no disk flush of its own,
     /// and a busy server's flush latency does not reach it.
     pub durable_reads: bool,
+    /// API token lifetimes (`[tokens]` in the configuration file).
+    pub tokens: tokens::TokenSettings,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        ServiceConfig { audit_reads: true, durable_reads: false }
+        ServiceConfig { audit_reads: true, durable_reads: false, tokens: tokens::TokenSettings::default() }
     }
 }
 

@@ -19,7 +19,7 @@ pub struct Revoked {
 
 /// Disables `user` (if it is not already) and, in the same transaction, ends every session,
 /// revokes every grant, removes every group membership and revokes every API token the user
-/// created, one audit event each. The caller has already loaded `user` in this `tx` and has
+/// owns, one audit event each. The caller has already loaded `user` in this `tx` and has
 /// not written it yet; the returned user is the stored one (new version).
 ///
 /// `why` is the reason recorded on every event (`"scim active=false"`, `"hr termination"`).
@@ -52,14 +52,8 @@ pub(crate) async fn revoke_access_in_tx(tx: &mut WriteTx, caller: &Caller, user:
     let grants = revoke_everything(tx, caller, Subject::User(id), why).await?;
     // Group access goes too: a rehire is approved again, not restored.
     leave_all_groups(tx, caller, Member::User(id), why).await?;
-    let now = tx.now();
-    let principal = wardkey_domain::Actor::User { user_id: id }.principal();
-    let tokens = tx.revoke_api_tokens_created_by(&principal, now).await?;
-    for t in &tokens {
-        let mut e = draft(caller, "api_token.revoke", Some(t.target()));
-        e.reason = Some(why.to_owned());
-        e.details = json!({ "created_by": principal });
-        tx.audit(e);
-    }
+    // Tokens the person owns (not merely created): they act for the person, so they end with them.
+    let tokens =
+        crate::tokens::revoke_owner_tokens_in_tx(tx, caller, &wardkey_domain::TokenOwner::User(id), why).await?;
     Ok(Revoked { sessions, grants, api_tokens: tokens.len() })
 }

@@ -79,6 +79,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     Migration { version: 5, name: "scim", sql: include_str!("../migrations/sqlite/0005_scim.sql") },
     Migration { version: 6, name: "hr", sql: include_str!("../migrations/sqlite/0006_hr.sql") },
     Migration { version: 7, name: "key_collation", sql: include_str!("../migrations/sqlite/0007_key_collation.sql") },
+    Migration { version: 9, name: "token_owners", sql: include_str!("../migrations/sqlite/0009_token_owners.sql") },
     Migration {
         version: 10,
         name: "authn_hardening",
@@ -98,6 +99,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     Migration { version: 5, name: "scim", sql: include_str!("../migrations/postgres/0005_scim.sql") },
     Migration { version: 6, name: "hr", sql: include_str!("../migrations/postgres/0006_hr.sql") },
     Migration { version: 7, name: "key_collation", sql: include_str!("../migrations/postgres/0007_key_collation.sql") },
+    Migration { version: 9, name: "token_owners", sql: include_str!("../migrations/postgres/0009_token_owners.sql") },
     Migration {
         version: 10,
         name: "authn_hardening",

@@ -5,11 +5,11 @@ use crate::error::{Unique, map_write_err};
 use crate::{StoreError, WriteTx};
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
-use wardkey_domain::{ApiToken, ApiTokenId};
+use wardkey_domain::{ApiToken, ApiTokenId, TokenOwner};
 
 macro_rules! token_cols {
     () => {
-        "id, name, scopes, created_by, created_at, expires_at, revoked_at, last_used_at"
+        "id, name, scopes, owner_kind, owner_id, created_by, created_at, expires_at, revoked_at, last_used_at"
     };
 }
 
@@ -18,6 +18,11 @@ fn token_from_row(r: &AnyRow) -> Result<ApiToken, StoreError> {
         id: ApiTokenId(r.uuid("id")?),
         name: r.text("name")?,
         scopes: r.json("scopes")?,
+        owner: {
+            let (kind, id) = (r.text("owner_kind")?, r.text("owner_id")?);
+            TokenOwner::from_parts(&kind, &id)
+                .ok_or_else(|| StoreError::corrupt(format!("api token owner {kind}:{id}")))?
+        },
         created_by: r.text("created_by")?,
         created_at: r.ts("created_at")?,
         expires_at: r.opt_ts("expires_at")?,
@@ -46,6 +51,25 @@ impl Conn {
         rows.iter().map(token_from_row).collect()
     }
 
+    /// Whether a live token (not revoked, not expired at `now`) with the admin scope belongs to a
+    /// person or a service account: once one does, the bootstrap token has done its job.
+    pub async fn named_admin_token_exists(&mut self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let rows = sqlx::query(
+            "SELECT scopes FROM api_tokens WHERE owner_kind <> 'system' AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $1)",
+        )
+        .bind(micros(now))
+        .fetch_all(self.ex())
+        .await?;
+        for r in &rows {
+            let scopes: Vec<wardkey_domain::Scope> = r.json("scopes")?;
+            if scopes.contains(&wardkey_domain::Scope::Admin) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     pub async fn get_meta(&mut self, key: &str) -> Result<Option<String>, StoreError> {
         let row =
             sqlx::query("SELECT value FROM meta WHERE key = $1").bind(key.to_owned()).fetch_optional(self.ex()).await?;
@@ -57,7 +81,7 @@ impl WriteTx {
     pub async fn insert_api_token(&mut self, t: &ApiToken, secret_hash: &[u8]) -> Result<(), StoreError> {
         let q = sqlx::query(
             "INSERT INTO api_tokens (id, name, scopes, created_by, created_at, expires_at, revoked_at, last_used_at, \
-             secret_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             secret_hash, owner_kind, owner_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(t.id.to_string())
         .bind(t.name.clone())
@@ -67,7 +91,9 @@ impl WriteTx {
         .bind(opt_micros(t.expires_at))
         .bind(opt_micros(t.revoked_at))
         .bind(opt_micros(t.last_used_at))
-        .bind(secret_hash.to_vec());
+        .bind(secret_hash.to_vec())
+        .bind(t.owner.kind())
+        .bind(t.owner.id_string());
         let unique = [Unique {
             index: "api_tokens_pkey",
             sqlite_columns: "api_tokens.id",
@@ -113,16 +139,20 @@ impl WriteTx {
 }
 
 impl WriteTx {
-    /// Revokes every live token created by `principal` (a leaver's own tokens); returns their ids.
-    pub async fn revoke_api_tokens_created_by(
+    /// Revokes every live token `owner` owns (a leaver's, a disabled service account's, the
+    /// bootstrap token once a named admin token exists); returns their ids.
+    pub async fn revoke_api_tokens_owned_by(
         &mut self,
-        principal: &str,
+        owner: &TokenOwner,
         at: DateTime<Utc>,
     ) -> Result<Vec<ApiTokenId>, StoreError> {
-        let rows = sqlx::query("SELECT id FROM api_tokens WHERE created_by = $1 AND revoked_at IS NULL ORDER BY id")
-            .bind(principal)
-            .fetch_all(self.ex())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id FROM api_tokens WHERE owner_kind = $1 AND owner_id = $2 AND revoked_at IS NULL ORDER BY id",
+        )
+        .bind(owner.kind())
+        .bind(owner.id_string())
+        .fetch_all(self.ex())
+        .await?;
         let mut ids = Vec::with_capacity(rows.len());
         for r in &rows {
             let id = ApiTokenId(r.uuid("id")?);

@@ -1218,6 +1218,7 @@ async fn api_tokens_and_meta(db: &Db) {
         id: ApiTokenId::generate(),
         name: "ci".into(),
         scopes: vec![Scope::Admin, Scope::AuditRead],
+        owner: TokenOwner::User(UserId::generate()),
         created_by: "operator:root".into(),
         created_at: db.clock.now(),
         expires_at: Some(db.clock.now() + Duration::days(30)),
@@ -1256,6 +1257,60 @@ async fn api_tokens_and_meta(db: &Db) {
     let listed = r.list_api_tokens().await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].revoked_at, Some(db.clock.now()));
+
+    // Revocation by owner touches that owner's live tokens only; a live admin token owned by a
+    // person or service account is "named", one owned by Wardkey itself is not.
+    let now = db.clock.now();
+    let sa = TokenOwner::ServiceAccount(ServiceAccountId::generate());
+    let bootstrap = TokenOwner::System("bootstrap".into());
+    let mk = |name: &str, owner: &TokenOwner, scopes: Vec<Scope>| ApiToken {
+        id: ApiTokenId::generate(),
+        name: name.into(),
+        scopes,
+        owner: owner.clone(),
+        created_by: "operator:root".into(),
+        created_at: now,
+        expires_at: Some(now + Duration::days(1)),
+        revoked_at: None,
+        last_used_at: None,
+    };
+    let (a, b, c) =
+        (mk("a", &sa, vec![Scope::Pdp]), mk("b", &sa, vec![Scope::Scim]), mk("boot", &bootstrap, vec![Scope::Admin]));
+    let (a2, b2, c2) = (a.clone(), b.clone(), c.clone());
+    w(
+        db,
+        "token.create",
+        job!(|tx| {
+            tx.insert_api_token(&a2, &[1]).await?;
+            tx.insert_api_token(&b2, &[2]).await?;
+            tx.insert_api_token(&c2, &[3]).await
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.get_api_token(a.id).await.unwrap().unwrap().0.owner, sa);
+    assert!(!r.named_admin_token_exists(now).await.unwrap(), "the one admin token left is Wardkey's own");
+    let sa2 = sa.clone();
+    let ended = w(
+        db,
+        "token.revoke",
+        job!(|tx| {
+            let at = tx.now();
+            tx.revoke_api_tokens_owned_by(&sa2, at).await
+        }),
+    )
+    .await
+    .unwrap()
+    .value;
+    let mut expected = vec![a.id, b.id];
+    expected.sort();
+    assert_eq!(ended, expected);
+    assert!(r.get_api_token(c.id).await.unwrap().unwrap().0.revoked_at.is_none(), "other owners untouched");
+    let named = mk("named", &TokenOwner::User(UserId::generate()), vec![Scope::Admin]);
+    let n2 = named.clone();
+    w(db, "token.create", job!(|tx| tx.insert_api_token(&n2, &[4]).await)).await.unwrap();
+    assert!(r.named_admin_token_exists(now).await.unwrap());
+    assert!(!r.named_admin_token_exists(now + Duration::days(2)).await.unwrap(), "an expired one does not count");
 
     assert_eq!(r.get_meta("install_id").await.unwrap(), None);
     w(db, "meta.set", job!(|tx| tx.set_meta("install_id", "abc").await)).await.unwrap();

@@ -4,6 +4,16 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use std::process::ExitCode;
 
+impl ApiArgs {
+    /// Arguments for a token that did not come from these flags.
+    pub(crate) fn for_token(server: &str, token: String, json: bool) -> ApiArgs {
+        ApiArgs { server: server.to_owned(), token, json }
+    }
+}
+
+/// The session cookie's name (see the server's pages).
+const SESSION_COOKIE: &str = "__Host-wardkey_session";
+
 #[derive(Args, Clone)]
 pub struct ApiArgs {
     /// Server base URL.
@@ -17,25 +27,47 @@ pub struct ApiArgs {
     json: bool,
 }
 
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
     token: String,
-    json: bool,
+    pub(crate) json: bool,
+    /// A person's session (`WARDKEY_SESSION`), sent as the session cookie instead of the token
+    /// for the routes only a signed-in person may use (break-glass).
+    session: Option<String>,
 }
 
 impl Api {
-    fn new(args: &ApiArgs) -> Result<Self, String> {
+    pub(crate) fn new(args: &ApiArgs) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-        Ok(Api { http, base: args.server.trim_end_matches('/').to_owned(), token: args.token.clone(), json: args.json })
+        Ok(Api {
+            http,
+            base: args.server.trim_end_matches('/').to_owned(),
+            token: args.token.clone(),
+            json: args.json,
+            session: None,
+        })
+    }
+
+    /// A client that authenticates with a person's session (the value of the session cookie)
+    /// instead of an API token: for what only a signed-in person may do (break-glass).
+    pub(crate) fn for_session(server: &str, session: String, json: bool) -> Result<Self, String> {
+        let mut api = Api::new(&ApiArgs::for_token(server, String::new(), json))?;
+        api.session = Some(session);
+        Ok(api)
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("{}/api/v1{path}", self.base);
-        let mut req = self.http.request(method, &url).bearer_auth(&self.token);
+        let mut req = match &self.session {
+            Some(session) => {
+                self.http.request(method, &url).header(reqwest::header::COOKIE, format!("{SESSION_COOKIE}={session}"))
+            }
+            None => self.http.request(method, &url).bearer_auth(&self.token),
+        };
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -47,18 +79,18 @@ impl Api {
         if status.is_success() { Ok(value) } else { Err(describe_problem(status.as_u16(), &value)) }
     }
 
-    async fn get(&self, path: &str) -> Result<Value, String> {
+    pub(crate) async fn get(&self, path: &str) -> Result<Value, String> {
         self.call(reqwest::Method::GET, path, None).await
     }
-    async fn post(&self, path: &str, body: Value) -> Result<Value, String> {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Result<Value, String> {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
-    async fn delete(&self, path: &str) -> Result<Value, String> {
+    pub(crate) async fn delete(&self, path: &str) -> Result<Value, String> {
         self.call(reqwest::Method::DELETE, path, None).await
     }
 
     /// Every item of a paginated list.
-    async fn list_all(&self, path: &str) -> Result<Vec<Value>, String> {
+    pub(crate) async fn list_all(&self, path: &str) -> Result<Vec<Value>, String> {
         let sep = if path.contains('?') { '&' } else { '?' };
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
@@ -85,7 +117,7 @@ impl Api {
         Ok(items)
     }
 
-    fn print(&self, value: &Value, summary: impl FnOnce(&Value) -> String) {
+    pub(crate) fn print(&self, value: &Value, summary: impl FnOnce(&Value) -> String) {
         if self.json {
             println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
         } else {
@@ -93,7 +125,7 @@ impl Api {
         }
     }
 
-    fn print_list(&self, items: &[Value], line: impl Fn(&Value) -> String) {
+    pub(crate) fn print_list(&self, items: &[Value], line: impl Fn(&Value) -> String) {
         if self.json {
             println!("{}", serde_json::to_string_pretty(&items).unwrap_or_default());
         } else {
@@ -104,7 +136,7 @@ impl Api {
     }
 
     /// A user id, or the id of the user with that username.
-    async fn resolve_user(&self, who: &str) -> Result<Value, String> {
+    pub(crate) async fn resolve_user(&self, who: &str) -> Result<Value, String> {
         if uuid::Uuid::parse_str(who).is_ok() {
             return self.get(&format!("/users/{who}")).await;
         }
@@ -115,7 +147,7 @@ impl Api {
             .ok_or_else(|| format!("no user {who:?}"))
     }
 
-    async fn resolve_by_name(&self, collection: &str, what: &str) -> Result<Value, String> {
+    pub(crate) async fn resolve_by_name(&self, collection: &str, what: &str) -> Result<Value, String> {
         if uuid::Uuid::parse_str(what).is_ok() {
             return self.get(&format!("/{collection}/{what}")).await;
         }
@@ -126,7 +158,7 @@ impl Api {
     }
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
@@ -156,11 +188,11 @@ fn describe_problem(status: u16, v: &Value) -> String {
     out
 }
 
-fn s(v: &Value, k: &str) -> String {
+pub(crate) fn s(v: &Value, k: &str) -> String {
     v.get(k).and_then(Value::as_str).unwrap_or("-").to_owned()
 }
 
-fn ok() -> Result<ExitCode, String> {
+pub(crate) fn ok() -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
@@ -695,17 +727,41 @@ pub async fn run_grant(cmd: GrantCommand) -> Result<ExitCode, String> {
                 path.push_str(&format!("&subject_type=user&subject_id={}", s(&u, "id")));
             }
             let items = api.list_all(&path).await?;
-            api.print_list(&items, |g| {
-                format!(
-                    "{}  {}:{}  role {}  expires {}{}",
-                    s(g, "id"),
-                    g["subject"]["type"].as_str().unwrap_or("-"),
-                    g["subject"]["id"].as_str().unwrap_or("-"),
-                    s(g, "role_id"),
-                    s(g, "expires_at"),
-                    if g["revoked_at"].is_null() { "" } else { "  (revoked)" }
-                )
-            });
+            // Names beside ids: each subject, role and resource read once.
+            let mut names = Names::default();
+            for g in &items {
+                names.learn(&api, g).await;
+            }
+            if api.json {
+                let with_names: Vec<Value> = items
+                    .iter()
+                    .map(|g| {
+                        let mut g = g.clone();
+                        g["names"] = names.of(&g);
+                        g
+                    })
+                    .collect();
+                api.print_list(&with_names, |_| String::new());
+            } else {
+                api.print_list(&items, |g| {
+                    let n = names.of(g);
+                    format!(
+                        "{}  {} {} ({})  role {} ({})  resource {}  expires {}{}",
+                        s(g, "id"),
+                        g["subject"]["type"].as_str().unwrap_or("-"),
+                        n["subject"].as_str().unwrap_or("-"),
+                        g["subject"]["id"].as_str().unwrap_or("-"),
+                        n["role"].as_str().unwrap_or("-"),
+                        s(g, "role_id"),
+                        match g["resource_id"].as_str() {
+                            Some(rid) => format!("{} ({rid})", n["resource"].as_str().unwrap_or("-")),
+                            None => "(all)".to_owned(),
+                        },
+                        s(g, "expires_at"),
+                        if g["revoked_at"].is_null() { "" } else { "  (revoked)" }
+                    )
+                });
+            }
         }
         GrantCommand::Revoke { api, id, reason } => {
             let api = Api::new(&api)?;
@@ -719,4 +775,53 @@ pub async fn run_grant(cmd: GrantCommand) -> Result<ExitCode, String> {
         }
     }
     ok()
+}
+
+/// Names of the objects grants refer to, read once each (`-` for one that is gone).
+#[derive(Default)]
+struct Names {
+    known: std::collections::HashMap<String, String>,
+}
+
+impl Names {
+    async fn learn(&mut self, api: &Api, g: &Value) {
+        let subject = match g["subject"]["type"].as_str() {
+            Some("user") => ("users", "username"),
+            Some("group") => ("groups", "name"),
+            _ => ("service-accounts", "name"),
+        };
+        let refs = [
+            (subject.0, g["subject"]["id"].as_str(), subject.1),
+            ("roles", g["role_id"].as_str(), "name"),
+            ("resources", g["resource_id"].as_str(), "name"),
+        ];
+        for (collection, id, field) in refs {
+            let Some(id) = id else { continue };
+            let key = format!("{collection}/{id}");
+            if self.known.contains_key(&key) {
+                continue;
+            }
+            let name = match api.get(&format!("/{key}")).await {
+                Ok(v) => v[field].as_str().unwrap_or("-").to_owned(),
+                Err(_) => "-".to_owned(),
+            };
+            self.known.insert(key, name);
+        }
+    }
+
+    fn of(&self, g: &Value) -> Value {
+        let subject = match g["subject"]["type"].as_str() {
+            Some("user") => "users",
+            Some("group") => "groups",
+            _ => "service-accounts",
+        };
+        let get = |collection: &str, id: &Value| {
+            id.as_str().and_then(|id| self.known.get(&format!("{collection}/{id}"))).cloned()
+        };
+        json!({
+            "subject": get(subject, &g["subject"]["id"]),
+            "role": get("roles", &g["role_id"]),
+            "resource": get("resources", &g["resource_id"]),
+        })
+    }
 }

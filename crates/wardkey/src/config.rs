@@ -23,6 +23,33 @@ pub struct FileConfig {
     pub auth: Option<AuthFile>,
     /// `[hr]`: roster column mapping (`[hr.columns]`), circuit breaker, dormancy.
     pub hr: Option<wardkey_service::hr::HrConfig>,
+    /// `[tokens]`: API token lifetimes.
+    pub tokens: Option<TokensFile>,
+}
+
+/// `[tokens]`: how long API tokens live. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensFile {
+    /// Lifetime of a token created without an explicit expiry (default 90).
+    pub default_lifetime_days: Option<u32>,
+    /// Longest lifetime a token may be created with (default 365, at most 3650).
+    pub max_lifetime_days: Option<u32>,
+}
+
+/// Token lifetimes from `[tokens]`, checked.
+pub fn token_settings(file: Option<&TokensFile>) -> Result<wardkey_service::tokens::TokenSettings, String> {
+    let mut t = wardkey_service::tokens::TokenSettings::default();
+    if let Some(f) = file {
+        if let Some(d) = f.default_lifetime_days {
+            t.default_lifetime = chrono::Duration::days(i64::from(d));
+        }
+        if let Some(d) = f.max_lifetime_days {
+            t.max_lifetime = chrono::Duration::days(i64::from(d));
+        }
+    }
+    t.validate().map_err(|e| format!("[tokens] in the config file: {e}"))?;
+    Ok(t)
 }
 
 /// `[auth]`: sign-in, sessions, lockout, passkeys. Every key is optional.

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use wardkey_domain::{ApiTokenId, NewApiToken, Scope, SystemClock};
+use wardkey_domain::{ApiTokenId, NewApiToken, Scope, SystemClock, TokenOwner};
 use wardkey_service::{AuthnSettings, ServiceConfig, Services};
 use wardkey_store::{AuditQuery, Store};
 
@@ -78,6 +78,17 @@ pub async fn open_services_with(
     Ok((services, created))
 }
 
+/// A service error for the terminal: a refusal names each field at fault.
+fn describe(e: &wardkey_service::ServiceError) -> String {
+    match e {
+        wardkey_service::ServiceError::Invalid(errors) => {
+            let fields: String = errors.iter().map(|f| format!("\n  {}: {}", f.field, f.message)).collect();
+            format!("invalid input{fields}")
+        }
+        other => other.to_string(),
+    }
+}
+
 pub(crate) fn os_user() -> String {
     std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
@@ -89,16 +100,23 @@ pub async fn token_create(
     args: &StoreArgs,
     name: String,
     scopes: Vec<Scope>,
+    owner: TokenOwner,
     expires_in_days: Option<u32>,
     json: bool,
 ) -> Result<ExitCode, String> {
-    let loc = location(args)?;
-    let (services, _) = open_services(&loc, true, true).await?;
+    let file = match &args.config {
+        Some(p) => config::load_file(p)?,
+        None => FileConfig::default(),
+    };
+    let loc = StoreLocation::resolve(args.data_dir.clone(), args.database_url.clone(), &file);
+    let tokens = config::token_settings(file.tokens.as_ref())?;
+    let (services, _) =
+        open_services_with(&loc, ServiceConfig { tokens, ..ServiceConfig::default() }, true, None).await?;
     let operator = services.operator(&os_user());
     let expires_at = expires_in_days.map(|d| services.clock().now() + chrono::Duration::days(i64::from(d)));
-    let result = services.create_token(&operator, NewApiToken { name, scopes, expires_at }).await;
+    let result = services.create_token(&operator, NewApiToken { name, scopes, owner, expires_at }).await;
     services.store().close().await;
-    let committed = result.map_err(|e| e.to_string())?;
+    let committed = result.map_err(|e| describe(&e))?;
     let (token, secret) = committed.value;
     if json {
         let out = serde_json::json!({ "token": token, "secret": secret });
@@ -106,10 +124,12 @@ pub async fn token_create(
     } else {
         println!("{secret}");
         eprintln!(
-            "token {} ({}) with scopes {} created; the secret above is shown only once",
+            "token {} ({}) for {} with scopes {} created, expires {}; the secret above is shown only once",
             token.id,
             token.name,
-            token.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+            token.owner.principal(),
+            token.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
+            token.expires_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339()),
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -125,13 +145,21 @@ pub async fn token_list(args: &StoreArgs, json: bool) -> Result<ExitCode, String
     if json {
         println!("{}", serde_json::to_string_pretty(&tokens).map_err(|e| e.to_string())?);
     } else {
+        let now = chrono::Utc::now();
         for t in tokens {
-            let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
+            let state = if t.revoked_at.is_some() {
+                "revoked"
+            } else if t.is_usable_at(now) {
+                "active"
+            } else {
+                "expired"
+            };
             println!(
-                "{}  {:<24} {:<8} {}",
+                "{}  {:<24} {:<8} {:<52} {}",
                 t.id,
                 t.name,
                 state,
+                t.owner.principal(),
                 t.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
             );
         }

@@ -5,6 +5,7 @@ mod config;
 mod hr_cli;
 mod keys;
 mod local;
+mod objects;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -55,6 +56,24 @@ enum Command {
     /// Verify and export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Service accounts (owned by a person) over the API.
+    #[command(subcommand, name = "service-account")]
+    ServiceAccount(objects::ServiceAccountCommand),
+    /// Birthright role templates (roles from HR attributes) over the API.
+    #[command(subcommand, name = "role-template")]
+    RoleTemplate(objects::RoleTemplateCommand),
+    /// Separation-of-duties rules over the API.
+    #[command(subcommand, name = "sod-rule")]
+    SodRule(objects::SodRuleCommand),
+    /// Forbid rules (deny whatever grants allow, under a condition) over the API.
+    #[command(subcommand, name = "forbid-rule")]
+    ForbidRule(objects::ForbidRuleCommand),
+    /// Emergency access: declare (as a signed-in person) and review.
+    #[command(subcommand, name = "break-glass")]
+    BreakGlass(objects::BreakGlassCommand),
+    /// API tokens with their owners, over the API (`admin token` acts on the store directly).
+    #[command(subcommand)]
+    Token(objects::TokenCommand),
     /// HR roster imports (operator command on the store).
     #[command(subcommand)]
     Hr(hr_cli::HrCommand),
@@ -122,7 +141,11 @@ enum TokenCommand {
         /// Scope: admin, scim, pdp or audit:read. Repeat for several.
         #[arg(long = "scope", required = true, value_parser = parse_scope)]
         scopes: Vec<wardkey_domain::Scope>,
-        /// Expire the token after this many days.
+        /// Whom the token acts for: `user:<id>` or `service-account:<id>` (active; disabling them
+        /// revokes the token), or `operator` for a token of the host's operator that no person owns.
+        #[arg(long, value_parser = parse_local_owner)]
+        owner: wardkey_domain::TokenOwner,
+        /// Expire the token after this many days (default: [tokens] default_lifetime_days, 90).
         #[arg(long)]
         expires_in_days: Option<u32>,
         /// Print JSON instead of the bare token.
@@ -165,9 +188,9 @@ enum AuditCommand {
     Export {
         #[command(flatten)]
         store: StoreArgs,
-        /// Output format.
-        #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
-        format: String,
+        /// Output format: only `jsonl` (one JSON object per line) is written; any other is refused.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
         /// Output file (default: standard output).
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
@@ -175,6 +198,29 @@ enum AuditCommand {
         #[arg(long)]
         from_index: Option<u64>,
     },
+}
+
+/// Formats `audit export` writes. A format it does not write is refused by the parser, never
+/// silently replaced by another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    /// One JSON object per line, in index order.
+    Jsonl,
+}
+
+/// `--owner` of `admin token create`: `user:<id>`, `service-account:<id>` or `operator`.
+fn parse_local_owner(s: &str) -> Result<wardkey_domain::TokenOwner, String> {
+    use wardkey_domain::TokenOwner;
+    if s == TokenOwner::OPERATOR {
+        return Ok(TokenOwner::System(TokenOwner::OPERATOR.into()));
+    }
+    let (kind, id) =
+        s.split_once(':').ok_or_else(|| format!("owner {s:?}: use user:<id>, service-account:<id> or operator"))?;
+    let kind = if kind == "service-account" { "service_account" } else { kind };
+    match TokenOwner::from_parts(kind, id) {
+        Some(o @ (TokenOwner::User(_) | TokenOwner::ServiceAccount(_))) => Ok(o),
+        _ => Err(format!("owner {s:?}: use user:<id>, service-account:<id> or operator")),
+    }
 }
 
 fn parse_scope(s: &str) -> Result<wardkey_domain::Scope, String> {
@@ -194,8 +240,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Admin(AdminCommand::Token(cmd)) => match cmd {
-                TokenCommand::Create { store, name, scopes, expires_in_days, json } => {
-                    local::token_create(&store, name, scopes, expires_in_days, json).await
+                TokenCommand::Create { store, name, scopes, owner, expires_in_days, json } => {
+                    local::token_create(&store, name, scopes, owner, expires_in_days, json).await
                 }
                 TokenCommand::List { store, json } => local::token_list(&store, json).await,
                 TokenCommand::Revoke { store, id } => local::token_revoke(&store, &id).await,
@@ -208,10 +254,16 @@ fn main() -> ExitCode {
             Command::Resource(cmd) => client::run_resource(cmd).await,
             Command::Role(cmd) => client::run_role(cmd).await,
             Command::Grant(cmd) => client::run_grant(cmd).await,
+            Command::ServiceAccount(cmd) => objects::run_service_account(cmd).await,
+            Command::RoleTemplate(cmd) => objects::run_role_template(cmd).await,
+            Command::SodRule(cmd) => objects::run_sod_rule(cmd).await,
+            Command::ForbidRule(cmd) => objects::run_forbid_rule(cmd).await,
+            Command::BreakGlass(cmd) => objects::run_break_glass(cmd).await,
+            Command::Token(cmd) => objects::run_token(cmd).await,
             Command::Audit(AuditCommand::Verify { store, verifier_key, require_signed_tail, json }) => {
                 local::audit_verify(&store, verifier_key.as_deref(), require_signed_tail, json).await
             }
-            Command::Audit(AuditCommand::Export { store, format: _, output, from_index }) => {
+            Command::Audit(AuditCommand::Export { store, format: ExportFormat::Jsonl, output, from_index }) => {
                 local::audit_export(&store, output.as_deref(), from_index).await
             }
         }
@@ -317,7 +369,11 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     }
     let (services, created_key) = local::open_services_with(
         &location,
-        wardkey_service::ServiceConfig { audit_reads: audit.audit_reads, durable_reads: audit.durable_reads },
+        wardkey_service::ServiceConfig {
+            audit_reads: audit.audit_reads,
+            durable_reads: audit.durable_reads,
+            tokens: config::token_settings(file.tokens.as_ref())?,
+        },
         true,
         Some((authn, secrets)),
     )
@@ -336,7 +392,9 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         eprintln!();
         eprintln!("    {token}");
         eprintln!();
-        eprintln!("  Create named tokens for people and systems, then revoke this one.");
+        eprintln!(
+            "  It expires in 24 hours, or as soon as an admin token owned by a person or service account exists."
+        );
         eprintln!();
     }
     eprintln!(

@@ -38,6 +38,7 @@ fn free_port() -> u16 {
 struct Server {
     child: Child,
     base: String,
+    /// The bootstrap token at first; tests switch to a named one when they end it.
     token: String,
 }
 
@@ -335,6 +336,18 @@ fn second_start_prints_no_token_and_non_loopback_needs_tls() {
         vec!["admin", "token", "create", "--help"],
         vec!["audit", "verify", "--help"],
         vec!["grant", "create", "--help"],
+        vec!["grant", "list", "--help"],
+        vec!["token", "create", "--help"],
+        vec!["token", "list", "--help"],
+        vec!["token", "revoke", "--help"],
+        vec!["service-account", "create", "--help"],
+        vec!["service-account", "disable", "--help"],
+        vec!["role-template", "create", "--help"],
+        vec!["sod-rule", "create", "--help"],
+        vec!["forbid-rule", "create", "--help"],
+        vec!["break-glass", "declare", "--help"],
+        vec!["break-glass", "list", "--help"],
+        vec!["audit", "export", "--help"],
     ] {
         let out = run(wardkey().args(&args));
         assert!(out.status.success(), "{args:?}");
@@ -347,7 +360,18 @@ fn admin_token_create_acts_on_the_store_and_is_audited() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let out = run(wardkey()
-        .args(["admin", "token", "create", "--name", "auditor", "--scope", "audit:read", "--json"])
+        .args([
+            "admin",
+            "token",
+            "create",
+            "--name",
+            "auditor",
+            "--scope",
+            "audit:read",
+            "--owner",
+            "operator",
+            "--json",
+        ])
         .arg("--data-dir")
         .arg(&data));
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -355,9 +379,28 @@ fn admin_token_create_acts_on_the_store_and_is_audited() {
     let secret = created["secret"].as_str().expect("secret").to_owned();
     assert!(secret.starts_with("wkt_"));
     assert_eq!(created["token"]["scopes"], serde_json::json!(["audit:read"]));
+    assert_eq!(created["token"]["owner"], serde_json::json!({ "type": "system", "id": "operator" }));
+    assert!(created["token"]["expires_at"].is_string(), "the default lifetime applies: {created}");
+    // An owner is required, and must be a person, a service account or the operator.
+    let out =
+        run(wardkey().args(["admin", "token", "create", "--name", "x", "--scope", "pdp"]).arg("--data-dir").arg(&data));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--owner"), "{}", text(&out.stderr));
+    let out = run(wardkey()
+        .args(["admin", "token", "create", "--name", "x", "--scope", "pdp", "--owner", "system:bootstrap"])
+        .arg("--data-dir")
+        .arg(&data));
+    assert!(!out.status.success());
+    let ghost = format!("user:{}", uuid_like());
+    let out = run(wardkey()
+        .args(["admin", "token", "create", "--name", "x", "--scope", "pdp", "--owner", &ghost])
+        .arg("--data-dir")
+        .arg(&data));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("owner: no such user"), "{}", text(&out.stderr));
 
     let out = run(wardkey()
-        .args(["admin", "token", "create", "--name", "x", "--scope", "root"])
+        .args(["admin", "token", "create", "--name", "x", "--scope", "root", "--owner", "operator"])
         .arg("--data-dir")
         .arg(&data));
     assert!(!out.status.success());
@@ -392,6 +435,230 @@ fn admin_token_create_acts_on_the_store_and_is_audited() {
             .map(json)
             .any(|e| e["action"] == "api_token.use" && e["target"] == token_target.as_str())
     );
+}
+
+fn uuid_like() -> String {
+    format!("{:032x}", rand::random::<u128>()).chars().enumerate().fold(String::new(), |mut acc, (i, c)| {
+        if [8, 12, 16, 20].contains(&i) {
+            acc.push('-');
+        }
+        acc.push(c);
+        acc
+    })
+}
+
+/// Every object the CLI manages, against a running server: service accounts, tokens with owners
+/// (and their end with the owner), role templates, SoD and forbid rules, break-glass review,
+/// grant listings with names, and the export format check.
+fn every_object_over_the_cli(server: &mut Server, data: &Path, database_url: Option<&str>) {
+    server.cli_ok(&["resource-type", "create", "--name", "dataset", "--action", "read", "--action", "write"]);
+    server.cli_ok(&["resource", "create", "--type", "dataset", "--name", "ward-7-records"]);
+    server.cli_ok(&["role", "create", "--name", "ward-reader", "--permission", "dataset:read"]);
+    server.cli_ok(&["role", "create", "--name", "ward-writer", "--permission", "dataset:write"]);
+    server.cli_ok(&["group", "create", "--name", "hiv-cleared"]);
+    server.cli_ok(&["user", "create", "--username", "c.owner"]);
+    server.cli_ok(&["user", "verify-identity", "c.owner", "--method", "in_person_government_id"]);
+    server.cli_ok(&["user", "set-status", "c.owner", "active"]);
+    server.cli_ok(&["user", "create", "--username", "d.pending"]);
+
+    // Service accounts.
+    let sa = json(&server.cli_ok(&["service-account", "create", "--name", "lab-feed", "--owner", "c.owner", "--json"]));
+    assert_eq!(sa["status"], "active");
+    assert!(server.cli_ok(&["service-account", "list"]).contains("lab-feed"));
+
+    // Tokens with owners.
+    let t = json(&server.cli_ok(&[
+        "token",
+        "create",
+        "--name",
+        "feed",
+        "--scope",
+        "pdp",
+        "--owner",
+        "service-account:lab-feed",
+        "--json",
+    ]));
+    let feed = t["secret"].as_str().expect("secret").to_owned();
+    assert_eq!(t["token"]["owner"]["type"], "service_account");
+    assert_eq!(t["token"]["owner"]["id"], sa["id"]);
+    let listed = server.cli_ok(&["token", "list", "--owner", "service-account:lab-feed"]);
+    assert!(listed.contains("feed") && listed.contains(&format!("service_account:{}", s_(&sa["id"]))), "{listed}");
+    let refused = server.cli(&["token", "create", "--name", "x", "--scope", "pdp", "--owner", "user:d.pending"]);
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("owner"), "{}", text(&refused.stderr));
+    let refused = server.cli(&["token", "create", "--name", "x", "--scope", "pdp", "--owner", "user:nobody.here"]);
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("no user"), "{}", text(&refused.stderr));
+    let short = json(&server.cli_ok(&[
+        "token",
+        "create",
+        "--name",
+        "short",
+        "--scope",
+        "audit:read",
+        "--owner",
+        "user:c.owner",
+        "--expires-in-days",
+        "7",
+        "--json",
+    ]));
+    let short_id = s_(&short["token"]["id"]);
+    server.cli_ok(&["token", "revoke", &short_id]);
+    let all = json(&server.cli_ok(&["token", "list", "--json"]));
+    let revoked = all.as_array().unwrap().iter().find(|t| t["id"] == short["token"]["id"]).expect("listed");
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    // Disabling the service account ends its token.
+    assert_eq!(status_of(&format!("{}/api/v1/users", server.base), &feed), 403);
+    server.cli_ok(&["service-account", "disable", "lab-feed"]);
+    assert_eq!(status_of(&format!("{}/api/v1/users", server.base), &feed), 401, "the token died with its owner");
+
+    // Role templates, separation of duties, forbid rules.
+    server.cli_ok(&[
+        "role-template",
+        "create",
+        "--name",
+        "ward-nurses",
+        "--match",
+        "job_code:in:RN,LPN",
+        "--match",
+        "department:prefix:Ward",
+        "--role",
+        "ward-reader",
+    ]);
+    let templates = json(&server.cli_ok(&["role-template", "list", "--json"]));
+    assert_eq!(templates[0]["rule"]["all"][0]["values"], serde_json::json!(["RN", "LPN"]));
+    let bad =
+        server.cli(&["role-template", "create", "--name", "x", "--match", "job_code:in", "--role", "ward-reader"]);
+    assert!(!bad.status.success());
+    assert!(text(&bad.stderr).contains("rule.all[0].values"), "{}", text(&bad.stderr));
+    server.cli_ok(&[
+        "sod-rule",
+        "create",
+        "--name",
+        "read-write",
+        "--left",
+        "role:ward-reader",
+        "--right",
+        "permission:dataset:write",
+    ]);
+    assert!(server.cli_ok(&["sod-rule", "list"]).contains("read-write"));
+    server.cli_ok(&[
+        "forbid-rule",
+        "create",
+        "--name",
+        "hiv-records",
+        "--resource-type",
+        "dataset",
+        "--action",
+        "read",
+        "--resource-property",
+        "category=hiv",
+        "--unless-group",
+        "hiv-cleared",
+    ]);
+    let rules = json(&server.cli_ok(&["forbid-rule", "list", "--json"]));
+    assert_eq!(rules[0]["when"]["kind"], "resource_property");
+    assert_eq!(rules[0]["when"]["unless_group"], "hiv-cleared");
+    let bad = server.cli(&["forbid-rule", "create", "--name", "y", "--unless-group", "hiv-cleared"]);
+    assert!(!bad.status.success(), "--unless-group needs --resource-property");
+    server.cli_ok(&["forbid-rule", "delete", "hiv-records"]);
+    server.cli_ok(&["sod-rule", "delete", "read-write"]);
+    server.cli_ok(&["role-template", "delete", "ward-nurses"]);
+    assert_eq!(json(&server.cli_ok(&["forbid-rule", "list", "--json"])).as_array().map(Vec::len), Some(0));
+
+    // Grants are listed with names beside ids.
+    server.cli_ok(&[
+        "grant",
+        "create",
+        "--user",
+        "c.owner",
+        "--role",
+        "ward-reader",
+        "--resource",
+        &resource_id(server, "ward-7-records"),
+        "--justification",
+        "ward rotation",
+    ]);
+    let line = server.cli_ok(&["grant", "list", "--user", "c.owner"]);
+    assert!(line.contains("c.owner") && line.contains("ward-reader") && line.contains("ward-7-records"), "{line}");
+    let listed = json(&server.cli_ok(&["grant", "list", "--user", "c.owner", "--json"]));
+    assert_eq!(listed[0]["names"]["role"], "ward-reader");
+    assert_eq!(listed[0]["names"]["subject"], "c.owner");
+
+    // Break-glass: nothing declared yet; declaring needs a signed-in person's session.
+    let bg = json(&server.cli_ok(&["break-glass", "list", "--all", "--json"]));
+    assert_eq!(bg.as_array().map(Vec::len), Some(0));
+    let mut c = wardkey();
+    c.args(["break-glass", "declare", "--role", "ward-reader", "--justification", "cardiac arrest, bed 4"])
+        .env("WARDKEY_SERVER", &server.base)
+        .env("WARDKEY_TOKEN", &server.token)
+        .env("WARDKEY_SESSION", "not-a-session");
+    let out = run(&mut c);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
+
+    // The first admin token owned by a person ends the bootstrap token.
+    let admin = json(&server.cli_ok(&[
+        "token",
+        "create",
+        "--name",
+        "c-admin",
+        "--scope",
+        "admin",
+        "--owner",
+        "user:c.owner",
+        "--json",
+    ]));
+    let bootstrap = std::mem::replace(&mut server.token, admin["secret"].as_str().expect("secret").to_owned());
+    assert_eq!(status_of(&format!("{}/api/v1/users", server.base), &bootstrap), 401);
+    assert!(server.cli_ok(&["token", "list"]).contains("system:bootstrap"));
+
+    // Export refuses a format it does not write.
+    let mut c = wardkey();
+    c.args(["audit", "export", "--format", "csv"]).arg("--data-dir").arg(data);
+    if let Some(url) = database_url {
+        c.args(["--database-url", url]);
+    }
+    let out = run(&mut c);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("invalid value 'csv'"), "{}", text(&out.stderr));
+}
+
+fn s_(v: &serde_json::Value) -> String {
+    v.as_str().expect("string").to_owned()
+}
+
+fn resource_id(server: &Server, name: &str) -> String {
+    let all = json(&server.cli_ok(&["resource", "list", "--json"]));
+    s_(&all.as_array().unwrap().iter().find(|r| r["name"] == name).expect("resource")["id"])
+}
+
+#[test]
+fn every_object_over_the_cli_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, None);
+    every_object_over_the_cli(&mut server, &data, None);
+    server.stop();
+}
+
+#[test]
+fn every_object_over_the_cli_on_postgres() {
+    let rt = rt();
+    let Some(url) = fresh_pg_database(&rt) else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("keys");
+    let mut server = Server::start(&data, Some(&url));
+    every_object_over_the_cli(&mut server, &data, Some(&url));
+    server.stop();
+    let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+    let _ = rt.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&pg_base()).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+            .execute(&mut conn)
+            .await
+    });
 }
 
 mod http_get {
@@ -435,7 +702,9 @@ fn status_of(url: &str, token: &str) -> u16 {
 fn build_log(data: &Path, database_url: Option<&str>, n: usize) {
     for i in 0..n {
         let mut c = wardkey();
-        c.args(["admin", "token", "create", "--name", &format!("t{i}"), "--scope", "pdp"]).arg("--data-dir").arg(data);
+        c.args(["admin", "token", "create", "--name", &format!("t{i}"), "--scope", "pdp", "--owner", "operator"])
+            .arg("--data-dir")
+            .arg(data);
         if let Some(url) = database_url {
             c.args(["--database-url", url]);
         }
@@ -453,8 +722,10 @@ fn a_log_without_any_signed_checkpoint_fails_and_a_lost_key_is_not_replaced() {
     build_log(&data, None, 3);
     // The signing key disappears: nothing may continue the log under a fresh key.
     std::fs::remove_file(data.join("audit-signing.key")).expect("rm key");
-    let out =
-        run(wardkey().args(["admin", "token", "create", "--name", "x", "--scope", "pdp"]).arg("--data-dir").arg(&data));
+    let out = run(wardkey()
+        .args(["admin", "token", "create", "--name", "x", "--scope", "pdp", "--owner", "operator"])
+        .arg("--data-dir")
+        .arg(&data));
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("restore the signing key"), "{}", text(&out.stderr));
     assert!(!data.join("audit-signing.key").exists(), "no new key was made");

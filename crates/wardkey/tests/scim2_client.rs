@@ -64,7 +64,11 @@ fn free_port() -> u16 {
 struct Server {
     child: Child,
     base: String,
+    #[allow(dead_code)]
     token: String,
+    /// A `scim`-only token minted by the local operator before the first start (owner
+    /// `system:operator`: the suite lists users, so no person is created to own it).
+    scim: String,
 }
 
 impl Server {
@@ -82,6 +86,20 @@ impl Server {
         ] {
             cmd.env_remove(v);
         }
+        let mut mint = Command::new(env!("CARGO_BIN_EXE_wardkey"));
+        mint.args(["admin", "token", "create", "--name", "scim2-client", "--scope", "scim", "--owner", "operator"])
+            .args(["--json", "--data-dir"])
+            .arg(data_dir)
+            .env_remove("WARDKEY_DATABASE_URL")
+            .env_remove("WARDKEY_CONFIG");
+        if let Some(url) = database_url {
+            mint.args(["--database-url", url]);
+        }
+        let minted = mint.output().expect("run wardkey admin token create");
+        assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
+        let minted: serde_json::Value = serde_json::from_slice(&minted.stdout).expect("JSON");
+        assert_eq!(minted["token"]["scopes"], serde_json::json!(["scim"]));
+        let scim = minted["secret"].as_str().expect("secret").to_owned();
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]).arg("--data-dir").arg(data_dir);
         if let Some(url) = database_url {
             cmd.args(["--database-url", url]);
@@ -115,6 +133,7 @@ impl Server {
             child,
             base: format!("http://127.0.0.1:{port}"),
             token: token.expect("the first start prints a bootstrap token"),
+            scim,
         };
         server.wait_healthy();
         server
@@ -137,23 +156,9 @@ impl Server {
         panic!("server did not become healthy");
     }
 
-    /// A token with scope `scim` only, made with the bootstrap admin token over the API.
+    /// The token with scope `scim` only.
     fn scim_token(&self) -> String {
-        let rt = rt();
-        rt.block_on(async {
-            let resp = reqwest::Client::new()
-                .post(format!("{}/api/v1/tokens", self.base))
-                .bearer_auth(&self.token)
-                .json(&serde_json::json!({ "name": "scim2-client", "scopes": ["scim"] }))
-                .send()
-                .await
-                .expect("POST /api/v1/tokens");
-            let status = resp.status();
-            let body: serde_json::Value = resp.json().await.expect("JSON");
-            assert_eq!(status.as_u16(), 201, "{body}");
-            assert_eq!(body["token"]["scopes"], serde_json::json!(["scim"]));
-            body["secret"].as_str().expect("secret").to_owned()
-        })
+        self.scim.clone()
     }
 
     /// SIGTERM; the server drains and exits cleanly.

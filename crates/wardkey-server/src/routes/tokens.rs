@@ -1,6 +1,5 @@
 //! API tokens.
 
-use super::directory::PageQuery;
 use crate::AppState;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
 use crate::problem::ProblemDoc;
@@ -8,8 +7,8 @@ use crate::respond::{ApiResult, Page, json_written, no_content, page_of};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use wardkey_domain::{ApiToken, ApiTokenId, NewApiToken};
 use wardkey_service::Admin;
 
@@ -21,7 +20,10 @@ pub struct CreatedToken {
     pub secret: String,
 }
 
-/// Create an API token with the given scopes (`admin`, `scim`, `pdp`, `audit:read`).
+/// Create an API token with the given scopes (`admin`, `scim`, `pdp`, `audit:read`) for an owner:
+/// an active person or service account, whose disabling revokes it. Without `expires_at` it lives
+/// the configured default lifetime (90 days); `expires_at` may not be later than the configured
+/// maximum. An admin-scoped token created from a signed-in session needs a fresh second factor.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewApiToken,
     responses((status = 201, description = "Created; the secret is shown once", body = CreatedToken),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
@@ -38,13 +40,45 @@ pub async fn create_token(
     Ok(res)
 }
 
-/// List API tokens (metadata only; secrets are never stored in clear).
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", params(PageQuery),
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TokenListQuery {
+    /// `next_cursor` of the previous page.
+    pub after: Option<String>,
+    /// Page size, 1 to 500 (default 100).
+    pub limit: Option<u32>,
+    /// Only tokens of this owner: `user:<id>`, `service_account:<id>` or `system:<name>`.
+    pub owner: Option<String>,
+}
+
+/// List API tokens (metadata only; secrets are never stored in clear), each with its owner.
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", params(TokenListQuery),
     responses((status = 200, description = "One page", body = Page<ApiToken>),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn list_tokens(State(s): State<AppState>, auth: Auth<Admin>, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult {
-    let all = s.services.list_tokens(&auth.authorized).await?;
+pub async fn list_tokens(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiQuery(q): ApiQuery<TokenListQuery>,
+) -> ApiResult {
+    let owner = match q.owner.as_deref() {
+        None => None,
+        Some(o) => {
+            Some(o.split_once(':').and_then(|(kind, id)| wardkey_domain::TokenOwner::from_parts(kind, id)).ok_or_else(
+                || {
+                    wardkey_service::ServiceError::invalid(
+                        "owner",
+                        "use user:<id>, service_account:<id> or system:<name>",
+                    )
+                },
+            )?)
+        }
+    };
+    let mut all = s.services.list_tokens(&auth.authorized).await?;
+    if let Some(owner) = owner {
+        all.retain(|t| t.owner == owner);
+    }
     s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(page_of(all, q.after.as_deref(), q.limit, |t| t.id.to_string()).into_response())
 }

@@ -114,7 +114,7 @@ impl Harness {
 }
 
 /// The session secret from a response's `Set-Cookie`, checking the cookie's attributes.
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
     for v in headers.get_all(SET_COOKIE) {
         let s = v.to_str().ok()?;
         if let Some(rest) = s.strip_prefix(&format!("{SESSION_COOKIE}=")) {
@@ -133,7 +133,7 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 /// A TOTP code computed by `totp-rs` from the base32 secret the server showed.
-fn totp_code(base32: &str, at: DateTime<Utc>) -> String {
+pub(crate) fn totp_code(base32: &str, at: DateTime<Utc>) -> String {
     let bytes = data_encoding::BASE32_NOPAD.decode(base32.trim_end_matches('=').as_bytes()).expect("base32 secret");
     let t = totp_rs::Builder::new()
         .with_algorithm(totp_rs::Algorithm::SHA1)

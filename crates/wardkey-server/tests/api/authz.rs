@@ -16,7 +16,7 @@ struct Model {
 
 impl Harness {
     async fn pdp_token(&self) -> String {
-        let t = self.post("/api/v1/tokens", json!({ "name": "ehr-pep", "scopes": ["pdp"] })).await;
+        let t = self.operator_token(json!({ "name": "ehr-pep", "scopes": ["pdp"] })).await;
         assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
         t.body["secret"].as_str().unwrap().to_owned()
     }
@@ -157,7 +157,7 @@ async fn authzen_decisions(h: &Harness) {
     assert!(p.body["decision"].is_boolean(), "{:?}", p.body);
     assert_eq!(p.body["decision"], plain.body["decision"], "{:?}", p.body);
     // Only `pdp` (or admin) tokens ask.
-    let audit = h.post("/api/v1/tokens", json!({ "name": "auditor", "scopes": ["audit:read"] })).await;
+    let audit = h.operator_token(json!({ "name": "auditor", "scopes": ["audit:read"] })).await;
     let at = audit.body["secret"].as_str().unwrap();
     h.pdp(at, "/access/v1/evaluation", eval(&m.uid, "read", &m.bed)).await.problem(StatusCode::FORBIDDEN, "forbidden");
     h.call(Method::POST, "/access/v1/evaluation", None, Some(eval(&m.uid, "read", &m.bed)))
@@ -450,7 +450,7 @@ async fn hot_path_keeps_the_edge_promises(h: &Harness) {
     assert!(failed.iter().any(|e| e["reason"] == "unknown token"), "{failed:?}");
 
     // A token without the scope: 403, and the refusal names the route.
-    let audit = h.post("/api/v1/tokens", json!({ "name": "reader", "scopes": ["audit:read"] })).await;
+    let audit = h.operator_token(json!({ "name": "reader", "scopes": ["audit:read"] })).await;
     let at = audit.body["secret"].as_str().unwrap().to_owned();
     h.pdp(&at, "/access/v1/evaluation", eval(&m.uid, "read", &m.bed)).await.problem(StatusCode::FORBIDDEN, "forbidden");
     let denied = h.events("action=auth.denied").await;
@@ -743,7 +743,7 @@ async fn two_nodes_share_revisions() {
 
     // Node B keeps presented tokens in memory; one revoked on node A is refused by B as soon
     // as B has caught up with the revocation (not only once the cache entry ages out).
-    let t = a.post("/api/v1/tokens", json!({ "name": "pep-2", "scopes": ["pdp"] })).await;
+    let t = a.operator_token(json!({ "name": "pep-2", "scopes": ["pdp"] })).await;
     assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
     let secret = t.body["secret"].as_str().unwrap().to_owned();
     let on_b = |secret: String| {

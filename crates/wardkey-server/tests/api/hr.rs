@@ -371,7 +371,7 @@ async fn hr_reconciliation(h: &Harness) {
     // Each finding names the subject.
     assert!(f.iter().all(|x| x["subject"].as_str().unwrap().contains(':')));
     // Admin scope only.
-    let t = h.post("/api/v1/tokens", json!({ "name": "reader", "scopes": ["audit:read"] })).await;
+    let t = h.operator_token(json!({ "name": "reader", "scopes": ["audit:read"] })).await;
     let secret = t.body["secret"].as_str().unwrap().to_owned();
     let r = h.call(Method::GET, "/api/v1/reports/reconciliation", Some(&secret), None).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);

@@ -79,7 +79,7 @@ async fn load_model(h: &Harness, model: &Value) -> String {
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "grant {g}: {}", r.text);
     }
-    let t = h.post("/api/v1/tokens", json!({ "name": "authzen-interop-pep", "scopes": ["pdp"] })).await;
+    let t = h.operator_token(json!({ "name": "authzen-interop-pep", "scopes": ["pdp"] })).await;
     assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
     t.body["secret"].as_str().unwrap().to_owned()
 }

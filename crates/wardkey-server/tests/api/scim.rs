@@ -14,7 +14,7 @@ const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
 impl Harness {
     async fn token_with(&self, name: &str, scopes: &[&str]) -> String {
-        let t = self.post("/api/v1/tokens", json!({ "name": name, "scopes": scopes })).await;
+        let t = self.operator_token(json!({ "name": name, "scopes": scopes })).await;
         assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
         t.body["secret"].as_str().unwrap().to_owned()
     }
