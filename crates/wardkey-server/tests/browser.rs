@@ -7,5 +7,7 @@
 //! these tests are skipped loudly, or fail when `WARDKEY_REQUIRE_BROWSER=1` (as in CI).
 //! `WARDKEY_BROWSER_SHOTS=DIR` keeps the screenshots.
 
+#[path = "browser/harness.rs"]
 mod harness;
+#[path = "browser/signin.rs"]
 mod signin;

@@ -471,7 +471,7 @@ impl Browser {
         }
         // Keyboard: the first Tab lands on the skip link.
         self.client().execute("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);", vec![]).await.expect("blur");
-        self.find("body").await.send_keys(fantoccini::key::Key::Tab.into()).await.expect("tab");
+        self.find("body").await.send_keys(&fantoccini::key::Key::Tab.to_string()).await.expect("tab");
         let first = self.client().execute("return document.activeElement.className;", vec![]).await.expect("focus");
         if first != json!("skip") {
             self.fail("focus-order", &format!("the first Tab focused {first}, not the skip link")).await;
