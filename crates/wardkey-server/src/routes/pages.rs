@@ -186,7 +186,12 @@ struct MessagePage {
 }
 
 /// A page that only says what went wrong, with a way on.
-fn message(status: StatusCode, title: &'static str, error: String, link: Option<(&'static str, &'static str)>) -> Response {
+fn message(
+    status: StatusCode,
+    title: &'static str,
+    error: String,
+    link: Option<(&'static str, &'static str)>,
+) -> Response {
     render(status, &MessagePage { chrome: Chrome::anonymous(title, "").error(Some(error)), text: None, link })
 }
 
@@ -629,9 +634,14 @@ async fn account_page(State(s): State<AppState>, parts: Parts) -> Response {
         .factors
         .iter()
         .filter(|f| f.confirmed)
-        .map(|f| FactorRow { name: f.name.clone(), kind: f.kind.as_str(), added: f.created_at.format("%Y-%m-%d").to_string() })
+        .map(|f| FactorRow {
+            name: f.name.clone(),
+            kind: f.kind.as_str(),
+            added: f.created_at.format("%Y-%m-%d").to_string(),
+        })
         .collect();
-    let name = me.user.display_name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| me.user.username.clone());
+    let name =
+        me.user.display_name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| me.user.username.clone());
     let page = AccountPage {
         chrome: Chrome::session("Your account", &csrf, &sc, name, "/account"),
         must_change_password: sc.caller.session.as_ref().is_some_and(|c| c.must_change_password),
@@ -765,7 +775,8 @@ mod tests {
         assert!(at("class=\"skip\"") < at("class=\"brand\""));
         assert!(at("aria-label=\"Main\"") < at("id=\"main\""));
         // Nobody signed in: no navigation and no sign-out.
-        let html = MessagePage { chrome: Chrome::anonymous("Form refused", ""), text: None, link: None }.render().unwrap();
+        let html =
+            MessagePage { chrome: Chrome::anonymous("Form refused", ""), text: None, link: None }.render().unwrap();
         assert!(!html.contains("aria-label=\"Main\"") && !html.contains("/logout"), "{html}");
     }
 }

@@ -318,14 +318,7 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{}", driver.port))
             .await
             .unwrap_or_else(|e| panic!("a Chromium session through chromedriver: {e}"));
-        Some(Browser {
-            client: Some(client),
-            name,
-            shots,
-            _shots_tmp: shots_tmp,
-            _profile: profile,
-            _driver: driver,
-        })
+        Some(Browser { client: Some(client), name, shots, _shots_tmp: shots_tmp, _profile: profile, _driver: driver })
     }
 
     pub fn client(&self) -> &Client {
@@ -421,7 +414,10 @@ impl Browser {
             self.fail(text, &format!("no button or link \"{text}\" in {within}")).await;
         }
         let el = self.find("[data-wk-click='1']").await;
-        let _ = self.client().execute("document.querySelector(\"[data-wk-click='1']\").removeAttribute('data-wk-click')", vec![]).await;
+        let _ = self
+            .client()
+            .execute("document.querySelector(\"[data-wk-click='1']\").removeAttribute('data-wk-click')", vec![])
+            .await;
         el.click().await.unwrap_or_else(|e| panic!("click {text}: {e}"));
     }
 
@@ -470,7 +466,10 @@ impl Browser {
             self.fail("page-basics", &problems.join("; ")).await;
         }
         // Keyboard: the first Tab lands on the skip link.
-        self.client().execute("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);", vec![]).await.expect("blur");
+        self.client()
+            .execute("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);", vec![])
+            .await
+            .expect("blur");
         self.find("body").await.send_keys(&fantoccini::key::Key::Tab.to_string()).await.expect("tab");
         let first = self.client().execute("return document.activeElement.className;", vec![]).await.expect("focus");
         if first != json!("skip") {
