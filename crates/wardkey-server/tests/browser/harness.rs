@@ -475,6 +475,8 @@ impl Browser {
         if first != json!("skip") {
             self.fail("focus-order", &format!("the first Tab focused {first}, not the skip link")).await;
         }
+        // Leave the page as it was (the skip link shows only while focused).
+        let _ = self.client().execute("document.activeElement && document.activeElement.blur();", vec![]).await;
     }
 
     /// Ends the WebDriver session (Chromium exits), then chromedriver.
