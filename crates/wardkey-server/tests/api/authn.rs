@@ -907,7 +907,7 @@ async fn html_pages(h: &Harness) {
     .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let text = r.text().await.unwrap();
-    assert!(text.contains("&lt;b&gt;dr.html") && !text.contains("<b>dr.html"));
+    assert!(text.contains("&#60;b&#62;dr.html") && !text.contains("<b>dr.html"), "{text}");
 
     let r = form_post(
         h,
