@@ -58,24 +58,49 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
     found
 }
 
-/// A cookie-authenticated request that changes state must come from Wardkey's own pages:
-/// `Origin` (when sent) must be ours and `Sec-Fetch-Site` must not be `cross-site`. With
-/// `SameSite=Strict` cookies this is defence in depth against cross-site request forgery.
+/// A cookie-authenticated request that changes state must come from Wardkey's own pages.
+/// With `SameSite=Strict` cookies and the forms' CSRF token this is defence in depth against
+/// cross-site request forgery.
 pub(crate) fn check_same_origin(parts: &Parts, state: &AppState) -> Result<(), Problem> {
     if parts.method.is_safe() {
         return Ok(());
     }
-    let ours = state.services.public_origin();
-    if let Some(origin) = parts.headers.get(header::ORIGIN) {
-        let ok = origin.to_str().ok().is_some_and(|o| o.trim_end_matches('/').eq_ignore_ascii_case(ours));
-        if !ok {
-            return Err(Problem::new(Kind::Forbidden, "cross-origin request refused: the Origin is not this server's"));
+    same_origin_verdict(&parts.headers, state.services.public_origin())
+        .map_err(|reason| Problem::new(Kind::Forbidden, reason))
+}
+
+/// Decides from the request's `Origin` and `Sec-Fetch-Site` whether an unsafe request came
+/// from our own origin (`ours`, e.g. `http://localhost:8080`). Both headers are set by the
+/// browser and cannot be forged by a page's script.
+///
+/// - An `Origin` that is a real origin must be ours.
+/// - `Origin: null` (opaque) is what Chromium sends for a same-origin form post when the page's
+///   referrer policy is `no-referrer`, and also what a sandboxed frame, a `data:` page or a
+///   cross-origin redirect sends. Only `Sec-Fetch-Site` tells these apart, so an opaque origin
+///   is accepted only with `Sec-Fetch-Site: same-origin` — never `same-site` (a sibling host is
+///   another origin), `cross-site`, `none` or absent.
+/// - Without `Origin` (older browsers, non-browser clients), `Sec-Fetch-Site` must not say
+///   `cross-site` or `same-site`.
+pub(crate) fn same_origin_verdict(headers: &HeaderMap, ours: &str) -> Result<(), &'static str> {
+    let fetch_site = headers.get("sec-fetch-site").map(|v| v.to_str().unwrap_or_default().trim().to_ascii_lowercase());
+    match headers.get(header::ORIGIN).map(|v| v.to_str().map(str::trim)) {
+        Some(Ok("null")) => {
+            if fetch_site.as_deref() == Some("same-origin") {
+                Ok(())
+            } else {
+                Err("cross-origin request refused: an opaque Origin without Sec-Fetch-Site: same-origin")
+            }
         }
+        Some(Ok(origin)) if origin.trim_end_matches('/').eq_ignore_ascii_case(ours) => match fetch_site.as_deref() {
+            Some("cross-site" | "same-site") => Err("cross-site request refused"),
+            _ => Ok(()),
+        },
+        Some(_) => Err("cross-origin request refused: the Origin is not this server's"),
+        None => match fetch_site.as_deref() {
+            Some("cross-site" | "same-site") => Err("cross-site request refused"),
+            _ => Ok(()),
+        },
     }
-    if parts.headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
-        return Err(Problem::new(Kind::Forbidden, "cross-site request refused"));
-    }
-    Ok(())
 }
 
 /// Resolves the session cookie of a person to a caller, requiring one of `stages`.
@@ -432,5 +457,49 @@ mod tests {
             assert!(!is_json(&with_type(no)), "{no}");
         }
         assert!(!is_json(&HeaderMap::new()));
+    }
+    fn fetch(origin: Option<&'static str>, site: Option<&'static str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, HeaderValue::from_static(o));
+        }
+        if let Some(s) = site {
+            h.insert("sec-fetch-site", HeaderValue::from_static(s));
+        }
+        h
+    }
+
+    #[test]
+    fn same_origin_posts_are_told_from_cross_site_ones() {
+        const OURS: &str = "http://localhost:8080";
+        // Accepted: our Origin; Chromium's opaque Origin on a same-origin form post under
+        // `Referrer-Policy: no-referrer`; non-browser clients that send neither header.
+        for (origin, site) in [
+            (Some("http://localhost:8080"), Some("same-origin")),
+            (Some("HTTP://LOCALHOST:8080/"), None),
+            (Some("null"), Some("same-origin")),
+            (None, Some("same-origin")),
+            (None, Some("none")),
+            (None, None),
+        ] {
+            assert_eq!(same_origin_verdict(&fetch(origin, site), OURS), Ok(()), "{origin:?} {site:?}");
+        }
+        // Refused: a foreign Origin whatever else is said; an opaque Origin that is not
+        // vouched for as same-origin (sandboxed frames, data: pages, cross-site redirects);
+        // cross-site or same-site (a sibling host) fetches.
+        for (origin, site) in [
+            (Some("https://evil.example"), None),
+            (Some("https://evil.example"), Some("same-origin")),
+            (Some("http://localhost:8081"), Some("same-origin")),
+            (Some("null"), Some("cross-site")),
+            (Some("null"), Some("same-site")),
+            (Some("null"), Some("none")),
+            (Some("null"), None),
+            (Some("http://localhost:8080"), Some("cross-site")),
+            (None, Some("cross-site")),
+            (None, Some("same-site")),
+        ] {
+            assert!(same_origin_verdict(&fetch(origin, site), OURS).is_err(), "{origin:?} {site:?}");
+        }
     }
 }

@@ -9,6 +9,7 @@
 use crate::AppState;
 use crate::extract::{check_same_origin, cookie, request_meta, session_caller};
 use crate::problem::Problem;
+use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -39,26 +40,12 @@ pub fn routes() -> Router<AppState> {
         .route("/account/sessions/{id}/end", post(end_session_submit))
         .route("/logout", post(logout_submit))
         .route("/assets/passkey.js", get(passkey_js))
+        .route("/assets/wardkey.css", get(stylesheet))
+        .route("/assets/icon.svg", get(icon_svg))
 }
 
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
-}
-
-/// Escapes text for HTML element content and attribute values.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn redirect(to: &'static str) -> Response {
@@ -74,35 +61,138 @@ fn with_cookie(mut res: Response, cookie: Option<HeaderValue>) -> Response {
     res
 }
 
-/// A page: our layout, strict CSP (scripts only from our origin), never cached, not framed.
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} · Wardkey</title>\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <style>body{{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;line-height:1.5}}\
-         label{{display:block;margin:.6rem 0 .2rem}}input{{font-size:1rem;padding:.4rem;width:100%;box-sizing:border-box}}\
-         button{{font-size:1rem;padding:.45rem 1rem;margin-top:.8rem}}.error{{color:#a00;font-weight:600}}\
-         code,pre{{background:#f4f4f4;padding:.15rem .3rem}}table{{border-collapse:collapse}}td,th{{padding:.2rem .5rem;text-align:left}}</style>\
-         </head><body><h1>{}</h1>{}</body></html>",
-        esc(title),
-        esc(title),
-        body
-    );
+// ----------------------------------------------------------------------------- layout
+
+/// The console's navigation, in order. Pages for people who are signed in show it; later
+/// console pages (access requests, approvals, reviews) add their entry here.
+const NAV: &[(&str, &str)] = &[("/account", "Your account")];
+
+/// What the shared layout (`templates/layout.html`) needs from every page.
+struct Chrome {
+    title: &'static str,
+    /// The form token for this page's forms, sign-out included.
+    csrf: String,
+    /// The person whose session this is, shown with sign-out.
+    person: Option<Person>,
+    nav: Vec<NavLink>,
+    /// A message shown above the content (`role="alert"`).
+    error: Option<String>,
+    /// A single narrow column (sign-in steps) rather than the console width.
+    narrow: bool,
+}
+
+struct Person {
+    name: String,
+    /// False while signing in (second factor, first enrolment).
+    signed_in: bool,
+}
+
+struct NavLink {
+    href: &'static str,
+    label: &'static str,
+    current: bool,
+}
+
+impl Chrome {
+    /// A page before anyone is known (sign-in, refused forms).
+    fn anonymous(title: &'static str, csrf: &str) -> Chrome {
+        Chrome { title, csrf: csrf.to_owned(), person: None, nav: Vec::new(), error: None, narrow: true }
+    }
+
+    /// A page for the holder of `sc`; `current` is the navigation entry to mark.
+    fn session(title: &'static str, csrf: &str, sc: &SessionCaller, name: String, current: &str) -> Chrome {
+        let signed_in = sc.session.stage == SessionStage::Active;
+        let nav = if signed_in { nav_links(current) } else { Vec::new() };
+        Chrome {
+            title,
+            csrf: csrf.to_owned(),
+            person: Some(Person { name, signed_in }),
+            nav,
+            error: None,
+            narrow: !signed_in,
+        }
+    }
+
+    fn error(mut self, message: Option<String>) -> Chrome {
+        self.error = message;
+        self
+    }
+
+    fn wide(mut self) -> Chrome {
+        self.narrow = false;
+        self
+    }
+
+    fn narrow(mut self) -> Chrome {
+        self.narrow = true;
+        self
+    }
+
+    /// The sign-in just finished on this page: show the person signed in, with navigation.
+    fn signed_in(mut self, current: &str) -> Chrome {
+        if let Some(p) = self.person.as_mut() {
+            p.signed_in = true;
+        }
+        self.nav = nav_links(current);
+        self.narrow = false;
+        self
+    }
+}
+
+fn nav_links(current: &str) -> Vec<NavLink> {
+    NAV.iter().map(|&(href, label)| NavLink { href, label, current: href == current }).collect()
+}
+
+/// The name to show for the holder of `sc` (display name, else username).
+async fn person_name(s: &AppState, sc: &SessionCaller) -> String {
+    match s.services.me(sc).await {
+        Ok(me) => me.user.display_name.filter(|n| !n.trim().is_empty()).unwrap_or(me.user.username),
+        Err(_) => String::new(),
+    }
+}
+
+/// Renders a page with our headers: strict CSP (scripts, styles and images only from our
+/// origin, plus the QR code's `data:` image), never cached, not framed. The referrer policy
+/// keeps our origin on same-origin requests: under `no-referrer` Chromium sends `Origin: null`
+/// on our own form posts.
+fn render(status: StatusCode, page: &impl Template) -> Response {
+    let html = match page.render() {
+        Ok(html) => html,
+        Err(e) => {
+            tracing::error!(error = %e, "rendering a page failed");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "The page could not be shown.").into_response();
+        }
+    };
     let mut res = (status, html).into_response();
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+        HeaderValue::from_static("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     res
 }
 
-fn error_html(message: &str) -> String {
-    format!("<p class=\"error\" role=\"alert\">{}</p>", esc(message))
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage {
+    chrome: Chrome,
+    text: Option<&'static str>,
+    link: Option<(&'static str, &'static str)>,
+}
+
+/// A page that only says what went wrong, with a way on.
+fn message(
+    status: StatusCode,
+    title: &'static str,
+    error: String,
+    link: Option<(&'static str, &'static str)>,
+) -> Response {
+    render(status, &MessagePage { chrome: Chrome::anonymous(title, "").error(Some(error)), text: None, link })
 }
 
 // ----------------------------------------------------------------------------- CSRF
@@ -117,10 +207,6 @@ fn csrf_token(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let set = HeaderValue::from_str(&format!("{CSRF_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict")).ok();
     (token, set)
-}
-
-fn csrf_field(token: &str) -> String {
-    format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(token))
 }
 
 /// A submitted form: fields as raw bytes (a password may be any bytes; the service decides).
@@ -197,25 +283,24 @@ fn parse_form(body: &[u8]) -> Form {
 async fn accept_form(s: &AppState, parts: &Parts, body: &Bytes) -> Result<Form, Response> {
     let refuse = |reason: &'static str| async move {
         let _ = s.services.audit_refusal(&request_meta(parts), "auth.csrf_refused", reason).await;
-        page(
+        message(
             StatusCode::FORBIDDEN,
             "Form refused",
-            &format!(
-                "{}<p><a href=\"/login\">Reload the sign-in page</a> and try again.</p>",
-                error_html("This form expired or was sent from another site, so it was not accepted.")
-            ),
+            "This form expired or was sent from another site, so it was not accepted.".to_owned(),
+            Some(("/login", "Reload the sign-in page and try again")),
         )
     };
     let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
-        return Err(page(
+        return Err(message(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Form refused",
-            &error_html("Send the form as application/x-www-form-urlencoded."),
+            "Send the form as application/x-www-form-urlencoded.".to_owned(),
+            None,
         ));
     }
     if body.len() > MAX_FORM_BYTES {
-        return Err(page(StatusCode::PAYLOAD_TOO_LARGE, "Form refused", &error_html("The form is too large.")));
+        return Err(message(StatusCode::PAYLOAD_TOO_LARGE, "Form refused", "The form is too large.".to_owned(), None));
     }
     if check_same_origin(parts, s).is_err() {
         return Err(refuse("cross-origin form post").await);
@@ -255,21 +340,17 @@ fn session_set_cookie(token: &str) -> Option<HeaderValue> {
 
 // ----------------------------------------------------------------------------- sign-in
 
-fn login_form(csrf: &str, error: Option<&str>, username: &str) -> String {
-    format!(
-        "{}<form method=\"post\" action=\"/login\">{}\
-         <label for=\"username\">Username</label><input id=\"username\" name=\"username\" autocomplete=\"username\" value=\"{}\" required maxlength=\"256\">\
-         <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-         <button type=\"submit\">Sign in</button></form>",
-        error.map(error_html).unwrap_or_default(),
-        csrf_field(csrf),
-        esc(username)
-    )
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    chrome: Chrome,
+    username: String,
 }
 
 async fn login_page(parts: Parts) -> Response {
     let (csrf, set) = csrf_token(&parts.headers);
-    with_cookie(page(StatusCode::OK, "Sign in", &login_form(&csrf, None, "")), set)
+    let page = LoginPage { chrome: Chrome::anonymous("Sign in", &csrf), username: String::new() };
+    with_cookie(render(StatusCode::OK, &page), set)
 }
 
 async fn login_submit(State(s): State<AppState>, parts: Parts, body: Bytes) -> Response {
@@ -301,33 +382,18 @@ async fn login_submit(State(s): State<AppState>, parts: Parts, body: Bytes) -> R
                     (p.kind.status(), "Sign-in is unavailable right now. Try again later.".to_owned())
                 }
             };
-            page(status, "Sign in", &login_form(&csrf, Some(&message), &username))
+            let page = LoginPage { chrome: Chrome::anonymous("Sign in", &csrf).error(Some(message)), username };
+            render(status, &page)
         }
     }
 }
 
-fn second_factor_body(csrf: &str, error: Option<&str>, step_up: bool) -> String {
-    let intro = if step_up {
-        "<p>Confirm it is you: this action needs a fresh second factor.</p>"
-    } else {
-        "<p>Your password was accepted. Prove your second factor to finish signing in.</p>"
-    };
-    format!(
-        "{}{intro}<h2>Authenticator app</h2><form method=\"post\" action=\"/login/totp\">{}\
-         <label for=\"code\">6-digit code</label><input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" pattern=\"[0-9 ]*\" maxlength=\"8\" required>\
-         <button type=\"submit\">Verify</button></form>\
-         <h2>Passkey</h2><p><button type=\"button\" id=\"passkey-signin\" data-next=\"/account\">Use a passkey</button></p>\
-         <p id=\"passkey-status\" role=\"status\"></p>\
-         <h2>Recovery code</h2><form method=\"post\" action=\"/login/recovery\">{}\
-         <label for=\"rcode\">Recovery code</label><input id=\"rcode\" name=\"code\" autocomplete=\"off\" maxlength=\"32\" required>\
-         <button type=\"submit\">Use recovery code</button></form>\
-         <form method=\"post\" action=\"/logout\">{}<button type=\"submit\">Cancel and sign out</button></form>\
-         <script src=\"/assets/passkey.js\"></script>",
-        error.map(error_html).unwrap_or_default(),
-        csrf_field(csrf),
-        csrf_field(csrf),
-        csrf_field(csrf),
-    )
+#[derive(Template)]
+#[template(path = "second_factor.html")]
+struct SecondFactorPage {
+    chrome: Chrome,
+    /// An active session proving a factor again (step-up), not finishing a sign-in.
+    step_up: bool,
 }
 
 async fn second_factor_page(State(s): State<AppState>, parts: Parts) -> Response {
@@ -336,8 +402,10 @@ async fn second_factor_page(State(s): State<AppState>, parts: Parts) -> Response
         Err(r) => return r,
     };
     let (csrf, set) = csrf_token(&parts.headers);
+    let name = person_name(&s, &sc).await;
     let step_up = sc.session.stage == SessionStage::Active;
-    with_cookie(page(StatusCode::OK, "Second factor", &second_factor_body(&csrf, None, step_up)), set)
+    let page = SecondFactorPage { chrome: Chrome::session("Second factor", &csrf, &sc, name, "").narrow(), step_up };
+    with_cookie(render(StatusCode::OK, &page), set)
 }
 
 async fn factor_submit(s: AppState, parts: Parts, body: Bytes, recovery: bool) -> Response {
@@ -369,8 +437,10 @@ async fn factor_submit(s: AppState, parts: Parts, body: Bytes, recovery: bool) -
                 }
                 _ => "The second factor could not be checked right now.".to_owned(),
             };
+            let name = person_name(&s, &sc).await;
             let step_up = sc.session.stage == SessionStage::Active;
-            page(StatusCode::UNAUTHORIZED, "Second factor", &second_factor_body(&csrf, Some(&msg), step_up))
+            let chrome = Chrome::session("Second factor", &csrf, &sc, name, "").narrow().error(Some(msg));
+            render(StatusCode::UNAUTHORIZED, &SecondFactorPage { chrome, step_up })
         }
     }
 }
@@ -385,18 +455,17 @@ async fn recovery_submit(State(s): State<AppState>, parts: Parts, body: Bytes) -
 
 // ----------------------------------------------------------------------------- enrolment
 
-fn enrol_body(csrf: &str, error: Option<&str>) -> String {
-    format!(
-        "{}<p>Wardkey requires a second factor. Set one up now.</p>\
-         <h2>Authenticator app</h2><form method=\"post\" action=\"/enrol/totp\">{}\
-         <button type=\"submit\">Set up an authenticator app</button></form>\
-         <h2>Passkey</h2><p>A passkey (security key, phone or this device) also protects against phishing.</p>\
-         <label for=\"passkey-name\">Name for this passkey</label><input id=\"passkey-name\" maxlength=\"100\" value=\"Passkey\">\
-         <p><button type=\"button\" id=\"passkey-register\">Register a passkey</button></p><p id=\"passkey-status\" role=\"status\"></p>\
-         <script src=\"/assets/passkey.js\"></script>",
-        error.map(error_html).unwrap_or_default(),
-        csrf_field(csrf)
-    )
+#[derive(Template)]
+#[template(path = "enrol.html")]
+struct EnrolPage {
+    chrome: Chrome,
+    /// Adding another factor from the account page rather than a first enrolment.
+    has_factors: bool,
+}
+
+async fn enrol_chrome(s: &AppState, sc: &SessionCaller, csrf: &str, title: &'static str) -> Chrome {
+    let name = person_name(s, sc).await;
+    Chrome::session(title, csrf, sc, name, "/account")
 }
 
 async fn enrol_page(State(s): State<AppState>, parts: Parts) -> Response {
@@ -404,25 +473,37 @@ async fn enrol_page(State(s): State<AppState>, parts: Parts) -> Response {
         Ok(sc) => sc,
         Err(r) => return r,
     };
-    let _ = sc;
     let (csrf, set) = csrf_token(&parts.headers);
-    with_cookie(page(StatusCode::OK, "Set up a second factor", &enrol_body(&csrf, None)), set)
+    let has_factors = sc.session.stage == SessionStage::Active;
+    let chrome = enrol_chrome(&s, &sc, &csrf, "Set up a second factor").await.wide();
+    with_cookie(render(StatusCode::OK, &EnrolPage { chrome, has_factors }), set)
 }
 
-fn enrol_error_page(csrf: &str, e: ServiceError) -> Response {
-    match e {
-        ServiceError::StepUpRequired => redirect("/login/second-factor"),
-        ServiceError::SessionExpired => redirect("/login"),
-        ServiceError::Invalid(errors) => page(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Set up a second factor",
-            &enrol_body(csrf, Some(&errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; "))),
-        ),
+async fn enrol_error_page(s: &AppState, sc: &SessionCaller, csrf: &str, e: ServiceError) -> Response {
+    let (status, message) = match e {
+        ServiceError::StepUpRequired => return redirect("/login/second-factor"),
+        ServiceError::SessionExpired => return redirect("/login"),
+        ServiceError::Invalid(errors) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; "))
+        }
         other => {
             let p = Problem::from(other);
-            page(p.kind.status(), "Set up a second factor", &enrol_body(csrf, Some(&p.detail)))
+            (p.kind.status(), p.detail)
         }
-    }
+    };
+    let has_factors = sc.session.stage == SessionStage::Active;
+    let chrome = enrol_chrome(s, sc, csrf, "Set up a second factor").await.wide().error(Some(message));
+    render(status, &EnrolPage { chrome, has_factors })
+}
+
+#[derive(Template)]
+#[template(path = "totp_setup.html")]
+struct TotpSetupPage {
+    chrome: Chrome,
+    /// The QR code as a `data:` URL (the CSP allows `data:` images only for this).
+    qr: String,
+    secret: String,
+    factor_id: String,
 }
 
 async fn enrol_totp_start(State(s): State<AppState>, parts: Parts, body: Bytes) -> Response {
@@ -435,27 +516,28 @@ async fn enrol_totp_start(State(s): State<AppState>, parts: Parts, body: Bytes) 
     };
     let (csrf, _) = csrf_token(&parts.headers);
     match s.services.totp_enrol_begin(&sc, None).await {
-        Ok(e) => page(StatusCode::OK, "Set up an authenticator app", &totp_confirm_body(&csrf, &e, None)),
-        Err(e) => enrol_error_page(&csrf, e),
+        Ok(e) => {
+            let page = TotpSetupPage {
+                chrome: enrol_chrome(&s, &sc, &csrf, "Set up an authenticator app").await,
+                qr: format!(
+                    "data:image/svg+xml;base64,{}",
+                    base64::engine::general_purpose::STANDARD.encode(e.qr_svg.as_bytes())
+                ),
+                secret: e.secret,
+                factor_id: e.factor_id.to_string(),
+            };
+            render(StatusCode::OK, &page)
+        }
+        Err(e) => enrol_error_page(&s, &sc, &csrf, e).await,
     }
 }
 
-fn totp_confirm_body(csrf: &str, e: &wardkey_service::TotpEnrolment, error: Option<&str>) -> String {
-    let qr =
-        format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(e.qr_svg.as_bytes()));
-    format!(
-        "{}<p>Scan this code with your authenticator app, or enter the key by hand.</p>\
-         <p><img src=\"{}\" alt=\"QR code of the TOTP key\" width=\"240\" height=\"240\"></p>\
-         <p>Key: <code>{}</code></p>\
-         <form method=\"post\" action=\"/enrol/totp/confirm\">{}<input type=\"hidden\" name=\"factor_id\" value=\"{}\">\
-         <label for=\"code\">Enter the 6-digit code the app shows</label><input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" maxlength=\"8\" required>\
-         <button type=\"submit\">Confirm</button></form>",
-        error.map(error_html).unwrap_or_default(),
-        esc(&qr),
-        esc(&e.secret),
-        csrf_field(csrf),
-        esc(&e.factor_id.to_string())
-    )
+#[derive(Template)]
+#[template(path = "totp_done.html")]
+struct TotpDonePage {
+    chrome: Chrome,
+    /// Shown once, after the first factor.
+    recovery_codes: Option<Vec<String>>,
 }
 
 async fn enrol_totp_confirm(State(s): State<AppState>, parts: Parts, body: Bytes) -> Response {
@@ -469,39 +551,60 @@ async fn enrol_totp_confirm(State(s): State<AppState>, parts: Parts, body: Bytes
     };
     let (csrf, _) = csrf_token(&parts.headers);
     let Ok(factor_id) = form.text("factor_id").parse::<wardkey_domain::FactorId>() else {
-        return enrol_error_page(&csrf, ServiceError::invalid("factor_id", "start the enrolment again"));
+        return enrol_error_page(&s, &sc, &csrf, ServiceError::invalid("factor_id", "start the enrolment again")).await;
     };
     match s.services.totp_enrol_confirm(&sc, factor_id, &form.text("code")).await {
         Ok(done) => {
-            let codes = done
-                .recovery_codes
-                .as_ref()
-                .map(|c| {
-                    format!(
-                        "<h2>Recovery codes</h2><p>Keep these somewhere safe. Each works once if you lose your device. They are shown only now.</p><pre>{}</pre>",
-                        esc(&c.join("\n"))
-                    )
-                })
-                .unwrap_or_default();
-            let body =
-                format!("<p>Your authenticator app is set up.</p>{codes}<p><a href=\"/account\">Continue</a></p>");
             let cookie = done.sign_in.as_ref().and_then(|s| session_set_cookie(&s.token));
-            with_cookie(page(StatusCode::OK, "Second factor enrolled", &body), cookie)
+            // The first factor finishes the sign-in: the layout shows the person signed in.
+            let mut chrome = enrol_chrome(&s, &sc, &csrf, "Second factor enrolled").await;
+            if done.sign_in.is_some() {
+                chrome = chrome.signed_in("/account");
+            }
+            let page = TotpDonePage { chrome, recovery_codes: done.recovery_codes };
+            with_cookie(render(StatusCode::OK, &page), cookie)
         }
         Err(ServiceError::Invalid(errors)) => {
-            // Show the same key again so the person can retry with the next code.
+            // The key is not kept on the page after a failed code; start again with a new one.
             let msg = errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ");
-            page(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Set up an authenticator app",
-                &format!("{}<p><a href=\"/enrol\">Start again</a></p>", error_html(&msg)),
-            )
+            let chrome = enrol_chrome(&s, &sc, &csrf, "Set up an authenticator app").await.error(Some(msg));
+            let page = MessagePage { chrome, text: None, link: Some(("/enrol", "Start again")) };
+            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
-        Err(e) => enrol_error_page(&csrf, e),
+        Err(e) => enrol_error_page(&s, &sc, &csrf, e).await,
     }
 }
 
 // ----------------------------------------------------------------------------- account
+
+struct FactorRow {
+    name: String,
+    kind: &'static str,
+    added: String,
+}
+
+struct SessionRow {
+    id: String,
+    started: String,
+    this: bool,
+    source: String,
+    agent: String,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    chrome: Chrome,
+    username: String,
+    idle_minutes: i64,
+    must_change_password: bool,
+    factors: Vec<FactorRow>,
+    recovery_left: i64,
+    password_set: Option<String>,
+    sessions: Vec<SessionRow>,
+}
+
+const WHEN: &str = "%Y-%m-%d %H:%M UTC";
 
 async fn account_page(State(s): State<AppState>, parts: Parts) -> Response {
     let sc = match page_session(&s, &parts, &[SessionStage::Active]).await {
@@ -515,41 +618,41 @@ async fn account_page(State(s): State<AppState>, parts: Parts) -> Response {
     let sessions =
         s.services.list_own_sessions(&sc, wardkey_service::PageRequest { after: None, limit: Some(100) }).await;
     let (csrf, set) = csrf_token(&parts.headers);
-    let mut rows = String::new();
-    for ses in sessions.map(|p| p.items).unwrap_or_default() {
-        let this = if ses.id == sc.session.id { " (this one)" } else { "" };
-        rows.push_str(&format!(
-            "<tr><td>{}{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/account/sessions/{}/end\">{}<button type=\"submit\">End</button></form></td></tr>",
-            esc(&ses.created_at.format("%Y-%m-%d %H:%M UTC").to_string()),
-            this,
-            esc(ses.source_ip.as_deref().unwrap_or("-")),
-            esc(ses.user_agent.as_deref().unwrap_or("-")),
-            esc(&ses.id.to_string()),
-            csrf_field(&csrf)
-        ));
-    }
-    let factors: String = me
+    let sessions = sessions
+        .map(|p| p.items)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|ses| SessionRow {
+            id: ses.id.to_string(),
+            started: ses.created_at.format(WHEN).to_string(),
+            this: ses.id == sc.session.id,
+            source: ses.source_ip.unwrap_or_else(|| "-".to_owned()),
+            agent: ses.user_agent.unwrap_or_else(|| "-".to_owned()),
+        })
+        .collect();
+    let factors = me
         .factors
         .iter()
         .filter(|f| f.confirmed)
-        .map(|f| format!("<li>{} ({})</li>", esc(&f.name), esc(f.kind.as_str())))
+        .map(|f| FactorRow {
+            name: f.name.clone(),
+            kind: f.kind.as_str(),
+            added: f.created_at.format("%Y-%m-%d").to_string(),
+        })
         .collect();
-    let warn = if sc.caller.session.as_ref().is_some_and(|c| c.must_change_password) {
-        error_html("Your password must be changed (it was marked compromised). Use the API: POST /api/v1/me/password.")
-    } else {
-        String::new()
+    let name =
+        me.user.display_name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| me.user.username.clone());
+    let page = AccountPage {
+        chrome: Chrome::session("Your account", &csrf, &sc, name, "/account"),
+        must_change_password: sc.caller.session.as_ref().is_some_and(|c| c.must_change_password),
+        username: me.user.username,
+        idle_minutes: me.idle_timeout_secs / 60,
+        factors,
+        recovery_left: me.recovery_codes_left,
+        password_set: me.password.map(|p| p.set_at.format(WHEN).to_string()),
+        sessions,
     };
-    let body = format!(
-        "{warn}<p>Signed in as <strong>{}</strong>. Sessions end after {} minutes without activity.</p>\
-         <h2>Second factors</h2><ul>{factors}</ul><p>{} recovery codes left. <a href=\"/enrol\">Add a factor</a> (asks for a second factor again).</p>\
-         <h2>Your sessions</h2><table><tr><th>Started</th><th>From</th><th>Browser</th><th></th></tr>{rows}</table>\
-         <form method=\"post\" action=\"/logout\">{}<button type=\"submit\">Sign out</button></form>",
-        esc(&me.user.username),
-        me.idle_timeout_secs / 60,
-        me.recovery_codes_left,
-        csrf_field(&csrf)
-    );
-    with_cookie(page(StatusCode::OK, "Your account", &body), set)
+    with_cookie(render(StatusCode::OK, &page), set)
 }
 
 async fn end_session_submit(State(s): State<AppState>, Path(id): Path<String>, parts: Parts, body: Bytes) -> Response {
@@ -560,8 +663,9 @@ async fn end_session_submit(State(s): State<AppState>, Path(id): Path<String>, p
         Ok(sc) => sc,
         Err(r) => return r,
     };
+    let back = Some(("/account", "Back to your account"));
     let Ok(id) = id.parse::<SessionId>() else {
-        return page(StatusCode::BAD_REQUEST, "Your account", &error_html("No such session."));
+        return message(StatusCode::BAD_REQUEST, "Your account", "No such session.".to_owned(), back);
     };
     let ended_self = id == sc.session.id;
     match s.services.end_own_session(&sc, id).await {
@@ -569,11 +673,7 @@ async fn end_session_submit(State(s): State<AppState>, Path(id): Path<String>, p
         Ok(()) => redirect("/account"),
         Err(e) => {
             let p = Problem::from(e);
-            page(
-                p.kind.status(),
-                "Your account",
-                &format!("{}<p><a href=\"/account\">Back</a></p>", error_html(&p.detail)),
-            )
+            message(p.kind.status(), "Your account", p.detail, back)
         }
     }
 }
@@ -590,92 +690,35 @@ async fn logout_submit(State(s): State<AppState>, parts: Parts, body: Bytes) -> 
     with_cookie(redirect("/login"), super::authn::clear_cookie())
 }
 
-// ----------------------------------------------------------------------------- script
+// ----------------------------------------------------------------------------- assets
 
 /// The passkey ceremonies: base64url <-> ArrayBuffer around navigator.credentials, posting
 /// to the JSON API with the session cookie. Everything else works without it.
-const PASSKEY_JS: &str = r#"(function () {
-  "use strict";
-  function b64uToBuf(s) {
-    s = s.replace(/-/g, "+").replace(/_/g, "/");
-    while (s.length % 4) s += "=";
-    var bin = atob(s), out = new Uint8Array(bin.length);
-    for (var i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-    return out.buffer;
-  }
-  function bufToB64u(buf) {
-    var bytes = new Uint8Array(buf), bin = "";
-    for (var i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i]);
-    return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-  }
-  function status(msg) { var el = document.getElementById("passkey-status"); if (el) el.textContent = msg; }
-  async function post(url, body) {
-    var r = await fetch(url, { method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
-    var data = null;
-    try { data = await r.json(); } catch (e) { data = null; }
-    if (!r.ok) throw new Error((data && data.detail) || ("HTTP " + r.status));
-    return data;
-  }
-  async function signIn(btn) {
-    try {
-      status("Waiting for your passkey...");
-      var opts = await post("/api/v1/auth/webauthn/challenge");
-      var pk = opts.publicKey;
-      pk.challenge = b64uToBuf(pk.challenge);
-      (pk.allowCredentials || []).forEach(function (c) { c.id = b64uToBuf(c.id); });
-      var cred = await navigator.credentials.get({ publicKey: pk });
-      await post("/api/v1/auth/webauthn", {
-        id: cred.id, rawId: bufToB64u(cred.rawId), type: cred.type, extensions: {},
-        response: {
-          authenticatorData: bufToB64u(cred.response.authenticatorData),
-          clientDataJSON: bufToB64u(cred.response.clientDataJSON),
-          signature: bufToB64u(cred.response.signature),
-          userHandle: cred.response.userHandle ? bufToB64u(cred.response.userHandle) : null
-        }
-      });
-      window.location.href = btn.getAttribute("data-next") || "/account";
-    } catch (e) { status("Passkey not accepted: " + e.message); }
-  }
-  async function register() {
-    try {
-      status("Follow your browser's prompt...");
-      var nameEl = document.getElementById("passkey-name");
-      var opts = await post("/api/v1/me/factors/webauthn/challenge", { name: nameEl ? nameEl.value : null });
-      var pk = opts.publicKey;
-      pk.challenge = b64uToBuf(pk.challenge);
-      pk.user.id = b64uToBuf(pk.user.id);
-      (pk.excludeCredentials || []).forEach(function (c) { c.id = b64uToBuf(c.id); });
-      var cred = await navigator.credentials.create({ publicKey: pk });
-      var done = await post("/api/v1/me/factors/webauthn", {
-        id: cred.id, rawId: bufToB64u(cred.rawId), type: cred.type, extensions: {},
-        response: {
-          attestationObject: bufToB64u(cred.response.attestationObject),
-          clientDataJSON: bufToB64u(cred.response.clientDataJSON)
-        }
-      });
-      var msg = "Passkey registered.";
-      if (done && done.recovery_codes) msg += " Recovery codes (shown once): " + done.recovery_codes.join("  ");
-      status(msg);
-      var link = document.createElement("a"); link.href = "/account"; link.textContent = " Continue";
-      var el = document.getElementById("passkey-status"); if (el) el.appendChild(link);
-    } catch (e) { status("Passkey not registered: " + e.message); }
-  }
-  document.addEventListener("DOMContentLoaded", function () {
-    var a = document.getElementById("passkey-signin");
-    if (a) a.addEventListener("click", function () { signIn(a); });
-    var b = document.getElementById("passkey-register");
-    if (b) b.addEventListener("click", register);
-  });
-})();
-"#;
+const PASSKEY_JS: &str = include_str!("../../assets/passkey.js");
+/// The one stylesheet (the CSP allows styles only from our origin, none inline).
+const STYLESHEET: &str = include_str!("../../assets/wardkey.css");
+const ICON_SVG: &str = include_str!("../../assets/icon.svg");
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut res = body.into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Revalidated on each use, so a new version is picked up at once after an upgrade.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    res
+}
 
 async fn passkey_js() -> Response {
-    let mut res = PASSKEY_JS.into_response();
-    let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    res
+    asset(PASSKEY_JS, "text/javascript; charset=utf-8")
+}
+
+async fn stylesheet() -> Response {
+    asset(STYLESHEET, "text/css; charset=utf-8")
+}
+
+async fn icon_svg() -> Response {
+    asset(ICON_SVG, "image/svg+xml")
 }
 
 #[cfg(test)]
@@ -692,7 +735,48 @@ mod tests {
     }
 
     #[test]
-    fn html_is_escaped() {
-        assert_eq!(esc("<script>\"x\"&'"), "&lt;script&gt;&quot;x&quot;&amp;&#39;");
+    fn text_from_people_is_escaped_by_the_templates() {
+        let chrome = Chrome::anonymous("Sign in", "tok\"en").error(Some("<i>bad</i>".to_owned()));
+        let html = LoginPage { chrome, username: "<b>\"dr\"&'x".to_owned() }.render().unwrap();
+        assert!(html.contains("value=\"&#60;b&#62;&#34;dr&#34;&#38;&#39;x\""), "{html}");
+        assert!(html.contains("&#60;i&#62;bad&#60;/i&#62;") && !html.contains("<i>bad"), "{html}");
+        assert!(html.contains("value=\"tok&#34;en\""), "{html}");
+    }
+
+    #[test]
+    fn the_layout_is_accessible_and_shows_the_console_frame() {
+        let chrome = Chrome {
+            title: "Your account",
+            csrf: "t".into(),
+            person: Some(Person { name: "Dr <Joy>".into(), signed_in: true }),
+            nav: nav_links("/account"),
+            error: None,
+            narrow: false,
+        };
+        let page = MessagePage { chrome, text: Some("hello"), link: None };
+        let html = page.render().unwrap();
+        for needle in [
+            "<html lang=\"en\">",
+            "name=\"viewport\"",
+            "href=\"/assets/wardkey.css\"",
+            "<a class=\"skip\" href=\"#main\">",
+            "<main id=\"main\"",
+            "<nav class=\"nav\" aria-label=\"Main\">",
+            "<a href=\"/account\" aria-current=\"page\">Your account</a>",
+            "Signed in as",
+            "Dr &#60;Joy&#62;",
+            "<form method=\"post\" action=\"/logout\">",
+            "<h1>Your account</h1>",
+        ] {
+            assert!(html.contains(needle), "{needle} not in {html}");
+        }
+        // The skip link comes first, the navigation before the content.
+        let at = |n: &str| html.find(n).unwrap();
+        assert!(at("class=\"skip\"") < at("class=\"brand\""));
+        assert!(at("aria-label=\"Main\"") < at("id=\"main\""));
+        // Nobody signed in: no navigation and no sign-out.
+        let html =
+            MessagePage { chrome: Chrome::anonymous("Form refused", ""), text: None, link: None }.render().unwrap();
+        assert!(!html.contains("aria-label=\"Main\"") && !html.contains("/logout"), "{html}");
     }
 }

@@ -907,7 +907,7 @@ async fn html_pages(h: &Harness) {
     .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let text = r.text().await.unwrap();
-    assert!(text.contains("&lt;b&gt;dr.html") && !text.contains("<b>dr.html"));
+    assert!(text.contains("&#60;b&#62;dr.html") && !text.contains("<b>dr.html"), "{text}");
 
     let r = form_post(
         h,
@@ -954,6 +954,52 @@ async fn html_pages(h: &Harness) {
     let js = h.http.get(h.url("/assets/passkey.js")).send().await.unwrap();
     assert_eq!(js.status(), StatusCode::OK);
     assert!(js.text().await.unwrap().contains("navigator.credentials.create"));
+}
+
+/// Form posts as browsers send them. Chromium sends `Origin: null` on a same-origin form post
+/// from a page whose referrer policy is `no-referrer`; such a post is told apart from a forged
+/// one by `Sec-Fetch-Site`. Pages now keep the origin on same-origin requests.
+async fn forms_from_opaque_origins(h: &Harness) {
+    h.person("dr.opaque").await;
+    let mut jar = Vec::new();
+    let page = h.http.get(h.url("/login")).send().await.unwrap();
+    assert_eq!(page.headers().get("referrer-policy").unwrap(), "same-origin");
+    form_cookies(page.headers(), &mut jar);
+    let csrf = hidden(&page.text().await.unwrap(), "csrf");
+    let body = format!("username=dr.opaque&password={}&csrf={csrf}", enc(PASSWORD));
+    let post = |origin: &'static str, site: Option<&'static str>, jar: &[(String, String)]| {
+        let mut req = h
+            .http
+            .post(h.url("/login"))
+            .header(COOKIE, cookie_header(jar))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", origin)
+            .body(body.clone());
+        if let Some(s) = site {
+            req = req.header("sec-fetch-site", s);
+        }
+        req.send()
+    };
+    let before = h.events("action=auth.csrf_refused").await.len();
+    // Forged: an opaque origin from another site (a sandboxed frame, a data: page), one
+    // that does not say where it came from, a sibling site, and a foreign origin.
+    for (origin, site) in [
+        ("null", Some("cross-site")),
+        ("null", None),
+        ("null", Some("same-site")),
+        ("https://evil.example", Some("cross-site")),
+        ("https://evil.example", None),
+    ] {
+        let r = post(origin, site, &jar).await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{origin} {site:?}");
+        assert!(r.text().await.unwrap().contains("Form refused"));
+    }
+    assert_eq!(h.events("action=auth.csrf_refused").await.len(), before + 5);
+    // Chromium's same-origin post under `no-referrer`: accepted, the person signs in.
+    let r = post("null", Some("same-origin"), &jar).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers().get("location").unwrap(), "/enrol");
+    assert_eq!(h.events("action=auth.csrf_refused").await.len(), before + 5);
 }
 
 /// Break-glass needs a fresh second factor and a role marked for it; it yields a time-boxed
@@ -1273,6 +1319,7 @@ authn_on_both_stores!(
     passkeys,
     bad_credentials,
     html_pages,
+    forms_from_opaque_origins,
     break_glass_and_forbid_rules,
     token_use_is_stamped_once_per_minute,
     second_factor_guessing_is_locked_out,
