@@ -1044,5 +1044,7 @@ mod authz;
 mod hr;
 #[path = "api/interop.rs"]
 mod interop;
+#[path = "api/openapi.rs"]
+mod openapi;
 #[path = "api/scim.rs"]
 mod scim;
