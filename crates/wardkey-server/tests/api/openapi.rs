@@ -160,10 +160,12 @@ async fn openapi_delete_versions(h: &Harness) {
         let version = params.iter().find(|p| p["name"] == "version" && p["in"] == "query");
         let if_match = params.iter().find(|p| p["name"] == "If-Match" && p["in"] == "header");
         // What the server does with a DELETE that names no version.
-        let concrete = path.replace("{kind}", "user").split('/').map(|seg| {
-            if seg.starts_with('{') { uuid::Uuid::now_v7().to_string() } else { seg.to_owned() }
-        });
-        let concrete = concrete.collect::<Vec<_>>().join("/");
+        let concrete = path
+            .replace("{kind}", "user")
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { uuid::Uuid::now_v7().to_string() } else { seg.to_owned() })
+            .collect::<Vec<_>>()
+            .join("/");
         let r = h.delete(&concrete).await;
         let refused_for_version = r.status == StatusCode::BAD_REQUEST && r.body["field"] == "version";
         if refused_for_version {
