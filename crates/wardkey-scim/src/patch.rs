@@ -179,13 +179,18 @@ fn extension_named(kind: ResourceKind, path: &AttrPath) -> Option<&'static str> 
 fn apply_extension(
     kind: ResourceKind,
     obj: &mut Map<String, Value>,
-    ext: &'static str, op: OpKind, value: Option<&Value>) -> Result<(), ScimError> {
+    ext: &'static str,
+    op: OpKind,
+    value: Option<&Value>,
+) -> Result<(), ScimError> {
     if op == OpKind::Remove {
         obj.retain(|k, _| !k.eq_ignore_ascii_case(ext));
         return Ok(());
     }
     let Some(Value::Object(values)) = value else {
-        return Err(ScimError::invalid_value(format!("{ext}: the value must be an object of the extension's attributes")));
+        return Err(ScimError::invalid_value(format!(
+            "{ext}: the value must be an object of the extension's attributes"
+        )));
     };
     for (name, v) in values {
         if name.eq_ignore_ascii_case("schemas") {
@@ -196,7 +201,10 @@ fn apply_extension(
         // Names of this extension only: a core attribute sent here is an error, not a silent
         // write elsewhere.
         if resolve(kind, &p).is_none_or(|r| r.scope != Scope::Enterprise) {
-            return Err(ScimError::invalid_path(format!("{ext} has no attribute {:?}", name.chars().take(60).collect::<String>())));
+            return Err(ScimError::invalid_path(format!(
+                "{ext} has no attribute {:?}",
+                name.chars().take(60).collect::<String>()
+            )));
         }
         apply_attr(kind, obj, op, &p, Some(v), false)?;
     }

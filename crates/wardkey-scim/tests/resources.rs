@@ -128,8 +128,9 @@ fn projection() {
 fn whole_extension_by_its_urn() {
     let start = json!({ "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA], "userName": "a", "active": true,
         ENTERPRISE_SCHEMA: { "department": "ICU", "costCenter": "C1" } });
-    let added = patched(start.clone(), json!([{ "op": "add", "path": ENTERPRISE_SCHEMA, "value": { "division": "East" } }]))
-        .unwrap();
+    let added =
+        patched(start.clone(), json!([{ "op": "add", "path": ENTERPRISE_SCHEMA, "value": { "division": "East" } }]))
+            .unwrap();
     assert_eq!(added[ENTERPRISE_SCHEMA], json!({ "department": "ICU", "costCenter": "C1", "division": "East" }));
     let replaced = patched(
         start.clone(),
@@ -141,7 +142,8 @@ fn whole_extension_by_its_urn() {
     assert!(removed.get(ENTERPRISE_SCHEMA).is_none(), "{removed}");
     assert_eq!(removed["schemas"], json!([USER_SCHEMA]));
     for (value, scim_type) in [(json!("ICU"), "invalidValue"), (json!({ "userName": "b" }), "invalidPath")] {
-        let e = patched(start.clone(), json!([{ "op": "add", "path": ENTERPRISE_SCHEMA, "value": value }])).unwrap_err();
+        let e =
+            patched(start.clone(), json!([{ "op": "add", "path": ENTERPRISE_SCHEMA, "value": value }])).unwrap_err();
         assert_eq!(e.scim_type, Some(scim_type), "{e}");
     }
     // Attribute paths under the URN are unchanged.
@@ -162,5 +164,8 @@ fn active_and_user_name_cannot_be_unassigned() {
         let e = patched(start.clone(), ops.clone()).unwrap_err();
         assert_eq!(e.scim_type, Some("mutability"), "{ops}: {e}");
     }
-    assert_eq!(patched(start, json!([{ "op": "replace", "path": "active", "value": false }])).unwrap()["active"], false);
+    assert_eq!(
+        patched(start, json!([{ "op": "replace", "path": "active", "value": false }])).unwrap()["active"],
+        false
+    );
 }

@@ -40,7 +40,9 @@ impl Modify for DeleteNeedsVersion {
         for item in openapi.paths.paths.values_mut() {
             let Some(op) = item.delete.as_mut() else { continue };
             let Some(params) = op.parameters.as_mut() else { continue };
-            let versioned = params.iter().any(|p| matches!(p, RefOr::T(p) if p.name == "version" && p.parameter_in == ParameterIn::Query));
+            let versioned = params
+                .iter()
+                .any(|p| matches!(p, RefOr::T(p) if p.name == "version" && p.parameter_in == ParameterIn::Query));
             if !versioned {
                 continue;
             }

@@ -493,29 +493,17 @@ async fn search(s: &AppState, auth: &ScimAuth, kind: ResourceKind, body: &Value)
     list(s, auth, kind, req, proj, &base_url(s)).await
 }
 
-async fn search_users(
-    State(s): State<AppState>,
-    auth: ScimAuth,
-    ScimBody(body): ScimBody,
-) -> ScimResult {
+async fn search_users(State(s): State<AppState>, auth: ScimAuth, ScimBody(body): ScimBody) -> ScimResult {
     search(&s, &auth, ResourceKind::User, &body).await
 }
 
-async fn search_groups(
-    State(s): State<AppState>,
-    auth: ScimAuth,
-    ScimBody(body): ScimBody,
-) -> ScimResult {
+async fn search_groups(State(s): State<AppState>, auth: ScimAuth, ScimBody(body): ScimBody) -> ScimResult {
     search(&s, &auth, ResourceKind::Group, &body).await
 }
 
 /// `POST /.search`: Users, then Groups, paged over both. A filter naming attributes only one
 /// type has searches that type alone.
-async fn search_root(
-    State(s): State<AppState>,
-    auth: ScimAuth,
-    ScimBody(body): ScimBody,
-) -> ScimResult {
+async fn search_root(State(s): State<AppState>, auth: ScimAuth, ScimBody(body): ScimBody) -> ScimResult {
     let (req, attributes, excluded) = search_request(None, &body)?;
     let base = base_url(&s);
     let start = req.start_index.unwrap_or(1).max(1);
@@ -593,13 +581,7 @@ async fn get_one(
     Ok(resource_response(StatusCode::OK, &proj.apply(kind, resource), version, None, None))
 }
 
-async fn create(
-    s: &AppState,
-    auth: &ScimAuth,
-    kind: ResourceKind,
-    p: &Params,
-    body: Value,
-) -> ScimResult {
+async fn create(s: &AppState, auth: &ScimAuth, kind: ResourceKind, p: &Params, body: Value) -> ScimResult {
     let proj = Projection::from_params(kind, p)?;
     let base = base_url(s);
     let c = s.services.scim_create(&auth.authorized, kind, body, base.clone()).await?;
@@ -623,8 +605,7 @@ async fn update(
     change: Change,
 ) -> ScimResult {
     let proj = Projection::from_params(kind, p)?;
-    let c =
-        s.services.scim_update(&auth.authorized, kind, id, change, precondition(headers), base_url(s)).await?;
+    let c = s.services.scim_update(&auth.authorized, kind, id, change, precondition(headers), base_url(s)).await?;
     Ok(resource_response(StatusCode::OK, &proj.apply(kind, c.value.resource), c.value.version, Some(c.revision), None))
 }
 
@@ -655,20 +636,10 @@ async fn get_group(
 ) -> ScimResult {
     get_one(&s, &auth, ResourceKind::Group, &id, &headers, &p).await
 }
-async fn create_user(
-    State(s): State<AppState>,
-    auth: ScimAuth,
-    p: Params,
-    ScimBody(b): ScimBody,
-) -> ScimResult {
+async fn create_user(State(s): State<AppState>, auth: ScimAuth, p: Params, ScimBody(b): ScimBody) -> ScimResult {
     create(&s, &auth, ResourceKind::User, &p, b).await
 }
-async fn create_group(
-    State(s): State<AppState>,
-    auth: ScimAuth,
-    p: Params,
-    ScimBody(b): ScimBody,
-) -> ScimResult {
+async fn create_group(State(s): State<AppState>, auth: ScimAuth, p: Params, ScimBody(b): ScimBody) -> ScimResult {
     create(&s, &auth, ResourceKind::Group, &p, b).await
 }
 async fn put_user(

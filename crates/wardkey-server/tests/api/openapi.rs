@@ -254,7 +254,10 @@ async fn openapi_reset_factors_needs_reason(h: &Harness) {
     let schema = &doc["components"]["schemas"]["ResetFactorsRequest"];
     assert!(schema["required"].as_array().is_some_and(|r| r.iter().any(|f| f == "reason")), "{schema}");
     let op = &doc["paths"]["/api/v1/users/{id}/factors/reset"]["post"];
-    assert_eq!(op["requestBody"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ResetFactorsRequest");
+    assert_eq!(
+        op["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ResetFactorsRequest"
+    );
 
     let uid = id(&h.create_user("reset.reason").await);
     let path = format!("/api/v1/users/{uid}/factors/reset");

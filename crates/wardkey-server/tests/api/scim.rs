@@ -982,7 +982,9 @@ async fn scim_patch_whole_extension(h: &Harness) {
             &t,
             Method::PATCH,
             &path,
-            Some(patch(json!([{ "op": "add", "path": ENT, "value": { "division": "East", "department": "Oncology" } }]))),
+            Some(patch(
+                json!([{ "op": "add", "path": ENT, "value": { "division": "East", "department": "Oncology" } }]),
+            )),
         )
         .await;
     assert_eq!(add.status, StatusCode::OK, "{}", add.text);
@@ -1043,7 +1045,12 @@ async fn scim_patch_whole_extension(h: &Harness) {
     assert_eq!(again.status, StatusCode::OK, "{}", again.text);
     // And `add` brings it back.
     let back = h
-        .scim(&t, Method::PATCH, &path, Some(patch(json!([{ "op": "add", "path": ENT, "value": { "department": "ICU" } }]))))
+        .scim(
+            &t,
+            Method::PATCH,
+            &path,
+            Some(patch(json!([{ "op": "add", "path": ENT, "value": { "department": "ICU" } }]))),
+        )
         .await;
     assert_eq!(back.status, StatusCode::OK, "{}", back.text);
     assert_eq!(back.body[ENT], json!({ "department": "ICU" }), "{}", back.text);
@@ -1067,7 +1074,11 @@ async fn scim_remove_active_is_refused(h: &Harness) {
         json!([{ "op": "add", "path": "title", "value": "Nurse" }, { "op": "remove", "path": "active" }]),
         json!([{ "op": "remove", "path": "userName" }]),
     ] {
-        let body = h.scim(&t, Method::PATCH, &path, Some(patch(ops.clone()))).await.scim_error(400, Some("mutability")).clone();
+        let body = h
+            .scim(&t, Method::PATCH, &path, Some(patch(ops.clone())))
+            .await
+            .scim_error(400, Some("mutability"))
+            .clone();
         assert!(body["detail"].as_str().unwrap().contains("cannot be removed"), "{ops}: {body}");
     }
     assert_eq!(h.tree_size().await, before, "refused PATCHes wrote nothing");
@@ -1076,15 +1087,22 @@ async fn scim_remove_active_is_refused(h: &Harness) {
     assert!(now.body.get("title").is_none(), "all or nothing: {}", now.text);
     assert_eq!(h.get(&format!("/api/v1/users/{uid}")).await.body["status"], "active");
     // Deactivating is a replace with false.
-    let off = h.scim(&t, Method::PATCH, &path, Some(patch(json!([{ "op": "replace", "path": "active", "value": false }])))).await;
+    let off = h
+        .scim(&t, Method::PATCH, &path, Some(patch(json!([{ "op": "replace", "path": "active", "value": false }]))))
+        .await;
     assert_eq!(off.status, StatusCode::OK, "{}", off.text);
     assert_eq!(off.body["active"], false);
     // A group's displayName likewise.
     let g = h.scim(&t, Method::POST, "/Groups", Some(json!({ "schemas": [GROUP], "displayName": "Keepers" }))).await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
-    h.scim(&t, Method::PATCH, &format!("/Groups/{}", id(&g.body)), Some(patch(json!([{ "op": "remove", "path": "displayName" }]))))
-        .await
-        .scim_error(400, Some("mutability"));
+    h.scim(
+        &t,
+        Method::PATCH,
+        &format!("/Groups/{}", id(&g.body)),
+        Some(patch(json!([{ "op": "remove", "path": "displayName" }]))),
+    )
+    .await
+    .scim_error(400, Some("mutability"));
 }
 
 /// `meta.location`, `Location`, `$ref`s and the discovery documents name the configured public
@@ -1125,8 +1143,12 @@ async fn scim_locations_ignore_host(h: &Harness) {
         assert!(r.text.contains(&public), "{path}: {}", r.text);
         texts.push(r.text);
     }
-    let p = send(Method::PATCH, format!("/Users/{uid}"), Some(patch(json!([{ "op": "add", "path": "title", "value": "RN" }]))))
-        .await;
+    let p = send(
+        Method::PATCH,
+        format!("/Users/{uid}"),
+        Some(patch(json!([{ "op": "add", "path": "title", "value": "RN" }]))),
+    )
+    .await;
     assert_eq!(p.body["meta"]["location"], format!("{public}/Users/{uid}"), "{}", p.text);
     texts.push(p.text);
     let bulk = send(
@@ -1139,7 +1161,11 @@ async fn scim_locations_ignore_host(h: &Harness) {
     )
     .await;
     assert_eq!(bulk.status, StatusCode::OK, "{}", bulk.text);
-    assert!(bulk.body["Operations"][0]["location"].as_str().unwrap().starts_with(&format!("{public}/Users/")), "{}", bulk.text);
+    assert!(
+        bulk.body["Operations"][0]["location"].as_str().unwrap().starts_with(&format!("{public}/Users/")),
+        "{}",
+        bulk.text
+    );
     texts.push(bulk.text);
     for text in texts {
         assert!(!text.contains("evil.example"), "the forged Host leaked: {text}");
