@@ -133,7 +133,8 @@ async fn openapi_independent_validator(h: &Harness) {
 fn router_deletes() -> Vec<String> {
     let src = include_str!("../../src/lib.rs");
     let mut out = Vec::new();
-    for part in src.split(".route(\"").skip(1) {
+    for part in src.split(".route(").skip(1) {
+        let Some(part) = part.trim_start().strip_prefix('"') else { continue };
         let Some((path, rest)) = part.split_once('"') else { continue };
         let call = rest.split(".route(").next().unwrap_or(rest);
         let call = call.split(".merge(").next().unwrap_or(call);
@@ -208,6 +209,9 @@ async fn openapi_maxima_enforced(h: &Harness) {
     let mut checked = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         let Some(op) = item.get("get") else { continue };
+        if path.starts_with("/api/v1/me") {
+            continue; // the signed-in person's own lists take a session cookie, not this token
+        }
         let params = op["parameters"].as_array().cloned().unwrap_or_default();
         for p in &params {
             let name = p["name"].as_str().unwrap();
