@@ -458,6 +458,33 @@ class Patching(WithClient):
         scim_error(self, ctx, 400)
 
 
+    def test_removing_active_is_a_mutability_error(self):
+        # RFC 7644 3.5.2: an attribute that would become unassigned although the service
+        # provider needs it is a "mutability" error, not a silent no-op.
+        user = self.client.create(make_user("keep-active"))
+        raw = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "remove", "path": "active"}]}
+        with self.assertRaises(SCIMException) as ctx:
+            self.client.modify(FullUser, user.id, raw, check_request_payload=False)
+        scim_error(self, ctx, 400, "mutability")
+        after = self.client.query(FullUser, user.id)
+        self.assertTrue(after.active)
+        self.assertEqual(after.meta.version, user.meta.version)
+
+    def test_enterprise_extension_patched_as_a_whole(self):
+        user = self.client.create(make_user("ext-whole", department="Cardiology"))
+        raw = lambda *ops: {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": list(ops)}
+        added = self.client.modify(FullUser, user.id, raw({"op": "add", "path": ENTERPRISE, "value": {"division": "East"}}), check_request_payload=False)
+        self.assertEqual(added[EnterpriseUser].division, "East")
+        self.assertEqual(added[EnterpriseUser].department, "Cardiology", "attributes not named are left unchanged")
+        replaced = self.client.modify(FullUser, user.id, raw({"op": "replace", "path": ENTERPRISE, "value": {"department": "Oncology"}}), check_request_payload=False)
+        self.assertEqual(replaced[EnterpriseUser].department, "Oncology")
+        self.assertEqual(replaced[EnterpriseUser].division, "East")
+        removed = self.client.modify(FullUser, user.id, raw({"op": "remove", "path": ENTERPRISE}), check_request_payload=False)
+        self.assertIsNone(removed[EnterpriseUser])
+        self.assertNotIn(ENTERPRISE, removed.schemas)
+        self.assertIsNone(self.client.query(FullUser, user.id)[EnterpriseUser])
+
+
 class ETags(WithClient):
 
     def test_etag_header_is_meta_version(self):

@@ -119,7 +119,7 @@ pub struct AuditDraft {
     pub request_ref: Option<String>,
     /// A JSON object, or null.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Object, nullable, required = true)]
     pub details: Value,
 }
 

@@ -76,6 +76,7 @@ pub fn parse_patch(body: &Value) -> Result<Vec<PatchOperation>, ScimError> {
 /// Applies the operations, in order, to `resource` (a normalised resource object).
 pub fn apply(kind: ResourceKind, resource: &mut Value, ops: &[PatchOperation]) -> Result<(), ScimError> {
     let obj = resource.as_object_mut().ok_or_else(|| ScimError::invalid_syntax("the resource is not an object"))?;
+    let before: Vec<bool> = must_stay_assigned(kind).iter().map(|n| assigned(obj, n)).collect();
     for op in ops {
         match &op.path {
             None => {
@@ -113,7 +114,10 @@ pub fn apply(kind: ResourceKind, resource: &mut Value, ops: &[PatchOperation]) -
                     }
                 }
             }
-            Some(PatchPath::Attr(p)) => apply_attr(kind, obj, op.op, p, op.value.as_ref(), false)?,
+            Some(PatchPath::Attr(p)) => match extension_named(kind, p) {
+                Some(ext) => apply_extension(kind, obj, ext, op.op, op.value.as_ref())?,
+                None => apply_attr(kind, obj, op.op, p, op.value.as_ref(), false)?,
+            },
             Some(PatchPath::ValuePath { path, filter, sub_attr }) => apply_value_path(
                 kind,
                 obj,
@@ -124,6 +128,85 @@ pub fn apply(kind: ResourceKind, resource: &mut Value, ops: &[PatchOperation]) -
                 op.value.as_ref(),
             )?,
         }
+    }
+    check_still_assigned(kind, &before, obj)
+}
+
+/// Attributes a PATCH may change but never leave unassigned. RFC 7644 §3.5.2: an attribute
+/// that "is removed or becomes unassigned and is defined as a required attribute" is a
+/// `mutability` error. `active` is not required by RFC 7643, but Wardkey's directory has no
+/// "unknown" status: removing it used to be dropped silently, leaving the user as it was while
+/// the client believed the value gone. Deactivating is `replace active false`.
+fn must_stay_assigned(kind: ResourceKind) -> &'static [&'static str] {
+    match kind {
+        ResourceKind::User => &["userName", "active"],
+        ResourceKind::Group => &["displayName"],
+    }
+}
+
+fn assigned(obj: &Map<String, Value>, name: &str) -> bool {
+    get_ci(obj, name).is_some_and(|v| !v.is_null() && v.as_str().is_none_or(|s| !s.is_empty()))
+}
+
+fn check_still_assigned(kind: ResourceKind, before: &[bool], obj: &Map<String, Value>) -> Result<(), ScimError> {
+    for (name, was) in must_stay_assigned(kind).iter().zip(before) {
+        if *was && !assigned(obj, name) {
+            let hint = if *name == "active" { "; replace it with false to deactivate the user" } else { "" };
+            return Err(ScimError::mutability(format!("{name} cannot be removed or left unassigned{hint}")));
+        }
+    }
+    Ok(())
+}
+
+/// The extension a path names as a whole (`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User`),
+/// which the parser reads as attribute `User` of schema `urn:...:2.0` (see the crate docs).
+fn extension_named(kind: ResourceKind, path: &AttrPath) -> Option<&'static str> {
+    if path.sub_attr.is_some() {
+        return None;
+    }
+    let schema = path.schema.as_ref()?;
+    let whole = format!("{}:{}", schema.as_str(), path.attr.as_str());
+    kind.extensions().iter().find(|e| e.eq_ignore_ascii_case(&whole)).copied()
+}
+
+/// An operation on a whole extension (RFC 7644 §3.5.2, the extension treated as a complex
+/// attribute whose sub-attributes are the extension's attributes):
+/// - `add`: each attribute of the value is added (set, for these single-valued attributes);
+/// - `replace`: the same; attributes the value does not name are left unchanged (§3.5.2.3:
+///   "Sub-attributes that are not specified in the value parameter are left unchanged"), and
+///   one set to `null` is removed;
+/// - `remove`: the extension and every attribute in it are removed.
+fn apply_extension(
+    kind: ResourceKind,
+    obj: &mut Map<String, Value>,
+    ext: &'static str,
+    op: OpKind,
+    value: Option<&Value>,
+) -> Result<(), ScimError> {
+    if op == OpKind::Remove {
+        obj.retain(|k, _| !k.eq_ignore_ascii_case(ext));
+        return Ok(());
+    }
+    let Some(Value::Object(values)) = value else {
+        return Err(ScimError::invalid_value(format!(
+            "{ext}: the value must be an object of the extension's attributes"
+        )));
+    };
+    for (name, v) in values {
+        if name.eq_ignore_ascii_case("schemas") {
+            continue;
+        }
+        let mut p = AttrPath::new(name.as_str());
+        p.schema = Some(crate::Name::new(ext));
+        // Names of this extension only: a core attribute sent here is an error, not a silent
+        // write elsewhere.
+        if resolve(kind, &p).is_none_or(|r| r.scope != Scope::Enterprise) {
+            return Err(ScimError::invalid_path(format!(
+                "{ext} has no attribute {:?}",
+                name.chars().take(60).collect::<String>()
+            )));
+        }
+        apply_attr(kind, obj, op, &p, Some(v), false)?;
     }
     Ok(())
 }

@@ -123,3 +123,49 @@ fn projection() {
     assert_eq!(p["name"], json!({ "givenName": "G" }));
     assert!(parse_attr_list(ResourceKind::User, "nosuch").is_err());
 }
+
+#[test]
+fn whole_extension_by_its_urn() {
+    let start = json!({ "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA], "userName": "a", "active": true,
+        ENTERPRISE_SCHEMA: { "department": "ICU", "costCenter": "C1" } });
+    let added =
+        patched(start.clone(), json!([{ "op": "add", "path": ENTERPRISE_SCHEMA, "value": { "division": "East" } }]))
+            .unwrap();
+    assert_eq!(added[ENTERPRISE_SCHEMA], json!({ "department": "ICU", "costCenter": "C1", "division": "East" }));
+    let replaced = patched(
+        start.clone(),
+        json!([{ "op": "replace", "path": ENTERPRISE_SCHEMA.to_lowercase(), "value": { "department": null, "costCenter": "C2", "manager": { "value": "m1" } } }]),
+    )
+    .unwrap();
+    assert_eq!(replaced[ENTERPRISE_SCHEMA], json!({ "costCenter": "C2", "manager": { "value": "m1" } }));
+    let removed = patched(start.clone(), json!([{ "op": "remove", "path": ENTERPRISE_SCHEMA }])).unwrap();
+    assert!(removed.get(ENTERPRISE_SCHEMA).is_none(), "{removed}");
+    assert_eq!(removed["schemas"], json!([USER_SCHEMA]));
+    for (value, scim_type) in [(json!("ICU"), "invalidValue"), (json!({ "userName": "b" }), "invalidPath")] {
+        let e =
+            patched(start.clone(), json!([{ "op": "add", "path": ENTERPRISE_SCHEMA, "value": value }])).unwrap_err();
+        assert_eq!(e.scim_type, Some(scim_type), "{e}");
+    }
+    // Attribute paths under the URN are unchanged.
+    let one = patched(start, json!([{ "op": "remove", "path": format!("{ENTERPRISE_SCHEMA}:department") }])).unwrap();
+    assert_eq!(one[ENTERPRISE_SCHEMA], json!({ "costCenter": "C1" }));
+}
+
+#[test]
+fn active_and_user_name_cannot_be_unassigned() {
+    let start = json!({ "schemas": [USER_SCHEMA], "userName": "a", "active": true });
+    for ops in [
+        json!([{ "op": "remove", "path": "active" }]),
+        json!([{ "op": "replace", "path": "active", "value": null }]),
+        json!([{ "op": "replace", "value": { "active": null } }]),
+        json!([{ "op": "remove", "path": "userName" }]),
+        json!([{ "op": "replace", "path": "userName", "value": "" }]),
+    ] {
+        let e = patched(start.clone(), ops.clone()).unwrap_err();
+        assert_eq!(e.scim_type, Some("mutability"), "{ops}: {e}");
+    }
+    assert_eq!(
+        patched(start, json!([{ "op": "replace", "path": "active", "value": false }])).unwrap()["active"],
+        false
+    );
+}

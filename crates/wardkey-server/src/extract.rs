@@ -4,7 +4,7 @@
 use crate::AppState;
 use crate::problem::{Kind, Problem, clip};
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
@@ -311,7 +311,7 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem
     Ok(value)
 }
 
-/// A query string; anything it cannot parse is a 400 naming the parameter.
+/// A query string; anything it cannot parse is a 400 naming the parameter (`field`).
 pub struct ApiQuery<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for ApiQuery<T>
@@ -322,11 +322,57 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match Query::<T>::try_from_uri(&parts.uri) {
-            Ok(Query(v)) => Ok(ApiQuery(v)),
-            Err(rejection) => Err(Problem::malformed(clip(&rejection.body_text()))),
-        }
+        parse_query(parts.uri.query().unwrap_or_default()).map(ApiQuery)
     }
+}
+
+pub(crate) fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, Problem> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if path == "." || path.is_empty() {
+            Problem::malformed(clip(&format!("the query string: {inner}")))
+        } else {
+            Problem::malformed(clip(&format!("{path}: {inner}"))).with("field", clip(&path))
+        }
+    })
+}
+
+/// Page sizes of the lists (`?limit=`): 1 to [`wardkey_service::MAX_PAGE`]. Outside that range
+/// is refused, not clamped: a client asking for 10,000 and silently getting 500 would take
+/// the missing rows for absent ones unless it also reads `next_cursor`.
+pub const PAGE_LIMIT_MAX: u32 = wardkey_service::MAX_PAGE;
+/// Page sizes of the access searches (`/api/v1/access/subjects|resources`).
+pub const SEARCH_LIMIT_MAX: usize = wardkey_service::decisions::MAX_SEARCH_PAGE;
+/// `?dormant_days=` of the reconciliation report: 1 day to 10 years.
+pub const DORMANT_DAYS_MAX: u32 = 3650;
+
+fn within<'de, D, N>(d: D, max: N) -> Result<Option<N>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    N: serde::Deserialize<'de> + PartialOrd + From<u8> + std::fmt::Display + Copy,
+{
+    let v = <Option<N> as serde::Deserialize>::deserialize(d)?;
+    match v {
+        Some(n) if n < N::from(1) || n > max => Err(serde::de::Error::custom(format!("must be 1 to {max}, not {n}"))),
+        other => Ok(other),
+    }
+}
+
+/// `#[serde(default, deserialize_with = "crate::extract::page_limit")]` on a `limit: Option<u32>`.
+pub fn page_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    within(d, PAGE_LIMIT_MAX)
+}
+
+/// As [`page_limit`], for the access searches' `limit: Option<usize>`.
+pub fn search_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    within(d, SEARCH_LIMIT_MAX)
+}
+
+/// As [`page_limit`], for `dormant_days: Option<u32>`.
+pub fn dormant_days<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    within(d, DORMANT_DAYS_MAX)
 }
 
 /// Path parameters; a malformed id is a 400.

@@ -24,6 +24,56 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Every DELETE of a versioned entity needs the version the client read: `?version=N` or
+/// `If-Match: "N"` (a request with neither is refused with a problem naming `version`). The
+/// handlers take `version` as an optional query field because `If-Match` may stand in for
+/// it, which OpenAPI cannot say about two parameters; the document states the rule a
+/// generated client can always follow: `version` required, `If-Match` an equivalent way that
+/// the server also accepts, which must agree with `version` when both are sent.
+struct DeleteNeedsVersion;
+
+impl Modify for DeleteNeedsVersion {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        use utoipa::openapi::{RefOr, Required};
+        for item in openapi.paths.paths.values_mut() {
+            let Some(op) = item.delete.as_mut() else { continue };
+            let Some(params) = op.parameters.as_mut() else { continue };
+            let versioned = params
+                .iter()
+                .any(|p| matches!(p, RefOr::T(p) if p.name == "version" && p.parameter_in == ParameterIn::Query));
+            if !versioned {
+                continue;
+            }
+            for p in params.iter_mut() {
+                let RefOr::T(p) = p else { continue };
+                if p.name == "version" && p.parameter_in == ParameterIn::Query {
+                    p.required = Required::True;
+                    p.description = Some(
+                        "The version you read (the entity's `ETag`). Required; `If-Match: \"<version>\"` is \
+                         accepted in its place."
+                            .into(),
+                    );
+                    p.schema = Some(RefOr::T(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                            .minimum(Some(1))
+                            .into(),
+                    ));
+                } else if p.name.eq_ignore_ascii_case("If-Match") && p.parameter_in == ParameterIn::Header {
+                    p.description = Some(
+                        "`\"<version>\"`: the version you read, in place of `?version=` (both may be sent when \
+                         they agree)."
+                            .into(),
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -72,7 +122,7 @@ impl Modify for BearerAuth {
         audit::CheckpointView, audit::InclusionProofView, audit::ConsistencyProofView,
         Page<wardkey_domain::Session>, Page<wardkey_domain::ForbidRule>,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &DeleteNeedsVersion),
     tags(
         (name = "users", description = "People: lifecycle, identity verification, HR attributes"),
         (name = "groups", description = "Groups and their members"),

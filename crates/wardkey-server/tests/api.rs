@@ -1044,6 +1044,8 @@ mod grants;
 mod hr;
 #[path = "api/interop.rs"]
 mod interop;
+#[path = "api/openapi.rs"]
+mod openapi;
 #[path = "api/scim.rs"]
 mod scim;
 #[path = "api/tokens.rs"]

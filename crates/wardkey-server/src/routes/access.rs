@@ -30,7 +30,9 @@ pub struct ResourceListQuery {
     pub parent_id: Option<String>,
     /// `next_cursor` of the previous page.
     pub after: Option<String>,
-    /// Page size, 1 to 500 (default 100).
+    /// Page size, 1 to 500 (default 100); outside that range is refused.
+    #[serde(default, deserialize_with = "crate::extract::page_limit")]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -50,7 +52,9 @@ pub struct GrantListQuery {
     pub include_inactive: bool,
     /// `next_cursor` of the previous page.
     pub after: Option<String>,
-    /// Page size, 1 to 500 (default 100).
+    /// Page size, 1 to 500 (default 100); outside that range is refused.
+    #[serde(default, deserialize_with = "crate::extract::page_limit")]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 

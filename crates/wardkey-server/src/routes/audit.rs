@@ -31,7 +31,9 @@ pub struct EventsQuery {
     pub until: Option<DateTime<Utc>>,
     /// Index of the last event already seen (`next_cursor`).
     pub after: Option<u64>,
-    /// Page size, 1 to 500 (default 100).
+    /// Page size, 1 to 500 (default 100); outside that range is refused.
+    #[serde(default, deserialize_with = "crate::extract::page_limit")]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 

@@ -6,7 +6,7 @@ use crate::AppState;
 use crate::extract::{
     ApiJson, ApiPath, ApiQuery, Auth, EnrolSession, OptionalJson, SecondFactorSession, SessionAuth, request_meta,
 };
-use crate::problem::ProblemDoc;
+use crate::problem::{Problem, ProblemDoc};
 use crate::respond::{ApiResult, Page, json_written, no_content};
 use axum::Json;
 use axum::extract::State;
@@ -347,7 +347,11 @@ pub struct SessionListQuery {
     /// Include ended sessions.
     #[serde(default)]
     pub include_ended: bool,
+    /// `next_cursor` of the previous page.
     pub after: Option<String>,
+    /// Page size, 1 to 500 (default 100); outside that range is refused.
+    #[serde(default, deserialize_with = "crate::extract::page_limit")]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -465,9 +469,20 @@ pub async fn unlock(State(s): State<AppState>, auth: Auth<Admin>, ApiPath(id): A
     Ok(json_written(StatusCode::OK, &c, &serde_json::json!({ "was_locked": c.value })))
 }
 
+/// Why a person's factors are reset. Required: a reset re-opens enrolment to whoever signs in
+/// next with the password, so the `factor.reset` event must say why and on what evidence.
+#[derive(Debug, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ResetFactorsRequest {
+    /// Why, e.g. "lost phone; identity checked in person" (1 to 1024 characters).
+    #[serde(default)]
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 1024)]
+    pub reason: Option<String>,
+}
+
 /// Remove every factor and recovery code of a user (lost device). Every session ends; the
-/// next sign-in goes to enrolment.
-#[utoipa::path(post, path = "/api/v1/users/{id}/factors/reset", tag = "authentication-admin", request_body = ReasonRequest,
+/// next sign-in goes to enrolment. A reason is required.
+#[utoipa::path(post, path = "/api/v1/users/{id}/factors/reset", tag = "authentication-admin", request_body = ResetFactorsRequest,
     params(("id" = Uuid, Path, description = "User id")),
     responses((status = 200, description = "Reset; `removed` counts factors", body = Object),
         (status = "4XX", description = "Problem", body = ProblemDoc, content_type = "application/problem+json")),
@@ -476,10 +491,14 @@ pub async fn reset_factors(
     State(s): State<AppState>,
     auth: Auth<Admin>,
     ApiPath(id): ApiPath<UserId>,
-    OptionalJson(body): OptionalJson<ReasonRequest>,
+    OptionalJson(body): OptionalJson<ResetFactorsRequest>,
 ) -> ApiResult {
-    let reason = body.reason;
-    let c = s.services.reset_factors(&auth.authorized, id, reason).await?;
+    let reason = match body.reason.as_deref().map(str::trim) {
+        Some(r) if r.chars().count() > 1024 => return Err(Problem::invalid_field("reason", "at most 1024 characters")),
+        Some(r) if !r.is_empty() => r.to_owned(),
+        _ => return Err(Problem::invalid_field("reason", "required: say why the factors are reset")),
+    };
+    let c = s.services.reset_factors(&auth.authorized, id, Some(reason)).await?;
     Ok(json_written(StatusCode::OK, &c, &serde_json::json!({ "removed": c.value })))
 }
 

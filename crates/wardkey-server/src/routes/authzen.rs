@@ -716,6 +716,9 @@ pub struct WhoQuery {
     pub resource: Option<String>,
     pub action: String,
     pub after: Option<String>,
+    /// Page size, 1 to 1000 (default 100); outside that range is refused.
+    #[serde(default, deserialize_with = "crate::extract::search_limit")]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -760,6 +763,9 @@ pub struct ReachQuery {
     pub resource_type: Option<String>,
     pub action: Option<String>,
     pub after: Option<String>,
+    /// Page size, 1 to 1000 (default 100); outside that range is refused.
+    #[serde(default, deserialize_with = "crate::extract::search_limit")]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 

@@ -29,7 +29,9 @@ pub struct UserListQuery {
     pub department: Option<String>,
     /// `next_cursor` of the previous page.
     pub after: Option<String>,
-    /// Page size, 1 to 500 (default 100).
+    /// Page size, 1 to 500 (default 100); outside that range is refused.
+    #[serde(default, deserialize_with = "crate::extract::page_limit")]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -39,7 +41,9 @@ pub struct UserListQuery {
 pub struct PageQuery {
     /// `next_cursor` of the previous page.
     pub after: Option<String>,
-    /// Page size, 1 to 500 (default 100).
+    /// Page size, 1 to 500 (default 100); outside that range is refused.
+    #[serde(default, deserialize_with = "crate::extract::page_limit")]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 

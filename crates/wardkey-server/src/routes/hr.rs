@@ -88,7 +88,10 @@ pub async fn import(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ReconciliationQuery {
-    /// Days without a sign-in after which an active account is dormant (default from `[hr]`).
+    /// Days without a sign-in after which an active account is dormant, 1 to 3650 (default
+    /// from `[hr]`); outside that range is refused.
+    #[serde(default, deserialize_with = "crate::extract::dormant_days")]
+    #[param(minimum = 1, maximum = 3650)]
     pub dormant_days: Option<u32>,
 }
 

@@ -220,13 +220,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
     }
 }
 
-/// `https://host/scim/v2` for `Location` and `meta.location`: plain HTTP only on loopback.
-fn base_url(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    let host: String = host.chars().filter(|c| c.is_ascii_graphic()).take(255).collect();
-    let bare = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
-    let loopback = matches!(bare, "localhost" | "127.0.0.1" | "[::1]");
-    format!("{}://{host}/scim/v2", if loopback { "http" } else { "https" })
+/// `<public URL>/scim/v2` for `Location`, `meta.location` and `$ref`s: built from the
+/// configured public URL (`[auth] public_url` / `--public-url`), never from the request's
+/// `Host` header, which any client can forge (a forged host in a `Location` would send a
+/// connector's next request, token and all, wherever the forger likes).
+fn base_url(s: &AppState) -> String {
+    format!("{}/scim/v2", s.services.public_origin())
 }
 
 fn etag(version: i64) -> String {
@@ -337,8 +336,8 @@ async fn me(_auth: ScimAuth) -> Response {
     ))
 }
 
-async fn sp_config(State(s): State<AppState>, _auth: ScimAuth, headers: HeaderMap) -> Response {
-    let base = base_url(&headers);
+async fn sp_config(State(s): State<AppState>, _auth: ScimAuth) -> Response {
+    let base = base_url(&s);
     let max_payload = BULK_MAX_PAYLOAD.min(s.max_body_bytes);
     scim_json(
         StatusCode::OK,
@@ -366,12 +365,12 @@ fn list_of(items: Vec<Value>) -> Value {
     json!({ "schemas": [LIST_RESPONSE], "totalResults": items.len(), "startIndex": 1, "itemsPerPage": items.len(), "Resources": items })
 }
 
-async fn resource_types(_auth: ScimAuth, headers: HeaderMap) -> Response {
-    scim_json(StatusCode::OK, &list_of(schema::resource_types(&base_url(&headers))))
+async fn resource_types(State(s): State<AppState>, _auth: ScimAuth) -> Response {
+    scim_json(StatusCode::OK, &list_of(schema::resource_types(&base_url(&s))))
 }
 
-async fn resource_type(_auth: ScimAuth, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    match schema::resource_types(&base_url(&headers))
+async fn resource_type(State(s): State<AppState>, _auth: ScimAuth, Path(id): Path<String>) -> Response {
+    match schema::resource_types(&base_url(&s))
         .into_iter()
         .find(|r| r["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(&id)))
     {
@@ -380,12 +379,12 @@ async fn resource_type(_auth: ScimAuth, headers: HeaderMap, Path(id): Path<Strin
     }
 }
 
-async fn schemas(_auth: ScimAuth, headers: HeaderMap) -> Response {
-    scim_json(StatusCode::OK, &list_of(schema::schemas(&base_url(&headers))))
+async fn schemas(State(s): State<AppState>, _auth: ScimAuth) -> Response {
+    scim_json(StatusCode::OK, &list_of(schema::schemas(&base_url(&s))))
 }
 
-async fn schema_by_id(_auth: ScimAuth, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    match schema::schemas(&base_url(&headers))
+async fn schema_by_id(State(s): State<AppState>, _auth: ScimAuth, Path(id): Path<String>) -> Response {
+    match schema::schemas(&base_url(&s))
         .into_iter()
         .find(|r| r["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(&id)))
     {
@@ -428,14 +427,14 @@ fn list_request(p: &Params) -> Result<ListRequest, ScimError> {
     })
 }
 
-async fn list_users(State(s): State<AppState>, auth: ScimAuth, headers: HeaderMap, p: Params) -> ScimResult {
+async fn list_users(State(s): State<AppState>, auth: ScimAuth, p: Params) -> ScimResult {
     let kind = ResourceKind::User;
-    list(&s, &auth, kind, list_request(&p)?, Projection::from_params(kind, &p)?, &base_url(&headers)).await
+    list(&s, &auth, kind, list_request(&p)?, Projection::from_params(kind, &p)?, &base_url(&s)).await
 }
 
-async fn list_groups(State(s): State<AppState>, auth: ScimAuth, headers: HeaderMap, p: Params) -> ScimResult {
+async fn list_groups(State(s): State<AppState>, auth: ScimAuth, p: Params) -> ScimResult {
     let kind = ResourceKind::Group;
-    list(&s, &auth, kind, list_request(&p)?, Projection::from_params(kind, &p)?, &base_url(&headers)).await
+    list(&s, &auth, kind, list_request(&p)?, Projection::from_params(kind, &p)?, &base_url(&s)).await
 }
 
 fn str_list(v: Option<&Value>) -> Result<Option<String>, ScimError> {
@@ -488,40 +487,25 @@ fn search_request(
     ))
 }
 
-async fn search(s: &AppState, auth: &ScimAuth, kind: ResourceKind, headers: &HeaderMap, body: &Value) -> ScimResult {
+async fn search(s: &AppState, auth: &ScimAuth, kind: ResourceKind, body: &Value) -> ScimResult {
     let (req, attributes, excluded) = search_request(Some(kind), body)?;
     let proj = Projection::parse(kind, attributes.as_deref(), excluded.as_deref())?;
-    list(s, auth, kind, req, proj, &base_url(headers)).await
+    list(s, auth, kind, req, proj, &base_url(s)).await
 }
 
-async fn search_users(
-    State(s): State<AppState>,
-    auth: ScimAuth,
-    headers: HeaderMap,
-    ScimBody(body): ScimBody,
-) -> ScimResult {
-    search(&s, &auth, ResourceKind::User, &headers, &body).await
+async fn search_users(State(s): State<AppState>, auth: ScimAuth, ScimBody(body): ScimBody) -> ScimResult {
+    search(&s, &auth, ResourceKind::User, &body).await
 }
 
-async fn search_groups(
-    State(s): State<AppState>,
-    auth: ScimAuth,
-    headers: HeaderMap,
-    ScimBody(body): ScimBody,
-) -> ScimResult {
-    search(&s, &auth, ResourceKind::Group, &headers, &body).await
+async fn search_groups(State(s): State<AppState>, auth: ScimAuth, ScimBody(body): ScimBody) -> ScimResult {
+    search(&s, &auth, ResourceKind::Group, &body).await
 }
 
 /// `POST /.search`: Users, then Groups, paged over both. A filter naming attributes only one
 /// type has searches that type alone.
-async fn search_root(
-    State(s): State<AppState>,
-    auth: ScimAuth,
-    headers: HeaderMap,
-    ScimBody(body): ScimBody,
-) -> ScimResult {
+async fn search_root(State(s): State<AppState>, auth: ScimAuth, ScimBody(body): ScimBody) -> ScimResult {
     let (req, attributes, excluded) = search_request(None, &body)?;
-    let base = base_url(&headers);
+    let base = base_url(&s);
     let start = req.start_index.unwrap_or(1).max(1);
     let count = req.count.unwrap_or(100).clamp(0, MAX_RESULTS);
     let mut total = 0;
@@ -582,7 +566,7 @@ async fn get_one(
 ) -> ScimResult {
     let proj = Projection::from_params(kind, p)?;
     let (resource, version) =
-        s.services.scim_get(&auth.authorized, kind, id, &base_url(headers), proj.wants_members()).await?;
+        s.services.scim_get(&auth.authorized, kind, id, &base_url(s), proj.wants_members()).await?;
     s.services
         .record_read(auth.authorized.caller(), &auth.op, Some(format!("{}:{}", kind.name().to_ascii_lowercase(), id)))
         .await
@@ -597,16 +581,9 @@ async fn get_one(
     Ok(resource_response(StatusCode::OK, &proj.apply(kind, resource), version, None, None))
 }
 
-async fn create(
-    s: &AppState,
-    auth: &ScimAuth,
-    kind: ResourceKind,
-    headers: &HeaderMap,
-    p: &Params,
-    body: Value,
-) -> ScimResult {
+async fn create(s: &AppState, auth: &ScimAuth, kind: ResourceKind, p: &Params, body: Value) -> ScimResult {
     let proj = Projection::from_params(kind, p)?;
-    let base = base_url(headers);
+    let base = base_url(s);
     let c = s.services.scim_create(&auth.authorized, kind, body, base.clone()).await?;
     let location = format!("{base}{}/{}", kind.endpoint(), c.value.id);
     Ok(resource_response(
@@ -628,8 +605,7 @@ async fn update(
     change: Change,
 ) -> ScimResult {
     let proj = Projection::from_params(kind, p)?;
-    let c =
-        s.services.scim_update(&auth.authorized, kind, id, change, precondition(headers), base_url(headers)).await?;
+    let c = s.services.scim_update(&auth.authorized, kind, id, change, precondition(headers), base_url(s)).await?;
     Ok(resource_response(StatusCode::OK, &proj.apply(kind, c.value.resource), c.value.version, Some(c.revision), None))
 }
 
@@ -660,23 +636,11 @@ async fn get_group(
 ) -> ScimResult {
     get_one(&s, &auth, ResourceKind::Group, &id, &headers, &p).await
 }
-async fn create_user(
-    State(s): State<AppState>,
-    auth: ScimAuth,
-    headers: HeaderMap,
-    p: Params,
-    ScimBody(b): ScimBody,
-) -> ScimResult {
-    create(&s, &auth, ResourceKind::User, &headers, &p, b).await
+async fn create_user(State(s): State<AppState>, auth: ScimAuth, p: Params, ScimBody(b): ScimBody) -> ScimResult {
+    create(&s, &auth, ResourceKind::User, &p, b).await
 }
-async fn create_group(
-    State(s): State<AppState>,
-    auth: ScimAuth,
-    headers: HeaderMap,
-    p: Params,
-    ScimBody(b): ScimBody,
-) -> ScimResult {
-    create(&s, &auth, ResourceKind::Group, &headers, &p, b).await
+async fn create_group(State(s): State<AppState>, auth: ScimAuth, p: Params, ScimBody(b): ScimBody) -> ScimResult {
+    create(&s, &auth, ResourceKind::Group, &p, b).await
 }
 async fn put_user(
     State(s): State<AppState>,
@@ -771,7 +735,7 @@ fn resolve_bulk_ids(v: &mut Value, ids: &[(String, String)]) -> Result<(), ScimE
     Ok(())
 }
 
-async fn bulk(State(s): State<AppState>, auth: ScimAuth, headers: HeaderMap, body: Bytes) -> ScimResult {
+async fn bulk(State(s): State<AppState>, auth: ScimAuth, body: Bytes) -> ScimResult {
     let max_payload = BULK_MAX_PAYLOAD.min(s.max_body_bytes);
     if body.len() > max_payload {
         return Err(ScimError::new(
@@ -809,7 +773,7 @@ async fn bulk(State(s): State<AppState>, auth: ScimAuth, headers: HeaderMap, bod
                 .ok_or_else(|| ScimError::invalid_value("failOnErrors must be a positive integer"))?,
         ),
     };
-    let base = base_url(&headers);
+    let base = base_url(&s);
     let mut ids: Vec<(String, String)> = Vec::new();
     let mut results = Vec::new();
     let mut errors = 0u64;

@@ -961,6 +961,217 @@ async fn scim_separation_of_duties(h: &Harness) {
     assert_eq!(h.scim(&t, Method::PATCH, &format!("/Groups/{gid}"), Some(add)).await.status, StatusCode::OK);
 }
 
+/// PATCH with the enterprise extension's URN as the whole path (RFC 7644 §3.5.2): `add` and
+/// `replace` set the attributes the value names and leave the others, `null` unassigns one,
+/// `remove` drops the extension; each reaches the directory's HR attributes.
+async fn scim_patch_whole_extension(h: &Harness) {
+    let t = h.token_with("okta-prod", &["scim"]).await;
+    let body = json!({
+        "schemas": [USER, ENT],
+        "userName": "ext.whole@example.com",
+        "active": true,
+        ENT: { "employeeNumber": "E-7", "department": "Cardiology", "costCenter": "CC-1" },
+    });
+    let r = h.scim(&t, Method::POST, "/Users", Some(body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let uid = id(&r.body);
+    let path = format!("/Users/{uid}");
+
+    let add = h
+        .scim(
+            &t,
+            Method::PATCH,
+            &path,
+            Some(patch(
+                json!([{ "op": "add", "path": ENT, "value": { "division": "East", "department": "Oncology" } }]),
+            )),
+        )
+        .await;
+    assert_eq!(add.status, StatusCode::OK, "{}", add.text);
+    assert_eq!(
+        add.body[ENT],
+        json!({ "employeeNumber": "E-7", "department": "Oncology", "costCenter": "CC-1", "division": "East" }),
+        "{}",
+        add.text
+    );
+    assert_eq!(h.get(&format!("/api/v1/users/{uid}")).await.body["hr"]["department"], "Oncology");
+
+    // Case-insensitive URN; `null` unassigns; attributes not named are unchanged.
+    let replace = h
+        .scim(
+            &t,
+            Method::PATCH,
+            &path,
+            Some(patch(json!([{
+                "op": "Replace",
+                "path": ENT.to_uppercase().replace("URN:", "urn:"),
+                "value": { "costCenter": "CC-9", "department": null },
+            }]))),
+        )
+        .await;
+    assert_eq!(replace.status, StatusCode::OK, "{}", replace.text);
+    assert_eq!(
+        replace.body[ENT],
+        json!({ "employeeNumber": "E-7", "costCenter": "CC-9", "division": "East" }),
+        "{}",
+        replace.text
+    );
+    assert!(h.get(&format!("/api/v1/users/{uid}")).await.body["hr"].get("department").is_none());
+    assert!(replace.body["schemas"].as_array().unwrap().iter().any(|s| s == ENT), "{}", replace.text);
+
+    // Bad values write nothing.
+    let before = h.tree_size().await;
+    for (value, scim_type) in [
+        (json!("Oncology"), "invalidValue"),
+        (json!({ "title": "Nurse" }), "invalidPath"),
+        (json!({ "department": { "name": "Oncology" } }), "invalidValue"),
+    ] {
+        h.scim(&t, Method::PATCH, &path, Some(patch(json!([{ "op": "replace", "path": ENT, "value": value }]))))
+            .await
+            .scim_error(400, Some(scim_type));
+    }
+    assert_eq!(h.tree_size().await, before, "refused PATCHes wrote nothing");
+
+    let remove = h.scim(&t, Method::PATCH, &path, Some(patch(json!([{ "op": "remove", "path": ENT }])))).await;
+    assert_eq!(remove.status, StatusCode::OK, "{}", remove.text);
+    assert!(remove.body.get(ENT).is_none(), "{}", remove.text);
+    assert_eq!(remove.body["schemas"], json!([USER]), "{}", remove.text);
+    let hr = h.get(&format!("/api/v1/users/{uid}")).await.body["hr"].clone();
+    assert!(hr.get("employee_id").is_none() && hr.get("department").is_none(), "{hr}");
+    let stored = h.scim(&t, Method::GET, &path, None).await;
+    assert!(stored.body.get(ENT).is_none(), "{}", stored.text);
+    // Removing what is not there is not an error (the extension is unassigned either way).
+    let again = h.scim(&t, Method::PATCH, &path, Some(patch(json!([{ "op": "remove", "path": ENT }])))).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    // And `add` brings it back.
+    let back = h
+        .scim(
+            &t,
+            Method::PATCH,
+            &path,
+            Some(patch(json!([{ "op": "add", "path": ENT, "value": { "department": "ICU" } }]))),
+        )
+        .await;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.text);
+    assert_eq!(back.body[ENT], json!({ "department": "ICU" }), "{}", back.text);
+    assert_eq!(back.body["schemas"], json!([USER, ENT]), "{}", back.text);
+}
+
+/// `active` (and `userName`) cannot be removed or nulled: RFC 7644 §3.5.2's `mutability` error,
+/// where a removal used to be dropped silently and the user stayed as it was.
+async fn scim_remove_active_is_refused(h: &Harness) {
+    let t = h.token_with("entra", &["scim"]).await;
+    let r = h.scim(&t, Method::POST, "/Users", Some(user_body("keep.active@example.com"))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let uid = id(&r.body);
+    let path = format!("/Users/{uid}");
+    let before = h.tree_size().await;
+    for ops in [
+        json!([{ "op": "remove", "path": "active" }]),
+        json!([{ "op": "Remove", "path": "urn:ietf:params:scim:schemas:core:2.0:User:active" }]),
+        json!([{ "op": "replace", "path": "active", "value": null }]),
+        json!([{ "op": "replace", "value": { "active": null } }]),
+        json!([{ "op": "add", "path": "title", "value": "Nurse" }, { "op": "remove", "path": "active" }]),
+        json!([{ "op": "remove", "path": "userName" }]),
+    ] {
+        let body = h
+            .scim(&t, Method::PATCH, &path, Some(patch(ops.clone())))
+            .await
+            .scim_error(400, Some("mutability"))
+            .clone();
+        assert!(body["detail"].as_str().unwrap().contains("cannot be removed"), "{ops}: {body}");
+    }
+    assert_eq!(h.tree_size().await, before, "refused PATCHes wrote nothing");
+    let now = h.scim(&t, Method::GET, &path, None).await;
+    assert_eq!(now.body["active"], true, "{}", now.text);
+    assert!(now.body.get("title").is_none(), "all or nothing: {}", now.text);
+    assert_eq!(h.get(&format!("/api/v1/users/{uid}")).await.body["status"], "active");
+    // Deactivating is a replace with false.
+    let off = h
+        .scim(&t, Method::PATCH, &path, Some(patch(json!([{ "op": "replace", "path": "active", "value": false }]))))
+        .await;
+    assert_eq!(off.status, StatusCode::OK, "{}", off.text);
+    assert_eq!(off.body["active"], false);
+    // A group's displayName likewise.
+    let g = h.scim(&t, Method::POST, "/Groups", Some(json!({ "schemas": [GROUP], "displayName": "Keepers" }))).await;
+    assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
+    h.scim(
+        &t,
+        Method::PATCH,
+        &format!("/Groups/{}", id(&g.body)),
+        Some(patch(json!([{ "op": "remove", "path": "displayName" }]))),
+    )
+    .await
+    .scim_error(400, Some("mutability"));
+}
+
+/// `meta.location`, `Location`, `$ref`s and the discovery documents name the configured public
+/// URL, whatever `Host` the request carried.
+async fn scim_locations_ignore_host(h: &Harness) {
+    let t = h.token_with("entra", &["scim"]).await;
+    let public = format!("{}/scim/v2", authn::ORIGIN);
+    let forged = "evil.example:443";
+    let send = |method: Method, path: String, body: Option<Value>| {
+        let t = t.clone();
+        async move { h.scim_req(&t, method, &path, body, &[("host", forged)]).await }
+    };
+    let made = send(Method::POST, "/Users".into(), Some(user_body("host.check@example.com"))).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let uid = id(&made.body);
+    assert_eq!(made.header("location"), Some(format!("{public}/Users/{uid}").as_str()), "{}", made.text);
+    assert_eq!(made.body["meta"]["location"], format!("{public}/Users/{uid}"));
+    let g = send(
+        Method::POST,
+        "/Groups".into(),
+        Some(json!({ "schemas": [GROUP], "displayName": "Host Check", "members": [{ "value": uid }] })),
+    )
+    .await;
+    assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
+    assert_eq!(g.body["members"][0]["$ref"], format!("{public}/Users/{uid}"), "{}", g.text);
+    let mut texts = vec![made.text.clone(), g.text.clone()];
+    for path in [
+        format!("/Users/{uid}"),
+        "/Users".to_owned(),
+        format!("/Groups/{}", id(&g.body)),
+        "/ServiceProviderConfig".to_owned(),
+        "/ResourceTypes".to_owned(),
+        "/ResourceTypes/User".to_owned(),
+        "/Schemas".to_owned(),
+    ] {
+        let r = send(Method::GET, path.clone(), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
+        assert!(r.text.contains(&public), "{path}: {}", r.text);
+        texts.push(r.text);
+    }
+    let p = send(
+        Method::PATCH,
+        format!("/Users/{uid}"),
+        Some(patch(json!([{ "op": "add", "path": "title", "value": "RN" }]))),
+    )
+    .await;
+    assert_eq!(p.body["meta"]["location"], format!("{public}/Users/{uid}"), "{}", p.text);
+    texts.push(p.text);
+    let bulk = send(
+        Method::POST,
+        "/Bulk".into(),
+        Some(json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+            "Operations": [{ "method": "POST", "path": "/Users", "bulkId": "b1", "data": user_body("bulk.host@example.com") }],
+        })),
+    )
+    .await;
+    assert_eq!(bulk.status, StatusCode::OK, "{}", bulk.text);
+    assert!(
+        bulk.body["Operations"][0]["location"].as_str().unwrap().starts_with(&format!("{public}/Users/")),
+        "{}",
+        bulk.text
+    );
+    texts.push(bulk.text);
+    for text in texts {
+        assert!(!text.contains("evil.example"), "the forged Host leaked: {text}");
+    }
+}
+
 macro_rules! scim_on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -997,4 +1208,7 @@ scim_on_both_stores!(
     scim_scopes,
     scim_termination,
     scim_separation_of_duties,
+    scim_patch_whole_extension,
+    scim_remove_active_is_refused,
+    scim_locations_ignore_host,
 );
