@@ -4,7 +4,7 @@
 
 use crate::{Admin, Authorized, Caller, RequestMeta, Result, ServiceError, Services, draft};
 use base64::Engine as _;
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;

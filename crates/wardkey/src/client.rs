@@ -85,6 +85,10 @@ impl Api {
     pub(crate) async fn post(&self, path: &str, body: Value) -> Result<Value, String> {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
+    pub(crate) async fn patch(&self, path: &str, body: Value) -> Result<Value, String> {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
     pub(crate) async fn delete(&self, path: &str) -> Result<Value, String> {
         self.call(reqwest::Method::DELETE, path, None).await
     }
