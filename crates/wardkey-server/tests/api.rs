@@ -1046,3 +1046,5 @@ mod hr;
 mod interop;
 #[path = "api/scim.rs"]
 mod scim;
+#[path = "api/witness.rs"]
+mod witness;
