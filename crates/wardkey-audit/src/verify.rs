@@ -470,7 +470,7 @@ pub fn verify_checkpoints(tree: &TreeVerifier, checkpoints: &[Checkpoint]) -> Re
 }
 
 /// How a store compares with a checkpoint kept outside it (a witness copy).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum TrustedMismatch {
     /// The store holds fewer events than the trusted checkpoint covers: events were cut off
     /// the end (truncation), or the store was rolled back to an older state.
@@ -602,4 +602,89 @@ pub fn open_trusted_checkpoint(log: &LogVerifier, text: &str) -> Result<Checkpoi
         crate::AuditError::InvalidCheckpoint(m) => format!("the trusted checkpoint is malformed: {m}"),
         other => format!("the trusted checkpoint is malformed: {other}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AuditDraft, AuditEvent, LogSigner, Outcome};
+    use chrono::{TimeZone, Utc};
+
+    fn events(n: u64, actor: &str) -> Vec<AuditEvent> {
+        let t = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+        (0..n).map(|i| AuditEvent::new(i, t, AuditDraft::new(actor, "test.event", Outcome::Success))).collect()
+    }
+
+    fn signer() -> LogSigner {
+        LogSigner::from_seed("wardkey/test", [3; 32]).unwrap()
+    }
+
+    /// The root after `n` events, signed.
+    fn checkpoint_at(evs: &[AuditEvent], n: u64) -> String {
+        let mut t = TreeVerifier::new();
+        for e in &evs[..n as usize] {
+            t.push(e, None, None).unwrap();
+        }
+        signer().sign_checkpoint(n, t.root(), Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap())
+    }
+
+    fn run(evs: &[AuditEvent], stored: &[Checkpoint], trusted: &Checkpoint) -> Result<VerifyReport, VerifyFailure> {
+        let mut t = TreeVerifier::for_checkpoints(stored);
+        t.watch_root_at(trusted.size);
+        for e in evs {
+            t.push(e, None, None)?;
+        }
+        let report = verify_checkpoints(&t, stored)?;
+        check_trusted(&t, trusted)?;
+        Ok(report)
+    }
+
+    #[test]
+    fn trusted_checkpoint_between_stored_ones_leaves_their_pairs_alone() {
+        let evs = events(10, "a");
+        let v = LogVerifier::from_signer(&signer());
+        let stored: Vec<Checkpoint> = [4, 8].iter().map(|&n| v.open_checkpoint(&checkpoint_at(&evs, n)).unwrap()).collect();
+        let trusted = v.open_checkpoint(&checkpoint_at(&evs, 6)).unwrap();
+        let r = run(&evs, &stored, &trusted).unwrap();
+        assert_eq!((r.tree_size, r.checkpoints), (10, 2));
+        // The same trusted size as a stored one, and the current size.
+        let at8 = v.open_checkpoint(&checkpoint_at(&evs, 8)).unwrap();
+        run(&evs, &stored, &at8).unwrap();
+        let at10 = v.open_checkpoint(&checkpoint_at(&evs, 10)).unwrap();
+        run(&evs, &stored, &at10).unwrap();
+    }
+
+    #[test]
+    fn behind_and_forked_are_named() {
+        let evs = events(10, "a");
+        let v = LogVerifier::from_signer(&signer());
+        let trusted = v.open_checkpoint(&checkpoint_at(&evs, 10)).unwrap();
+        let f = run(&evs[..6], &[], &trusted).unwrap_err();
+        assert_eq!(f.index, 6);
+        assert!(f.reason.contains("behind the trusted checkpoint"), "{f}");
+        let forged = events(12, "mallory");
+        let f = run(&forged, &[], &trusted).unwrap_err();
+        assert!(f.reason.contains("fork") && f.reason.contains("at size 10"), "{f}");
+        let f = run(&forged[..10], &[], &trusted).unwrap_err();
+        assert!(f.reason.contains("fork"), "{f}");
+    }
+
+    #[test]
+    fn witness_files_split_into_notes() {
+        let evs = events(5, "a");
+        let (a, b) = (checkpoint_at(&evs, 2), checkpoint_at(&evs, 5));
+        let file = format!("{a}\n{b}\n");
+        assert_eq!(split_witness_notes(&file).unwrap(), vec![a.clone(), b.clone()]);
+        assert_eq!(split_witness_notes(&a).unwrap(), vec![a.clone()]);
+        let v = LogVerifier::from_signer(&signer());
+        assert_eq!(open_trusted_checkpoint(&v, &file).unwrap().size, 5);
+        // Torn, garbage, empty, another key.
+        assert!(split_witness_notes(&file[..file.len() - 10]).is_err());
+        assert!(open_trusted_checkpoint(&v, "hello\n").unwrap_err().contains("malformed"));
+        assert!(open_trusted_checkpoint(&v, "").unwrap_err().contains("empty"));
+        let other = LogSigner::from_seed("wardkey/test", [4; 32]).unwrap();
+        let foreign = other.sign_checkpoint(5, EMPTY_HASH, Utc::now());
+        let e = open_trusted_checkpoint(&v, &foreign).unwrap_err();
+        assert!(e.contains("not signed by the verifier key"), "{e}");
+    }
 }

@@ -112,12 +112,14 @@ pub struct WitnessStatus {
     /// The name of the URL sink as shown (scheme, host, port and path; never a query or
     /// credentials).
     url_label: Mutex<String>,
+    /// Found at start: the store is behind the witness file (events were removed).
+    behind: Mutex<Option<String>>,
 }
 
 impl WitnessStatus {
     /// Lines describing failing sinks; empty when every configured sink is delivering.
     pub fn problems(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out: Vec<String> = lock(&self.behind).iter().cloned().collect();
         let describe = |name: &str, h: &SinkHealth, out: &mut Vec<String>| {
             if let Some(since) = h.failing_since {
                 let mut line = format!(
@@ -196,20 +198,21 @@ fn last_size_in_file(path: &Path) -> Result<u64, String> {
     let mut buf = Vec::new();
     f.read_to_end(&mut buf).map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&buf);
-    // A note body: origin, size, root, extension lines. The size is the line after the
-    // origin; take the last body line that follows a blank line (or the file start) and is
-    // followed by a number.
-    let lines: Vec<&str> = text.lines().collect();
+    // A note body is origin, size, root, extension lines; a note starts after a blank line
+    // (or at the file's start) with a line that is not a signature. Its next line is the size.
     let mut last = 0;
-    for (i, pair) in lines.windows(2).enumerate() {
-        let starts_note = (i == 0 && len <= 64 * 1024) || (i > 0 && lines[i - 1].is_empty());
-        if starts_note
-            && !pair[0].is_empty()
-            && !pair[0].starts_with('\u{2014}')
-            && let Ok(n) = pair[1].parse::<u64>()
-        {
-            last = n;
+    let mut at_boundary = len <= 64 * 1024;
+    let mut size_next = false;
+    for line in text.lines() {
+        if size_next {
+            if let Ok(n) = line.parse::<u64>() {
+                last = n;
+            }
+            size_next = false;
+        } else if at_boundary && !line.is_empty() && !line.starts_with('\u{2014}') {
+            size_next = true;
         }
+        at_boundary = line.is_empty();
     }
     Ok(last)
 }
@@ -261,6 +264,7 @@ impl Sink {
     fn name(&self) -> String {
         match &self.kind {
             SinkKind::File(p) => format!("file {}", p.display()),
+            // (the path goes to the log only; /readyz says "file")
             SinkKind::Url { label, .. } => format!("URL {label}"),
         }
     }
@@ -327,7 +331,9 @@ async fn run(
                 0
             }
         };
-        check_store_against_file(&store, path, cursor).await;
+        if let Some(problem) = check_store_against_file(&store, path, cursor).await {
+            *lock(&status.behind) = Some(problem);
+        }
         *lock(&status.file) = Some(SinkHealth { delivered: cursor, ..Default::default() });
         sinks.push(Sink { kind: SinkKind::File(path.clone()), cursor, next_try: None, backoff: config.retry_min });
     }
@@ -375,9 +381,8 @@ async fn run(
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = wake.notified() => {}
-            r = stop.wait_for(|v| *v) => {
+            _ = stop.wait_for(|v| *v) => {
                 // Stop requested (or the sender is gone): one final round, then leave.
-                let _ = r;
                 stopping = true;
             }
         }
@@ -386,7 +391,7 @@ async fn run(
 
 /// Delivers everything above the sink's cursor, in pages; records health.
 async fn round(sink: &mut Sink, store: &Store, status: &WitnessStatus, config: &WitnessConfig) {
-    let health = |status: &WitnessStatus| match sink.kind {
+    let slot = match sink.kind {
         SinkKind::File(_) => &status.file,
         SinkKind::Url { .. } => &status.url,
     };
@@ -409,7 +414,7 @@ async fn round(sink: &mut Sink, store: &Store, status: &WitnessStatus, config: &
                 sink.cursor = last;
                 sink.next_try = None;
                 sink.backoff = config.retry_min;
-                let mut h = lock(health(status));
+                let mut h = lock(slot);
                 let h = h.get_or_insert_with(SinkHealth::default);
                 if h.failing_since.is_some() {
                     tracing::info!(sink = %sink.name(), size = last, "audit witness delivering again");
@@ -421,7 +426,7 @@ async fn round(sink: &mut Sink, store: &Store, status: &WitnessStatus, config: &
                     "audit witness delivery failed; the server keeps serving and retries");
                 sink.next_try = Some(Instant::now() + sink.backoff);
                 sink.backoff = (sink.backoff * 2).min(config.retry_max);
-                let mut h = lock(health(status));
+                let mut h = lock(slot);
                 let h = h.get_or_insert_with(SinkHealth::default);
                 h.failing_since.get_or_insert_with(Instant::now);
                 h.failures += 1;
@@ -436,9 +441,9 @@ async fn round(sink: &mut Sink, store: &Store, status: &WitnessStatus, config: &
 /// written (truncated, or restored from an older backup). Said loudly; serving continues,
 /// since refusing to start would not bring the events back, and `audit verify
 /// --trusted-checkpoint` names the problem.
-async fn check_store_against_file(store: &Store, path: &Path, witnessed: u64) {
+async fn check_store_against_file(store: &Store, path: &Path, witnessed: u64) -> Option<String> {
     if witnessed == 0 {
-        return;
+        return None;
     }
     let size = match store.read().await {
         Ok(mut r) => r.audit_tree_size().await,
@@ -453,7 +458,11 @@ async fn check_store_against_file(store: &Store, path: &Path, witnessed: u64) {
             witnessed_events = witnessed,
             "the audit log is behind its witness file: events were removed (truncation or rollback); run `wardkey audit verify --trusted-checkpoint`"
         );
+        return Some(format!(
+            "the audit log holds {size} events but the witness file vouches for {witnessed}: events were removed"
+        ));
     }
+    None
 }
 
 #[cfg(test)]
