@@ -24,8 +24,8 @@ pub use tree::{
     records_for_indices, stored_hash_count, stored_hash_span, tree_root, verify_consistency, verify_inclusion,
 };
 pub use verify::{
-    TreeVerifier, TrustedMismatch, VerifyFailure, VerifyReport, check_trusted, open_checkpoints, open_trusted_checkpoint,
-    split_witness_notes, verify_checkpoints,
+    TreeVerifier, TrustedMismatch, VerifyFailure, VerifyReport, check_trusted, open_checkpoints,
+    open_trusted_checkpoint, split_witness_notes, verify_checkpoints,
 };
 
 /// Convenience methods on [`Hash`] (a foreign type, hence a trait). `Hash::from_bytes(b)` works

@@ -643,7 +643,8 @@ mod tests {
     fn trusted_checkpoint_between_stored_ones_leaves_their_pairs_alone() {
         let evs = events(10, "a");
         let v = LogVerifier::from_signer(&signer());
-        let stored: Vec<Checkpoint> = [4, 8].iter().map(|&n| v.open_checkpoint(&checkpoint_at(&evs, n)).unwrap()).collect();
+        let stored: Vec<Checkpoint> =
+            [4, 8].iter().map(|&n| v.open_checkpoint(&checkpoint_at(&evs, n)).unwrap()).collect();
         let trusted = v.open_checkpoint(&checkpoint_at(&evs, 6)).unwrap();
         let r = run(&evs, &stored, &trusted).unwrap();
         assert_eq!((r.tree_size, r.checkpoints), (10, 2));

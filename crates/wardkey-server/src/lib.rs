@@ -128,11 +128,7 @@ pub fn router(services: Services) -> Router {
     router_with_limit(services, DEFAULT_MAX_BODY_BYTES)
 }
 
-fn shared_state(
-    services: Services,
-    max_body_bytes: usize,
-    witness: Option<Arc<witness::WitnessStatus>>,
-) -> AppState {
+fn shared_state(services: Services, max_body_bytes: usize, witness: Option<Arc<witness::WitnessStatus>>) -> AppState {
     AppState(Arc::new(SharedState {
         services,
         metrics: Arc::new(Metrics::new()),

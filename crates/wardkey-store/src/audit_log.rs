@@ -347,12 +347,17 @@ impl Conn {
 
     /// Checkpoints larger than `after_size`, ascending by size, at most `limit` (a witness
     /// catching up reads the table as its outbox).
-    pub async fn checkpoints_after(&mut self, after_size: u64, limit: u32) -> Result<Vec<StoredCheckpoint>, StoreError> {
-        let rows = sqlx::query("SELECT size, time, root, note FROM audit_checkpoints WHERE size > $1 ORDER BY size LIMIT $2")
-            .bind(i64_of(after_size, "after_size")?)
-            .bind(i64::from(limit.min(MAX_AUDIT_PAGE)))
-            .fetch_all(self.ex())
-            .await?;
+    pub async fn checkpoints_after(
+        &mut self,
+        after_size: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let rows =
+            sqlx::query("SELECT size, time, root, note FROM audit_checkpoints WHERE size > $1 ORDER BY size LIMIT $2")
+                .bind(i64_of(after_size, "after_size")?)
+                .bind(i64::from(limit.min(MAX_AUDIT_PAGE)))
+                .fetch_all(self.ex())
+                .await?;
         rows.iter().map(checkpoint_from_row).collect()
     }
 

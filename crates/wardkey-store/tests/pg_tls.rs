@@ -114,8 +114,11 @@ impl TlsPostgres {
         }
         // TLS or nothing: only `hostssl` lines, so a plain connection is refused.
         let hba = pg.data().join("pg_hba.conf");
-        std::fs::write(&hba, "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n")
-            .unwrap();
+        std::fs::write(
+            &hba,
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+        )
+        .unwrap();
         pg.give(&hba, 0o600);
 
         let opts = format!(
@@ -136,7 +139,11 @@ impl TlsPostgres {
             .expect("run pg_ctl");
         if !out.status.success() {
             let log = std::fs::read_to_string(pg.path("server.log")).unwrap_or_default();
-            panic!("pg_ctl start failed: {}{}\n{log}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "pg_ctl start failed: {}{}\n{log}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Some(pg)
     }
@@ -195,7 +202,13 @@ async fn postgres_over_tls_verify_full() {
     // The right CA and a matching name: connects, migrates, writes, and the session is TLS.
     let good = pg.url("localhost", &format!("sslmode=verify-full&sslrootcert={}", ca.display()));
     let store = Store::open(&good, Arc::new(SystemClock)).await.expect("connects over verified TLS");
-    let committed = store.append_audit(vec![wardkey_audit::AuditDraft::new("operator:test", "tls.check", wardkey_audit::Outcome::Success)]).await;
+    let committed = store
+        .append_audit(vec![wardkey_audit::AuditDraft::new(
+            "operator:test",
+            "tls.check",
+            wardkey_audit::Outcome::Success,
+        )])
+        .await;
     assert_eq!(committed.expect("writes").event_indices, vec![0]);
     assert_eq!(store.read().await.unwrap().audit_tree_size().await.unwrap(), 1);
     store.close().await;
@@ -203,8 +216,10 @@ async fn postgres_over_tls_verify_full() {
         use sqlx::Connection;
         sqlx::any::install_default_drivers();
         let mut conn = sqlx::AnyConnection::connect(&good).await.unwrap();
-        let row: (bool,) =
-            sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetch_one(&mut conn).await.unwrap();
+        let row: (bool,) = sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
         assert!(row.0, "the session is encrypted");
         let _ = conn.close().await;
     }

@@ -180,11 +180,20 @@ fn read_trusted_text(path: &Path) -> Result<String, String> {
         .match_indices("\n\n")
         .map(|(i, _)| i + 2)
         .find(|&i| i < text.len() && !text[i..].starts_with('\u{2014}') && !text[i..].starts_with('\n'))
-        .ok_or_else(|| format!("the trusted checkpoint file {} is malformed: no checkpoint in its last {WITNESS_TAIL_BYTES} bytes", path.display()))?;
+        .ok_or_else(|| {
+            format!(
+                "the trusted checkpoint file {} is malformed: no checkpoint in its last {WITNESS_TAIL_BYTES} bytes",
+                path.display()
+            )
+        })?;
     Ok(text[from..].to_owned())
 }
 
-pub async fn audit_verify(args: &StoreArgs, verifier_key: Option<&Path>, opts: VerifyOptions) -> Result<ExitCode, String> {
+pub async fn audit_verify(
+    args: &StoreArgs,
+    verifier_key: Option<&Path>,
+    opts: VerifyOptions,
+) -> Result<ExitCode, String> {
     let VerifyOptions { require_signed_tail, trusted_checkpoint, json } = opts;
     let loc = location(args)?;
     let verifier = keys::load_verifier(&loc.data_dir, verifier_key)?;

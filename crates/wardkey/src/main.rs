@@ -220,7 +220,13 @@ fn main() -> ExitCode {
             Command::Resource(cmd) => client::run_resource(cmd).await,
             Command::Role(cmd) => client::run_role(cmd).await,
             Command::Grant(cmd) => client::run_grant(cmd).await,
-            Command::Audit(AuditCommand::Verify { store, verifier_key, require_signed_tail, trusted_checkpoint, json }) => {
+            Command::Audit(AuditCommand::Verify {
+                store,
+                verifier_key,
+                require_signed_tail,
+                trusted_checkpoint,
+                json,
+            }) => {
                 let opts = local::VerifyOptions { require_signed_tail, trusted_checkpoint, json };
                 local::audit_verify(&store, verifier_key.as_deref(), opts).await
             }

@@ -619,7 +619,9 @@ fn tamper(rt: &tokio::runtime::Runtime, data: &Path, database_url: Option<&str>,
                 let url = format!("sqlite://{}", data.join("wardkey.db").display());
                 let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open sqlite");
                 for t in ["audit_events_no_delete", "audit_checkpoints_no_delete"] {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER IF EXISTS {t}"))).execute(&mut conn).await;
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER IF EXISTS {t}")))
+                        .execute(&mut conn)
+                        .await;
                 }
                 for q in sql {
                     sqlx::query(sqlx::AssertSqlSafe(q.clone())).execute(&mut conn).await.expect("tamper");
@@ -766,6 +768,8 @@ fn trusted_checkpoint_catches_truncation_and_fork_on_postgres() {
     let _ = rt.block_on(async {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(&pg_base()).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+            .execute(&mut conn)
+            .await
     });
 }

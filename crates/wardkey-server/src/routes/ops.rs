@@ -29,11 +29,8 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
     match probe.await {
         Ok(_) => {
             let problems = s.witness.as_ref().map(|w| w.problems()).unwrap_or_default();
-            let body = if problems.is_empty() {
-                "ready\n".to_owned()
-            } else {
-                format!("degraded\n{}\n", problems.join("\n"))
-            };
+            let body =
+                if problems.is_empty() { "ready\n".to_owned() } else { format!("degraded\n{}\n", problems.join("\n")) };
             (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], body).into_response()
         }
         Err(e) => {

@@ -24,7 +24,10 @@ impl Receiver {
                 let sink = sink.clone();
                 async move {
                     assert!(
-                        headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/plain")),
+                        headers
+                            .get("content-type")
+                            .and_then(|v| v.to_str().ok())
+                            .is_some_and(|v| v.starts_with("text/plain")),
                         "{headers:?}"
                     );
                     sink.lock().unwrap().push(body);
