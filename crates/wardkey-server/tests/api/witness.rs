@@ -4,7 +4,6 @@
 //! backlog is delivered once the receiver comes up.
 
 use super::*;
-use sqlx::Connection as _;
 use std::sync::Mutex;
 use wardkey_server::witness::WitnessConfig;
 
