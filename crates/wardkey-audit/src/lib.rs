@@ -28,7 +28,10 @@ pub use tree::{
     indices_for_append, indices_for_consistency, indices_for_inclusion, indices_for_root, record_for_stored_index,
     records_for_indices, stored_hash_count, stored_hash_span, tree_root, verify_consistency, verify_inclusion,
 };
-pub use verify::{TreeVerifier, VerifyFailure, VerifyReport, open_checkpoints, verify_checkpoints};
+pub use verify::{
+    TreeVerifier, TrustedMismatch, VerifyFailure, VerifyReport, check_trusted, open_checkpoints,
+    open_trusted_checkpoint, split_witness_notes, verify_checkpoints,
+};
 
 /// Convenience methods on [`Hash`] (a foreign type, hence a trait). `Hash::from_bytes(b)` works
 /// with this trait in scope (`use wardkey_audit::HashExt;`).

@@ -105,6 +105,11 @@ pub struct TreeVerifier {
     pending: Vec<u64>,
     pending_pos: usize,
     captured: HashCache,
+    /// Sizes whose root is recorded outside the checkpoint pairs (a trusted checkpoint from
+    /// outside the store): size → root once reached.
+    watched: BTreeMap<u64, Option<Hash>>,
+    /// Smallest watched size > `size`.
+    next_watch: Option<u64>,
 }
 
 impl TreeVerifier {
@@ -139,6 +144,33 @@ impl TreeVerifier {
         self.register(cp.size, Some(cp.root));
     }
 
+    /// Records the root when the tree reaches `size`, without making `size` part of the
+    /// consistency pairs between registered checkpoints (so a trusted checkpoint from outside
+    /// the store does not change which stored checkpoints are proved consistent).
+    pub fn watch_root_at(&mut self, size: u64) {
+        if size < self.size {
+            return;
+        }
+        if size == self.size {
+            let root = self.root();
+            self.watched.insert(size, Some(root));
+            return;
+        }
+        self.watched.entry(size).or_insert(None);
+        if self.next_watch.is_none_or(|n| size < n) {
+            self.next_watch = Some(size);
+        }
+    }
+
+    fn reach_watch(&mut self) {
+        let size = self.size;
+        let root = self.frontier_root().ok();
+        if let Some(slot) = self.watched.get_mut(&size) {
+            *slot = root;
+        }
+        self.next_watch = self.watched.range(size + 1..).next().map(|(k, _)| *k);
+    }
+
     fn register(&mut self, size: u64, signed_root: Option<Hash>) {
         if size < self.size {
             return;
@@ -166,7 +198,7 @@ impl TreeVerifier {
         if size == self.size {
             return Some(self.root());
         }
-        self.targets.get(&size).and_then(|t| t.root)
+        self.targets.get(&size).and_then(|t| t.root).or_else(|| self.watched.get(&size).copied().flatten())
     }
 
     /// Root of all events pushed so far.
@@ -273,6 +305,9 @@ impl TreeVerifier {
         self.size = n + 1;
         if self.next_target == Some(self.size) {
             self.reach_target();
+        }
+        if self.next_watch == Some(self.size) {
+            self.reach_watch();
         }
         Ok(())
     }
@@ -432,4 +467,225 @@ pub fn verify_checkpoints(tree: &TreeVerifier, checkpoints: &[Checkpoint]) -> Re
         last_checkpoint: last.cloned(),
         unchecked_events: tree.size() - last.map_or(0, |c| c.size),
     })
+}
+
+/// How a store compares with a checkpoint kept outside it (a witness copy).
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrustedMismatch {
+    /// The store holds fewer events than the trusted checkpoint covers: events were cut off
+    /// the end (truncation), or the store was rolled back to an older state.
+    Behind { store_size: u64, trusted_size: u64 },
+    /// The store's events give a different root at the trusted size: the log was rewritten
+    /// (a fork), even if it verifies against its own, re-signed checkpoints.
+    Forked { size: u64, trusted_root: Hash, store_root: Hash },
+}
+
+impl fmt::Display for TrustedMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrustedMismatch::Behind { store_size, trusted_size } => write!(
+                f,
+                "the store is behind the trusted checkpoint: it holds {store_size} events but the trusted \
+                 checkpoint covers {trusted_size} (the log was truncated or rolled back)"
+            ),
+            TrustedMismatch::Forked { size, trusted_root, store_root } => write!(
+                f,
+                "the store is inconsistent with the trusted checkpoint: at size {size} its events give root \
+                 {store_root} but the trusted checkpoint says {trusted_root} (the log was rewritten: a fork)"
+            ),
+        }
+    }
+}
+
+impl TrustedMismatch {
+    /// The first event index that may be at fault: the store's end for truncation; for a fork
+    /// only the trusted size is known, so 0 (some event below it differs).
+    pub fn index(&self) -> u64 {
+        match self {
+            TrustedMismatch::Behind { store_size, .. } => *store_size,
+            TrustedMismatch::Forked { .. } => 0,
+        }
+    }
+}
+
+impl From<TrustedMismatch> for VerifyFailure {
+    fn from(m: TrustedMismatch) -> Self {
+        VerifyFailure::new(m.index(), m.to_string())
+    }
+}
+
+/// Compares a tree that consumed every stored row with a trusted checkpoint (whose size was
+/// watched with [`TreeVerifier::watch_root_at`] before the rows were pushed).
+///
+/// The recomputed root at the trusted size must equal the trusted root. Because that root is
+/// recomputed from the very events the store holds now, equality proves the store extends the
+/// trusted tree — it implies (and is stronger than) a consistency proof from the trusted size
+/// to the store's size, which a store could only fake by finding a hash collision.
+pub fn check_trusted(tree: &TreeVerifier, trusted: &Checkpoint) -> Result<(), TrustedMismatch> {
+    if trusted.size > tree.size() {
+        return Err(TrustedMismatch::Behind { store_size: tree.size(), trusted_size: trusted.size });
+    }
+    match tree.root_at(trusted.size) {
+        Some(root) if root == trusted.root => Ok(()),
+        Some(root) => Err(TrustedMismatch::Forked { size: trusted.size, trusted_root: trusted.root, store_root: root }),
+        // Not watched before the rows were pushed: treat as a fork rather than pass silently.
+        None => Err(TrustedMismatch::Forked { size: trusted.size, trusted_root: trusted.root, store_root: EMPTY_HASH }),
+    }
+}
+
+/// Splits a witness file (signed checkpoint notes appended one after another, each followed
+/// by a blank line) into its notes, in file order. A note is a body (no blank line inside)
+/// and a block of signature lines starting with `— `. Fails on anything else, naming the line.
+pub fn split_witness_notes(text: &str) -> Result<Vec<String>, String> {
+    let mut notes = Vec::new();
+    let mut body = String::new();
+    let mut sigs = String::new();
+    // 0: in body, 1: after body's blank line (signature block), 2: between notes.
+    let mut state = 2u8;
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        let lineno = n + 1;
+        let bare = line.strip_suffix('\n').unwrap_or(line);
+        if !line.ends_with('\n') {
+            return Err(format!("line {lineno} is incomplete (no newline; a torn write?)"));
+        }
+        match state {
+            2 if bare.is_empty() => {}
+            2 | 0 if bare.starts_with('\u{2014}') => {
+                return Err(format!("line {lineno}: a signature line where a checkpoint body was expected"));
+            }
+            2 => {
+                body.clear();
+                body.push_str(line);
+                state = 0;
+            }
+            0 if bare.is_empty() => {
+                state = 1;
+                sigs.clear();
+            }
+            0 => body.push_str(line),
+            _ if bare.is_empty() => {
+                if sigs.is_empty() {
+                    return Err(format!("line {lineno}: a checkpoint without signature lines"));
+                }
+                notes.push(format!("{body}\n{sigs}"));
+                state = 2;
+            }
+            _ if bare.starts_with("\u{2014} ") => sigs.push_str(line),
+            _ => return Err(format!("line {lineno}: expected a signature line (\"\u{2014} <key name> <signature>\")")),
+        }
+    }
+    match state {
+        1 if !sigs.is_empty() => notes.push(format!("{body}\n{sigs}")),
+        0 | 1 => return Err("the last checkpoint is incomplete (a torn write?)".to_owned()),
+        _ => {}
+    }
+    Ok(notes)
+}
+
+/// Reads a trusted checkpoint: a single signed note, or a witness file of several (the last
+/// one counts, being the newest), and opens it with the log's key. Errors say what is wrong:
+/// empty, malformed, or not signed by this key.
+pub fn open_trusted_checkpoint(log: &LogVerifier, text: &str) -> Result<Checkpoint, String> {
+    if text.trim().is_empty() {
+        return Err("the trusted checkpoint file is empty".to_owned());
+    }
+    let notes = split_witness_notes(text).map_err(|e| format!("the trusted checkpoint file is malformed: {e}"))?;
+    let Some(last) = notes.last() else {
+        return Err("the trusted checkpoint file holds no checkpoint".to_owned());
+    };
+    log.open_checkpoint(last).map_err(|e| match e {
+        crate::AuditError::InvalidCheckpoint(m) if m.contains("not signed by this log's key") => format!(
+            "the trusted checkpoint is not signed by the verifier key {}+{:08x} (signed by another key, or altered)",
+            log.origin(),
+            log.key_id()
+        ),
+        crate::AuditError::InvalidCheckpoint(m) => format!("the trusted checkpoint is malformed: {m}"),
+        other => format!("the trusted checkpoint is malformed: {other}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AuditDraft, AuditEvent, LogSigner, Outcome};
+    use chrono::{TimeZone, Utc};
+
+    fn events(n: u64, actor: &str) -> Vec<AuditEvent> {
+        let t = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+        (0..n).map(|i| AuditEvent::new(i, t, AuditDraft::new(actor, "test.event", Outcome::Success))).collect()
+    }
+
+    fn signer() -> LogSigner {
+        LogSigner::from_seed("wardkey/test", [3; 32]).unwrap()
+    }
+
+    /// The root after `n` events, signed.
+    fn checkpoint_at(evs: &[AuditEvent], n: u64) -> String {
+        let mut t = TreeVerifier::new();
+        for e in &evs[..n as usize] {
+            t.push(e, None, None).unwrap();
+        }
+        signer().sign_checkpoint(n, t.root(), Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap())
+    }
+
+    fn run(evs: &[AuditEvent], stored: &[Checkpoint], trusted: &Checkpoint) -> Result<VerifyReport, VerifyFailure> {
+        let mut t = TreeVerifier::for_checkpoints(stored);
+        t.watch_root_at(trusted.size);
+        for e in evs {
+            t.push(e, None, None)?;
+        }
+        let report = verify_checkpoints(&t, stored)?;
+        check_trusted(&t, trusted)?;
+        Ok(report)
+    }
+
+    #[test]
+    fn trusted_checkpoint_between_stored_ones_leaves_their_pairs_alone() {
+        let evs = events(10, "a");
+        let v = LogVerifier::from_signer(&signer());
+        let stored: Vec<Checkpoint> =
+            [4, 8].iter().map(|&n| v.open_checkpoint(&checkpoint_at(&evs, n)).unwrap()).collect();
+        let trusted = v.open_checkpoint(&checkpoint_at(&evs, 6)).unwrap();
+        let r = run(&evs, &stored, &trusted).unwrap();
+        assert_eq!((r.tree_size, r.checkpoints), (10, 2));
+        // The same trusted size as a stored one, and the current size.
+        let at8 = v.open_checkpoint(&checkpoint_at(&evs, 8)).unwrap();
+        run(&evs, &stored, &at8).unwrap();
+        let at10 = v.open_checkpoint(&checkpoint_at(&evs, 10)).unwrap();
+        run(&evs, &stored, &at10).unwrap();
+    }
+
+    #[test]
+    fn behind_and_forked_are_named() {
+        let evs = events(10, "a");
+        let v = LogVerifier::from_signer(&signer());
+        let trusted = v.open_checkpoint(&checkpoint_at(&evs, 10)).unwrap();
+        let f = run(&evs[..6], &[], &trusted).unwrap_err();
+        assert_eq!(f.index, 6);
+        assert!(f.reason.contains("behind the trusted checkpoint"), "{f}");
+        let forged = events(12, "mallory");
+        let f = run(&forged, &[], &trusted).unwrap_err();
+        assert!(f.reason.contains("fork") && f.reason.contains("at size 10"), "{f}");
+        let f = run(&forged[..10], &[], &trusted).unwrap_err();
+        assert!(f.reason.contains("fork"), "{f}");
+    }
+
+    #[test]
+    fn witness_files_split_into_notes() {
+        let evs = events(5, "a");
+        let (a, b) = (checkpoint_at(&evs, 2), checkpoint_at(&evs, 5));
+        let file = format!("{a}\n{b}\n");
+        assert_eq!(split_witness_notes(&file).unwrap(), vec![a.clone(), b.clone()]);
+        assert_eq!(split_witness_notes(&a).unwrap(), vec![a.clone()]);
+        let v = LogVerifier::from_signer(&signer());
+        assert_eq!(open_trusted_checkpoint(&v, &file).unwrap().size, 5);
+        // Torn, garbage, empty, another key.
+        assert!(split_witness_notes(&file[..file.len() - 10]).is_err());
+        assert!(open_trusted_checkpoint(&v, "hello\n").unwrap_err().contains("malformed"));
+        assert!(open_trusted_checkpoint(&v, "").unwrap_err().contains("empty"));
+        let other = LogSigner::from_seed("wardkey/test", [4; 32]).unwrap();
+        let foreign = other.sign_checkpoint(5, EMPTY_HASH, Utc::now());
+        let e = open_trusted_checkpoint(&v, &foreign).unwrap_err();
+        assert!(e.contains("not signed by the verifier key"), "{e}");
+    }
 }

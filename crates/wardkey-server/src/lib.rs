@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod problem;
 pub mod respond;
 pub mod routes;
+pub mod witness;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -56,6 +57,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Connection cap and header, body and idle timeouts (`[http]` in the config file).
     pub http: listen::HttpLimits,
+    /// Copies of every signed checkpoint outside the store (file and/or URL); see [`witness`].
+    pub witness: witness::WitnessConfig,
 }
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -70,6 +73,7 @@ impl Default for ServerConfig {
             checkpoint_every_events: 1000,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             http: listen::HttpLimits::default(),
+            witness: witness::WitnessConfig::default(),
         }
     }
 }
@@ -119,6 +123,8 @@ pub struct SharedState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) max_body_bytes: usize,
     pub(crate) openapi: Bytes,
+    /// Health of the audit witness sinks, for `/readyz` (`None` when none is configured).
+    pub(crate) witness: Option<Arc<witness::WitnessStatus>>,
 }
 
 /// The application with the default body limit (1 MiB).
@@ -126,23 +132,24 @@ pub fn router(services: Services) -> Router {
     router_with_limit(services, DEFAULT_MAX_BODY_BYTES)
 }
 
-fn shared_state(services: Services, max_body_bytes: usize) -> AppState {
+fn shared_state(services: Services, max_body_bytes: usize, witness: Option<Arc<witness::WitnessStatus>>) -> AppState {
     AppState(Arc::new(SharedState {
         services,
         metrics: Arc::new(Metrics::new()),
         max_body_bytes,
         openapi: Bytes::from(openapi::document()),
+        witness,
     }))
 }
 
 /// The application: every route, the middleware, and the state.
 pub fn router_with_limit(services: Services, max_body_bytes: usize) -> Router {
-    routes_with_state(shared_state(services, max_body_bytes))
+    routes_with_state(shared_state(services, max_body_bytes, None))
 }
 
 /// What the server serves: the decision hot path in front of the router (see [`hot`]).
-pub fn app(services: Services, max_body_bytes: usize) -> hot::Edge {
-    let state = shared_state(services, max_body_bytes);
+pub fn app(services: Services, max_body_bytes: usize, witness: Option<Arc<witness::WitnessStatus>>) -> hot::Edge {
+    let state = shared_state(services, max_body_bytes, witness);
     hot::Edge::new(routes_with_state(state.clone()), state)
 }
 
@@ -317,13 +324,16 @@ async fn serve(
         .await
         .map_err(|e| ServerError::Task(format!("building the decision index: {e}")))?;
     tracing::info!(revision, millis = took.as_millis() as u64, "decision index built");
-    let app = app(services.clone(), config.max_body_bytes);
+    // Witness copies of the checkpoints, delivered apart from the write path.
+    let witness = witness::Witness::start(config.witness.clone(), services.store().clone());
+    let app = app(services.clone(), config.max_body_bytes, witness.as_ref().map(|w| w.status.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let checkpointer = tokio::spawn(checkpointer(
         services.clone(),
         config.checkpoint_interval,
         config.checkpoint_every_events,
         stop_rx.clone(),
+        witness.as_ref().map(witness::Witness::waker),
     ));
     // Contractor/HR end dates: disables people whose end date passed in their time zone.
     tokio::spawn(wardkey_service::hr::end_date_job(services.clone(), stop_rx.clone()));
@@ -364,6 +374,13 @@ async fn serve(
         tracing::error!(error = %e, "session sweeper task failed");
     }
     services.drain_decision_audit().await;
+    if let Some(w) = witness {
+        // Sign the last checkpoint here rather than in `close`, so the witness gets it too.
+        if let Err(e) = services.store().checkpoint_now().await {
+            tracing::warn!(error = %e, "final audit checkpoint before the witness flush failed");
+        }
+        w.finish().await;
+    }
     services.store().close().await;
     served
 }
@@ -445,7 +462,13 @@ async fn session_sweeper(services: Services, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn checkpointer(services: Services, interval: Duration, every_events: u64, mut stop: watch::Receiver<bool>) {
+async fn checkpointer(
+    services: Services,
+    interval: Duration,
+    every_events: u64,
+    mut stop: watch::Receiver<bool>,
+    witness: Option<Arc<tokio::sync::Notify>>,
+) {
     let interval = interval.max(Duration::from_millis(10));
     // How often the tree size is looked at, to notice `every_events` early.
     let tick = (interval / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
@@ -472,7 +495,12 @@ async fn checkpointer(services: Services, interval: Duration, every_events: u64,
         }
         last_time = tokio::time::Instant::now();
         match store.checkpoint_now().await {
-            Ok(_) => last_size = size,
+            Ok(signed) => {
+                last_size = size;
+                if let (Some(_), Some(w)) = (signed, &witness) {
+                    w.notify_one();
+                }
+            }
             Err(e) => tracing::error!(error = %e, "signing an audit checkpoint failed"),
         }
     }

@@ -1050,3 +1050,5 @@ mod openapi;
 mod scim;
 #[path = "api/tokens.rs"]
 mod tokens;
+#[path = "api/witness.rs"]
+mod witness;

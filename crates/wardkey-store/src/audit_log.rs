@@ -345,6 +345,22 @@ impl Conn {
         row.as_ref().map(checkpoint_from_row).transpose()
     }
 
+    /// Checkpoints larger than `after_size`, ascending by size, at most `limit` (a witness
+    /// catching up reads the table as its outbox).
+    pub async fn checkpoints_after(
+        &mut self,
+        after_size: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let rows =
+            sqlx::query("SELECT size, time, root, note FROM audit_checkpoints WHERE size > $1 ORDER BY size LIMIT $2")
+                .bind(i64_of(after_size, "after_size")?)
+                .bind(i64::from(limit.min(MAX_AUDIT_PAGE)))
+                .fetch_all(self.ex())
+                .await?;
+        rows.iter().map(checkpoint_from_row).collect()
+    }
+
     /// Every checkpoint, ascending by size.
     pub async fn list_checkpoints(&mut self) -> Result<Vec<StoredCheckpoint>, StoreError> {
         let rows = sqlx::query("SELECT size, time, root, note FROM audit_checkpoints ORDER BY size")
@@ -417,7 +433,11 @@ fn open_stored(stored: &[StoredCheckpoint], verifier: &LogVerifier) -> Result<Ve
 
 /// Streams every event row, in index order, through a [`TreeVerifier`] primed with the signed
 /// checkpoints, then checks the checkpoints against the recomputed tree.
-pub(crate) async fn verify(conn: &mut AnyConnection, verifier: &LogVerifier) -> Result<VerifyReport, VerifyFailure> {
+pub(crate) async fn verify(
+    conn: &mut AnyConnection,
+    verifier: &LogVerifier,
+    trusted: Option<&Checkpoint>,
+) -> Result<VerifyReport, VerifyFailure> {
     let rows = sqlx::query("SELECT size, time, root, note FROM audit_checkpoints ORDER BY size")
         .fetch_all(&mut *conn)
         .await
@@ -427,7 +447,7 @@ pub(crate) async fn verify(conn: &mut AnyConnection, verifier: &LogVerifier) -> 
         stored.push(checkpoint_from_row(r).map_err(|e| fail(0, format!("unreadable checkpoint row: {e}")))?);
     }
     let checkpoints = open_stored(&stored, verifier)?;
-    let mut tree = TreeVerifier::for_checkpoints(&checkpoints);
+    let mut tree = primed(&checkpoints, trusted);
     {
         let mut stream =
             sqlx::query(concat!("SELECT ", event_cols!(), ", leaf, hashes FROM audit_events ORDER BY idx"))
@@ -448,7 +468,30 @@ pub(crate) async fn verify(conn: &mut AnyConnection, verifier: &LogVerifier) -> 
             tree.push(&event, Some(leaf), Some(&hashes))?;
         }
     }
-    wardkey_audit::verify_checkpoints(&tree, &checkpoints)
+    finish(&tree, &checkpoints, trusted)
+}
+
+/// A tree verifier primed with the stored checkpoints and, if given, the trusted one's size.
+fn primed(checkpoints: &[Checkpoint], trusted: Option<&Checkpoint>) -> TreeVerifier {
+    let mut tree = TreeVerifier::for_checkpoints(checkpoints);
+    if let Some(t) = trusted {
+        tree.watch_root_at(t.size);
+    }
+    tree
+}
+
+/// The store's own checkpoints first (a tampered event is named precisely), then the store
+/// against the trusted checkpoint kept outside it (truncation, rollback, fork).
+fn finish(
+    tree: &TreeVerifier,
+    checkpoints: &[Checkpoint],
+    trusted: Option<&Checkpoint>,
+) -> Result<VerifyReport, VerifyFailure> {
+    let report = wardkey_audit::verify_checkpoints(tree, checkpoints)?;
+    if let Some(t) = trusted {
+        wardkey_audit::check_trusted(tree, t)?;
+    }
+    Ok(report)
 }
 
 /// The same verification for a SQLite file, read in-process with rusqlite (blocking; run it on
@@ -456,6 +499,7 @@ pub(crate) async fn verify(conn: &mut AnyConnection, verifier: &LogVerifier) -> 
 pub(crate) fn verify_sqlite_file(
     path: &std::path::Path,
     verifier: &LogVerifier,
+    trusted: Option<&Checkpoint>,
 ) -> Result<VerifyReport, VerifyFailure> {
     use rusqlite::{Connection, OpenFlags};
     let db = |e: rusqlite::Error| fail(0, format!("cannot read the database: {e}"));
@@ -477,7 +521,7 @@ pub(crate) fn verify_sqlite_file(
         });
     }
     let checkpoints = open_stored(&stored, verifier)?;
-    let mut tree = TreeVerifier::for_checkpoints(&checkpoints);
+    let mut tree = primed(&checkpoints, trusted);
     let mut stmt =
         conn.prepare(concat!("SELECT ", event_cols!(), ", leaf, hashes FROM audit_events ORDER BY idx")).map_err(db)?;
     let mut rows = stmt.query([]).map_err(db)?;
@@ -519,7 +563,7 @@ pub(crate) fn verify_sqlite_file(
             row.get_ref(13).ok().and_then(|v| v.as_blob().ok()).ok_or_else(|| fail(at, "unreadable hashes"))?;
         tree.push(&event, Some(leaf), Some(hashes))?;
     }
-    wardkey_audit::verify_checkpoints(&tree, &checkpoints)
+    finish(&tree, &checkpoints, trusted)
 }
 
 /// Signs and inserts a checkpoint for the tree of `size` events if it is larger than the last

@@ -358,6 +358,9 @@ const PG_UNLOCK_MIGRATE: &str =
 impl PostgresBackend {
     pub async fn connect(url: &str, options: &StoreOptions, read_only: bool) -> Result<PostgresBackend, StoreError> {
         install_drivers();
+        warn_unverified_tls(url);
+        // `sslmode`, `sslrootcert`, `sslcert` and `sslkey` in the URL (or PGSSLMODE, …) are
+        // honoured by sqlx's PostgreSQL driver, over rustls.
         let connect = AnyConnectOptions::from_str(url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(options.pg_max_connections.max(2))
@@ -396,6 +399,25 @@ impl PostgresBackend {
             .await?;
         warn_without_autovacuum(&pool).await;
         Ok(PostgresBackend { pool, url: url.to_owned() })
+    }
+}
+
+/// A database on another host reached without `sslmode=verify-full` (or `verify-ca`) can be
+/// impersonated by anyone on the path: say so once at start. Loopback and Unix sockets are
+/// left alone.
+fn warn_unverified_tls(url: &str) {
+    use sqlx::postgres::{PgConnectOptions, PgSslMode};
+    let Ok(opts) = PgConnectOptions::from_str(url) else { return };
+    let host = opts.get_host();
+    let local = opts.get_socket().is_some()
+        || host.starts_with('/')
+        || host == "localhost"
+        || host.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !local && !matches!(opts.get_ssl_mode(), PgSslMode::VerifyFull | PgSslMode::VerifyCa) {
+        tracing::warn!(
+            host = %host,
+            "the PostgreSQL server's certificate is not verified: add sslmode=verify-full&sslrootcert=<CA file> to the database URL"
+        );
     }
 }
 

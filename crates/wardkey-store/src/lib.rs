@@ -347,6 +347,17 @@ impl Store {
     /// Re-computes the whole Merkle tree from the event rows (streamed in index order) and
     /// checks every signed checkpoint against it. The failure names the first index at fault.
     pub async fn verify_audit(&self, verifier: &LogVerifier) -> Result<VerifyReport, VerifyFailure> {
+        self.verify_audit_trusted(verifier, None).await
+    }
+
+    /// [`Store::verify_audit`], then compares the store with a checkpoint kept outside it (a
+    /// witness copy, opened with the same key): fails when the store is behind it (truncation,
+    /// rollback) or its events give another root at that size (a fork).
+    pub async fn verify_audit_trusted(
+        &self,
+        verifier: &LogVerifier,
+        trusted: Option<&wardkey_audit::Checkpoint>,
+    ) -> Result<VerifyReport, VerifyFailure> {
         let mut conn = self
             .inner
             .shared
@@ -357,12 +368,14 @@ impl Store {
             .map_err(|e| VerifyFailure { index: 0, reason: format!("cannot connect to the database: {e}") })?;
         if let Some(path) = self.inner.shared.backend.sqlite_file() {
             drop(conn);
-            let (path, verifier) = (path.to_owned(), verifier.clone());
-            return tokio::task::spawn_blocking(move || audit_log::verify_sqlite_file(&path, &verifier))
-                .await
-                .unwrap_or_else(|e| Err(VerifyFailure { index: 0, reason: format!("verification task failed: {e}") }));
+            let (path, verifier, trusted) = (path.to_owned(), verifier.clone(), trusted.cloned());
+            return tokio::task::spawn_blocking(move || {
+                audit_log::verify_sqlite_file(&path, &verifier, trusted.as_ref())
+            })
+            .await
+            .unwrap_or_else(|e| Err(VerifyFailure { index: 0, reason: format!("verification task failed: {e}") }));
         }
-        audit_log::verify(&mut conn, verifier).await
+        audit_log::verify(&mut conn, verifier, trusted).await
     }
 
     /// Finishes the queued writes, writes a final checkpoint if a signer is set, stops the

@@ -192,6 +192,10 @@ conformance!(
     authn_sessions_lifecycle,
     heartbeat_writes_without_event,
     revisions_are_announced,
+    trusted_checkpoint_catches_truncation,
+    trusted_checkpoint_catches_rollback,
+    trusted_checkpoint_catches_forged_fork,
+    trusted_checkpoint_catches_rollback_then_continued,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1980,4 +1984,164 @@ async fn revisions_are_announced(db: &Db) {
         assert!(heard.is_ok(), "the other node heard revision {}", c2.revision);
     }
     other.close().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints kept outside the store (audit witness)
+
+impl Db {
+    /// Drops the append-only guards of both audit tables (an attacker with database access).
+    async fn drop_all_audit_guards(&self) {
+        match self.kind {
+            BackendKind::Sqlite => {
+                self.exec(
+                    "DROP TRIGGER audit_events_no_update; DROP TRIGGER audit_events_no_delete; \
+                     DROP TRIGGER audit_checkpoints_no_update; DROP TRIGGER audit_checkpoints_no_delete;",
+                )
+                .await
+            }
+            BackendKind::Postgres => {
+                self.exec("ALTER TABLE audit_events DISABLE TRIGGER USER; ALTER TABLE audit_checkpoints DISABLE TRIGGER USER;")
+                    .await
+            }
+        }
+    }
+
+    /// Cuts the log back: events from `events` on and checkpoints above `checkpoints` go.
+    async fn cut_back(&self, events: u64, checkpoints: u64) {
+        self.drop_all_audit_guards().await;
+        self.exec(&format!(
+            "DELETE FROM audit_events WHERE idx >= {events}; DELETE FROM audit_checkpoints WHERE size > {checkpoints};"
+        ))
+        .await;
+    }
+}
+
+/// A log of 5 + 5 events with a checkpoint after each half; returns the signer, its verifier
+/// and the second checkpoint opened (what the witness holds).
+async fn witnessed_log(db: &Db) -> (LogSigner, LogVerifier, wardkey_audit::Checkpoint) {
+    let signer = LogSigner::generate("wardkey/test");
+    let verifier = LogVerifier::from_signer(&signer);
+    db.store.set_signer(signer.clone());
+    db.events(5).await;
+    db.store.checkpoint_now().await.unwrap().unwrap();
+    db.events(5).await;
+    let witnessed = db.store.checkpoint_now().await.unwrap().unwrap();
+    let trusted = verifier.open_checkpoint(&witnessed.note).unwrap();
+    assert_eq!(trusted.size, 10);
+    db.store.verify_audit_trusted(&verifier, Some(&trusted)).await.unwrap();
+    (signer, verifier, trusted)
+}
+
+/// Events and the newest checkpoint removed together, back to a checkpoint boundary: the
+/// store alone still verifies (nothing inside it remembers the lost tail); the trusted
+/// checkpoint catches it.
+async fn trusted_checkpoint_catches_truncation(db: &Db) {
+    let (_, verifier, trusted) = witnessed_log(db).await;
+    db.cut_back(5, 5).await;
+    let alone = db.store.verify_audit(&verifier).await.unwrap();
+    assert_eq!((alone.tree_size, alone.checkpoints), (5, 1));
+    let f = db.store.verify_audit_trusted(&verifier, Some(&trusted)).await.unwrap_err();
+    assert_eq!(f.index, 5, "{f}");
+    assert!(f.reason.contains("behind the trusted checkpoint") && f.reason.contains("truncated"), "{f}");
+}
+
+/// The store put back to an older state that is consistent in itself (a restored backup with
+/// an unsigned tail): behind the trusted checkpoint.
+async fn trusted_checkpoint_catches_rollback(db: &Db) {
+    let (_, verifier, trusted) = witnessed_log(db).await;
+    db.cut_back(7, 5).await;
+    let alone = db.store.verify_audit(&verifier).await.unwrap();
+    assert_eq!((alone.tree_size, alone.unchecked_events), (7, 2));
+    let f = db.store.verify_audit_trusted(&verifier, Some(&trusted)).await.unwrap_err();
+    assert_eq!(f.index, 7, "{f}");
+    assert!(f.reason.contains("holds 7 events") && f.reason.contains("covers 10"), "{f}");
+    // An older trusted checkpoint the store still extends is fine.
+    let older = {
+        let mut r = db.store.read().await.unwrap();
+        r.list_checkpoints().await.unwrap().remove(0)
+    };
+    let older = verifier.open_checkpoint(&older.note).unwrap();
+    db.store.verify_audit_trusted(&verifier, Some(&older)).await.unwrap();
+}
+
+/// Someone with the signing key rewrites event 7, recomputes every hash after it and re-signs
+/// the checkpoint at 10: the store verifies against itself, but not against the witness.
+async fn trusted_checkpoint_catches_forged_fork(db: &Db) {
+    let (signer, verifier, trusted) = witnessed_log(db).await;
+    let mut r = db.store.read().await.unwrap();
+    let mut events = r.audit_events(&AuditQuery::default(), None, 100).await.unwrap();
+    drop(r);
+    events[7].draft.actor = "user:mallory".into();
+    let mut cache = HashCache::new();
+    let mut rows = Vec::new();
+    for e in &events {
+        let leaf = e.leaf_hash();
+        let hashes = cache.append(e.index, leaf).unwrap();
+        rows.push((leaf, encode_hashes(&hashes)));
+    }
+    let forged_root = wardkey_audit::tree_root(10, &cache).unwrap();
+    assert_ne!(forged_root, trusted.root);
+    db.drop_all_audit_guards().await;
+    let mut c = db.raw().await;
+    for i in 7..10 {
+        sqlx::query("UPDATE audit_events SET actor = $1, leaf = $2, hashes = $3 WHERE idx = $4")
+            .bind(events[i].draft.actor.clone())
+            .bind(rows[i].0.as_bytes().to_vec())
+            .bind(rows[i].1.clone())
+            .bind(i as i64)
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let time = start_time();
+    sqlx::query("UPDATE audit_checkpoints SET root = $1, note = $2 WHERE size = 10")
+        .bind(forged_root.as_bytes().to_vec())
+        .bind(signer.sign_checkpoint(10, forged_root, time))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let _ = c.close().await;
+
+    // Same size, different root.
+    let alone = db.store.verify_audit(&verifier).await.unwrap();
+    assert_eq!((alone.tree_size, alone.checkpoints), (10, 2));
+    let f = db.store.verify_audit_trusted(&verifier, Some(&trusted)).await.unwrap_err();
+    assert!(f.reason.contains("inconsistent with the trusted checkpoint") && f.reason.contains("fork"), "{f}");
+    assert!(f.reason.contains(&trusted.root.to_string()) && f.reason.contains(&forged_root.to_string()), "{f}");
+
+    // The forged log grows on (a fresh store, as after a restart): still caught.
+    let store = Store::open(&db.url, db.clock.clone()).await.unwrap();
+    store.set_signer(signer);
+    store.append_audit(vec![draft("after.fork"), draft("after.fork")]).await.unwrap();
+    assert_eq!(store.checkpoint_now().await.unwrap().map(|c| c.size), Some(12));
+    assert_eq!(store.verify_audit(&verifier).await.unwrap().tree_size, 12);
+    let f = store.verify_audit_trusted(&verifier, Some(&trusted)).await.unwrap_err();
+    assert!(f.reason.contains("at size 10"), "{f}");
+    store.close().await;
+}
+
+/// Cut back to a checkpoint and written on past the witnessed size with other events: the
+/// store is longer than the trusted checkpoint and self-consistent, but it forked from it.
+async fn trusted_checkpoint_catches_rollback_then_continued(db: &Db) {
+    let (signer, verifier, trusted) = witnessed_log(db).await;
+    db.cut_back(5, 5).await;
+    let store = Store::open(&db.url, db.clock.clone()).await.unwrap();
+    store.set_signer(signer);
+    for i in 0..8 {
+        store.append_audit(vec![draft("rewritten.history").with_detail("i", i as u64)]).await.unwrap();
+    }
+    assert_eq!(store.checkpoint_now().await.unwrap().map(|c| c.size), Some(13));
+    let alone = store.verify_audit(&verifier).await.unwrap();
+    assert_eq!(alone.tree_size, 13);
+    let f = store.verify_audit_trusted(&verifier, Some(&trusted)).await.unwrap_err();
+    assert!(f.reason.contains("inconsistent with the trusted checkpoint"), "{f}");
+    // A trusted checkpoint by another key is refused before anything is compared.
+    let stranger = LogSigner::generate("wardkey/test");
+    let foreign = stranger.sign_checkpoint(13, alone.root, start_time());
+    let e = wardkey_audit::open_trusted_checkpoint(&verifier, &foreign).unwrap_err();
+    assert!(e.contains("not signed by the verifier key"), "{e}");
+    let e = wardkey_audit::open_trusted_checkpoint(&verifier, "wardkey/test\nnot a size\n").unwrap_err();
+    assert!(e.contains("malformed"), "{e}");
+    store.close().await;
 }

@@ -131,6 +131,11 @@ pub struct AuditFile {
     /// Answer a read only once its `api.read` event is on disk (default false: queued and
     /// written within 100 ms, drained at shutdown, never dropped).
     pub durable_reads: Option<bool>,
+    /// Append every signed checkpoint to this file (must be outside the data directory), for
+    /// `wardkey audit verify --trusted-checkpoint`.
+    pub witness_file: Option<PathBuf>,
+    /// POST every signed checkpoint (text/plain) to this URL; retried with backoff.
+    pub witness_url: Option<String>,
 }
 
 pub fn load_file(path: &Path) -> Result<FileConfig, String> {
@@ -202,6 +207,8 @@ pub struct AuditSettings {
     pub checkpoint_every_events: u64,
     pub audit_reads: bool,
     pub durable_reads: bool,
+    pub witness_file: Option<PathBuf>,
+    pub witness_url: Option<String>,
 }
 
 impl AuditSettings {
@@ -214,7 +221,35 @@ impl AuditSettings {
             checkpoint_every_events: a.and_then(|a| a.checkpoint_every_events).unwrap_or(1000).clamp(1, 10_000_000),
             audit_reads: a.and_then(|a| a.audit_reads).unwrap_or(true),
             durable_reads: a.and_then(|a| a.durable_reads).unwrap_or(false),
+            witness_file: a.and_then(|a| a.witness_file.clone()),
+            witness_url: a.and_then(|a| a.witness_url.clone()).filter(|u| !u.is_empty()),
         }
+    }
+
+    /// The witness settings for the server, checked: a valid http(s) URL, and a file outside
+    /// the data directory (a copy inside it would be cut back together with the store).
+    pub fn witness(&self, data_dir: &Path, poll: Duration) -> Result<wardkey_server::witness::WitnessConfig, String> {
+        let w = wardkey_server::witness::WitnessConfig {
+            file: self.witness_file.clone(),
+            url: self.witness_url.clone(),
+            poll,
+            ..Default::default()
+        };
+        w.validate().map_err(|e| format!("[audit] {e}"))?;
+        if let Some(f) = &w.file {
+            if data_dir.exists() && wardkey_server::witness::file_inside(f, data_dir)? {
+                return Err(format!(
+                    "[audit] witness_file {} is inside the data directory {}: keep it elsewhere (another disk or \
+                     host), or it is lost together with the store it vouches for",
+                    f.display(),
+                    data_dir.display()
+                ));
+            }
+            if f.is_dir() {
+                return Err(format!("[audit] witness_file {} is a directory", f.display()));
+            }
+        }
+        Ok(w)
     }
 }
 

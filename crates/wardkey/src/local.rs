@@ -179,17 +179,67 @@ pub async fn token_revoke(args: &StoreArgs, id: &str) -> Result<ExitCode, String
     Ok(ExitCode::SUCCESS)
 }
 
+/// Options of `wardkey audit verify`.
+pub struct VerifyOptions {
+    pub require_signed_tail: bool,
+    pub trusted_checkpoint: Option<std::path::PathBuf>,
+    pub json: bool,
+}
+
+/// Most of a witness file read for its last checkpoint: the tail, since the file only grows.
+const WITNESS_TAIL_BYTES: u64 = 64 * 1024;
+
+/// Reads the trusted checkpoint file: the whole file when small, else its tail starting at a
+/// checkpoint boundary (a blank line followed by a body line, never a signature line).
+fn read_trusted_text(path: &Path) -> Result<String, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let cannot = |e: std::io::Error| format!("cannot read the trusted checkpoint {}: {e}", path.display());
+    let mut f = std::fs::File::open(path).map_err(cannot)?;
+    let len = f.metadata().map_err(cannot)?.len();
+    let start = len.saturating_sub(WITNESS_TAIL_BYTES);
+    f.seek(SeekFrom::Start(start)).map_err(cannot)?;
+    let mut buf = Vec::with_capacity((len - start) as usize);
+    f.read_to_end(&mut buf).map_err(cannot)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    if start == 0 {
+        return Ok(text);
+    }
+    let from = text
+        .match_indices("\n\n")
+        .map(|(i, _)| i + 2)
+        .find(|&i| i < text.len() && !text[i..].starts_with('\u{2014}') && !text[i..].starts_with('\n'))
+        .ok_or_else(|| {
+            format!(
+                "the trusted checkpoint file {} is malformed: no checkpoint in its last {WITNESS_TAIL_BYTES} bytes",
+                path.display()
+            )
+        })?;
+    Ok(text[from..].to_owned())
+}
+
 pub async fn audit_verify(
     args: &StoreArgs,
     verifier_key: Option<&Path>,
-    require_signed_tail: bool,
-    json: bool,
+    opts: VerifyOptions,
 ) -> Result<ExitCode, String> {
+    let VerifyOptions { require_signed_tail, trusted_checkpoint, json } = opts;
     let loc = location(args)?;
     let verifier = keys::load_verifier(&loc.data_dir, verifier_key)?;
     // Name the key: an auditor compares it with the verifier key they hold, since a key file
     // beside the data can be replaced by whoever can rewrite the data.
     let key_name = format!("{}+{:08x}", verifier.origin(), verifier.key_id());
+    // The trusted checkpoint is read and checked before the store is touched: a bad file is
+    // an operator error, reported as such, not a verification result.
+    let trusted = match &trusted_checkpoint {
+        Some(p) => {
+            let text = read_trusted_text(p)?;
+            Some(
+                wardkey_audit::open_trusted_checkpoint(&verifier, &text)
+                    .map_err(|e| format!("{e} ({})", p.display()))?,
+            )
+        }
+        None => None,
+    };
     // Read-only: verification must not migrate, write or sign anything.
     let url = match &loc.database_url {
         Some(u) => u.clone(),
@@ -198,7 +248,7 @@ pub async fn audit_verify(
     let store =
         Store::open_for_verify(&url).await.map_err(|e| format!("cannot open the store ({}): {e}", loc.describe()))?;
     let started = std::time::Instant::now();
-    let result = store.verify_audit(&verifier).await;
+    let result = store.verify_audit_trusted(&verifier, trusted.as_ref()).await;
     store.close().await;
     let elapsed = started.elapsed();
     match result {
@@ -213,6 +263,7 @@ pub async fn audit_verify(
                     "events": report.tree_size,
                     "checkpoints": report.checkpoints,
                     "unsigned_tail": report.unchecked_events,
+                    "trusted_checkpoint": trusted.as_ref().map(|t| serde_json::json!({ "size": t.size, "root": t.root.to_string() })),
                     "first_bad_index": if tail_fails { Some(report.tree_size - report.unchecked_events) } else { None },
                     "seconds": elapsed.as_secs_f64(),
                 });
@@ -231,6 +282,9 @@ pub async fn audit_verify(
                     report.unchecked_events,
                     elapsed.as_secs_f64()
                 );
+                if let Some(t) = &trusted {
+                    println!("consistent with the trusted checkpoint at size {} (root {})", t.size, t.root);
+                }
             }
             Ok(if tail_fails { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }

@@ -120,6 +120,13 @@ struct ServeArgs {
     /// <data dir>/secrets.key; keep it out of database backups.
     #[arg(long, env = "WARDKEY_SECRETS_KEY_FILE")]
     secrets_key_file: Option<PathBuf>,
+    /// Append every signed audit checkpoint to this file, outside the data directory
+    /// ([audit] witness_file).
+    #[arg(long, env = "WARDKEY_AUDIT_WITNESS_FILE")]
+    audit_witness_file: Option<PathBuf>,
+    /// POST every signed audit checkpoint to this URL ([audit] witness_url).
+    #[arg(long, env = "WARDKEY_AUDIT_WITNESS_URL", hide_env_values = true)]
+    audit_witness_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -181,6 +188,11 @@ enum AuditCommand {
         /// Treat events not yet covered by a signed checkpoint as a failure.
         #[arg(long)]
         require_signed_tail: bool,
+        /// A signed checkpoint kept outside the store (a note, or the audit witness file:
+        /// its last checkpoint counts). Fails if the store is behind it (truncation,
+        /// rollback) or disagrees with it (a rewritten log).
+        #[arg(long, value_name = "FILE")]
+        trusted_checkpoint: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -260,8 +272,15 @@ fn main() -> ExitCode {
             Command::ForbidRule(cmd) => objects::run_forbid_rule(cmd).await,
             Command::BreakGlass(cmd) => objects::run_break_glass(cmd).await,
             Command::Token(cmd) => objects::run_token(cmd).await,
-            Command::Audit(AuditCommand::Verify { store, verifier_key, require_signed_tail, json }) => {
-                local::audit_verify(&store, verifier_key.as_deref(), require_signed_tail, json).await
+            Command::Audit(AuditCommand::Verify {
+                store,
+                verifier_key,
+                require_signed_tail,
+                trusted_checkpoint,
+                json,
+            }) => {
+                let opts = local::VerifyOptions { require_signed_tail, trusted_checkpoint, json };
+                local::audit_verify(&store, verifier_key.as_deref(), opts).await
             }
             Command::Audit(AuditCommand::Export { store, format: ExportFormat::Jsonl, output, from_index }) => {
                 local::audit_export(&store, output.as_deref(), from_index).await
@@ -325,7 +344,13 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
             file.tls.as_ref().map(|t| wardkey_server::TlsConfig { cert_path: t.cert.clone(), key_path: t.key.clone() })
         }
     };
-    let audit = config::AuditSettings::from_file(&file);
+    let mut audit = config::AuditSettings::from_file(&file);
+    if let Some(f) = args.audit_witness_file.clone() {
+        audit.witness_file = Some(f);
+    }
+    if let Some(u) = args.audit_witness_url.clone().filter(|u| !u.is_empty()) {
+        audit.witness_url = Some(u);
+    }
     // [hr]: roster column mapping, circuit breaker, dormancy (HTTP imports and the report).
     let hr = file.hr.clone().unwrap_or_default();
     hr.validate().map_err(|e| format!("[hr] in the config file: {e}"))?;
@@ -341,6 +366,12 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     };
     // Refuse a dangerous bind before creating anything on disk.
     wardkey_server::check_bind_policy(&server_config).map_err(|e| e.to_string())?;
+    // The data directory is created before the witness file is checked against it.
+    create_private_dir(&location.data_dir)?;
+    let server_config = wardkey_server::ServerConfig {
+        witness: audit.witness(&location.data_dir, audit.checkpoint_interval)?,
+        ..server_config
+    };
 
     let public_url = args
         .public_url

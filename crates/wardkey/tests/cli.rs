@@ -45,9 +45,14 @@ struct Server {
 impl Server {
     /// Starts `wardkey serve` and reads the bootstrap token from its standard error.
     fn start(data_dir: &Path, database_url: Option<&str>) -> Server {
+        Server::start_with(data_dir, database_url, &[])
+    }
+
+    /// [`Server::start`] with extra `serve` arguments.
+    fn start_with(data_dir: &Path, database_url: Option<&str>, extra: &[&std::ffi::OsStr]) -> Server {
         let port = free_port();
         let mut cmd = wardkey();
-        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]).arg("--data-dir").arg(data_dir);
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]).arg("--data-dir").arg(data_dir).args(extra);
         if let Some(url) = database_url {
             cmd.args(["--database-url", url]);
         }
@@ -863,4 +868,179 @@ fn say_loudly(message: &str) {
     use std::io::Write;
     let _ = std::io::stderr().write_all(message.as_bytes());
     let _ = std::io::stderr().write_all(b"\n");
+}
+
+// ---------------------------------------------------------------- trusted checkpoints
+
+fn verify_trusted(data_dir: &Path, database_url: Option<&str>, trusted: &Path) -> Output {
+    let mut c = wardkey();
+    c.args(["audit", "verify"]).arg("--data-dir").arg(data_dir).arg("--trusted-checkpoint").arg(trusted);
+    if let Some(url) = database_url {
+        c.args(["--database-url", url]);
+    }
+    run(&mut c)
+}
+
+/// Runs SQL on the store (SQLite file or PostgreSQL), audit guards off.
+fn tamper(rt: &tokio::runtime::Runtime, data: &Path, database_url: Option<&str>, sql: &[String]) {
+    rt.block_on(async {
+        use sqlx::Connection;
+        match database_url {
+            None => {
+                let url = format!("sqlite://{}", data.join("wardkey.db").display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open sqlite");
+                for t in ["audit_events_no_delete", "audit_checkpoints_no_delete"] {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER IF EXISTS {t}")))
+                        .execute(&mut conn)
+                        .await;
+                }
+                for q in sql {
+                    sqlx::query(sqlx::AssertSqlSafe(q.clone())).execute(&mut conn).await.expect("tamper");
+                }
+                conn.close().await.expect("close");
+            }
+            Some(url) => {
+                let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+                for t in ["audit_events", "audit_checkpoints"] {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER TABLE {t} DISABLE TRIGGER USER")))
+                        .execute(&mut conn)
+                        .await
+                        .expect("disable triggers");
+                }
+                for q in sql {
+                    sqlx::query(sqlx::AssertSqlSafe(q.clone())).execute(&mut conn).await.expect("tamper");
+                }
+            }
+        }
+    });
+}
+
+/// The witness file written by `serve --audit-witness-file`, and `audit verify
+/// --trusted-checkpoint` with it: clean when intact; truncation and a rolled-back-then-
+/// continued (forked) log caught though the store verifies against itself; a malformed file
+/// and a checkpoint signed by another key refused with a clear message.
+fn trusted_checkpoint_scenario(database_url: Option<&str>) {
+    let rt = rt();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let witness = dir.path().join("witness").join("checkpoints.log");
+    std::fs::create_dir_all(witness.parent().expect("parent")).expect("mkdir");
+
+    // A witness file inside the data directory is refused.
+    std::fs::create_dir_all(&data).expect("mkdir data");
+    let mut c = wardkey();
+    c.args(["serve", "--listen", "127.0.0.1:0"]).arg("--data-dir").arg(&data);
+    c.arg("--audit-witness-file").arg(data.join("w.log"));
+    if let Some(url) = database_url {
+        c.args(["--database-url", url]);
+    }
+    let out = run(&mut c);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("inside the data directory"), "{}", text(&out.stderr));
+
+    // The server, set up by the config file, signs a checkpoint every second and one at
+    // shutdown; each goes to the witness file.
+    let cfg = dir.path().join("wardkey.toml");
+    std::fs::write(
+        &cfg,
+        format!("[audit]\ncheckpoint_interval_secs = 1\nwitness_file = {:?}\n", witness.display().to_string()),
+    )
+    .expect("write config");
+    let server = Server::start_with(&data, database_url, &["--config".as_ref(), cfg.as_os_str()]);
+    std::thread::sleep(Duration::from_millis(1500));
+    server.cli_ok(&["user", "create", "--username", "w.user"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    server.stop();
+    // Every checkpoint the store holds is in the witness file, in order.
+    let notes = wardkey_audit::split_witness_notes(&std::fs::read_to_string(&witness).expect("witness file"))
+        .expect("well-formed witness file");
+    let stored: Vec<(i64, String)> = rt.block_on(async {
+        use sqlx::Connection;
+        match database_url {
+            None => {
+                let url = format!("sqlite://{}", data.join("wardkey.db").display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open");
+                sqlx::query_as("SELECT size, note FROM audit_checkpoints ORDER BY size").fetch_all(&mut conn).await
+            }
+            Some(url) => {
+                let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+                sqlx::query_as("SELECT size, note FROM audit_checkpoints ORDER BY size").fetch_all(&mut conn).await
+            }
+        }
+        .expect("checkpoints")
+    });
+    assert!(stored.len() >= 2, "{stored:?}");
+    assert_eq!(notes, stored.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>(), "the witness has every checkpoint");
+
+    let out = verify_trusted(&data, database_url, &witness);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("consistent with the trusted checkpoint"), "{}", text(&out.stdout));
+
+    // A malformed file, and a checkpoint signed by another key: clear errors.
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, "this is not a checkpoint\n").expect("write");
+    let out = verify_trusted(&data, database_url, &bad);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("malformed"), "{}", text(&out.stderr));
+    let stranger = wardkey_audit::LogSigner::generate("wardkey/other");
+    std::fs::write(&bad, stranger.sign_checkpoint(1, wardkey_audit::EMPTY_HASH, chrono::Utc::now())).expect("write");
+    let out = verify_trusted(&data, database_url, &bad);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("not signed by the verifier key"), "{}", text(&out.stderr));
+
+    // Truncation back to the previous checkpoint boundary: the store alone looks fine.
+    let (last, prev) = (stored[stored.len() - 1].0, stored[stored.len() - 2].0);
+    tamper(
+        &rt,
+        &data,
+        database_url,
+        &[
+            format!("DELETE FROM audit_events WHERE idx >= {prev}"),
+            format!("DELETE FROM audit_checkpoints WHERE size > {prev}"),
+        ],
+    );
+    let out = verify(&data, database_url);
+    assert!(out.status.success(), "the store alone cannot tell: {}", text(&out.stdout));
+    let out = verify_trusted(&data, database_url, &witness);
+    assert!(!out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("behind the trusted checkpoint"), "{stdout}");
+    assert!(stdout.contains(&format!("covers {last}")), "{stdout}");
+
+    // The truncated store written on past the witnessed size (with the real key): a fork.
+    for i in 0..(last - prev + 2) {
+        let mut c = wardkey();
+        c.args(["admin", "token", "create", "--name", &format!("f{i}"), "--scope", "pdp"]).arg("--data-dir").arg(&data);
+        if let Some(url) = database_url {
+            c.args(["--database-url", url]);
+        }
+        let out = run(&mut c);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = verify(&data, database_url);
+    assert!(out.status.success(), "the forked store verifies against itself: {}", text(&out.stdout));
+    let out = verify_trusted(&data, database_url, &witness);
+    assert!(!out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("inconsistent with the trusted checkpoint") && stdout.contains("fork"), "{stdout}");
+}
+
+#[test]
+fn trusted_checkpoint_catches_truncation_and_fork_on_sqlite() {
+    trusted_checkpoint_scenario(None);
+}
+
+#[test]
+fn trusted_checkpoint_catches_truncation_and_fork_on_postgres() {
+    let rt = rt();
+    let Some(url) = fresh_pg_database(&rt) else { return };
+    trusted_checkpoint_scenario(Some(&url));
+    let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+    let _ = rt.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&pg_base()).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+            .execute(&mut conn)
+            .await
+    });
 }

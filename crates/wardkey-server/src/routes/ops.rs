@@ -14,9 +14,12 @@ pub async fn healthz() -> Response {
     (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], "ok\n").into_response()
 }
 
-/// Readiness: 200 when the store answers a read, else 503.
+/// Readiness: 200 when the store answers a read, else 503. A failing audit witness (file or
+/// URL) leaves the answer 200 but its body starts `degraded` and names the sink and error:
+/// the node still serves and writes correctly, and taking every node out of rotation because
+/// a witness is down would turn a monitoring gap into an outage.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Ready", body = String, content_type = "text/plain"),
+    responses((status = 200, description = "Ready (`ready`), or ready with a failing audit witness (`degraded` and one line per problem)", body = String, content_type = "text/plain"),
         (status = 503, description = "The store does not answer", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn readyz(State(s): State<AppState>) -> Response {
     let probe = async {
@@ -24,7 +27,12 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
         r.audit_tree_size().await
     };
     match probe.await {
-        Ok(_) => (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], "ready\n").into_response(),
+        Ok(_) => {
+            let problems = s.witness.as_ref().map(|w| w.problems()).unwrap_or_default();
+            let body =
+                if problems.is_empty() { "ready\n".to_owned() } else { format!("degraded\n{}\n", problems.join("\n")) };
+            (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], body).into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness probe failed");
             Problem::new(Kind::Unavailable, "the store does not answer").into_response()
