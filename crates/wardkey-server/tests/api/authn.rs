@@ -1283,31 +1283,6 @@ async fn look_alike_usernames_are_refused(h: &Harness) {
     assert_eq!(h.get("/api/v1/users?username_prefix=h.nurse").await.body["items"].as_array().unwrap().len(), 1);
 }
 
-macro_rules! authn_on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let h = super::Harness::authn_sqlite().await;
-                    super::$name(&h).await;
-                    h.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(h) = super::Harness::authn_postgres().await else { return };
-                    super::$name(&h).await;
-                    h.finish().await;
-                }
-            )*
-        }
-    };
-}
-
 authn_on_both_stores!(
     sign_in_with_totp,
     no_user_enumeration,

@@ -501,32 +501,7 @@ async fn step_up_admin_token(h: &Harness) {
     assert_eq!(t.status, StatusCode::CREATED, "an API token needs no step-up: {}", t.text);
 }
 
-macro_rules! grants_on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let h = super::Harness::authn_sqlite().await;
-                    super::$name(&h).await;
-                    h.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(h) = super::Harness::authn_postgres().await else { return };
-                    super::$name(&h).await;
-                    h.finish().await;
-                }
-            )*
-        }
-    };
-}
-
-grants_on_both_stores!(
+authn_on_both_stores!(
     one_event_shape_from_every_path,
     asserted_provenance_refused,
     reconcile_flags_sensitive_manual_grants,
