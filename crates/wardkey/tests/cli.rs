@@ -633,7 +633,7 @@ fn every_object_over_the_cli_on_postgres() {
     let name = url.rsplit('/').next().unwrap_or_default().to_owned();
     let _ = rt.block_on(async {
         use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&pg_base()).await?;
+        let mut conn = sqlx::PgConnection::connect(&wardkey_testkit::pg_base_url()).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
             .execute(&mut conn)
             .await
@@ -813,7 +813,7 @@ fn audit_verify_names_the_tampered_index_on_postgres() {
         let name = url.rsplit('/').next().unwrap_or_default().to_owned();
         let _ = rt.block_on(async {
             use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&pg_base()).await?;
+            let mut conn = sqlx::PgConnection::connect(&wardkey_testkit::pg_base_url()).await?;
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
                 .execute(&mut conn)
                 .await
@@ -976,7 +976,9 @@ fn trusted_checkpoint_scenario(database_url: Option<&str>) {
     // The truncated store written on past the witnessed size (with the real key): a fork.
     for i in 0..(last - prev + 2) {
         let mut c = wardkey();
-        c.args(["admin", "token", "create", "--name", &format!("f{i}"), "--scope", "pdp"]).arg("--data-dir").arg(&data);
+        c.args(["admin", "token", "create", "--name", &format!("f{i}"), "--scope", "pdp", "--owner", "operator"])
+            .arg("--data-dir")
+            .arg(&data);
         if let Some(url) = database_url {
             c.args(["--database-url", url]);
         }
@@ -1004,7 +1006,7 @@ fn trusted_checkpoint_catches_truncation_and_fork_on_postgres() {
     let name = url.rsplit('/').next().unwrap_or_default().to_owned();
     let _ = rt.block_on(async {
         use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&pg_base()).await?;
+        let mut conn = sqlx::PgConnection::connect(&wardkey_testkit::pg_base_url()).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
             .execute(&mut conn)
             .await
