@@ -1238,7 +1238,7 @@ async fn look_alike_usernames_are_refused(h: &Harness) {
     // A different name is fine, including non-Latin ones that resemble nothing in use.
     h.create_user("\u{4bb}\u{430}\u{43a}.nurse").await;
     // SCIM: create and rename.
-    let t = h.post("/api/v1/tokens", json!({ "name": "idp", "scopes": ["scim"] })).await;
+    let t = h.operator_token(json!({ "name": "idp", "scopes": ["scim"] })).await;
     assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
     let token = t.body["secret"].as_str().unwrap().to_owned();
     let scim = |method: Method, path: &str, body: Value| {

@@ -486,18 +486,40 @@ async fn step_up_admin_token(h: &Harness) {
     let mut admin = h.session_admin("it.four").await;
     h.go_stale();
     let before = h.tree_size().await;
-    h.as_person(&admin, Method::POST, "/api/v1/tokens", Some(json!({ "name": "ci", "scopes": ["admin"] })))
-        .await
-        .problem(StatusCode::FORBIDDEN, "step-up-required");
+    h.as_person(
+        &admin,
+        Method::POST,
+        "/api/v1/tokens",
+        Some(json!({ "name": "ci", "scopes": ["admin"], "owner": { "type": "user", "id": admin.uid } })),
+    )
+    .await
+    .problem(StatusCode::FORBIDDEN, "step-up-required");
     assert_eq!(h.tree_size().await, before, "nothing written");
-    let pdp =
-        h.as_person(&admin, Method::POST, "/api/v1/tokens", Some(json!({ "name": "pep", "scopes": ["pdp"] }))).await;
+    let pdp = h
+        .as_person(
+            &admin,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({ "name": "pep", "scopes": ["pdp"], "owner": { "type": "user", "id": admin.uid } })),
+        )
+        .await;
     assert_eq!(pdp.status, StatusCode::CREATED, "a pdp token needs no step-up: {}", pdp.text);
     h.step_up(&mut admin).await;
-    let ok =
-        h.as_person(&admin, Method::POST, "/api/v1/tokens", Some(json!({ "name": "ci", "scopes": ["admin"] }))).await;
+    let ok = h
+        .as_person(
+            &admin,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({ "name": "ci", "scopes": ["admin"], "owner": { "type": "user", "id": admin.uid } })),
+        )
+        .await;
     assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
-    let t = h.post("/api/v1/tokens", json!({ "name": "ci2", "scopes": ["admin"] })).await;
+    let t = h
+        .post(
+            "/api/v1/tokens",
+            json!({ "name": "ci2", "scopes": ["admin"], "owner": { "type": "user", "id": admin.uid } }),
+        )
+        .await;
     assert_eq!(t.status, StatusCode::CREATED, "an API token needs no step-up: {}", t.text);
 }
 

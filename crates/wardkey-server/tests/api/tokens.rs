@@ -225,7 +225,7 @@ async fn admin_token_from_a_session_needs_step_up(h: &Harness) {
         .await;
     assert_eq!(admins.status, StatusCode::CREATED, "{}", admins.text);
     let g = h
-        .post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&admins.body) }))
+        .post("/api/v1/grants", json!({ "subject": { "type": "user", "id": uid }, "role_id": id(&admins.body), "justification": "runs the CI pipeline's deploy tokens" }))
         .await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
     let (c, totp, _) = h.enrolled("token.minter").await;
