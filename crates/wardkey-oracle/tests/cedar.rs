@@ -472,29 +472,32 @@ impl CedarModel {
             },
         };
         let tname = fold(&ask.type_name);
-        let ty = {
-            let mut named = r.resource_types.iter().filter(|t| fold(&t.name) == tname);
-            named.next().filter(|_| named.next().is_none())
-        };
-        let registered = match (ty, &ask.resource) {
-            (Some(ty), Some(id)) => {
-                let by_id = Uuid::parse_str(id)
-                    .ok()
-                    .and_then(|u| r.resources.iter().find(|x| x.id.0 == u && x.type_id == ty.id));
-                by_id.or_else(|| {
-                    let f = fold(id);
-                    let mut named = r.resources.iter().filter(|x| x.type_id == ty.id && fold(&x.name) == f);
-                    let first = named.next()?;
-                    named.next().is_none().then_some(first)
-                })
-            }
-            _ => None,
-        };
+        let registered = self.registered(ask);
         let resource = match registered {
             Some(res) => uid(&cedar_type(&tname), &res.id.0.to_string()),
             None => uid(&cedar_type(&tname), &format!("unregistered:{}", ask.resource.as_deref().unwrap_or(""))),
         };
         Resolved { principal, resource }
+    }
+
+    /// The registered resource a request names: by UUID within its type, else by unique
+    /// case-insensitive name within it.
+    fn registered(&self, ask: &Ask) -> Option<&wardkey_domain::Resource> {
+        let r = &self.records;
+        let tname = fold(&ask.type_name);
+        let ty = {
+            let mut named = r.resource_types.iter().filter(|t| fold(&t.name) == tname);
+            named.next().filter(|_| named.next().is_none())
+        }?;
+        let id = ask.resource.as_ref()?;
+        let by_id =
+            Uuid::parse_str(id).ok().and_then(|u| r.resources.iter().find(|x| x.id.0 == u && x.type_id == ty.id));
+        by_id.or_else(|| {
+            let f = fold(id);
+            let mut named = r.resources.iter().filter(|x| x.type_id == ty.id && fold(&x.name) == f);
+            let first = named.next()?;
+            named.next().is_none().then_some(first)
+        })
     }
 
     fn context(&self, ask: &Ask) -> Context {
@@ -517,7 +520,15 @@ impl CedarModel {
             (name.clone(), rec)
         });
         pairs.push(("tz".into(), RestrictedExpression::new_record(zones).expect("zones")));
-        let props = ask.props.iter().map(|(k, v)| (k.clone(), prop_record(v)));
+        // A registered resource's stored attributes win over what the request says about it
+        // (the crate docs: a PEP cannot re-label a record the store describes).
+        let mut merged = ask.props.clone();
+        if let Some(res) = self.registered(ask) {
+            for (k, v) in &res.attributes {
+                merged.insert(k.clone(), serde_json::Value::String(v.clone()));
+            }
+        }
+        let props = merged.iter().map(|(k, v)| (k.clone(), prop_record(v)));
         pairs.push(("props".into(), RestrictedExpression::new_record(props).expect("props")));
         Context::from_pairs(pairs).expect("context")
     }

@@ -18,6 +18,7 @@ use wardkey_domain::SystemClock;
 use wardkey_server::{RunningServer, ServerConfig, ServerError};
 use wardkey_service::{ServiceConfig, Services};
 use wardkey_store::Store;
+use wardkey_testkit::{say_loudly, with_database};
 
 const ORIGIN: &str = "wardkey/test";
 const SEED: [u8; 32] = [7; 32];
@@ -64,27 +65,6 @@ fn test_config() -> ServerConfig {
         checkpoint_every_events: 1000,
         max_body_bytes: 64 * 1024,
         ..ServerConfig::default()
-    }
-}
-
-fn pg_base_url() -> String {
-    std::env::var("WARDKEY_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// `base` with its database name replaced by `db`.
-fn with_database(base: &str, db: &str) -> String {
-    let (main, query) = match base.split_once('?') {
-        Some((m, q)) => (m, Some(q)),
-        None => (base, None),
-    };
-    let scheme_end = main.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_part = match main[scheme_end..].find('/') {
-        Some(i) => &main[..scheme_end + i],
-        None => main,
-    };
-    match query {
-        Some(q) => format!("{host_part}/{db}?{q}"),
-        None => format!("{host_part}/{db}"),
     }
 }
 
@@ -238,32 +218,8 @@ impl Harness {
 /// A new empty PostgreSQL database: (its URL, the admin URL, its name). None (after a loud
 /// notice) when PostgreSQL is unreachable and not required.
 async fn fresh_pg_database() -> Option<(String, String, String)> {
-    let admin_url = pg_base_url();
-    let connected =
-        tokio::time::timeout(Duration::from_secs(5), sqlx::postgres::PgConnection::connect(&admin_url)).await;
-    let mut conn = match connected {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return pg_unreachable(&admin_url, &e.to_string()),
-        Err(_) => return pg_unreachable(&admin_url, "timed out"),
-    };
-    let db = format!("wk_s_{}", uuid::Uuid::now_v7().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
-    let _ = conn.close().await;
-    let url = with_database(&admin_url, &db);
-    Some((url, admin_url, db))
-}
-
-fn pg_unreachable<T>(url: &str, why: &str) -> Option<T> {
-    if std::env::var("WARDKEY_REQUIRE_PG").is_ok_and(|v| v == "1") {
-        panic!("PostgreSQL at {url} is required (WARDKEY_REQUIRE_PG=1) but unreachable: {why}");
-    }
-    say_loudly(&format!(
-        "\n*** PostgreSQL SKIPPED: {url} unreachable ({why}); set WARDKEY_REQUIRE_PG=1 to make this fail ***\n"
-    ));
-    None
+    let db = wardkey_testkit::PgDatabase::create("wk_s").await?;
+    Some((db.url, db.base, db.name))
 }
 
 struct Resp {
@@ -819,13 +775,16 @@ async fn operations(h: &Harness) {
     assert!(text.contains(&format!("wardkey_audit_tree_size {size}")), "{text}");
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
+/// Runs each named `async fn(&Harness)` on SQLite and on a fresh PostgreSQL database, building
+/// the harness with `Harness::$sqlite()` / `Harness::$postgres()`. The one definition every test
+/// module of this binary uses (through the two shorthands below).
+macro_rules! on_both_stores_with {
+    ($sqlite:ident, $postgres:ident; $($name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let h = super::Harness::sqlite().await;
+                    let h = super::Harness::$sqlite().await;
                     super::$name(&h).await;
                     h.finish().await;
                 }
@@ -835,13 +794,24 @@ macro_rules! on_both_stores {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let Some(h) = super::Harness::postgres().await else { return };
+                    let Some(h) = super::Harness::$postgres().await else { return };
                     super::$name(&h).await;
                     h.finish().await;
                 }
             )*
         }
     };
+}
+
+/// [`on_both_stores_with`] with the plain harness.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => { on_both_stores_with!(sqlite, postgres; $($name),*); };
+}
+
+/// [`on_both_stores_with`] with the harness whose clock the test moves and whose sign-in
+/// settings are the defaults (`Harness::authn_*`).
+macro_rules! authn_on_both_stores {
+    ($($name:ident),* $(,)?) => { on_both_stores_with!(authn_sqlite, authn_postgres; $($name),*); };
 }
 
 on_both_stores!(
@@ -1024,14 +994,6 @@ async fn serves_https_with_configured_certificate() {
     assert_eq!(events[0].draft.request_id.as_deref(), Some("tls-1"));
     assert_eq!(events[0].draft.source_ip.as_deref(), Some("127.0.0.1"));
     store.close().await;
-}
-
-/// Writes straight to the process's standard error: the test harness captures `eprintln!` of
-/// passing tests, and a skipped suite must be visible in a plain `cargo test`.
-fn say_loudly(message: &str) {
-    use std::io::Write;
-    let _ = std::io::stderr().write_all(message.as_bytes());
-    let _ = std::io::stderr().write_all(b"\n");
 }
 
 #[path = "api/authn.rs"]

@@ -26,7 +26,7 @@ struct Db {
     url: String,
     kind: BackendKind,
     _dir: Option<tempfile::TempDir>,
-    pg: Option<(String, String)>,
+    pg: Option<wardkey_testkit::PgDatabase>,
 }
 
 fn start_time() -> DateTime<Utc> {
@@ -42,56 +42,19 @@ async fn sqlite() -> Db {
     Db { store, clock, url, kind: BackendKind::Sqlite, _dir: Some(dir), pg: None }
 }
 
-fn with_database(base: &str, db: &str) -> String {
-    let (main, query) = match base.split_once('?') {
-        Some((m, q)) => (m, Some(q)),
-        None => (base, None),
-    };
-    let scheme_end = main.find("://").map_or(0, |i| i + 3);
-    let rest = &main[scheme_end..];
-    let new = match rest.find('/') {
-        Some(i) => format!("{}{}/{}", &main[..scheme_end], &rest[..i], db),
-        None => format!("{main}/{db}"),
-    };
-    match query {
-        Some(q) => format!("{new}?{q}"),
-        None => new,
-    }
-}
-
 async fn postgres() -> Option<Db> {
     sqlx::any::install_default_drivers();
-    let base = std::env::var("WARDKEY_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let mut admin = match AnyConnection::connect(&base).await {
-        Ok(c) => c,
-        Err(e) => {
-            if std::env::var("WARDKEY_REQUIRE_PG").as_deref() == Ok("1") {
-                panic!("PostgreSQL required (WARDKEY_REQUIRE_PG=1) but unreachable at {base}: {e}");
-            }
-            say_loudly(&format!("\n*** PostgreSQL SKIPPED: cannot connect to {base}: {e} ***\n"));
-            return None;
-        }
-    };
-    let name = format!("wk_t_{}", uuid::Uuid::now_v7().simple());
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
-    let _ = admin.close().await;
-    let url = with_database(&base, &name);
+    let pg = wardkey_testkit::PgDatabase::create("wk_t").await?;
     let clock = Arc::new(ManualClock::new(start_time()));
-    let store = Store::open(&url, clock.clone()).await.unwrap();
-    Some(Db { store, clock, url, kind: BackendKind::Postgres, _dir: None, pg: Some((base, name)) })
+    let store = Store::open(&pg.url, clock.clone()).await.unwrap();
+    Some(Db { store, clock, url: pg.url.clone(), kind: BackendKind::Postgres, _dir: None, pg: Some(pg) })
 }
 
 impl Db {
     async fn finish(self) {
         self.store.close().await;
-        if let Some((base, name)) = &self.pg
-            && let Ok(mut admin) = AnyConnection::connect(base).await
-        {
-            let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                .execute(&mut admin)
-                .await;
-            let _ = admin.close().await;
+        if let Some(pg) = &self.pg {
+            pg.drop_database().await;
         }
     }
 
@@ -1593,21 +1556,6 @@ async fn pagination(db: &Db) {
     assert!(r.list_users(&UserQuery::default(), &Page::first(0)).await.unwrap().is_empty());
     let e = r.list_users(&UserQuery::default(), &Page::after("not-a-cursor", 3)).await.unwrap_err();
     assert!(matches!(e, StoreError::Invalid { field: "after", .. }), "{e:?}");
-}
-
-#[test]
-fn with_database_rewrites_path() {
-    assert_eq!(with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
-    assert_eq!(with_database("postgres://u@h/postgres?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
-    assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
-}
-
-/// Writes straight to the process's standard error: the test harness captures `eprintln!` of
-/// passing tests, and a skipped suite must be visible in a plain `cargo test`.
-fn say_loudly(message: &str) {
-    use std::io::Write;
-    let _ = std::io::stderr().write_all(message.as_bytes());
-    let _ = std::io::stderr().write_all(b"\n");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -63,6 +63,38 @@ pub fn pg_unreachable<T>(url: &str, why: &str) -> Option<T> {
     None
 }
 
+/// The Python of the test virtualenv (`WARDKEY_PY_VENV`, default `~/.cache/wardkey-pyenv`, made
+/// by `.ci/run`) when it can run `import <imports>`; else a failure under
+/// `WARDKEY_REQUIRE_PY=1`, or a loud `*** <banner> SKIPPED` naming the requirements file to
+/// install.
+pub fn venv_python(imports: &str, banner: &str, requirements: &str) -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let venv = std::env::var_os("WARDKEY_PY_VENV")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("wardkey-pyenv")));
+    let reason = match venv {
+        None => "no $WARDKEY_PY_VENV and no $HOME".to_owned(),
+        Some(venv) => {
+            let py = venv.join("bin").join("python3");
+            match std::process::Command::new(&py).args(["-c", &format!("import {imports}")]).output() {
+                Ok(out) if out.status.success() => return Some(py),
+                Ok(out) => {
+                    format!("{} cannot import {imports}: {}", py.display(), String::from_utf8_lossy(&out.stderr).trim())
+                }
+                Err(e) => format!("no python at {} ({e})", py.display()),
+            }
+        }
+    };
+    if required("WARDKEY_REQUIRE_PY") {
+        panic!("{banner} is required (WARDKEY_REQUIRE_PY=1) but {reason}");
+    }
+    say_loudly(&format!(
+        "\n*** {banner} SKIPPED: {reason}; python3 -m venv ~/.cache/wardkey-pyenv && \
+         ~/.cache/wardkey-pyenv/bin/pip install -r {requirements} ***\n"
+    ));
+    None
+}
+
 /// A database made for one test on the suites' PostgreSQL server.
 #[derive(Clone, Debug)]
 pub struct PgDatabase {

@@ -172,35 +172,9 @@ fn verify(data_dir: &Path, database_url: Option<&str>) -> Output {
 
 // ---------------------------------------------------------------- PostgreSQL plumbing
 
-fn pg_base() -> String {
-    std::env::var("WARDKEY_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 /// A fresh database for one test, or None (loudly) when PostgreSQL is absent and not required.
 fn fresh_pg_database(rt: &tokio::runtime::Runtime) -> Option<String> {
-    let base = pg_base();
-    let name = format!("wk_cli_{:016x}", rand::random::<u64>());
-    let created = rt.block_on(async {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&base).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
-        Ok::<_, sqlx::Error>(())
-    });
-    match created {
-        Ok(()) => {
-            let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
-            Some(format!("{prefix}/{name}"))
-        }
-        Err(e) => {
-            if std::env::var("WARDKEY_REQUIRE_PG").as_deref() == Ok("1") {
-                panic!("PostgreSQL is required (WARDKEY_REQUIRE_PG=1) but unreachable at {base}: {e}");
-            }
-            say_loudly(&format!(
-                "\n*** PostgreSQL SKIPPED: cannot reach {base} ({e}); set WARDKEY_TEST_PG_URL or start PostgreSQL ***\n"
-            ));
-            None
-        }
-    }
+    rt.block_on(wardkey_testkit::PgDatabase::create("wk_cli")).map(|db| db.url)
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -659,7 +633,7 @@ fn every_object_over_the_cli_on_postgres() {
     let name = url.rsplit('/').next().unwrap_or_default().to_owned();
     let _ = rt.block_on(async {
         use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&pg_base()).await?;
+        let mut conn = sqlx::PgConnection::connect(&wardkey_testkit::pg_base_url()).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
             .execute(&mut conn)
             .await
@@ -839,7 +813,7 @@ fn audit_verify_names_the_tampered_index_on_postgres() {
         let name = url.rsplit('/').next().unwrap_or_default().to_owned();
         let _ = rt.block_on(async {
             use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&pg_base()).await?;
+            let mut conn = sqlx::PgConnection::connect(&wardkey_testkit::pg_base_url()).await?;
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
                 .execute(&mut conn)
                 .await
@@ -860,14 +834,6 @@ fn postgres_serve_walkthrough() {
     server.stop();
     let out = verify(&dir.path().join("keys"), Some(&url));
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
-}
-
-/// Writes straight to the process's standard error: the test harness captures `eprintln!` of
-/// passing tests, and a skipped suite must be visible in a plain `cargo test`.
-fn say_loudly(message: &str) {
-    use std::io::Write;
-    let _ = std::io::stderr().write_all(message.as_bytes());
-    let _ = std::io::stderr().write_all(b"\n");
 }
 
 // ---------------------------------------------------------------- trusted checkpoints
@@ -1010,7 +976,9 @@ fn trusted_checkpoint_scenario(database_url: Option<&str>) {
     // The truncated store written on past the witnessed size (with the real key): a fork.
     for i in 0..(last - prev + 2) {
         let mut c = wardkey();
-        c.args(["admin", "token", "create", "--name", &format!("f{i}"), "--scope", "pdp"]).arg("--data-dir").arg(&data);
+        c.args(["admin", "token", "create", "--name", &format!("f{i}"), "--scope", "pdp", "--owner", "operator"])
+            .arg("--data-dir")
+            .arg(&data);
         if let Some(url) = database_url {
             c.args(["--database-url", url]);
         }
@@ -1038,7 +1006,7 @@ fn trusted_checkpoint_catches_truncation_and_fork_on_postgres() {
     let name = url.rsplit('/').next().unwrap_or_default().to_owned();
     let _ = rt.block_on(async {
         use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&pg_base()).await?;
+        let mut conn = sqlx::PgConnection::connect(&wardkey_testkit::pg_base_url()).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
             .execute(&mut conn)
             .await

@@ -113,33 +113,9 @@ fn hr_import_and_reconcile_on_sqlite() {
 
 #[test]
 fn hr_import_and_reconcile_on_postgres() {
-    let base =
-        std::env::var("WARDKEY_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("wk_hrcli_{:016x}", rand::random::<u64>());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let created = rt.block_on(async {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&base).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
-        Ok::<_, sqlx::Error>(())
-    });
-    if let Err(e) = created {
-        if std::env::var("WARDKEY_REQUIRE_PG").as_deref() == Ok("1") {
-            panic!("PostgreSQL is required but unreachable at {base}: {e}");
-        }
-        eprintln!("*** PostgreSQL SKIPPED: {e} ***");
-        return;
-    }
-    let (prefix, _) = base.rsplit_once('/').unwrap();
-    let url = format!("{prefix}/{name}");
+    let Some(db) = wardkey_testkit::PgDatabase::create_blocking("wk_hrcli") else { return };
     let dir = tempfile::tempdir().unwrap();
-    scenario(dir.path(), Some(&url));
-    rt.block_on(async {
-        use sqlx::Connection;
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                .execute(&mut conn)
-                .await;
-        }
-    });
+    scenario(dir.path(), Some(&db.url));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(db.drop_database());
 }

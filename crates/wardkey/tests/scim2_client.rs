@@ -13,44 +13,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn say_loudly(message: &str) {
-    use std::io::Write;
-    let _ = std::io::stderr().write_all(message.as_bytes());
-    let _ = std::io::stderr().write_all(b"\n");
-}
+use wardkey_testkit::say_loudly;
 
-fn required(var: &str) -> bool {
-    std::env::var(var).as_deref() == Ok("1")
-}
-
-/// The venv's python, if it can import scim2-client with its httpx2 engine.
+/// The venv's python, if it can import what the test needs.
 fn python() -> Option<PathBuf> {
-    let venv = std::env::var_os("WARDKEY_PY_VENV")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("wardkey-pyenv")));
-    let reason = match venv {
-        None => "no $WARDKEY_PY_VENV and no $HOME".to_owned(),
-        Some(venv) => {
-            let py = venv.join("bin").join("python3");
-            match Command::new(&py).args(["-c", "import scim2_client.engines.httpx2, scim2_models"]).output() {
-                Ok(out) if out.status.success() => return Some(py),
-                Ok(out) => format!(
-                    "{} cannot import scim2-client: {}",
-                    py.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-                Err(e) => format!("no python at {} ({e})", py.display()),
-            }
-        }
-    };
-    if required("WARDKEY_REQUIRE_PY") {
-        panic!("the scim2-client test is required (WARDKEY_REQUIRE_PY=1) but {reason}");
-    }
-    say_loudly(&format!(
-        "\n*** SCIM2 CLIENT SKIPPED: {reason}; python3 -m venv ~/.cache/wardkey-pyenv && \
-         ~/.cache/wardkey-pyenv/bin/pip install -r tests/scim2/requirements.txt ***\n"
-    ));
-    None
+    wardkey_testkit::venv_python(
+        "scim2_client.engines.httpx2, scim2_models",
+        "SCIM2 CLIENT",
+        "tests/scim2/requirements.txt",
+    )
 }
 
 fn script() -> PathBuf {
@@ -225,53 +196,22 @@ fn scim2_client_against_sqlite() {
     server.stop();
 }
 
-fn pg_base() -> String {
-    std::env::var("WARDKEY_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 #[test]
 fn scim2_client_against_postgres() {
     let Some(py) = python() else { return };
-    let rt = rt();
-    let base = pg_base();
-    let name = format!("wk_scim2_{:016x}", rand::random::<u64>());
-    let created = rt.block_on(async {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&base).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
-        Ok::<_, sqlx::Error>(())
-    });
-    if let Err(e) = created {
-        if required("WARDKEY_REQUIRE_PG") {
-            panic!("PostgreSQL is required (WARDKEY_REQUIRE_PG=1) but unreachable at {base}: {e}");
-        }
-        say_loudly(&format!("\n*** PostgreSQL SKIPPED: cannot reach {base} ({e}) ***\n"));
-        return;
-    }
-    let _drop = DropDb { base: base.clone(), name: name.clone() };
-    let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
-    let url = format!("{prefix}/{name}");
+    let Some(db) = wardkey_testkit::PgDatabase::create_blocking("wk_scim2") else { return };
+    let _drop = DropDb(db.clone());
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(&dir.path().join("data"), Some(&url));
+    let server = Server::start(&dir.path().join("data"), Some(&db.url));
     run_client(&py, &server, "PostgreSQL");
     server.stop();
 }
 
 /// Drops the test's database, also when the test failed.
-struct DropDb {
-    base: String,
-    name: String,
-}
+struct DropDb(wardkey_testkit::PgDatabase);
 
 impl Drop for DropDb {
     fn drop(&mut self) {
-        rt().block_on(async {
-            use sqlx::Connection;
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&self.base).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
-                    .execute(&mut conn)
-                    .await;
-            }
-        });
+        rt().block_on(self.0.drop_database());
     }
 }

@@ -47,6 +47,8 @@ pub struct TokenListQuery {
     /// `next_cursor` of the previous page.
     pub after: Option<String>,
     /// Page size, 1 to 500 (default 100).
+    #[serde(default, deserialize_with = "crate::extract::page_limit")]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Only tokens of this owner: `user:<id>`, `service_account:<id>` or `system:<name>`.
     pub owner: Option<String>,

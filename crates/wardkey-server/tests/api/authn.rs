@@ -1238,7 +1238,7 @@ async fn look_alike_usernames_are_refused(h: &Harness) {
     // A different name is fine, including non-Latin ones that resemble nothing in use.
     h.create_user("\u{4bb}\u{430}\u{43a}.nurse").await;
     // SCIM: create and rename.
-    let t = h.post("/api/v1/tokens", json!({ "name": "idp", "scopes": ["scim"] })).await;
+    let t = h.operator_token(json!({ "name": "idp", "scopes": ["scim"] })).await;
     assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
     let token = t.body["secret"].as_str().unwrap().to_owned();
     let scim = |method: Method, path: &str, body: Value| {
@@ -1281,31 +1281,6 @@ async fn look_alike_usernames_are_refused(h: &Harness) {
     assert!(!names.contains(&"\u{4bb}.nurse") && !names.contains(&"\u{ff48}.nurse"), "{names:?}");
     // The original signs in by its name in any case or width.
     assert_eq!(h.get("/api/v1/users?username_prefix=h.nurse").await.body["items"].as_array().unwrap().len(), 1);
-}
-
-macro_rules! authn_on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let h = super::Harness::authn_sqlite().await;
-                    super::$name(&h).await;
-                    h.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(h) = super::Harness::authn_postgres().await else { return };
-                    super::$name(&h).await;
-                    h.finish().await;
-                }
-            )*
-        }
-    };
 }
 
 authn_on_both_stores!(

@@ -669,32 +669,7 @@ async fn resource_depth_is_one_limit(h: &Harness) {
     assert_eq!(r.body["decision"], true, "{}", r.text);
 }
 
-macro_rules! authz_on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let h = super::Harness::authn_sqlite().await;
-                    super::$name(&h).await;
-                    h.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(h) = super::Harness::authn_postgres().await else { return };
-                    super::$name(&h).await;
-                    h.finish().await;
-                }
-            )*
-        }
-    };
-}
-
-authz_on_both_stores!(
+authn_on_both_stores!(
     authzen_decisions,
     revocation_race,
     conditions_and_break_glass,

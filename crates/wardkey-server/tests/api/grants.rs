@@ -486,47 +486,44 @@ async fn step_up_admin_token(h: &Harness) {
     let mut admin = h.session_admin("it.four").await;
     h.go_stale();
     let before = h.tree_size().await;
-    h.as_person(&admin, Method::POST, "/api/v1/tokens", Some(json!({ "name": "ci", "scopes": ["admin"] })))
-        .await
-        .problem(StatusCode::FORBIDDEN, "step-up-required");
+    h.as_person(
+        &admin,
+        Method::POST,
+        "/api/v1/tokens",
+        Some(json!({ "name": "ci", "scopes": ["admin"], "owner": { "type": "user", "id": admin.uid } })),
+    )
+    .await
+    .problem(StatusCode::FORBIDDEN, "step-up-required");
     assert_eq!(h.tree_size().await, before, "nothing written");
-    let pdp =
-        h.as_person(&admin, Method::POST, "/api/v1/tokens", Some(json!({ "name": "pep", "scopes": ["pdp"] }))).await;
+    let pdp = h
+        .as_person(
+            &admin,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({ "name": "pep", "scopes": ["pdp"], "owner": { "type": "user", "id": admin.uid } })),
+        )
+        .await;
     assert_eq!(pdp.status, StatusCode::CREATED, "a pdp token needs no step-up: {}", pdp.text);
     h.step_up(&mut admin).await;
-    let ok =
-        h.as_person(&admin, Method::POST, "/api/v1/tokens", Some(json!({ "name": "ci", "scopes": ["admin"] }))).await;
+    let ok = h
+        .as_person(
+            &admin,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({ "name": "ci", "scopes": ["admin"], "owner": { "type": "user", "id": admin.uid } })),
+        )
+        .await;
     assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
-    let t = h.post("/api/v1/tokens", json!({ "name": "ci2", "scopes": ["admin"] })).await;
+    let t = h
+        .post(
+            "/api/v1/tokens",
+            json!({ "name": "ci2", "scopes": ["admin"], "owner": { "type": "user", "id": admin.uid } }),
+        )
+        .await;
     assert_eq!(t.status, StatusCode::CREATED, "an API token needs no step-up: {}", t.text);
 }
 
-macro_rules! grants_on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let h = super::Harness::authn_sqlite().await;
-                    super::$name(&h).await;
-                    h.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(h) = super::Harness::authn_postgres().await else { return };
-                    super::$name(&h).await;
-                    h.finish().await;
-                }
-            )*
-        }
-    };
-}
-
-grants_on_both_stores!(
+authn_on_both_stores!(
     one_event_shape_from_every_path,
     asserted_provenance_refused,
     reconcile_flags_sensitive_manual_grants,

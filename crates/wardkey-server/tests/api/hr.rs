@@ -380,29 +380,10 @@ async fn hr_reconciliation(h: &Harness) {
 use chrono::TimeZone;
 use chrono::Utc;
 
-macro_rules! hr_on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let h = super::Harness::authn_sqlite().await;
-                    super::$name(&h).await;
-                    h.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(h) = super::Harness::authn_postgres().await else { return };
-                    super::$name(&h).await;
-                    h.finish().await;
-                }
-            )*
-        }
-    };
-}
-
-hr_on_both_stores!(hr_joiner_mover_leaver, hr_bad_input, hr_breaker_and_full_roster, hr_end_dates, hr_reconciliation);
+authn_on_both_stores!(
+    hr_joiner_mover_leaver,
+    hr_bad_input,
+    hr_breaker_and_full_roster,
+    hr_end_dates,
+    hr_reconciliation
+);

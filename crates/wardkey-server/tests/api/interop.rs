@@ -147,29 +147,4 @@ async fn api_gateway_interop(h: &Harness) {
     scenario(h, "api-gateway", GATEWAY_MODEL, GATEWAY_DECISIONS, 25).await;
 }
 
-macro_rules! interop_on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let h = super::Harness::authn_sqlite().await;
-                    super::$name(&h).await;
-                    h.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(h) = super::Harness::authn_postgres().await else { return };
-                    super::$name(&h).await;
-                    h.finish().await;
-                }
-            )*
-        }
-    };
-}
-
-interop_on_both_stores!(todo_interop, api_gateway_interop);
+authn_on_both_stores!(todo_interop, api_gateway_interop);

@@ -23,34 +23,13 @@ async fn document(h: &Harness) -> Value {
     r.json().await.expect("the document is JSON")
 }
 
-/// The venv's python, if it can import the validators.
+/// The venv's python, if it can import what the test needs.
 fn validator_python() -> Option<PathBuf> {
-    let venv = std::env::var_os("WARDKEY_PY_VENV")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("wardkey-pyenv")));
-    let reason = match venv {
-        None => "no $WARDKEY_PY_VENV and no $HOME".to_owned(),
-        Some(venv) => {
-            let py = venv.join("bin").join("python3");
-            match Command::new(&py).args(["-c", "import openapi_spec_validator, openapi_schema_validator"]).output() {
-                Ok(out) if out.status.success() => return Some(py),
-                Ok(out) => format!(
-                    "{} cannot import openapi-spec-validator: {}",
-                    py.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-                Err(e) => format!("no python at {} ({e})", py.display()),
-            }
-        }
-    };
-    if std::env::var("WARDKEY_REQUIRE_PY").as_deref() == Ok("1") {
-        panic!("the OpenAPI validator is required (WARDKEY_REQUIRE_PY=1) but {reason}");
-    }
-    say_loudly(&format!(
-        "\n*** OPENAPI VALIDATOR SKIPPED: {reason}; python3 -m venv ~/.cache/wardkey-pyenv && \
-         ~/.cache/wardkey-pyenv/bin/pip install -r tests/openapi/requirements.txt ***\n"
-    ));
-    None
+    wardkey_testkit::venv_python(
+        "openapi_spec_validator, openapi_schema_validator",
+        "OPENAPI VALIDATOR",
+        "tests/openapi/requirements.txt",
+    )
 }
 
 fn validator_script() -> PathBuf {
@@ -290,32 +269,7 @@ async fn openapi_audit_details_nullable(h: &Harness) {
     assert!(schemas["AuditDraft"]["required"].as_array().is_some_and(|r| r.iter().any(|f| f == "details")));
 }
 
-macro_rules! openapi_on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let h = super::Harness::sqlite().await;
-                    super::$name(&h).await;
-                    h.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(h) = super::Harness::postgres().await else { return };
-                    super::$name(&h).await;
-                    h.finish().await;
-                }
-            )*
-        }
-    };
-}
-
-openapi_on_both_stores!(
+on_both_stores!(
     openapi_independent_validator,
     openapi_delete_versions,
     openapi_maxima_enforced,

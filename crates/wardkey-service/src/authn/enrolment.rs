@@ -1,6 +1,7 @@
 //! Enrolling second factors (TOTP, passkeys), recovery codes, removing one's own factors.
 
 use super::*;
+use crate::stepup::SensitiveChange;
 
 impl Services {
     // ----------------------------------------------------------------- enrolment
@@ -11,8 +12,7 @@ impl Services {
         match sc.session.stage {
             SessionStage::Enrol => Ok(()),
             SessionStage::Active => {
-                let fresh = sc.caller.session.as_ref().is_some_and(|s| s.fresh_mfa(self.clock().now()));
-                if fresh { Ok(()) } else { Err(ServiceError::StepUpRequired) }
+                crate::stepup::require_step_up(&sc.caller, self.clock().now(), SensitiveChange::OwnFactors)
             }
             SessionStage::SecondFactor => {
                 Err(ServiceError::WrongStage { message: "sign-in is not complete: prove a second factor first".into() })
@@ -316,9 +316,9 @@ impl Services {
         Ok(codes.codes)
     }
 
+    /// A person's own factors and recovery codes are a sensitive change: the one step-up rule.
     pub(super) fn require_step_up(&self, sc: &SessionCaller) -> Result<()> {
-        let fresh = sc.caller.session.as_ref().is_some_and(|s| s.fresh_mfa(self.clock().now()));
-        if fresh { Ok(()) } else { Err(ServiceError::StepUpRequired) }
+        crate::stepup::require_step_up(&sc.caller, self.clock().now(), SensitiveChange::OwnFactors)
     }
 
     /// Removes one of the caller's own factors (step-up). The last factor cannot go while
