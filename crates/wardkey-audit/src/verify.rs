@@ -612,7 +612,7 @@ mod tests {
 
     fn events(n: u64, actor: &str) -> Vec<AuditEvent> {
         let t = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
-        (0..n).map(|i| AuditEvent::new(i, t, AuditDraft::new(actor, "test.event", Outcome::Success))).collect()
+        (0..n).map(|i| AuditEvent::new(i, t, AuditDraft::uncatalogued(actor, "test.event", Outcome::Success))).collect()
     }
 
     fn signer() -> LogSigner {
