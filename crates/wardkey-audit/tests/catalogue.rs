@@ -80,7 +80,10 @@ fn the_draft_constructor_takes_the_enum_and_stores_the_wire_name() {
     let s = AuditDraft::uncatalogued("system:test", "bench.probe", Outcome::Success);
     assert_eq!(s.action, "bench.probe");
     assert_eq!(s.catalogued_action(), None);
-    assert_eq!(AuditDraft::uncatalogued("system:test", "grant.create", Outcome::Success), d.clone().with_target(None::<String>));
+    assert_eq!(
+        AuditDraft::uncatalogued("system:test", "grant.create", Outcome::Success),
+        d.clone().with_target(None::<String>)
+    );
 }
 
 #[test]
@@ -248,8 +251,7 @@ fn is_test_code(attrs: &[syn::Attribute]) -> bool {
         if path.segments.last().is_some_and(|s| s.ident == "test") {
             return true;
         }
-        path.is_ident("cfg")
-            && a.parse_args::<syn::Meta>().is_ok_and(|m| m.path().is_ident("test"))
+        path.is_ident("cfg") && a.parse_args::<syn::Meta>().is_ok_and(|m| m.path().is_ident("test"))
     })
 }
 
