@@ -755,7 +755,7 @@ impl FromStr for Action {
     }
 }
 
-/// Lets `AuditDraft::new(actor, Action::GrantCreate, …)` work while string callers remain.
+/// The wire name, for code that stores or compares the `action` string.
 impl From<Action> for String {
     fn from(a: Action) -> String {
         a.as_str().to_owned()

@@ -124,11 +124,25 @@ pub struct AuditDraft {
 }
 
 impl AuditDraft {
-    /// `action` is an [`Action`](crate::Action) (preferred) or, for now, its wire string.
-    pub fn new(actor: impl Into<String>, action: impl Into<String>, outcome: Outcome) -> Self {
+    /// An event for a catalogued [`Action`](crate::Action); `action` stores its wire name.
+    pub fn new(actor: impl Into<String>, action: crate::Action, outcome: Outcome) -> Self {
+        Self::with_action_name(actor.into(), action.as_str().to_owned(), outcome)
+    }
+
+    /// TESTS AND BENCHMARKS ONLY: an event whose action is not in the catalogue (`test.event`,
+    /// `bench.probe`), for exercising the log itself with synthetic events. Production code must
+    /// use [`AuditDraft::new`] with an [`Action`](crate::Action): alerts, SIEM exports and the
+    /// decision-index follower key on the catalogue, and an uncatalogued name is invisible to
+    /// them. The tidy test `crates/wardkey-audit/tests/catalogue.rs` fails if this is called
+    /// from non-test code outside `wardkey-bench`.
+    pub fn uncatalogued(actor: impl Into<String>, action: impl Into<String>, outcome: Outcome) -> Self {
+        Self::with_action_name(actor.into(), action.into(), outcome)
+    }
+
+    fn with_action_name(actor: String, action: String, outcome: Outcome) -> Self {
         AuditDraft {
-            actor: actor.into(),
-            action: action.into(),
+            actor,
+            action,
             target: None,
             outcome,
             reason: None,

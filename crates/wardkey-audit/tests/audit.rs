@@ -18,7 +18,7 @@ fn sample_event() -> AuditEvent {
     AuditEvent::new(
         42,
         time,
-        AuditDraft::new("token:0190a0b2-7c1e-7000-8000-000000000001", "user.create", Outcome::Success)
+        AuditDraft::new("token:0190a0b2-7c1e-7000-8000-000000000001", Action::UserCreate, Outcome::Success)
             .with_target("user:abc")
             .with_source_ip(Some("10.0.0.1".to_string()))
             .with_request_id("req-1")
@@ -68,7 +68,7 @@ fn event_serde_round_trip_and_outcome() {
         assert_eq!(Outcome::parse(o.as_str()).unwrap(), o);
     }
     assert!(Outcome::parse("ok").is_err());
-    let d = AuditDraft::new("a", "b", Outcome::Denied).with_detail("k", 1).with_detail("j", "x");
+    let d = AuditDraft::uncatalogued("a", "b", Outcome::Denied).with_detail("k", 1).with_detail("j", "x");
     assert_eq!(d.details, json!({"k": 1, "j": "x"}));
     assert_eq!(truncate_to_micros(t0() + chrono::Duration::nanoseconds(999)), t0());
 }
@@ -451,7 +451,7 @@ fn make_event(i: u64) -> AuditEvent {
     AuditEvent::new(
         i,
         t0() + chrono::Duration::milliseconds(i as i64 * 37),
-        AuditDraft::new(format!("token:{}", i % 7), "user.update", Outcome::Success)
+        AuditDraft::new(format!("token:{}", i % 7), Action::UserUpdate, Outcome::Success)
             .with_target(format!("user:{i}"))
             .with_details(json!({"n": i, "tags": ["a", "b"]})),
     )

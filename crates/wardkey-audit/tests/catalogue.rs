@@ -76,10 +76,14 @@ fn the_draft_constructor_takes_the_enum_and_stores_the_wire_name() {
     assert_eq!(d.action, "grant.create");
     assert_eq!(d.target.as_deref(), Some("grant:00000000-0000-0000-0000-000000000000"));
     assert_eq!(d.catalogued_action(), Some(Action::GrantCreate));
-    // String callers still compile and mean the same thing.
-    let s = AuditDraft::new("system:test", "grant.create", Outcome::Success);
-    assert_eq!(s.catalogued_action(), Some(Action::GrantCreate));
-    assert_eq!(AuditDraft::new("system:test", "bench.probe", Outcome::Success).catalogued_action(), None);
+    // Synthetic events for tests and benches go through the loudly named escape hatch.
+    let s = AuditDraft::uncatalogued("system:test", "bench.probe", Outcome::Success);
+    assert_eq!(s.action, "bench.probe");
+    assert_eq!(s.catalogued_action(), None);
+    assert_eq!(
+        AuditDraft::uncatalogued("system:test", "grant.create", Outcome::Success),
+        d.clone().with_target(None::<String>)
+    );
 }
 
 #[test]
@@ -159,6 +163,10 @@ struct Finder {
     found: Vec<String>,
     /// Whether literals seen now are in action position (innermost decision last).
     context: Vec<bool>,
+    /// Inside `#[cfg(test)]` or `#[test]` code.
+    in_test: bool,
+    /// Uses of `AuditDraft::uncatalogued` outside test code.
+    escapes: usize,
 }
 
 impl Finder {
@@ -215,15 +223,47 @@ impl<'ast> Visit<'ast> for Finder {
 
     fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
         // A new function starts outside any action position.
+        let test = self.in_test || is_test_code(&f.attrs);
+        let was = std::mem::replace(&mut self.in_test, test);
         self.with(false, |me| syn::visit::visit_item_fn(me, f));
+        self.in_test = was;
+    }
+
+    fn visit_item_mod(&mut self, m: &'ast syn::ItemMod) {
+        let test = self.in_test || is_test_code(&m.attrs);
+        let was = std::mem::replace(&mut self.in_test, test);
+        syn::visit::visit_item_mod(self, m);
+        self.in_test = was;
+    }
+
+    fn visit_path(&mut self, p: &'ast syn::Path) {
+        if !self.in_test && p.segments.last().is_some_and(|s| s.ident == "uncatalogued") {
+            self.escapes += 1;
+        }
+        syn::visit::visit_path(self, p);
     }
 }
 
+/// `#[test]`, `#[cfg(test)]` (and `#[tokio::test]` etc.): code that never ships.
+fn is_test_code(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|a| {
+        let path = a.path();
+        if path.segments.last().is_some_and(|s| s.ident == "test") {
+            return true;
+        }
+        path.is_ident("cfg") && a.parse_args::<syn::Meta>().is_ok_and(|m| m.path().is_ident("test"))
+    })
+}
+
 fn find_actions(source: &str) -> Result<Vec<String>, syn::Error> {
+    Ok(scan(source)?.found)
+}
+
+fn scan(source: &str) -> Result<Finder, syn::Error> {
     let file = syn::parse_file(source)?;
     let mut f = Finder::default();
     f.visit_file(&file);
-    Ok(f.found)
+    Ok(f)
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -307,4 +347,51 @@ fn every_action_string_in_the_sources_is_catalogued() {
             .join("\n")
     );
     eprintln!("{} source files, {seen} action string literals, all catalogued", files.len());
+}
+
+#[test]
+fn the_scanner_tells_test_code_from_shipped_code() {
+    let fixture = r#"
+        fn shipped() {
+            let e = AuditDraft::uncatalogued("system:x", "made.up", Outcome::Success);
+        }
+        #[cfg(test)]
+        mod tests {
+            fn helper() { let e = AuditDraft::uncatalogued("a", "test.event", Outcome::Success); }
+        }
+        #[test]
+        fn a_test() { let e = wardkey_audit::AuditDraft::uncatalogued("a", "test.event", Outcome::Success); }
+        #[tokio::test]
+        async fn an_async_test() { let e = AuditDraft::uncatalogued("a", "test.event", Outcome::Success); }
+    "#;
+    let f = scan(fixture).unwrap_or_else(|e| panic!("fixture does not parse: {e}"));
+    assert_eq!(f.escapes, 1);
+}
+
+/// `AuditDraft::uncatalogued` is for synthetic events in tests and benches. Shipped code that
+/// used it would write events alerts, SIEM exports and the decision-index follower cannot see.
+#[test]
+fn the_uncatalogued_escape_hatch_is_used_only_by_tests_and_benches() {
+    let crates = workspace_root().join("crates");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&crates).unwrap_or_else(|e| panic!("{}: {e}", crates.display())).flatten() {
+        if entry.file_name() == "wardkey-bench" {
+            continue;
+        }
+        rust_files(&entry.path().join("src"), &mut files);
+    }
+    assert!(files.len() > 50, "found only {} source files under {}", files.len(), crates.display());
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|path| {
+            let source = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            scan(&source).unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display())).escapes > 0
+        })
+        .map(|p| p.strip_prefix(workspace_root()).unwrap_or(p).display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "AuditDraft::uncatalogued is for tests and benches; use AuditDraft::new with a catalogued Action in:\n  {}",
+        offenders.join("\n  ")
+    );
 }

@@ -76,7 +76,7 @@ pub async fn bench_hr_import() {
                         };
                         tx.insert_role_template(&t).await?;
                         tx.audit(
-                            AuditDraft::new("operator:bench", "role.create", Outcome::Success)
+                            AuditDraft::new("operator:bench", wardkey_audit::Action::RoleCreate, Outcome::Success)
                                 .with_target(r.id.target()),
                         );
                     }
@@ -139,7 +139,7 @@ pub async fn bench_hr_import() {
                             };
                             tx.insert_grant(&g).await?;
                             tx.audit(
-                                AuditDraft::new("operator:bench", "user.create", Outcome::Success)
+                                AuditDraft::new("operator:bench", wardkey_audit::Action::UserCreate, Outcome::Success)
                                     .with_target(u.id.target()),
                             );
                         }

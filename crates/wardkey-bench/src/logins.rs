@@ -339,8 +339,12 @@ async fn append_probe(t: &Target, n: usize) -> Vec<f64> {
         .spawn(async move {
             let mut lat = Vec::with_capacity(n);
             for i in 0..n {
-                let d = wardkey_audit::AuditDraft::new("bench:probe", "bench.probe", wardkey_audit::Outcome::Success)
-                    .with_request_id(format!("probe-{i}"));
+                let d = wardkey_audit::AuditDraft::uncatalogued(
+                    "bench:probe",
+                    "bench.probe",
+                    wardkey_audit::Outcome::Success,
+                )
+                .with_request_id(format!("probe-{i}"));
                 let started = Instant::now();
                 store.append_audit(vec![d]).await.expect("append");
                 lat.push(started.elapsed().as_secs_f64() * 1000.0);

@@ -54,7 +54,7 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn sample_draft(i: u64) -> AuditDraft {
-    AuditDraft::new(format!("token:bench-{}", i % 17), "grant.create", Outcome::Success)
+    AuditDraft::new(format!("token:bench-{}", i % 17), wardkey_audit::Action::GrantCreate, Outcome::Success)
         .with_target(format!("grant:{:032x}", i))
         .with_request_id(format!("req-{i}"))
         .with_details(serde_json::json!({ "subject": format!("user:{:032x}", i * 7), "role": "cardiology-reader" }))

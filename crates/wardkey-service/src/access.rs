@@ -1,10 +1,12 @@
 //! Resource types, resources, roles, role templates, SoD rules and grants.
 
 use crate::auth::{Admin, Authorized};
+use crate::event;
 use crate::grants::{EventContext, NewGrantSpec, Provenance};
 use crate::stepup::{SensitiveChange, is_sensitive_role, require_step_up};
-use crate::{Committed, PageRequest, Paged, Result, ServiceError, Services, draft};
+use crate::{Committed, PageRequest, Paged, Result, ServiceError, Services};
 use serde_json::json;
+use wardkey_audit::Action;
 use wardkey_domain::{
     Grant, GrantId, Member, NewGrant, NewResource, NewResourceType, NewRole, NewRoleTemplate, NewSodRule, Resource,
     ResourceId, ResourceType, ResourceTypeId, ResourceTypeUpdate, ResourceUpdate, Role, RoleId, RoleTemplate,
@@ -69,7 +71,7 @@ impl Services {
                         version: 1,
                     };
                     tx.insert_resource_type(&rt).await?;
-                    let mut e = draft(&caller, "resource_type.create", Some(rt.id.target()));
+                    let mut e = event(&caller, Action::ResourceTypeCreate, rt.id);
                     e.details = json!({ "name": rt.name, "actions": rt.actions, "phi": rt.phi, "decision_audit": rt.decision_audit });
                     tx.audit(e);
                     Ok(rt)
@@ -125,7 +127,7 @@ impl Services {
                     }
                     rt.updated_at = tx.now();
                     let rt = tx.update_resource_type(&rt, input.version).await?;
-                    let mut e = draft(&caller, "resource_type.update", Some(id.target()));
+                    let mut e = event(&caller, Action::ResourceTypeUpdate, id);
                     e.details = json!({ "actions_before": before.actions, "actions_after": rt.actions, "phi": rt.phi });
                     tx.audit(e);
                     Ok(rt)
@@ -154,7 +156,7 @@ impl Services {
                         });
                     }
                     tx.delete_resource_type(id, version).await?;
-                    let mut e = draft(&caller, "resource_type.delete", Some(id.target()));
+                    let mut e = event(&caller, Action::ResourceTypeDelete, id);
                     e.details = json!({ "name": rt.name });
                     tx.audit(e);
                     Ok(())
@@ -187,7 +189,7 @@ impl Services {
                         version: 1,
                     };
                     tx.insert_resource(&r).await?;
-                    let mut e = draft(&caller, "resource.create", Some(r.id.target()));
+                    let mut e = event(&caller, Action::ResourceCreate, r.id);
                     e.details = json!({ "name": r.name, "type": r.type_id.target(), "parent": r.parent_id.map(|p| p.target()) });
                     tx.audit(e);
                     Ok(r)
@@ -245,7 +247,7 @@ impl Services {
                     }
                     r.updated_at = tx.now();
                     let r = tx.update_resource(&r, input.version).await?;
-                    let mut e = draft(&caller, "resource.update", Some(id.target()));
+                    let mut e = event(&caller, Action::ResourceUpdate, id);
                     e.details = json!({
                         "parent_before": parent_before.map(|p| p.target()),
                         "parent_after": r.parent_id.map(|p| p.target()),
@@ -265,7 +267,7 @@ impl Services {
                 Box::pin(async move {
                     let r = tx.get_resource(id).await?.ok_or_else(|| not_found("resource", id))?;
                     tx.delete_resource(id, version).await?;
-                    let mut e = draft(&caller, "resource.delete", Some(id.target()));
+                    let mut e = event(&caller, Action::ResourceDelete, id);
                     e.details = json!({ "name": r.name });
                     tx.audit(e);
                     Ok(())
@@ -296,7 +298,7 @@ impl Services {
                         version: 1,
                     };
                     tx.insert_role(&role).await?;
-                    let mut e = draft(&caller, "role.create", Some(role.id.target()));
+                    let mut e = event(&caller, Action::RoleCreate, role.id);
                     e.details = json!({
                         "name": role.name,
                         "permissions": role.permissions,
@@ -373,7 +375,7 @@ impl Services {
                         }
                     }
                     let role = tx.update_role(&role, input.version).await?;
-                    let mut e = draft(&caller, "role.update", Some(id.target()));
+                    let mut e = event(&caller, Action::RoleUpdate, id);
                     e.details = json!({
                         "permissions_before": before,
                         "permissions_after": role.permissions,
@@ -410,7 +412,7 @@ impl Services {
                         });
                     }
                     tx.delete_role(id, version).await?;
-                    let mut e = draft(&caller, "role.delete", Some(id.target()));
+                    let mut e = event(&caller, Action::RoleDelete, id);
                     e.details = json!({ "name": role.name });
                     tx.audit(e);
                     Ok(())
@@ -444,7 +446,7 @@ impl Services {
                         version: 1,
                     };
                     tx.insert_role_template(&t).await?;
-                    let mut e = draft(&caller, "role_template.create", Some(t.id.target()));
+                    let mut e = event(&caller, Action::RoleTemplateCreate, t.id);
                     e.details = json!({ "name": t.name, "rule": t.rule, "role_ids": t.role_ids });
                     tx.audit(e);
                     Ok(t)
@@ -487,7 +489,7 @@ impl Services {
                     }
                     t.updated_at = tx.now();
                     let t = tx.update_role_template(&t, input.version).await?;
-                    let mut e = draft(&caller, "role_template.update", Some(id.target()));
+                    let mut e = event(&caller, Action::RoleTemplateUpdate, id);
                     e.details = json!({ "rule": t.rule, "role_ids": t.role_ids });
                     tx.audit(e);
                     Ok(t)
@@ -508,7 +510,7 @@ impl Services {
                 Box::pin(async move {
                     let t = tx.get_role_template(id).await?.ok_or_else(|| not_found("role_template", id))?;
                     tx.delete_role_template(id, version).await?;
-                    let mut e = draft(&caller, "role_template.delete", Some(id.target()));
+                    let mut e = event(&caller, Action::RoleTemplateDelete, id);
                     e.details = json!({ "name": t.name, "rule": t.rule, "role_ids": t.role_ids });
                     tx.audit(e);
                     Ok(())
@@ -542,7 +544,7 @@ impl Services {
                         version: 1,
                     };
                     tx.insert_sod_rule(&rule).await?;
-                    let mut e = draft(&caller, "sod_rule.create", Some(rule.id.target()));
+                    let mut e = event(&caller, Action::SodRuleCreate, rule.id);
                     e.details = json!({ "name": rule.name, "left": rule.left, "right": rule.right });
                     tx.audit(e);
                     Ok(rule)
@@ -576,7 +578,7 @@ impl Services {
                     }
                     rule.updated_at = tx.now();
                     let rule = tx.update_sod_rule(&rule, input.version).await?;
-                    tx.audit(draft(&caller, "sod_rule.update", Some(id.target())));
+                    tx.audit(event(&caller, Action::SodRuleUpdate, id));
                     Ok(rule)
                 })
             })
@@ -590,7 +592,7 @@ impl Services {
                 Box::pin(async move {
                     let rule = tx.get_sod_rule(id).await?.ok_or_else(|| not_found("sod_rule", id))?;
                     tx.delete_sod_rule(id, version).await?;
-                    let mut e = draft(&caller, "sod_rule.delete", Some(id.target()));
+                    let mut e = event(&caller, Action::SodRuleDelete, id);
                     e.details = json!({ "name": rule.name, "left": rule.left, "right": rule.right });
                     tx.audit(e);
                     Ok(())

@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
+use wardkey_audit::Action;
 use wardkey_audit::{AuditDraft, Outcome};
 use wardkey_domain::{Actor, Scope};
 
@@ -90,7 +91,7 @@ impl Services {
     /// Checks that `caller` holds scope `S`. A refusal is an audit event.
     pub async fn authorize<S: ScopeRequirement>(&self, caller: &Caller, attempted: &str) -> Result<Authorized<S>> {
         if caller.session.as_ref().is_some_and(|s| s.must_change_password) {
-            let mut event = draft(caller, "auth.denied", None);
+            let mut event = draft(caller, Action::AuthDenied, None);
             event.outcome = Outcome::Denied;
             event.reason = Some("password change required".into());
             event.details = serde_json::json!({ "attempted": truncate(attempted, 256) });
@@ -100,7 +101,7 @@ impl Services {
         if caller.has_scope(S::SCOPE) {
             return Ok(Authorized { caller: caller.clone(), _scope: PhantomData });
         }
-        let mut event = draft(caller, "auth.denied", None);
+        let mut event = draft(caller, Action::AuthDenied, None);
         event.outcome = Outcome::Denied;
         event.reason = Some(format!("missing scope {}", S::SCOPE));
         event.details = serde_json::json!({ "attempted": truncate(attempted, 256), "needed_scope": S::SCOPE.as_str() });
@@ -160,7 +161,7 @@ impl Services {
             }
         };
         let meta_for_limit = meta.clone();
-        let mut event = AuditDraft::new(Actor::Anonymous.principal(), "auth.failed", Outcome::Failure);
+        let mut event = AuditDraft::new(Actor::Anonymous.principal(), Action::AuthFailed, Outcome::Failure);
         event.reason = Some(failure.to_owned());
         event.source_ip = meta.source_ip;
         event.request_id = meta.request_id;
@@ -182,7 +183,10 @@ impl Services {
         if !self.config().audit_reads {
             return Ok(());
         }
-        let mut event = draft(caller, "api.read", target);
+        // `api.read` targets whatever was read, including things that are not a `TargetKind`
+        // (`audit_event:<index>`), so the handler's rendering is kept as it is.
+        let mut event = draft(caller, Action::ApiRead, None);
+        event.target = target;
         event.details = serde_json::json!({ "read": truncate(what, 256) });
         let event = if self.config().durable_reads {
             event

@@ -22,9 +22,11 @@
 //! Provenance (`source`, `requester`, `approvers`) is set by the workflow calling these
 //! functions, never taken from a client: see [`Provenance`].
 
-use crate::{Caller, Result, ServiceError, draft};
+use crate::event;
+use crate::{Caller, Result, ServiceError};
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use wardkey_audit::Action;
 use wardkey_domain::{
     Conditions, Grant, GrantId, GrantSource, Member, ResourceId, Role, ServiceAccountStatus, Subject, UserId,
     UserStatus, check_sod,
@@ -244,7 +246,7 @@ pub(crate) async fn create_in_tx(
     details.insert("starts_at".into(), json!(grant.starts_at));
     details.insert("expires_at".into(), json!(grant.expires_at));
     details.insert("conditions".into(), json!(grant.conditions));
-    let mut e = draft(caller, "grant.create", Some(grant.id.target()));
+    let mut e = event(caller, Action::GrantCreate, grant.id);
     e.approver = grant.approver.clone();
     e.reason = ctx.reason.clone();
     e.request_ref = ctx.request_ref.clone().or(provenance.request);
@@ -274,7 +276,7 @@ pub(crate) async fn revoke_in_tx(
         ctx.review_item.as_deref(),
         ctx.origin.as_ref(),
     );
-    let mut e = draft(caller, "grant.revoke", Some(grant.id.target()));
+    let mut e = event(caller, Action::GrantRevoke, grant.id);
     e.reason = ctx.reason.clone();
     e.request_ref = ctx.request_ref.clone().or_else(|| ctx.request.clone());
     e.details = serde_json::Value::Object(details);

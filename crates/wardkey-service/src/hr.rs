@@ -508,8 +508,8 @@ async fn apply_ops(tx: &mut WriteTx, caller: &Caller, import: &ImportRef, ops: &
                 if tx.insert_review_item(&item).await? {
                     tx.audit(ctx.event(
                         caller,
-                        Action::HrReviewItem.as_str(),
-                        Some(user.id.target()),
+                        Action::HrReviewItem,
+                        Some(user.id.into()),
                         &r.reason,
                         json!({ "kind": "missing_from_roster", "employee_id": r.employee_id }),
                     ));
@@ -549,15 +549,15 @@ async fn apply_join(tx: &mut WriteTx, caller: &Caller, import: &ImportRef, j: &J
         let why = import.why(j.row, "rehire");
         tx.audit(ctx.event(
             caller,
-            Action::UserStatus.as_str(),
-            Some(id.target()),
+            Action::UserStatus,
+            Some(id.into()),
             &why,
             json!({ "from": from, "to": user.status }),
         ));
         tx.audit(ctx.event(
             caller,
-            Action::UserUpdate.as_str(),
-            Some(id.target()),
+            Action::UserUpdate,
+            Some(id.into()),
             &why,
             json!({ "changed": ["hr"], "hr_before": hr_before, "hr_after": user.hr }),
         ));
@@ -578,8 +578,8 @@ async fn apply_join(tx: &mut WriteTx, caller: &Caller, import: &ImportRef, j: &J
     tx.insert_user(&user).await?;
     tx.audit(ctx.event(
         caller,
-        Action::UserCreate.as_str(),
-        Some(user.id.target()),
+        Action::UserCreate,
+        Some(user.id.into()),
         &import.why(j.row, "joiner"),
         json!({ "username": user.username, "status": user.status, "hr": user.hr }),
     ));
@@ -610,8 +610,8 @@ async fn apply_move(tx: &mut WriteTx, caller: &Caller, import: &ImportRef, m: &M
     let ctx = import.ctx(m.row, m.job_change);
     tx.audit(ctx.event(
         caller,
-        Action::UserUpdate.as_str(),
-        Some(user.id.target()),
+        Action::UserUpdate,
+        Some(user.id.into()),
         &why,
         json!({ "changes": m.changes, "hr_before": hr_before, "hr_after": user.hr, "terminates_at": m.terminates_at }),
     ));
@@ -640,16 +640,16 @@ async fn apply_leave(tx: &mut WriteTx, caller: &Caller, import: &ImportRef, l: &
         user = tx.update_user(&user, expected).await?;
         tx.audit(ctx.event(
             caller,
-            Action::UserUpdate.as_str(),
-            Some(user.id.target()),
+            Action::UserUpdate,
+            Some(user.id.into()),
             &why,
             json!({ "changed": ["hr"], "hr_before": hr_before, "hr_after": user.hr }),
         ));
     }
     tx.audit(ctx.event(
         caller,
-        Action::HrTermination.as_str(),
-        Some(user.id.target()),
+        Action::HrTermination,
+        Some(user.id.into()),
         &why,
         json!({ "cause": l.cause, "effective_at": l.effective_at, "employee_id": l.employee_id }),
     ));

@@ -17,6 +17,7 @@ use crate::{Caller, Result, draft};
 use serde::Serialize;
 use serde_json::json;
 use wardkey_audit::AuditDraft;
+use wardkey_audit::{Action, Target};
 use wardkey_domain::{Grant, GrantId, GrantSource, RoleId, Subject, User, UserStatus, birthright_roles};
 use wardkey_store::{ReviewItem, WriteTx};
 
@@ -69,8 +70,8 @@ impl ChangeContext {
     pub(crate) fn event(
         &self,
         caller: &Caller,
-        action: &str,
-        target: Option<String>,
+        action: Action,
+        target: Option<Target>,
         why: &str,
         details: serde_json::Value,
     ) -> AuditDraft {
@@ -169,8 +170,8 @@ pub(crate) async fn sync_birthright_with(
                 if tx.insert_review_item(&item).await? {
                     tx.audit(ctx.event(
                         caller,
-                        "grant.review_flagged",
-                        Some(user.id.target()),
+                        Action::GrantReviewFlagged,
+                        Some(user.id.into()),
                         why,
                         json!({ "role": role.id.target(), "role_name": role.name, "kind": "birthright_refused", "error": e.to_string() }),
                     ));
@@ -198,8 +199,8 @@ pub(crate) async fn sync_birthright_with(
             if tx.insert_review_item(&item).await? {
                 tx.audit(ctx.event(
                     caller,
-                    "grant.review_flagged",
-                    Some(g.id.target()),
+                    Action::GrantReviewFlagged,
+                    Some(g.id.into()),
                     why,
                     json!({ "subject": subject.target(), "role": g.role_id.target(), "source": g.source, "kind": "grant_after_move" }),
                 ));

@@ -166,11 +166,14 @@ fn unreachable_settings(e: ServiceError) -> ! {
     panic!("default authentication settings are invalid: {e}")
 }
 
-/// An audit draft attributed to `caller`, with the request's source address and id. `action`
-/// is a [`wardkey_audit::Action`]; string names are still accepted while call sites move over.
-pub(crate) fn draft(caller: &Caller, action: impl Into<String>, target: Option<String>) -> AuditDraft {
+/// An audit draft attributed to `caller`, with the request's source address and id.
+pub(crate) fn draft(
+    caller: &Caller,
+    action: wardkey_audit::Action,
+    target: Option<wardkey_audit::Target>,
+) -> AuditDraft {
     let mut d = AuditDraft::new(caller.actor.principal(), action, wardkey_audit::Outcome::Success);
-    d.target = target;
+    d.target = target.map(String::from);
     d.source_ip = caller.meta.source_ip.clone();
     d.request_id = caller.meta.request_id.clone();
     d
@@ -182,7 +185,7 @@ pub(crate) fn event(
     action: wardkey_audit::Action,
     target: impl Into<wardkey_audit::Target>,
 ) -> AuditDraft {
-    draft(caller, action, Some(target.into().to_string()))
+    draft(caller, action, Some(target.into()))
 }
 
 /// Filters arrive as query strings; like every other input they are bounded.

@@ -3,9 +3,11 @@
 //! job, so the status change and the loss of every access commit together or not at all.
 
 use crate::directory::leave_all_groups;
+use crate::event;
 use crate::grants::revoke_all_in_tx as revoke_everything;
-use crate::{Caller, Result, draft};
+use crate::{Caller, Result};
 use serde_json::json;
+use wardkey_audit::Action;
 use wardkey_domain::{Member, Subject, User, UserStatus};
 use wardkey_store::WriteTx;
 
@@ -36,7 +38,7 @@ pub(crate) async fn terminate_in_tx(
         user.status = from.transition(UserStatus::Disabled)?;
         user.updated_at = tx.now();
         user = tx.update_user(&user, expected).await?;
-        let mut e = draft(caller, "user.status", Some(id.target()));
+        let mut e = event(caller, Action::UserStatus, id);
         e.reason = Some(why.to_owned());
         e.details = json!({ "from": from, "to": UserStatus::Disabled });
         tx.audit(e);

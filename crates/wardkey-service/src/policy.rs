@@ -3,11 +3,13 @@
 
 use crate::auth::{Admin, Authorized};
 use crate::authn::SessionCaller;
+use crate::event;
 use crate::grants::{EventContext, NewGrantSpec, Provenance};
 use crate::stepup::SensitiveChange;
-use crate::{Committed, Result, ServiceError, Services, draft};
+use crate::{Committed, Result, ServiceError, Services};
 use serde::Deserialize;
 use serde_json::json;
+use wardkey_audit::Action;
 use wardkey_domain::{ForbidRule, ForbidRuleId, Grant, GrantSource, NewForbidRule, ResourceId, RoleId, Subject};
 
 /// Emergency access a person declares for themselves.
@@ -63,7 +65,7 @@ impl Services {
                         version: 1,
                     };
                     tx.insert_forbid_rule(&rule).await?;
-                    let mut e = draft(&caller, "forbid_rule.create", Some(rule.id.target()));
+                    let mut e = event(&caller, Action::ForbidRuleCreate, rule.id);
                     e.details = json!({ "name": rule.name, "resource_types": rule.resource_types, "actions": rule.actions, "when": rule.when });
                     tx.audit(e);
                     Ok(rule)
@@ -100,7 +102,7 @@ impl Services {
                         .await?
                         .ok_or(ServiceError::NotFound { kind: "forbid_rule", id: id.to_string() })?;
                     tx.delete_forbid_rule(id, version).await?;
-                    let mut e = draft(&caller, "forbid_rule.delete", Some(id.target()));
+                    let mut e = event(&caller, Action::ForbidRuleDelete, id);
                     e.details = json!({ "name": rule.name });
                     tx.audit(e);
                     Ok(())
@@ -169,7 +171,7 @@ impl Services {
                     };
                     let ctx = EventContext::reason(input.justification.clone());
                     let grant = crate::grants::create_in_tx(tx, &caller, spec, &ctx).await?;
-                    let mut d = draft(&caller, "break_glass.declared", Some(grant.id.target()));
+                    let mut d = event(&caller, Action::BreakGlassDeclared, grant.id);
                     d.reason = Some(input.justification.clone());
                     d.details = json!({
                         "review_required": true,

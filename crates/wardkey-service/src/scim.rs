@@ -33,6 +33,7 @@
 use crate::auth::{Authorized, Scim};
 use crate::{Caller, Committed, ServiceError, Services, draft};
 use serde_json::{Map, Value, json};
+use wardkey_audit::{Action, Target};
 use wardkey_domain::{
     Actor, DomainError, EmploymentType, Group, GroupId, HrAttributes, IdentityVerification, Member, Subject, User,
     UserId, UserStatus, check_sod, validate,
@@ -146,8 +147,8 @@ fn connector(caller: &Caller) -> String {
 
 fn scim_event(
     caller: &Caller,
-    action: &str,
-    target: Option<String>,
+    action: Action,
+    target: Option<Target>,
     operation: &str,
     extra: Value,
 ) -> wardkey_audit::AuditDraft {
@@ -423,8 +424,8 @@ async fn write_user(
     tx.scim_put_user(user.id, &raw, &connector(caller), &user_index(&resource)).await?;
     tx.audit(scim_event(
         caller,
-        "user.update",
-        Some(user.id.target()),
+        Action::UserUpdate,
+        Some(user.id.into()),
         operation,
         json!({
             "changed": profile_changed,
@@ -439,8 +440,8 @@ async fn write_user(
             let (u, revoked) = crate::lifecycle::terminate_in_tx(tx, caller, user, "scim active=false").await?;
             tx.audit(scim_event(
                 caller,
-                "scim.terminate",
-                Some(u.id.target()),
+                Action::ScimTerminate,
+                Some(u.id.into()),
                 operation,
                 json!({ "revoked": revoked }),
             ));
@@ -461,8 +462,8 @@ async fn write_user(
                 user = tx.update_user(&user, v).await?;
                 let mut e = scim_event(
                     caller,
-                    "user.status",
-                    Some(user.id.target()),
+                    Action::UserStatus,
+                    Some(user.id.into()),
                     operation,
                     json!({ "from": from, "to": user.status }),
                 );
@@ -492,15 +493,15 @@ async fn verify_and_activate(tx: &mut WriteTx, caller: &Caller, mut user: User) 
     let user = tx.update_user(&user, v).await?;
     tx.audit(scim_event(
         caller,
-        "user.verify_identity",
-        Some(user.id.target()),
+        Action::UserVerifyIdentity,
+        Some(user.id.into()),
         "activate",
         json!({ "method": method }),
     ));
     tx.audit(scim_event(
         caller,
-        "user.status",
-        Some(user.id.target()),
+        Action::UserStatus,
+        Some(user.id.into()),
         "activate",
         json!({ "from": from, "to": user.status }),
     ));
@@ -550,8 +551,8 @@ async fn add_member_in_tx(
     if tx.add_member(group, Member::User(user)).await? {
         tx.audit(scim_event(
             caller,
-            "group.member_add",
-            Some(group.target()),
+            Action::GroupMemberAdd,
+            Some(group.into()),
             operation,
             json!({ "member": Member::User(user).target() }),
         ));
@@ -590,8 +591,8 @@ async fn write_group(
         tx.insert_group(&group).await?;
         tx.audit(scim_event(
             caller,
-            "group.create",
-            Some(group.id.target()),
+            Action::GroupCreate,
+            Some(group.id.into()),
             operation,
             json!({ "name": group.name, "displayName": display }),
         ));
@@ -603,8 +604,8 @@ async fn write_group(
         group = tx.update_group(&group, v).await?;
         tx.audit(scim_event(
             caller,
-            "group.update",
-            Some(group.id.target()),
+            Action::GroupUpdate,
+            Some(group.id.into()),
             operation,
             json!({ "name_before": before, "name": group.name, "displayName": display }),
         ));
@@ -620,8 +621,8 @@ async fn write_group(
             tx.remove_member(group.id, Member::User(*u)).await?;
             tx.audit(scim_event(
                 caller,
-                "group.member_remove",
-                Some(group.id.target()),
+                Action::GroupMemberRemove,
+                Some(group.id.into()),
                 operation,
                 json!({ "member": Member::User(*u).target() }),
             ));
@@ -755,8 +756,8 @@ impl Services {
                             tx.insert_user(&user).await?;
                             tx.audit(scim_event(
                                 &caller,
-                                "user.create",
-                                Some(id.target()),
+                                Action::UserCreate,
+                                Some(id.into()),
                                 "create",
                                 json!({ "username": user.username, "status": user.status, "hr": user.hr, "externalId": resource.get("externalId") }),
                             ));
@@ -883,8 +884,8 @@ impl Services {
                             tx.delete_user(user.id, user.version).await?;
                             tx.audit(scim_event(
                                 &caller,
-                                "user.delete",
-                                Some(user.id.target()),
+                                Action::UserDelete,
+                                Some(user.id.into()),
                                 "delete",
                                 json!({ "username": user.username }),
                             ));
@@ -897,8 +898,8 @@ impl Services {
                             tx.delete_group(group.id, group.version).await?;
                             tx.audit(scim_event(
                                 &caller,
-                                "group.delete",
-                                Some(group.id.target()),
+                                Action::GroupDelete,
+                                Some(group.id.into()),
                                 "delete",
                                 json!({ "name": group.name }),
                             ));

@@ -2,12 +2,14 @@
 //! the first-start bootstrap token, revocation with the owner, and the cache of recently
 //! presented tokens. Checking a presented token is `crate::auth::Services::authenticate`.
 
-use crate::{Admin, Authorized, Caller, RequestMeta, Result, ServiceError, Services, draft};
+use crate::event;
+use crate::{Admin, Authorized, Caller, RequestMeta, Result, ServiceError, Services};
 use base64::Engine as _;
 use chrono::Duration;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use wardkey_audit::Action;
 use wardkey_domain::{Actor, ApiToken, ApiTokenId, NewApiToken, Scope, ServiceAccountStatus, TokenOwner, UserStatus};
 use wardkey_store::{Committed, WriteTx};
 
@@ -129,7 +131,7 @@ pub(crate) async fn revoke_owner_tokens_in_tx(
     let now = tx.now();
     let revoked = tx.revoke_api_tokens_owned_by(owner, now).await?;
     for t in &revoked {
-        let mut e = draft(caller, "api_token.revoke", Some(t.target()));
+        let mut e = event(caller, Action::ApiTokenRevoke, *t);
         e.reason = Some(why.to_owned());
         e.details = json!({ "owner": owner.principal() });
         tx.audit(e);
@@ -156,7 +158,7 @@ impl Services {
             return Ok(());
         }
         let id = token.id;
-        let event = draft(caller, "api_token.use", Some(id.target()));
+        let event = event(caller, Action::ApiTokenUse, id);
         let written = self
             .store
             .write(move |tx| {
@@ -216,7 +218,7 @@ impl Services {
                 Box::pin(async move {
                     check_owner(tx, &caller, &token.owner).await?;
                     tx.insert_api_token(&token, &hash).await?;
-                    let mut event = draft(&caller, "api_token.create", Some(token.id.target()));
+                    let mut event = event(&caller, Action::ApiTokenCreate, token.id);
                     event.details = json!({
                         "name": token.name,
                         "scopes": token.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
@@ -256,7 +258,7 @@ impl Services {
                     if !tx.revoke_api_token(id, now).await? {
                         return Err(ServiceError::NotFound { kind: "api_token", id: id.to_string() });
                     }
-                    tx.audit(draft(&caller, "api_token.revoke", Some(id.target())));
+                    tx.audit(event(&caller, Action::ApiTokenRevoke, id));
                     Ok(())
                 })
             })
@@ -313,7 +315,7 @@ impl Services {
                     let now = tx.now();
                     tx.set_meta(BOOTSTRAP_META, &now.to_rfc3339()).await?;
                     tx.insert_api_token(&token, &hash).await?;
-                    let mut e = draft(&caller, "api_token.create", Some(token.id.target()));
+                    let mut e = event(&caller, Action::ApiTokenCreate, token.id);
                     e.reason = Some("bootstrap admin token issued on first start".into());
                     e.details = json!({
                         "name": token.name,

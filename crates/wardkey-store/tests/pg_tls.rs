@@ -203,7 +203,7 @@ async fn postgres_over_tls_verify_full() {
     let good = pg.url("localhost", &format!("sslmode=verify-full&sslrootcert={}", ca.display()));
     let store = Store::open(&good, Arc::new(SystemClock)).await.expect("connects over verified TLS");
     let committed = store
-        .append_audit(vec![wardkey_audit::AuditDraft::new(
+        .append_audit(vec![wardkey_audit::AuditDraft::uncatalogued(
             "operator:test",
             "tls.check",
             wardkey_audit::Outcome::Success,

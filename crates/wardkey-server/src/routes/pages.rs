@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
+use wardkey_audit::Action;
 use wardkey_domain::{SessionId, SessionStage};
 use wardkey_service::{NextStep, ServiceError, SessionCaller};
 
@@ -282,7 +283,7 @@ fn parse_form(body: &[u8]) -> Form {
 /// audited (`auth.csrf_refused`) and answered with a page that says what to do.
 async fn accept_form(s: &AppState, parts: &Parts, body: &Bytes) -> Result<Form, Response> {
     let refuse = |reason: &'static str| async move {
-        let _ = s.services.audit_refusal(&request_meta(parts), "auth.csrf_refused", reason).await;
+        let _ = s.services.audit_refusal(&request_meta(parts), Action::AuthCsrfRefused, reason).await;
         message(
             StatusCode::FORBIDDEN,
             "Form refused",

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::stepup::SensitiveChange;
+use wardkey_audit::Action;
 
 impl Services {
     // ----------------------------------------------------------------- enrolment
@@ -66,7 +67,7 @@ impl Services {
                         }
                     }
                     tx.insert_factor(&f2, &sealed, None).await?;
-                    let mut e = user_event(uid, "factor.enrol_started", &meta, Outcome::Success);
+                    let mut e = user_event(uid, Action::FactorEnrolStarted, &meta, Outcome::Success);
                     e.details = json!({ "factor": f2.id.target(), "kind": "totp" });
                     tx.audit(e);
                     Ok::<_, ServiceError>(())
@@ -95,7 +96,7 @@ impl Services {
         let step = match wardkey_authn::totp::verify(&secret, code, self.clock().now(), None) {
             Ok(s) => i64::try_from(s).map_err(|_| ServiceError::Internal("TOTP step out of range".into()))?,
             Err(_) => {
-                let mut e = user_event(uid, "factor.enrol_failed", &sc.caller.meta, Outcome::Failure);
+                let mut e = user_event(uid, Action::FactorEnrolFailed, &sc.caller.meta, Outcome::Failure);
                 e.reason = Some("wrong TOTP code at enrolment".into());
                 self.store.append_audit(vec![e]).await?;
                 return Err(ServiceError::invalid(
@@ -139,7 +140,7 @@ impl Services {
             .start_registration(uid.0, &user.username, &display, &existing)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let pending = Pending::WebauthnRegister { state, name, at: self.clock().now().timestamp() };
-        self.set_pending(sc, &pending, "webauthn.registration_started").await?;
+        self.set_pending(sc, &pending, Action::WebauthnRegistrationStarted).await?;
         Ok(options)
     }
 
@@ -148,7 +149,7 @@ impl Services {
         self.check_may_enrol(sc)?;
         let uid = sc.session.user_id;
         let Some(Pending::WebauthnRegister { state, name, .. }) = self.take_pending(sc) else {
-            let mut e = user_event(uid, "factor.enrol_failed", &sc.caller.meta, Outcome::Failure);
+            let mut e = user_event(uid, Action::FactorEnrolFailed, &sc.caller.meta, Outcome::Failure);
             e.reason = Some("no passkey registration pending (or it expired)".into());
             self.store.append_audit(vec![e]).await?;
             return Err(ServiceError::Conflict {
@@ -159,7 +160,7 @@ impl Services {
         let registered = match self.authn().passkeys.finish_registration(response_json, &state) {
             Ok(r) => r,
             Err(err) => {
-                let mut e = user_event(uid, "factor.enrol_failed", &sc.caller.meta, Outcome::Failure);
+                let mut e = user_event(uid, Action::FactorEnrolFailed, &sc.caller.meta, Outcome::Failure);
                 e.reason = Some(format!("passkey registration refused: {}", err.code()));
                 let sid = sc.session.id;
                 self.store
@@ -233,14 +234,14 @@ impl Services {
                             message: "the enrolment was already completed".into(),
                         });
                     }
-                    let mut e = user_event(s.user_id, "factor.enrolled", &meta, Outcome::Success);
+                    let mut e = user_event(s.user_id, Action::FactorEnrolled, &meta, Outcome::Success);
                     e.details =
                         json!({ "factor": f2.id.target(), "kind": method, "name": f2.name, "session": s.id.target() });
                     tx.audit(e);
                     let issue_codes = !had_factor || tx.unused_recovery_codes(s.user_id).await? == 0;
                     if issue_codes {
                         tx.replace_recovery_codes(s.user_id, &hashes, now).await?;
-                        let mut e = user_event(s.user_id, "factor.recovery_codes_issued", &meta, Outcome::Success);
+                        let mut e = user_event(s.user_id, Action::FactorRecoveryCodesIssued, &meta, Outcome::Success);
                         e.details = json!({ "count": hashes.len() });
                         tx.audit(e);
                     }
@@ -260,7 +261,7 @@ impl Services {
                         if !tx.advance_session(s.id, &advance).await? {
                             return Err(ServiceError::SessionExpired);
                         }
-                        let mut e = user_event(s.user_id, "auth.login", &meta, Outcome::Success);
+                        let mut e = user_event(s.user_id, Action::AuthLogin, &meta, Outcome::Success);
                         e.details =
                             json!({ "session": s.id.target(), "method": method, "methods": methods, "enrolled": true });
                         tx.audit(e);
@@ -306,7 +307,7 @@ impl Services {
                     }
                     let now = tx.now();
                     tx.replace_recovery_codes(uid, &hashes, now).await?;
-                    let mut e = user_event(uid, "factor.recovery_codes_issued", &meta, Outcome::Success);
+                    let mut e = user_event(uid, Action::FactorRecoveryCodesIssued, &meta, Outcome::Success);
                     e.details = json!({ "count": hashes.len(), "replaced": true });
                     tx.audit(e);
                     Ok::<_, ServiceError>(())
@@ -343,7 +344,7 @@ impl Services {
                         });
                     }
                     tx.delete_factor(id).await?;
-                    let mut e = user_event(uid, "factor.removed", &meta, Outcome::Success);
+                    let mut e = user_event(uid, Action::FactorRemoved, &meta, Outcome::Success);
                     e.details = json!({ "factor": id.target(), "kind": f.kind, "name": f.name });
                     tx.audit(e);
                     Ok::<_, ServiceError>(())

@@ -2,6 +2,7 @@
 //! counted toward lockout and bounded per session.
 
 use super::*;
+use wardkey_audit::Action;
 
 impl Services {
     /// Counts a failed second factor against the account (counted apart from passwords, same
@@ -25,7 +26,7 @@ impl Services {
                     // A ceremony's state is single-use: a failed attempt spends it too.
                     tx.set_session_pending(sid, None).await?;
                     let in_session = tx.count_session_second_factor_failure(sid).await?;
-                    let mut e = user_event(uid, "auth.mfa_failed", &meta, Outcome::Failure);
+                    let mut e = user_event(uid, Action::AuthMfaFailed, &meta, Outcome::Failure);
                     e.reason = Some(reason);
                     e.details = json!({
                         "session": sid.target(),
@@ -38,7 +39,7 @@ impl Services {
                     let mut ended = false;
                     if outcome.locked_now || acct.is_locked(&lockout, now) {
                         if outcome.locked_now {
-                            let mut l = user_event(uid, "auth.lockout", &meta, Outcome::Success);
+                            let mut l = user_event(uid, Action::AuthLockout, &meta, Outcome::Success);
                             l.actor = "system:lockout".into();
                             l.reason = Some(format!("{} consecutive failed sign-in steps", acct.consecutive));
                             tx.audit(l);
@@ -51,7 +52,7 @@ impl Services {
                         // step (and its throttle) every few codes.
                         if tx.end_session(sid, now, "second_factor_attempts", "system:lockout").await? {
                             let mut x =
-                                AuditDraft::new("system:lockout".to_owned(), "session.revoke", Outcome::Success);
+                                AuditDraft::new("system:lockout".to_owned(), Action::SessionRevoke, Outcome::Success);
                             x.target = Some(sid.target());
                             x.reason = Some(format!("{in_session} failed second factors in this session"));
                             x.source_ip = meta.source_ip.clone();
@@ -79,7 +80,7 @@ impl Services {
         let now = self.clock().now();
         let acct = failures_from_domain(&self.store.read().await?.get_login_failures(sc.session.user_id).await?);
         if acct.is_locked(lockout, now) || acct.earliest_next_attempt(lockout).is_some_and(|t| now < t) {
-            let mut e = user_event(sc.session.user_id, "auth.mfa_failed", &sc.caller.meta, Outcome::Denied);
+            let mut e = user_event(sc.session.user_id, Action::AuthMfaFailed, &sc.caller.meta, Outcome::Denied);
             e.reason =
                 Some(if acct.is_locked(lockout, now) { "account locked" } else { "too soon after a failure" }.into());
             self.store.append_audit(vec![e]).await?;
@@ -125,7 +126,7 @@ impl Services {
                         return Err(ServiceError::SessionExpired);
                     }
                     tx.set_login_failures(s.user_id, &LoginFailures::default()).await?;
-                    let action = if s.stage == SessionStage::Active { "auth.step_up" } else { "auth.login" };
+                    let action = if s.stage == SessionStage::Active { Action::AuthStepUp } else { Action::AuthLogin };
                     let mut e = user_event(s.user_id, action, &meta, Outcome::Success);
                     e.details = json!({ "session": s.id.target(), "method": method, "methods": methods, "phishing_resistant": phishing_resistant });
                     tx.audit(e);
@@ -214,7 +215,7 @@ impl Services {
                     return Ok(false);
                 }
                 let left = tx.unused_recovery_codes(uid).await?;
-                let mut e = user_event(uid, "factor.recovery_code_used", &meta, Outcome::Success);
+                let mut e = user_event(uid, Action::FactorRecoveryCodeUsed, &meta, Outcome::Success);
                 e.details = json!({ "remaining": left });
                 tx.audit(e);
                 Ok(true)
@@ -243,23 +244,22 @@ impl Services {
         let (options, state) =
             self.authn().passkeys.start_authentication(&stored).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let pending = Pending::WebauthnAuth { state, at: self.clock().now().timestamp() };
-        self.set_pending(sc, &pending, "webauthn.challenge").await?;
+        self.set_pending(sc, &pending, Action::WebauthnChallenge).await?;
         Ok(options)
     }
 
-    pub(super) async fn set_pending(&self, sc: &SessionCaller, pending: &Pending, action: &str) -> Result<()> {
+    pub(super) async fn set_pending(&self, sc: &SessionCaller, pending: &Pending, action: Action) -> Result<()> {
         let json = serde_json::to_string(pending).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let sid = sc.session.id;
         let uid = sc.session.user_id;
         let meta = sc.caller.meta.clone();
-        let action = action.to_owned();
         self.store
             .write(move |tx| {
                 Box::pin(async move {
                     if !tx.set_session_pending(sid, Some(&json)).await? {
                         return Err(ServiceError::SessionExpired);
                     }
-                    let mut e = user_event(uid, &action, &meta, Outcome::Success);
+                    let mut e = user_event(uid, action, &meta, Outcome::Success);
                     e.details = json!({ "session": sid.target() });
                     tx.audit(e);
                     Ok::<_, ServiceError>(())

@@ -7,11 +7,12 @@
 
 use crate::auth::truncate;
 use crate::auth::{Admin, Authorized, Caller, RequestMeta};
-use crate::{PageRequest, Paged, Result, ServiceError, Services, draft};
+use crate::{PageRequest, Paged, Result, ServiceError, Services};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::Mutex;
+use wardkey_audit::Action;
 use wardkey_audit::{AuditDraft, Outcome};
 use wardkey_authn::hash::{HashParams, PasswordHasher};
 use wardkey_authn::password::{PasswordContext, PasswordPolicy};
@@ -249,14 +250,14 @@ fn failures_from_domain(f: &LoginFailures) -> AccountFailures {
     }
 }
 
-fn anon_event(action: &str, meta: &RequestMeta, outcome: Outcome) -> AuditDraft {
+fn anon_event(action: Action, meta: &RequestMeta, outcome: Outcome) -> AuditDraft {
     let mut e = AuditDraft::new(Actor::Anonymous.principal(), action, outcome);
     e.source_ip = meta.source_ip.clone();
     e.request_id = meta.request_id.clone();
     e
 }
 
-fn user_event(user: UserId, action: &str, meta: &RequestMeta, outcome: Outcome) -> AuditDraft {
+fn user_event(user: UserId, action: Action, meta: &RequestMeta, outcome: Outcome) -> AuditDraft {
     let mut e = AuditDraft::new(Actor::User { user_id: user }.principal(), action, outcome);
     e.target = Some(user.target());
     e.source_ip = meta.source_ip.clone();
@@ -362,7 +363,7 @@ impl Services {
         if self.source_allows(meta) {
             return Ok(());
         }
-        let mut e = anon_event("auth.rate_limited", meta, Outcome::Denied);
+        let mut e = anon_event(Action::AuthRateLimited, meta, Outcome::Denied);
         e.reason = Some(format!("source over its {what} limit"));
         self.store.append_audit(vec![e]).await?;
         Err(ServiceError::RateLimited { retry_after_secs: 1 })
@@ -370,7 +371,7 @@ impl Services {
 
     /// Records a refused request that reached no service (a forged form, a cross-site post):
     /// the audit event is the only thing written.
-    pub async fn audit_refusal(&self, meta: &RequestMeta, action: &str, reason: &str) -> Result<()> {
+    pub async fn audit_refusal(&self, meta: &RequestMeta, action: Action, reason: &str) -> Result<()> {
         let mut e = anon_event(action, meta, Outcome::Denied);
         e.reason = Some(truncate(reason, 256));
         self.store.append_audit(vec![e]).await?;

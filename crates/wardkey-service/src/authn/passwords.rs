@@ -1,6 +1,8 @@
 //! Passwords: setting by an administrator, marking compromised, changing one's own.
 
 use super::*;
+use crate::event;
+use wardkey_audit::Action;
 
 impl Services {
     // ----------------------------------------------------------------- passwords
@@ -48,7 +50,7 @@ impl Services {
                     tx.get_user(user).await?.ok_or(ServiceError::NotFound { kind: "user", id: user.to_string() })?;
                     let info = PasswordInfo { set_at: now, must_change, set_by: caller.actor.principal() };
                     tx.set_password(user, &phc, &info).await?;
-                    let mut e = draft(&caller, "password.set", Some(user.target()));
+                    let mut e = event(&caller, Action::PasswordSet, user);
                     e.details = json!({ "must_change": must_change });
                     tx.audit(e);
                     end_sessions(tx, user, "password_changed", &caller.actor.principal(), &caller.meta).await?;
@@ -77,7 +79,7 @@ impl Services {
                             message: "the user has no password".into(),
                         });
                     }
-                    let mut e = draft(&caller, "password.compromised", Some(user.target()));
+                    let mut e = event(&caller, Action::PasswordCompromised, user);
                     e.reason = reason.map(|r| truncate(&r, 1024));
                     tx.audit(e);
                     end_sessions(tx, user, "password_compromised", &caller.actor.principal(), &caller.meta).await?;
@@ -100,7 +102,7 @@ impl Services {
             _ => false,
         };
         if !current_ok {
-            let mut e = user_event(uid, "password.change_failed", &sc.caller.meta, Outcome::Failure);
+            let mut e = user_event(uid, Action::PasswordChangeFailed, &sc.caller.meta, Outcome::Failure);
             e.reason = Some("current password wrong".into());
             self.store.append_audit(vec![e]).await?;
             return Err(ServiceError::invalid("current_password", "the current password is not correct"));
@@ -118,7 +120,7 @@ impl Services {
                     let now = tx.now();
                     let info = PasswordInfo { set_at: now, must_change: false, set_by: principal.clone() };
                     tx.set_password(uid, &phc, &info).await?;
-                    tx.audit(user_event(uid, "password.changed", &meta, Outcome::Success));
+                    tx.audit(user_event(uid, Action::PasswordChanged, &meta, Outcome::Success));
                     end_sessions(tx, uid, "password_changed", &principal, &meta).await?;
                     Ok::<_, ServiceError>(())
                 })

@@ -2,6 +2,8 @@
 //! revoking them, account unlock and factor reset by an administrator, and a person's own view.
 
 use super::*;
+use crate::event;
+use wardkey_audit::Action;
 
 impl Services {
     /// Looks up a session by cookie secret. Expired sessions are ended here (with
@@ -31,7 +33,7 @@ impl Services {
     }
 
     pub(super) async fn session_auth_failed(&self, meta: &RequestMeta, reason: &str) -> ServiceError {
-        let mut e = anon_event("auth.failed", meta, Outcome::Failure);
+        let mut e = anon_event(Action::AuthFailed, meta, Outcome::Failure);
         e.reason = Some(reason.to_owned());
         e.details = json!({ "credential": "session" });
         match self.store.append_audit(vec![e]).await {
@@ -52,7 +54,7 @@ impl Services {
                 Box::pin(async move {
                     let now = tx.now();
                     let (action, reason) =
-                        if idle { ("session.timeout", "timeout") } else { ("session.expired", "expired") };
+                        if idle { (Action::SessionTimeout, "timeout") } else { (Action::SessionExpired, "expired") };
                     if tx.end_session(id, now, reason, "system:session").await? {
                         let mut e = user_event(uid, action, &meta, Outcome::Success);
                         e.actor = "system:session".into();
@@ -183,8 +185,8 @@ impl Services {
                             message: "the session has already ended".into(),
                         });
                     }
-                    let action = if reason == "logout" { "session.logout" } else { "session.revoke" };
-                    let mut e = draft(&caller, action, Some(id.target()));
+                    let action = if reason == "logout" { Action::SessionLogout } else { Action::SessionRevoke };
+                    let mut e = event(&caller, action, id);
                     e.details = json!({ "user": s.user_id.target() });
                     tx.audit(e);
                     Ok::<_, ServiceError>(())
@@ -237,7 +239,7 @@ impl Services {
                         .await?
                         .ok_or(ServiceError::NotFound { kind: "user", id: user.to_string() })?;
                     let n = end_sessions(tx, user, "revoked", &caller.actor.principal(), &caller.meta).await?;
-                    let mut e = draft(&caller, "session.revoke_all", Some(user.target()));
+                    let mut e = event(&caller, Action::SessionRevokeAll, user);
                     e.details = json!({ "ended": n });
                     tx.audit(e);
                     Ok::<_, ServiceError>(n)
@@ -257,7 +259,7 @@ impl Services {
                     let mut acct = failures_from_domain(&before);
                     acct.admin_unlock();
                     tx.set_login_failures(user, &failures_to_domain(&acct)).await?;
-                    let mut e = draft(&caller, "auth.unlock", Some(user.target()));
+                    let mut e = event(&caller, Action::AuthUnlock, user);
                     e.details =
                         json!({ "was_locked": before.locked_at.is_some(), "consecutive_failures": before.consecutive });
                     tx.audit(e);
@@ -281,7 +283,7 @@ impl Services {
                 Box::pin(async move {
                     tx.get_user(user).await?.ok_or(ServiceError::NotFound { kind: "user", id: user.to_string() })?;
                     let removed = tx.delete_all_factors(user).await?;
-                    let mut e = draft(&caller, "factor.reset", Some(user.target()));
+                    let mut e = event(&caller, Action::FactorReset, user);
                     e.reason = reason.map(|r| truncate(&r, 1024));
                     e.details = json!({
                         "removed": removed.iter().map(|f| json!({ "factor": f.id.target(), "kind": f.kind })).collect::<Vec<_>>(),
@@ -357,7 +359,7 @@ pub(crate) async fn end_sessions(
     let now = tx.now();
     let ended = tx.end_user_sessions(user, now, reason, by).await?;
     for id in &ended {
-        let mut e = AuditDraft::new(by.to_owned(), "session.revoke", Outcome::Success);
+        let mut e = AuditDraft::new(by.to_owned(), Action::SessionRevoke, Outcome::Success);
         e.target = Some(id.target());
         e.reason = Some(reason.to_owned());
         e.source_ip = meta.source_ip.clone();

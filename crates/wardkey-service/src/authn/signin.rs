@@ -1,6 +1,7 @@
 //! Sign-in, first step: username and password, throttling and lockout, the new session.
 
 use super::*;
+use wardkey_audit::Action;
 
 impl Services {
     // ----------------------------------------------------------------- sign-in
@@ -59,7 +60,7 @@ impl Services {
             Some(_) => None,
         };
         let Some(user) = user else {
-            let mut e = anon_event("auth.login_failed", &meta, Outcome::Failure);
+            let mut e = anon_event(Action::AuthLoginFailed, &meta, Outcome::Failure);
             e.reason = reason.map(str::to_owned);
             // Never the text itself: people type passwords into the username field. A keyed
             // hash of its compared form still lets attempts on one name be correlated
@@ -83,7 +84,7 @@ impl Services {
                 .write(move |tx| {
                     Box::pin(async move {
                         let mut acct = failures_from_domain(&tx.get_login_failures(uid).await?);
-                        let mut e = user_event(uid, "auth.login_failed", &meta2, Outcome::Failure);
+                        let mut e = user_event(uid, Action::AuthLoginFailed, &meta2, Outcome::Failure);
                         e.actor = Actor::Anonymous.principal();
                         e.reason = Some(reason.to_owned());
                         let mut details = json!({ "username": uname, "step": "password" });
@@ -94,7 +95,7 @@ impl Services {
                             e.details = details;
                             tx.audit(e);
                             if outcome.locked_now {
-                                let mut l = user_event(uid, "auth.lockout", &meta2, Outcome::Success);
+                                let mut l = user_event(uid, Action::AuthLockout, &meta2, Outcome::Success);
                                 l.actor = "system:lockout".into();
                                 l.reason = Some(format!("{} consecutive failed sign-ins", acct.consecutive));
                                 tx.audit(l);
@@ -168,7 +169,8 @@ impl Services {
                     if let Some(p) = &new_phc {
                         tx.rehash_password(uid, p).await?;
                     }
-                    let action = if stage == SessionStage::Active { "auth.login" } else { "auth.password_verified" };
+                    let action =
+                        if stage == SessionStage::Active { Action::AuthLogin } else { Action::AuthPasswordVerified };
                     let mut e = user_event(uid, action, &meta2, Outcome::Success);
                     e.details = json!({ "session": session.id.target(), "methods": session.methods, "next": stage });
                     tx.audit(e);
