@@ -729,6 +729,8 @@ impl Services {
     /// "Who has access" for an auditor: [`Services::search_subjects`], recorded as a read
     /// (`api.read`). The AuthZEN search endpoints (PDP clients) call `search_subjects` itself
     /// and are not recorded, like decisions.
+    // The arguments of the search it wraps, plus the proof of authority.
+    #[allow(clippy::too_many_arguments)]
     pub async fn who_has_access(
         &self,
         by: &Authorized<AuditRead>,
@@ -745,6 +747,8 @@ impl Services {
 
     /// "What can they reach" for an auditor: [`Services::search_resources`], recorded as a
     /// read of the subject (`api.read`, target `<subject_type>:<subject_id>`).
+    // The arguments of the search it wraps, plus the proof of authority.
+    #[allow(clippy::too_many_arguments)]
     pub async fn what_can_they_reach(
         &self,
         by: &Authorized<AuditRead>,
