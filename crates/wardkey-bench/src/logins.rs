@@ -334,7 +334,7 @@ async fn probe(t: &Target, n: usize) -> (Vec<f64>, Vec<f64>) {
 /// `n` sequential audit-only appends (what an `api.read` costs in the writer), timed on the
 /// server's runtime, in ms.
 async fn append_probe(t: &Target, n: usize) -> Vec<f64> {
-    let store = t.services.store().clone();
+    let store = t.services.store_unchecked_for_operator_and_tests().clone();
     t.server_rt
         .spawn(async move {
             let mut lat = Vec::with_capacity(n);
@@ -538,11 +538,11 @@ pub(crate) async fn bench_logins() {
         let storm = Storm::start(t, &http, storm_loops, false);
         // Let the storm fill the hashing pool before measuring.
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let (before, w0) = (storm.completed(), t.services.store().write_stats());
+        let (before, w0) = (storm.completed(), t.services.write_stats());
         let window = Instant::now();
         let during_storm = probe(t, probes).await;
         let secs = window.elapsed().as_secs_f64();
-        let (during, w1) = (storm.completed() - before, t.services.store().write_stats());
+        let (during, w1) = (storm.completed() - before, t.services.write_stats());
         let storm_append = if verbose { append_probe(t, probes).await } else { Vec::new() };
         let storm_fsync = if verbose { fsync_probe(500).await } else { Vec::new() };
         let login_lat = storm.stop().await;

@@ -351,7 +351,7 @@ async fn provisioning(postgres: bool, label: &str) {
     );
 
     server.stop().await;
-    services.store().close().await;
+    services.close().await;
     db.drop_db().await;
 }
 
@@ -571,7 +571,7 @@ async fn termination(postgres: bool, label: &str) {
         p50 / 50.0
     );
     server.stop().await;
-    services.store().close().await;
+    services.close().await;
     db.drop_db().await;
 }
 

@@ -21,7 +21,7 @@ pub struct RequestContext {
 
 impl RequestContext {
     pub fn meta(&self) -> RequestMeta {
-        RequestMeta { source_ip: self.source_ip.clone(), request_id: Some(self.request_id.clone()) }
+        RequestMeta { source_ip: self.source_ip.clone(), request_id: Some(self.request_id.clone()), operation: None }
     }
 }
 
@@ -188,10 +188,12 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, Problem> {
 
 /// An authenticated caller holding scope `S` (`Admin`, `AuditRead`). A refusal is audited by
 /// the service as `auth.denied` and answered 403.
+///
+/// The operation (`"<METHOD> <route template>"`) travels in the caller's
+/// [`RequestMeta::operation`], where the service's read methods find it for their `api.read`
+/// events.
 pub struct Auth<S: ScopeRequirement> {
     pub authorized: Authorized<S>,
-    /// `"<METHOD> <route template>"`.
-    pub op: String,
 }
 
 impl<S: ScopeRequirement> Auth<S> {
@@ -207,10 +209,10 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let caller = authenticate(parts, state).await?;
-        let op = operation(parts);
-        let authorized = state.services.authorize_owned::<S>(caller, &op).await?;
-        Ok(Auth { authorized, op })
+        let mut caller = authenticate(parts, state).await?;
+        caller.meta.operation = Some(operation(parts));
+        let authorized = state.services.authorize_request::<S>(caller).await?;
+        Ok(Auth { authorized })
     }
 }
 

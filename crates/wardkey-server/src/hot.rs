@@ -93,7 +93,7 @@ async fn serve(state: AppState, req: Request) -> Response {
         .and_then(observe::valid_request_id)
         .unwrap_or_else(observe::new_request_id);
     let source_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ci| ci.0.ip().to_canonical().to_string());
-    let meta = RequestMeta { source_ip, request_id: Some(request_id.clone()) };
+    let meta = RequestMeta { source_ip, request_id: Some(request_id.clone()), operation: None };
 
     let answered = AssertUnwindSafe(answer(&state, &parts.headers, body, meta)).catch_unwind().await;
     let mut res = match answered {

@@ -325,7 +325,8 @@ async fn serve(
         .map_err(|e| ServerError::Task(format!("building the decision index: {e}")))?;
     tracing::info!(revision, millis = took.as_millis() as u64, "decision index built");
     // Witness copies of the checkpoints, delivered apart from the write path.
-    let witness = witness::Witness::start(config.witness.clone(), services.store().clone());
+    let witness =
+        witness::Witness::start(config.witness.clone(), services.store_unchecked_for_operator_and_tests().clone());
     let app = app(services.clone(), config.max_body_bytes, witness.as_ref().map(|w| w.status.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let checkpointer = tokio::spawn(checkpointer(
@@ -376,12 +377,12 @@ async fn serve(
     services.drain_decision_audit().await;
     if let Some(w) = witness {
         // Sign the last checkpoint here rather than in `close`, so the witness gets it too.
-        if let Err(e) = services.store().checkpoint_now().await {
+        if let Err(e) = services.checkpoint_now().await {
             tracing::warn!(error = %e, "final audit checkpoint before the witness flush failed");
         }
         w.finish().await;
     }
-    services.store().close().await;
+    services.close().await;
     served
 }
 
@@ -472,7 +473,7 @@ async fn checkpointer(
     let interval = interval.max(Duration::from_millis(10));
     // How often the tree size is looked at, to notice `every_events` early.
     let tick = (interval / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
-    let store = services.store().clone();
+    let store = services.store_unchecked_for_operator_and_tests().clone();
     let mut last_size: Option<u64> = None;
     let mut last_time = tokio::time::Instant::now();
     loop {

@@ -175,7 +175,14 @@ impl Harness {
     async fn tree_size(&self) -> u64 {
         // `api.read` events are queued (written within 100 ms): count them once they are.
         self.services.sync_audit_queue().await;
-        self.services.store().read().await.expect("read").audit_tree_size().await.expect("tree size")
+        self.services
+            .store_unchecked_for_operator_and_tests()
+            .read()
+            .await
+            .expect("read")
+            .audit_tree_size()
+            .await
+            .expect("tree size")
     }
 
     /// Audit events matching a query string (as admin).
@@ -844,7 +851,7 @@ async fn read_events_are_queued_or_durable_as_configured() {
         let server = wardkey_server::spawn(test_config(), services.clone()).await.expect("server");
         let http = reqwest::Client::new();
         let count = |services: Services| async move {
-            let mut r = services.store().read().await.expect("read");
+            let mut r = services.store_unchecked_for_operator_and_tests().read().await.expect("read");
             r.audit_events(
                 &wardkey_store::AuditQuery { action: Some("api.read".into()), ..Default::default() },
                 None,
@@ -906,7 +913,7 @@ async fn non_loopback_bind_without_tls_is_refused() {
     assert!(msg.contains("--insecure-http") && msg.contains("--tls-cert") && msg.contains("[tls]"), "{msg}");
     let run = wardkey_server::run(config, services.clone(), async {}).await;
     assert!(matches!(run, Err(ServerError::InsecureBind { .. })));
-    services.store().close().await;
+    services.store_unchecked_for_operator_and_tests().close().await;
 }
 
 #[tokio::test]
@@ -924,7 +931,7 @@ async fn missing_tls_files_fail_before_serving() {
     };
     let err = wardkey_server::spawn(config, services.clone()).await.err().expect("refused");
     assert!(matches!(err, ServerError::Tls { .. }), "{err}");
-    services.store().close().await;
+    services.store_unchecked_for_operator_and_tests().close().await;
 }
 
 /// HTTPS with a throw-away self-signed certificate made by the `openssl` command (skipped,
@@ -975,7 +982,7 @@ async fn serves_https_with_configured_certificate() {
         .await
         .expect("https request");
     assert_eq!(r.status(), StatusCode::CREATED);
-    let mut reader = services.store().read().await.expect("read");
+    let mut reader = services.store_unchecked_for_operator_and_tests().read().await.expect("read");
     let size = reader.audit_tree_size().await.expect("size");
     drop(reader);
     server.shutdown().await.expect("clean shutdown");

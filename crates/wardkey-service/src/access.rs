@@ -80,12 +80,20 @@ impl Services {
             .await
     }
 
-    pub async fn get_resource_type(&self, _by: &Authorized<Admin>, id: ResourceTypeId) -> Result<ResourceType> {
-        self.store.read().await?.get_resource_type(id).await?.ok_or_else(|| not_found("resource_type", id))
+    pub async fn get_resource_type(&self, by: &Authorized<Admin>, id: ResourceTypeId) -> Result<ResourceType> {
+        let target = Some(id.target());
+        let result: Result<ResourceType> = async {
+            self.store.read().await?.get_resource_type(id).await?.ok_or_else(|| not_found("resource_type", id))
+        }
+        .await;
+        self.recorded(by.caller(), "get_resource_type", target, result).await
     }
 
-    pub async fn list_resource_types(&self, _by: &Authorized<Admin>) -> Result<Vec<ResourceType>> {
-        Ok(self.store.read().await?.list_resource_types().await?)
+    pub async fn list_resource_types(&self, by: &Authorized<Admin>) -> Result<Vec<ResourceType>> {
+        let target = None;
+        let result: Result<Vec<ResourceType>> =
+            async { Ok(self.store.read().await?.list_resource_types().await?) }.await;
+        self.recorded(by.caller(), "list_resource_types", target, result).await
     }
 
     pub async fn update_resource_type(
@@ -198,19 +206,27 @@ impl Services {
             .await
     }
 
-    pub async fn get_resource(&self, _by: &Authorized<Admin>, id: ResourceId) -> Result<Resource> {
-        self.store.read().await?.get_resource(id).await?.ok_or_else(|| not_found("resource", id))
+    pub async fn get_resource(&self, by: &Authorized<Admin>, id: ResourceId) -> Result<Resource> {
+        let target = Some(id.target());
+        let result: Result<Resource> =
+            async { self.store.read().await?.get_resource(id).await?.ok_or_else(|| not_found("resource", id)) }.await;
+        self.recorded(by.caller(), "get_resource", target, result).await
     }
 
     pub async fn list_resources(
         &self,
-        _by: &Authorized<Admin>,
+        by: &Authorized<Admin>,
         query: ResourceQuery,
         page: PageRequest,
     ) -> Result<Paged<Resource>> {
-        let page = page.to_store();
-        let items = self.store.read().await?.list_resources(&query, &page).await?;
-        Ok(Paged::new(items, page.limit, |r| r.id.to_string()))
+        let target = None;
+        let result: Result<Paged<Resource>> = async {
+            let page = page.to_store();
+            let items = self.store.read().await?.list_resources(&query, &page).await?;
+            Ok(Paged::new(items, page.limit, |r| r.id.to_string()))
+        }
+        .await;
+        self.recorded(by.caller(), "list_resources", target, result).await
     }
 
     pub async fn update_resource(
@@ -314,14 +330,22 @@ impl Services {
             .await
     }
 
-    pub async fn get_role(&self, _by: &Authorized<Admin>, id: RoleId) -> Result<Role> {
-        self.store.read().await?.get_role(id).await?.ok_or_else(|| not_found("role", id))
+    pub async fn get_role(&self, by: &Authorized<Admin>, id: RoleId) -> Result<Role> {
+        let target = Some(id.target());
+        let result: Result<Role> =
+            async { self.store.read().await?.get_role(id).await?.ok_or_else(|| not_found("role", id)) }.await;
+        self.recorded(by.caller(), "get_role", target, result).await
     }
 
-    pub async fn list_roles(&self, _by: &Authorized<Admin>, page: PageRequest) -> Result<Paged<Role>> {
-        let page = page.to_store();
-        let items = self.store.read().await?.list_roles(&page).await?;
-        Ok(Paged::new(items, page.limit, |r| r.id.to_string()))
+    pub async fn list_roles(&self, by: &Authorized<Admin>, page: PageRequest) -> Result<Paged<Role>> {
+        let target = None;
+        let result: Result<Paged<Role>> = async {
+            let page = page.to_store();
+            let items = self.store.read().await?.list_roles(&page).await?;
+            Ok(Paged::new(items, page.limit, |r| r.id.to_string()))
+        }
+        .await;
+        self.recorded(by.caller(), "list_roles", target, result).await
     }
 
     pub async fn update_role(&self, by: &Authorized<Admin>, id: RoleId, input: RoleUpdate) -> Result<Committed<Role>> {
@@ -455,12 +479,20 @@ impl Services {
             .await
     }
 
-    pub async fn get_role_template(&self, _by: &Authorized<Admin>, id: RoleTemplateId) -> Result<RoleTemplate> {
-        self.store.read().await?.get_role_template(id).await?.ok_or_else(|| not_found("role_template", id))
+    pub async fn get_role_template(&self, by: &Authorized<Admin>, id: RoleTemplateId) -> Result<RoleTemplate> {
+        let target = Some(id.target());
+        let result: Result<RoleTemplate> = async {
+            self.store.read().await?.get_role_template(id).await?.ok_or_else(|| not_found("role_template", id))
+        }
+        .await;
+        self.recorded(by.caller(), "get_role_template", target, result).await
     }
 
-    pub async fn list_role_templates(&self, _by: &Authorized<Admin>) -> Result<Vec<RoleTemplate>> {
-        Ok(self.store.read().await?.list_role_templates().await?)
+    pub async fn list_role_templates(&self, by: &Authorized<Admin>) -> Result<Vec<RoleTemplate>> {
+        let target = None;
+        let result: Result<Vec<RoleTemplate>> =
+            async { Ok(self.store.read().await?.list_role_templates().await?) }.await;
+        self.recorded(by.caller(), "list_role_templates", target, result).await
     }
 
     pub async fn update_role_template(
@@ -553,12 +585,17 @@ impl Services {
             .await
     }
 
-    pub async fn get_sod_rule(&self, _by: &Authorized<Admin>, id: SodRuleId) -> Result<SodRule> {
-        self.store.read().await?.get_sod_rule(id).await?.ok_or_else(|| not_found("sod_rule", id))
+    pub async fn get_sod_rule(&self, by: &Authorized<Admin>, id: SodRuleId) -> Result<SodRule> {
+        let target = Some(id.target());
+        let result: Result<SodRule> =
+            async { self.store.read().await?.get_sod_rule(id).await?.ok_or_else(|| not_found("sod_rule", id)) }.await;
+        self.recorded(by.caller(), "get_sod_rule", target, result).await
     }
 
-    pub async fn list_sod_rules(&self, _by: &Authorized<Admin>) -> Result<Vec<SodRule>> {
-        Ok(self.store.read().await?.list_sod_rules().await?)
+    pub async fn list_sod_rules(&self, by: &Authorized<Admin>) -> Result<Vec<SodRule>> {
+        let target = None;
+        let result: Result<Vec<SodRule>> = async { Ok(self.store.read().await?.list_sod_rules().await?) }.await;
+        self.recorded(by.caller(), "list_sod_rules", target, result).await
     }
 
     pub async fn update_sod_rule(
@@ -635,19 +672,27 @@ impl Services {
             .await
     }
 
-    pub async fn get_grant(&self, _by: &Authorized<Admin>, id: GrantId) -> Result<Grant> {
-        self.store.read().await?.get_grant(id).await?.ok_or_else(|| not_found("grant", id))
+    pub async fn get_grant(&self, by: &Authorized<Admin>, id: GrantId) -> Result<Grant> {
+        let target = Some(id.target());
+        let result: Result<Grant> =
+            async { self.store.read().await?.get_grant(id).await?.ok_or_else(|| not_found("grant", id)) }.await;
+        self.recorded(by.caller(), "get_grant", target, result).await
     }
 
     pub async fn list_grants(
         &self,
-        _by: &Authorized<Admin>,
+        by: &Authorized<Admin>,
         query: GrantQuery,
         page: PageRequest,
     ) -> Result<Paged<Grant>> {
-        let page = page.to_store();
-        let items = self.store.read().await?.list_grants(&query, &page).await?;
-        Ok(Paged::new(items, page.limit, |g| g.id.to_string()))
+        let target = None;
+        let result: Result<Paged<Grant>> = async {
+            let page = page.to_store();
+            let items = self.store.read().await?.list_grants(&query, &page).await?;
+            Ok(Paged::new(items, page.limit, |g| g.id.to_string()))
+        }
+        .await;
+        self.recorded(by.caller(), "list_grants", target, result).await
     }
 
     /// Revokes a grant. The row stays, with who revoked it and when, for evidence.

@@ -20,6 +20,11 @@ pub(crate) use crate::tokens::TokenCache;
 pub struct RequestMeta {
     pub source_ip: Option<String>,
     pub request_id: Option<String>,
+    /// What the caller asked for, e.g. `"GET /api/v1/users/{id}"` (the HTTP method and route
+    /// template, set by the server's extractor). The read methods record it in their
+    /// `api.read` event, so the service audits every read whoever calls it; `None` for callers
+    /// outside HTTP, whose events name the service method instead.
+    pub operation: Option<String>,
 }
 
 /// An authenticated caller and what its credential allows.
@@ -118,6 +123,15 @@ impl Services {
         self.authorize(&caller, attempted).await
     }
 
+    /// As [`Services::authorize_owned`], naming the attempt by `caller.meta.operation` (so the
+    /// extractor need not keep a second copy of it).
+    pub async fn authorize_request<S: ScopeRequirement>(&self, caller: Caller) -> Result<Authorized<S>> {
+        if caller.has_scope(S::SCOPE) && !caller.session.as_ref().is_some_and(|s| s.must_change_password) {
+            return Ok(Authorized { caller, _scope: PhantomData });
+        }
+        self.authorize(&caller, caller.meta.operation.as_deref().unwrap_or_default()).await
+    }
+
     /// Resolves a bearer token to a caller. Every failure looks the same to the client; the
     /// audit event keeps the reason.
     pub async fn authenticate(&self, bearer: &str, meta: RequestMeta) -> Result<Caller> {
@@ -178,13 +192,32 @@ impl Services {
         Err(ServiceError::Unauthenticated)
     }
 
+    /// The tail of every read method: a successful read is recorded (`api.read`, see
+    /// [`Services::record_read`]) before its result is handed back; a failed one is not.
+    pub(crate) async fn recorded<T, E: From<ServiceError>>(
+        &self,
+        caller: &Caller,
+        method: &str,
+        target: Option<String>,
+        result: std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let value = result?;
+        self.record_read(caller, method, target).await?;
+        Ok(value)
+    }
+
     /// Records that `caller` read something (`api.read`), when configured to.
-    pub async fn record_read(&self, caller: &Caller, what: &str, target: Option<String>) -> Result<()> {
+    ///
+    /// Called by the service's read methods themselves (after the read succeeded), never by
+    /// handlers: the invariant "every authorized read is audited" then holds for every caller.
+    /// The event names `caller.meta.operation` (the route) when there is one, else `method`.
+    pub(crate) async fn record_read(&self, caller: &Caller, method: &str, target: Option<String>) -> Result<()> {
         if !self.config().audit_reads {
             return Ok(());
         }
+        let what = caller.meta.operation.as_deref().unwrap_or(method);
         // `api.read` targets whatever was read, including things that are not a `TargetKind`
-        // (`audit_event:<index>`), so the handler's rendering is kept as it is.
+        // (`audit_event:<index>`), so the rendering the read method gives is kept as it is.
         let mut event = draft(caller, Action::ApiRead, None);
         event.target = target;
         event.details = serde_json::json!({ "read": truncate(what, 256) });

@@ -8,7 +8,7 @@
 //! with the revision. So a revocation is in the index before its API call returns. Other
 //! nodes hear revisions through PostgreSQL `NOTIFY` and catch up the same way.
 
-use crate::auth::{Authorized, Pdp};
+use crate::auth::{AuditRead, Authorized, Pdp};
 use crate::{Result, ServiceError, Services};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -724,6 +724,44 @@ impl Services {
         let resource = wardkey_authz::ResourceRef { type_name: resource_type, id: resource_id, properties };
         let found = self.decisions().index.subjects_with_access(&resource, action, &rctx, page);
         Ok(found_or_empty(found, self.decision_revision()))
+    }
+
+    /// "Who has access" for an auditor: [`Services::search_subjects`], recorded as a read
+    /// (`api.read`). The AuthZEN search endpoints (PDP clients) call `search_subjects` itself
+    /// and are not recorded, like decisions.
+    // The arguments of the search it wraps, plus the proof of authority.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn who_has_access(
+        &self,
+        by: &Authorized<AuditRead>,
+        resource_type: &str,
+        resource_id: Option<&str>,
+        properties: &wardkey_authz::Properties,
+        action: &str,
+        ctx: &AccessContext,
+        paging: SearchPaging<'_>,
+    ) -> Result<SearchPage<wardkey_authz::SubjectAccess>> {
+        let result = self.search_subjects(resource_type, resource_id, properties, action, ctx, paging).await;
+        self.recorded(by.caller(), "who_has_access", None, result).await
+    }
+
+    /// "What can they reach" for an auditor: [`Services::search_resources`], recorded as a
+    /// read of the subject (`api.read`, target `<subject_type>:<subject_id>`).
+    // The arguments of the search it wraps, plus the proof of authority.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn what_can_they_reach(
+        &self,
+        by: &Authorized<AuditRead>,
+        subject_type: &str,
+        subject_id: &str,
+        resource_type: Option<&str>,
+        action: Option<&str>,
+        ctx: &AccessContext,
+        paging: SearchPaging<'_>,
+    ) -> Result<SearchPage<wardkey_authz::ResourceAccess>> {
+        let result = self.search_resources(subject_type, subject_id, resource_type, action, ctx, paging).await;
+        let target = Some(format!("{subject_type}:{subject_id}"));
+        self.recorded(by.caller(), "what_can_they_reach", target, result).await
     }
 
     /// What the subject may reach (AuthZEN resource search; access reviews).

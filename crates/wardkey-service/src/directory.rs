@@ -58,28 +58,31 @@ impl Services {
             .await
     }
 
-    pub async fn get_user(&self, _by: &Authorized<Admin>, id: UserId) -> Result<User> {
-        self.store.read().await?.get_user(id).await?.ok_or_else(|| not_found("user", id))
+    pub async fn get_user(&self, by: &Authorized<Admin>, id: UserId) -> Result<User> {
+        let target = Some(id.target());
+        let result: Result<User> =
+            async { self.store.read().await?.get_user(id).await?.ok_or_else(|| not_found("user", id)) }.await;
+        self.recorded(by.caller(), "get_user", target, result).await
     }
 
     pub async fn get_user_by_username(&self, _by: &Authorized<Admin>, username: &str) -> Result<User> {
         self.store.read().await?.get_user_by_username(username).await?.ok_or_else(|| not_found("user", username))
     }
 
-    pub async fn list_users(
-        &self,
-        _by: &Authorized<Admin>,
-        query: UserQuery,
-        page: PageRequest,
-    ) -> Result<Paged<User>> {
-        crate::check_filters(&[
-            ("username_prefix", &query.username_prefix),
-            ("department", &query.department),
-            ("after", &page.after),
-        ])?;
-        let page = page.to_store();
-        let items = self.store.read().await?.list_users(&query, &page).await?;
-        Ok(Paged::new(items, page.limit, |u| u.id.to_string()))
+    pub async fn list_users(&self, by: &Authorized<Admin>, query: UserQuery, page: PageRequest) -> Result<Paged<User>> {
+        let target = None;
+        let result: Result<Paged<User>> = async {
+            crate::check_filters(&[
+                ("username_prefix", &query.username_prefix),
+                ("department", &query.department),
+                ("after", &page.after),
+            ])?;
+            let page = page.to_store();
+            let items = self.store.read().await?.list_users(&query, &page).await?;
+            Ok(Paged::new(items, page.limit, |u| u.id.to_string()))
+        }
+        .await;
+        self.recorded(by.caller(), "list_users", target, result).await
     }
 
     pub async fn update_user(&self, by: &Authorized<Admin>, id: UserId, input: UserUpdate) -> Result<Committed<User>> {
@@ -256,14 +259,22 @@ impl Services {
             .await
     }
 
-    pub async fn get_group(&self, _by: &Authorized<Admin>, id: GroupId) -> Result<Group> {
-        self.store.read().await?.get_group(id).await?.ok_or_else(|| not_found("group", id))
+    pub async fn get_group(&self, by: &Authorized<Admin>, id: GroupId) -> Result<Group> {
+        let target = Some(id.target());
+        let result: Result<Group> =
+            async { self.store.read().await?.get_group(id).await?.ok_or_else(|| not_found("group", id)) }.await;
+        self.recorded(by.caller(), "get_group", target, result).await
     }
 
-    pub async fn list_groups(&self, _by: &Authorized<Admin>, page: PageRequest) -> Result<Paged<Group>> {
-        let page = page.to_store();
-        let items = self.store.read().await?.list_groups(&page).await?;
-        Ok(Paged::new(items, page.limit, |g| g.id.to_string()))
+    pub async fn list_groups(&self, by: &Authorized<Admin>, page: PageRequest) -> Result<Paged<Group>> {
+        let target = None;
+        let result: Result<Paged<Group>> = async {
+            let page = page.to_store();
+            let items = self.store.read().await?.list_groups(&page).await?;
+            Ok(Paged::new(items, page.limit, |g| g.id.to_string()))
+        }
+        .await;
+        self.recorded(by.caller(), "list_groups", target, result).await
     }
 
     pub async fn update_group(
@@ -381,10 +392,15 @@ impl Services {
             .await
     }
 
-    pub async fn list_members(&self, _by: &Authorized<Admin>, group: GroupId) -> Result<Vec<Member>> {
-        let mut r = self.store.read().await?;
-        r.get_group(group).await?.ok_or_else(|| not_found("group", group))?;
-        Ok(r.list_members(group).await?)
+    pub async fn list_members(&self, by: &Authorized<Admin>, group: GroupId) -> Result<Vec<Member>> {
+        let target = Some(group.target());
+        let result: Result<Vec<Member>> = async {
+            let mut r = self.store.read().await?;
+            r.get_group(group).await?.ok_or_else(|| not_found("group", group))?;
+            Ok(r.list_members(group).await?)
+        }
+        .await;
+        self.recorded(by.caller(), "list_members", target, result).await
     }
 
     pub async fn create_service_account(
@@ -419,18 +435,28 @@ impl Services {
             .await
     }
 
-    pub async fn get_service_account(&self, _by: &Authorized<Admin>, id: ServiceAccountId) -> Result<ServiceAccount> {
-        self.store.read().await?.get_service_account(id).await?.ok_or_else(|| not_found("service_account", id))
+    pub async fn get_service_account(&self, by: &Authorized<Admin>, id: ServiceAccountId) -> Result<ServiceAccount> {
+        let target = Some(id.target());
+        let result: Result<ServiceAccount> = async {
+            self.store.read().await?.get_service_account(id).await?.ok_or_else(|| not_found("service_account", id))
+        }
+        .await;
+        self.recorded(by.caller(), "get_service_account", target, result).await
     }
 
     pub async fn list_service_accounts(
         &self,
-        _by: &Authorized<Admin>,
+        by: &Authorized<Admin>,
         page: PageRequest,
     ) -> Result<Paged<ServiceAccount>> {
-        let page = page.to_store();
-        let items = self.store.read().await?.list_service_accounts(&page).await?;
-        Ok(Paged::new(items, page.limit, |s| s.id.to_string()))
+        let target = None;
+        let result: Result<Paged<ServiceAccount>> = async {
+            let page = page.to_store();
+            let items = self.store.read().await?.list_service_accounts(&page).await?;
+            Ok(Paged::new(items, page.limit, |s| s.id.to_string()))
+        }
+        .await;
+        self.recorded(by.caller(), "list_service_accounts", target, result).await
     }
 
     pub async fn update_service_account(

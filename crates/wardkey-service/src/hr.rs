@@ -236,6 +236,8 @@ impl Services {
     ) -> Result<HrImportOutcome> {
         let plan = self.hr_plan(by, bytes, req, settings).await?;
         if !req.apply {
+            // A dry run is a read of the directory against the file: on record as one.
+            self.record_read(by.caller(), "hr_import", None).await?;
             return Ok(HrImportOutcome { plan, applied: None, refused: None });
         }
         if plan.breaker.tripped && !req.override_breaker {
@@ -253,6 +255,7 @@ impl Services {
             e.reason = Some(refused.clone());
             e.details = json!({ "sha256": plan.sha256, "breaker": plan.breaker });
             self.store.append_audit(vec![e]).await?;
+            self.record_read(by.caller(), "hr_import", None).await?;
             return Ok(HrImportOutcome { plan, applied: None, refused: Some(refused) });
         }
         let applied = self.hr_apply(by, &plan, req, progress).await?;

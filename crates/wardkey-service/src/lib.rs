@@ -147,8 +147,35 @@ impl Services {
         }
     }
 
-    pub fn store(&self) -> &Store {
+    /// The store itself, bypassing every service invariant: no authorization, no validation,
+    /// no audit event, no `api.read` record. It exists for the few who must stand outside the
+    /// services: the server's own machinery (the audit witness and the checkpoint loop hold a
+    /// `Store` handle), the benchmarks, and tests that inspect what was written. Handlers and
+    /// features must not use it: give the service a named method instead. The long name is
+    /// meant to stand out in review.
+    pub fn store_unchecked_for_operator_and_tests(&self) -> &Store {
         &self.store
+    }
+
+    /// Closes the store: waits for queued writes, then releases it (shutdown, CLI exit).
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
+    /// Signs a checkpoint of the audit log now, if it grew since the last one (shutdown).
+    pub async fn checkpoint_now(&self) -> Result<Option<wardkey_store::StoredCheckpoint>> {
+        Ok(self.store.checkpoint_now().await?)
+    }
+
+    /// The audit log's size, for the unauthenticated readiness probe and `/metrics`: it says
+    /// whether the store answers and how many events there are, nothing about any of them.
+    pub async fn audit_tree_size_for_probes(&self) -> Result<u64> {
+        Ok(self.store.read().await?.audit_tree_size().await?)
+    }
+
+    /// Counters of the store's writer (benchmarks, diagnostics).
+    pub fn write_stats(&self) -> wardkey_store::WriteStats {
+        self.store.write_stats()
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {

@@ -74,17 +74,24 @@ impl Services {
             .await
     }
 
-    pub async fn list_forbid_rules(&self, _by: &Authorized<Admin>) -> Result<Vec<ForbidRule>> {
-        Ok(self.store.read().await?.list_forbid_rules().await?)
+    pub async fn list_forbid_rules(&self, by: &Authorized<Admin>) -> Result<Vec<ForbidRule>> {
+        let target = None;
+        let result: Result<Vec<ForbidRule>> = async { Ok(self.store.read().await?.list_forbid_rules().await?) }.await;
+        self.recorded(by.caller(), "list_forbid_rules", target, result).await
     }
 
-    pub async fn get_forbid_rule(&self, _by: &Authorized<Admin>, id: ForbidRuleId) -> Result<ForbidRule> {
-        self.store
-            .read()
-            .await?
-            .get_forbid_rule(id)
-            .await?
-            .ok_or(ServiceError::NotFound { kind: "forbid_rule", id: id.to_string() })
+    pub async fn get_forbid_rule(&self, by: &Authorized<Admin>, id: ForbidRuleId) -> Result<ForbidRule> {
+        let target = Some(id.target());
+        let result: Result<ForbidRule> = async {
+            self.store
+                .read()
+                .await?
+                .get_forbid_rule(id)
+                .await?
+                .ok_or(ServiceError::NotFound { kind: "forbid_rule", id: id.to_string() })
+        }
+        .await;
+        self.recorded(by.caller(), "get_forbid_rule", target, result).await
     }
 
     pub async fn delete_forbid_rule(

@@ -54,9 +54,11 @@ const MAX_REVIEW_ITEMS: u32 = 10_000;
 impl Services {
     pub async fn reconciliation_report(
         &self,
-        _by: &Authorized<Admin>,
+        by: &Authorized<Admin>,
         dormant_days: u32,
     ) -> Result<ReconciliationReport> {
+        let target = None;
+        let result: Result<ReconciliationReport> = async {
         let dormant_days = dormant_days.clamp(1, 3650);
         let now = self.clock().now();
         let mut r = self.store.read_snapshot().await?;
@@ -316,5 +318,8 @@ impl Services {
             counts,
             findings,
         })
+        }
+        .await;
+        self.recorded(by.caller(), "reconciliation_report", target, result).await
     }
 }

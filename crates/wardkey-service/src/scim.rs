@@ -646,50 +646,55 @@ impl Services {
     /// Lists Users or Groups: filter translated to SQL, sorted (ties by id), 1-based paging.
     pub async fn scim_list(
         &self,
-        _by: &Authorized<Scim>,
+        by: &Authorized<Scim>,
         kind: ResourceKind,
         req: &ListRequest,
         base: &str,
         with_members: bool,
     ) -> ScimResult<ListResult> {
-        let d = self.scim_dialect();
-        let cond: Option<SqlCondition> = match req.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
-            Some(f) => Some(translate(kind, &wardkey_scim::parse_filter(f)?, d, 1)?),
-            None => None,
-        };
-        let sort = match req.sort_by.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-            Some(s) => match wardkey_scim::parse_patch_path(s)? {
-                wardkey_scim::PatchPath::Attr(p) => Some(sort_expr(kind, &p, d)?),
-                _ => return Err(ScimError::invalid_value("sortBy must name an attribute").into()),
-            },
-            None => None,
-        };
-        let descending = match req.sort_order.as_deref() {
-            None => false,
-            Some(o) if o.eq_ignore_ascii_case("ascending") => false,
-            Some(o) if o.eq_ignore_ascii_case("descending") => true,
-            Some(_) => return Err(ScimError::invalid_value("sortOrder must be ascending or descending").into()),
-        };
-        let start_index = req.start_index.unwrap_or(1).max(1);
-        let count = req.count.unwrap_or(100).clamp(0, MAX_RESULTS);
-        let page = ScimPage { filter: cond.as_ref(), sort, descending, offset: start_index - 1, limit: count };
-        let mut r = self.store.read().await?;
-        let (total, resources) = match kind {
-            ResourceKind::User => {
-                let (total, rows) = r.scim_list_users(&page).await?;
-                (total, rows.iter().map(|row| render_user(row, base)).collect())
-            }
-            ResourceKind::Group => {
-                let (total, rows) = r.scim_list_groups(&page).await?;
-                let mut out = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    let members = if with_members { Some(r.scim_group_members(row.group.id).await?) } else { None };
-                    out.push(render_group(row, members.as_deref(), base));
+        let target = None;
+        let result: ScimResult<ListResult> = async {
+            let d = self.scim_dialect();
+            let cond: Option<SqlCondition> = match req.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+                Some(f) => Some(translate(kind, &wardkey_scim::parse_filter(f)?, d, 1)?),
+                None => None,
+            };
+            let sort = match req.sort_by.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+                Some(s) => match wardkey_scim::parse_patch_path(s)? {
+                    wardkey_scim::PatchPath::Attr(p) => Some(sort_expr(kind, &p, d)?),
+                    _ => return Err(ScimError::invalid_value("sortBy must name an attribute").into()),
+                },
+                None => None,
+            };
+            let descending = match req.sort_order.as_deref() {
+                None => false,
+                Some(o) if o.eq_ignore_ascii_case("ascending") => false,
+                Some(o) if o.eq_ignore_ascii_case("descending") => true,
+                Some(_) => return Err(ScimError::invalid_value("sortOrder must be ascending or descending").into()),
+            };
+            let start_index = req.start_index.unwrap_or(1).max(1);
+            let count = req.count.unwrap_or(100).clamp(0, MAX_RESULTS);
+            let page = ScimPage { filter: cond.as_ref(), sort, descending, offset: start_index - 1, limit: count };
+            let mut r = self.store.read().await?;
+            let (total, resources) = match kind {
+                ResourceKind::User => {
+                    let (total, rows) = r.scim_list_users(&page).await?;
+                    (total, rows.iter().map(|row| render_user(row, base)).collect())
                 }
-                (total, out)
-            }
-        };
-        Ok(ListResult { total, start_index, resources })
+                ResourceKind::Group => {
+                    let (total, rows) = r.scim_list_groups(&page).await?;
+                    let mut out = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        let members = if with_members { Some(r.scim_group_members(row.group.id).await?) } else { None };
+                        out.push(render_group(row, members.as_deref(), base));
+                    }
+                    (total, out)
+                }
+            };
+            Ok(ListResult { total, start_index, resources })
+        }
+        .await;
+        self.recorded(by.caller(), "scim_list", target, result).await
     }
 
     /// The query plan of a user filter (for tests and operators: filters run in SQL).
@@ -700,25 +705,30 @@ impl Services {
 
     pub async fn scim_get(
         &self,
-        _by: &Authorized<Scim>,
+        by: &Authorized<Scim>,
         kind: ResourceKind,
         id: &str,
         base: &str,
         with_members: bool,
     ) -> ScimResult<(Value, i64)> {
-        let uuid = parse_id(id).ok_or_else(|| not_found(kind, id))?;
-        let mut r = self.store.read().await?;
-        match kind {
-            ResourceKind::User => {
-                let row = r.scim_get_user(UserId(uuid)).await?.ok_or_else(|| not_found(kind, id))?;
-                Ok((render_user(&row, base), row.user.version))
-            }
-            ResourceKind::Group => {
-                let row = r.scim_get_group(GroupId(uuid)).await?.ok_or_else(|| not_found(kind, id))?;
-                let members = if with_members { Some(r.scim_group_members(row.group.id).await?) } else { None };
-                Ok((render_group(&row, members.as_deref(), base), row.group.version))
+        let target = Some(format!("{}:{}", kind.name().to_ascii_lowercase(), id));
+        let result: ScimResult<(Value, i64)> = async {
+            let uuid = parse_id(id).ok_or_else(|| not_found(kind, id))?;
+            let mut r = self.store.read().await?;
+            match kind {
+                ResourceKind::User => {
+                    let row = r.scim_get_user(UserId(uuid)).await?.ok_or_else(|| not_found(kind, id))?;
+                    Ok((render_user(&row, base), row.user.version))
+                }
+                ResourceKind::Group => {
+                    let row = r.scim_get_group(GroupId(uuid)).await?.ok_or_else(|| not_found(kind, id))?;
+                    let members = if with_members { Some(r.scim_group_members(row.group.id).await?) } else { None };
+                    Ok((render_group(&row, members.as_deref(), base), row.group.version))
+                }
             }
         }
+        .await;
+        self.recorded(by.caller(), "scim_get", target, result).await
     }
 
     /// POST /Users or /Groups.

@@ -244,8 +244,10 @@ impl Services {
         Ok(done.map(|(created, _)| created))
     }
 
-    pub async fn list_tokens(&self, _by: &Authorized<Admin>) -> Result<Vec<ApiToken>> {
-        Ok(self.store.read().await?.list_api_tokens().await?)
+    pub async fn list_tokens(&self, by: &Authorized<Admin>) -> Result<Vec<ApiToken>> {
+        let target = None;
+        let result: Result<Vec<ApiToken>> = async { Ok(self.store.read().await?.list_api_tokens().await?) }.await;
+        self.recorded(by.caller(), "list_tokens", target, result).await
     }
 
     pub async fn revoke_token(&self, by: &Authorized<Admin>, id: ApiTokenId) -> Result<Committed<()>> {

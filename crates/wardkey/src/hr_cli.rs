@@ -103,7 +103,7 @@ pub async fn import(args: ImportArgs) -> Result<ExitCode, String> {
         f
     });
     let result = services.hr_import(&operator, &bytes, &req, &settings, progress).await;
-    services.store().close().await;
+    services.close().await;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -226,7 +226,7 @@ pub async fn reconcile(args: ReconcileArgs) -> Result<ExitCode, String> {
     let (services, _) = crate::local::open_services(&loc, true, false).await?;
     let operator = services.operator(&crate::local::os_user());
     let result = services.reconciliation_report(&operator, args.dormant_days.unwrap_or(hr.dormant_days)).await;
-    services.store().close().await;
+    services.close().await;
     let report = result.map_err(|e| e.to_string())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);

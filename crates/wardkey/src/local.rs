@@ -115,7 +115,7 @@ pub async fn token_create(
     let operator = services.operator(&os_user());
     let expires_at = expires_in_days.map(|d| services.clock().now() + chrono::Duration::days(i64::from(d)));
     let result = services.create_token(&operator, NewApiToken { name, scopes, owner, expires_at }).await;
-    services.store().close().await;
+    services.close().await;
     let committed = result.map_err(|e| describe(&e))?;
     let (token, secret) = committed.value;
     if json {
@@ -140,7 +140,7 @@ pub async fn token_list(args: &StoreArgs, json: bool) -> Result<ExitCode, String
     let (services, _) = open_services(&loc, true, false).await?;
     let operator = services.operator(&os_user());
     let result = services.list_tokens(&operator).await;
-    services.store().close().await;
+    services.close().await;
     let tokens = result.map_err(|e| e.to_string())?;
     if json {
         println!("{}", serde_json::to_string_pretty(&tokens).map_err(|e| e.to_string())?);
@@ -173,7 +173,7 @@ pub async fn token_revoke(args: &StoreArgs, id: &str) -> Result<ExitCode, String
     let (services, _) = open_services(&loc, true, false).await?;
     let operator = services.operator(&os_user());
     let result = services.revoke_token(&operator, id).await;
-    services.store().close().await;
+    services.close().await;
     result.map_err(|e| e.to_string())?;
     eprintln!("token {id} revoked");
     Ok(ExitCode::SUCCESS)

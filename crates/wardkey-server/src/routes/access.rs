@@ -95,7 +95,6 @@ pub async fn list_resource_types(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult {
     let all = s.services.list_resource_types(&auth.authorized).await?;
-    s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(page_of(all, q.after.as_deref(), q.limit, |t| t.id.to_string()).into_response())
 }
 
@@ -109,7 +108,6 @@ pub async fn get_resource_type(
     ApiPath(id): ApiPath<ResourceTypeId>,
 ) -> ApiResult {
     let t = s.services.get_resource_type(&auth.authorized, id).await?;
-    s.services.record_read(auth.caller(), &auth.op, Some(id.target())).await?;
     Ok(entity(&t, t.version))
 }
 
@@ -193,7 +191,6 @@ pub async fn list_resources(
     let query = ResourceQuery { type_id: q.type_id, parent_id };
     let page =
         s.services.list_resources(&auth.authorized, query, PageRequest { after: q.after, limit: q.limit }).await?;
-    s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(Page::from(page).into_response())
 }
 
@@ -203,7 +200,6 @@ pub async fn list_resources(
     security(("bearer" = [])))]
 pub async fn get_resource(State(s): State<AppState>, auth: Auth<Admin>, ApiPath(id): ApiPath<ResourceId>) -> ApiResult {
     let r = s.services.get_resource(&auth.authorized, id).await?;
-    s.services.record_read(auth.caller(), &auth.op, Some(id.target())).await?;
     Ok(entity(&r, r.version))
 }
 
@@ -270,7 +266,6 @@ pub async fn create_role(State(s): State<AppState>, auth: Auth<Admin>, ApiJson(i
     security(("bearer" = [])))]
 pub async fn list_roles(State(s): State<AppState>, auth: Auth<Admin>, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult {
     let page = s.services.list_roles(&auth.authorized, q.page()).await?;
-    s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(Page::from(page).into_response())
 }
 
@@ -280,7 +275,6 @@ pub async fn list_roles(State(s): State<AppState>, auth: Auth<Admin>, ApiQuery(q
     security(("bearer" = [])))]
 pub async fn get_role(State(s): State<AppState>, auth: Auth<Admin>, ApiPath(id): ApiPath<RoleId>) -> ApiResult {
     let r = s.services.get_role(&auth.authorized, id).await?;
-    s.services.record_read(auth.caller(), &auth.op, Some(id.target())).await?;
     Ok(entity(&r, r.version))
 }
 
@@ -354,7 +348,6 @@ pub async fn list_role_templates(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult {
     let all = s.services.list_role_templates(&auth.authorized).await?;
-    s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(page_of(all, q.after.as_deref(), q.limit, |t| t.id.to_string()).into_response())
 }
 
@@ -368,7 +361,6 @@ pub async fn get_role_template(
     ApiPath(id): ApiPath<RoleTemplateId>,
 ) -> ApiResult {
     let t = s.services.get_role_template(&auth.authorized, id).await?;
-    s.services.record_read(auth.caller(), &auth.op, Some(id.target())).await?;
     Ok(entity(&t, t.version))
 }
 
@@ -442,7 +434,6 @@ pub async fn list_sod_rules(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult {
     let all = s.services.list_sod_rules(&auth.authorized).await?;
-    s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(page_of(all, q.after.as_deref(), q.limit, |r| r.id.to_string()).into_response())
 }
 
@@ -452,7 +443,6 @@ pub async fn list_sod_rules(
     security(("bearer" = [])))]
 pub async fn get_sod_rule(State(s): State<AppState>, auth: Auth<Admin>, ApiPath(id): ApiPath<SodRuleId>) -> ApiResult {
     let r = s.services.get_sod_rule(&auth.authorized, id).await?;
-    s.services.record_read(auth.caller(), &auth.op, Some(id.target())).await?;
     Ok(entity(&r, r.version))
 }
 
@@ -543,7 +533,6 @@ pub async fn list_grants(
     let query =
         GrantQuery { subject, role_id: q.role_id, resource_id: q.resource_id, include_inactive: q.include_inactive };
     let page = s.services.list_grants(&auth.authorized, query, PageRequest { after: q.after, limit: q.limit }).await?;
-    s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(Page::from(page).into_response())
 }
 
@@ -553,7 +542,6 @@ pub async fn list_grants(
     security(("bearer" = [])))]
 pub async fn get_grant(State(s): State<AppState>, auth: Auth<Admin>, ApiPath(id): ApiPath<GrantId>) -> ApiResult {
     let g = s.services.get_grant(&auth.authorized, id).await?;
-    s.services.record_read(auth.caller(), &auth.op, Some(id.target())).await?;
     Ok(entity(&g, g.version))
 }
 

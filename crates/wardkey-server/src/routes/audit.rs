@@ -100,7 +100,6 @@ pub async fn list_events(
 ) -> ApiResult {
     let query = AuditQuery { actor: q.actor, target: q.target, action: q.action, since: q.since, until: q.until };
     let (items, next) = s.services.audit_events(&auth.authorized, query, q.after, q.limit).await?;
-    s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(Page { items, next_cursor: next.map(|i| i.to_string()) }.into_response())
 }
 
@@ -111,7 +110,6 @@ pub async fn list_events(
     security(("bearer" = [])))]
 pub async fn checkpoint(State(s): State<AppState>, auth: Auth<AuditRead>) -> ApiResult {
     let cp = s.services.audit_checkpoint(&auth.authorized).await?;
-    s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(Json(CheckpointView { size: cp.size, root: cp.root.to_hex(), time: cp.time, note: cp.note }).into_response())
 }
 
@@ -126,7 +124,6 @@ pub async fn inclusion_proof(
     ApiQuery(q): ApiQuery<InclusionQuery>,
 ) -> ApiResult {
     let (event, root, proof) = s.services.inclusion_proof(&auth.authorized, q.index, q.size).await?;
-    s.services.record_read(auth.caller(), &auth.op, Some(format!("audit_event:{}", q.index))).await?;
     Ok(Json(InclusionProofView {
         index: q.index,
         size: q.size,
@@ -149,7 +146,6 @@ pub async fn consistency_proof(
     ApiQuery(q): ApiQuery<ConsistencyQuery>,
 ) -> ApiResult {
     let (from_root, to_root, proof) = s.services.consistency_proof(&auth.authorized, q.from, q.to).await?;
-    s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(Json(ConsistencyProofView {
         from: q.from,
         to: q.to,

@@ -373,7 +373,6 @@ pub async fn list_sessions(
             wardkey_service::PageRequest { after: q.after, limit: q.limit },
         )
         .await?;
-    s.services.record_read(auth.caller(), &auth.op, q.user.map(|u| u.target())).await?;
     Ok(Page::from(page).into_response())
 }
 
@@ -509,6 +508,5 @@ pub async fn reset_factors(
     security(("bearer" = [])))]
 pub async fn authn_status(State(s): State<AppState>, auth: Auth<Admin>, ApiPath(id): ApiPath<UserId>) -> ApiResult {
     let v = s.services.authn_status(&auth.authorized, id).await?;
-    s.services.record_read(auth.caller(), &auth.op, Some(id.target())).await?;
     Ok(Json(v).into_response())
 }

@@ -737,7 +737,8 @@ pub async fn who_has_access(
     let ctx = AccessContext { assurance: Some(Assurance::PhishingResistant), ..Default::default() };
     let found = s
         .services
-        .search_subjects(
+        .who_has_access(
+            &auth.authorized,
             &q.resource_type,
             q.resource.as_deref(),
             &props,
@@ -746,7 +747,6 @@ pub async fn who_has_access(
             SearchPaging { token: q.after.as_deref(), limit: q.limit },
         )
         .await?;
-    s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(with_revision(
         Json(json!({ "items": found.items, "next_cursor": found.next, "revision": found.revision })).into_response(),
         found.revision,
@@ -783,7 +783,8 @@ pub async fn what_can_they_reach(
     let kind = q.subject_type.as_deref().unwrap_or("user");
     let found = s
         .services
-        .search_resources(
+        .what_can_they_reach(
+            &auth.authorized,
             kind,
             &q.subject,
             q.resource_type.as_deref(),
@@ -792,7 +793,6 @@ pub async fn what_can_they_reach(
             SearchPaging { token: q.after.as_deref(), limit: q.limit },
         )
         .await?;
-    s.services.record_read(auth.caller(), &auth.op, Some(format!("{kind}:{}", q.subject))).await?;
     Ok(with_revision(
         Json(json!({ "items": found.items, "next_cursor": found.next, "revision": found.revision })).into_response(),
         found.revision,

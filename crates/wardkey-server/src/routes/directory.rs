@@ -114,7 +114,6 @@ pub async fn list_users(
         ..UserQuery::default()
     };
     let page = s.services.list_users(&auth.authorized, query, PageRequest { after: q.after, limit: q.limit }).await?;
-    s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(axum::response::IntoResponse::into_response(Page::from(page)))
 }
 
@@ -125,7 +124,6 @@ pub async fn list_users(
     security(("bearer" = [])))]
 pub async fn get_user(State(s): State<AppState>, auth: Auth<Admin>, ApiPath(id): ApiPath<UserId>) -> ApiResult {
     let user = s.services.get_user(&auth.authorized, id).await?;
-    s.services.record_read(auth.caller(), &auth.op, Some(id.target())).await?;
     Ok(entity(&user, user.version))
 }
 
@@ -243,7 +241,6 @@ pub async fn create_group(
     security(("bearer" = [])))]
 pub async fn list_groups(State(s): State<AppState>, auth: Auth<Admin>, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult {
     let page = s.services.list_groups(&auth.authorized, q.page()).await?;
-    s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(axum::response::IntoResponse::into_response(Page::from(page)))
 }
 
@@ -253,7 +250,6 @@ pub async fn list_groups(State(s): State<AppState>, auth: Auth<Admin>, ApiQuery(
     security(("bearer" = [])))]
 pub async fn get_group(State(s): State<AppState>, auth: Auth<Admin>, ApiPath(id): ApiPath<GroupId>) -> ApiResult {
     let g = s.services.get_group(&auth.authorized, id).await?;
-    s.services.record_read(auth.caller(), &auth.op, Some(id.target())).await?;
     Ok(entity(&g, g.version))
 }
 
@@ -313,7 +309,6 @@ pub async fn list_members(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult {
     let members = s.services.list_members(&auth.authorized, id).await?;
-    s.services.record_read(auth.caller(), &auth.op, Some(id.target())).await?;
     let page = page_of(members, q.after.as_deref(), q.limit, Member::target);
     Ok(axum::response::IntoResponse::into_response(page))
 }
@@ -383,7 +378,6 @@ pub async fn list_service_accounts(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult {
     let page = s.services.list_service_accounts(&auth.authorized, q.page()).await?;
-    s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(axum::response::IntoResponse::into_response(Page::from(page)))
 }
 
@@ -398,7 +392,6 @@ pub async fn get_service_account(
     ApiPath(id): ApiPath<ServiceAccountId>,
 ) -> ApiResult {
     let sa = s.services.get_service_account(&auth.authorized, id).await?;
-    s.services.record_read(auth.caller(), &auth.op, Some(id.target())).await?;
     Ok(entity(&sa, sa.version))
 }
 

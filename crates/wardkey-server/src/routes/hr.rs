@@ -72,9 +72,6 @@ pub async fn import(
     let outcome = s.services.hr_import(&auth.authorized, &body, &req, &settings, None).await?;
     let status = if outcome.refused.is_some() { StatusCode::CONFLICT } else { StatusCode::OK };
     let revision = outcome.applied.as_ref().map(|a| a.revision);
-    if revision.is_none() {
-        s.services.record_read(auth.caller(), &auth.op, None).await?;
-    }
     let mut res = (status, Json(&outcome)).into_response();
     if let Some(rev) = revision
         && let Ok(v) = axum::http::HeaderValue::from_str(&rev.to_string())
@@ -108,6 +105,5 @@ pub async fn reconciliation(
 ) -> ApiResult {
     let days = q.dormant_days.unwrap_or_else(|| wardkey_service::hr::config().dormant_days);
     let report = s.services.reconciliation_report(&auth.authorized, days).await?;
-    s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(Json(report).into_response())
 }

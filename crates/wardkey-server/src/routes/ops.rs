@@ -22,11 +22,7 @@ pub async fn healthz() -> Response {
     responses((status = 200, description = "Ready (`ready`), or ready with a failing audit witness (`degraded` and one line per problem)", body = String, content_type = "text/plain"),
         (status = 503, description = "The store does not answer", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn readyz(State(s): State<AppState>) -> Response {
-    let probe = async {
-        let mut r = s.services.store().read().await?;
-        r.audit_tree_size().await
-    };
-    match probe.await {
+    match s.services.audit_tree_size_for_probes().await {
         Ok(_) => {
             let problems = s.witness.as_ref().map(|w| w.problems()).unwrap_or_default();
             let body =
@@ -46,11 +42,7 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(s): State<AppState>) -> Response {
-    let size = async {
-        let mut r = s.services.store().read().await?;
-        r.audit_tree_size().await
-    };
-    match size.await {
+    match s.services.audit_tree_size_for_probes().await {
         Ok(n) => s.metrics.set_audit_tree_size(n),
         Err(e) => tracing::warn!(error = %e, "could not read the audit tree size for /metrics"),
     }

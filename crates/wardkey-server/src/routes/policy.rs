@@ -38,7 +38,6 @@ pub async fn list_forbid_rules(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult {
     let all = s.services.list_forbid_rules(&auth.authorized).await?;
-    s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(page_of(all, q.after.as_deref(), q.limit, |r| r.id.to_string()).into_response())
 }
 
@@ -52,7 +51,6 @@ pub async fn get_forbid_rule(
     ApiPath(id): ApiPath<ForbidRuleId>,
 ) -> ApiResult {
     let r = s.services.get_forbid_rule(&auth.authorized, id).await?;
-    s.services.record_read(auth.caller(), &auth.op, Some(id.target())).await?;
     Ok(entity(&r, r.version))
 }
 

@@ -142,21 +142,20 @@ fn problem_to_scim(p: Problem) -> ScimResponse {
 /// A caller holding scope `scim` (admin tokens qualify); failures answer as SCIM errors.
 pub struct ScimAuth {
     authorized: Authorized<Scim>,
-    op: String,
 }
 
 impl FromRequestParts<AppState> for ScimAuth {
     type Rejection = ScimResponse;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let caller = crate::extract::authenticate(parts, state).await.map_err(problem_to_scim)?;
-        let op = crate::extract::operation(parts);
+        let mut caller = crate::extract::authenticate(parts, state).await.map_err(problem_to_scim)?;
+        caller.meta.operation = Some(crate::extract::operation(parts));
         let authorized = state
             .services
-            .authorize::<Scim>(&caller, &op)
+            .authorize_request::<Scim>(caller)
             .await
             .map_err(|e| ScimResponse::from(ScimFailure::Service(e)))?;
-        Ok(ScimAuth { authorized, op })
+        Ok(ScimAuth { authorized })
     }
 }
 
@@ -405,10 +404,6 @@ async fn list(
     base: &str,
 ) -> ScimResult {
     let page = s.services.scim_list(&auth.authorized, kind, &req, base, proj.wants_members()).await?;
-    s.services
-        .record_read(auth.authorized.caller(), &auth.op, None)
-        .await
-        .map_err(|e| ScimResponse::from(ScimFailure::Service(e)))?;
     let n = page.resources.len();
     let resources: Vec<Value> = page.resources.into_iter().map(|r| proj.apply(kind, r)).collect();
     Ok(scim_json(
@@ -542,10 +537,6 @@ async fn search_root(State(s): State<AppState>, auth: ScimAuth, ScimBody(body): 
     if !any_ok && let Some(e) = first_error {
         return Err(e.into());
     }
-    s.services
-        .record_read(auth.authorized.caller(), &auth.op, None)
-        .await
-        .map_err(|e| ScimResponse::from(ScimFailure::Service(e)))?;
     let n = resources.len();
     Ok(scim_json(
         StatusCode::OK,
@@ -567,10 +558,6 @@ async fn get_one(
     let proj = Projection::from_params(kind, p)?;
     let (resource, version) =
         s.services.scim_get(&auth.authorized, kind, id, &base_url(s), proj.wants_members()).await?;
-    s.services
-        .record_read(auth.authorized.caller(), &auth.op, Some(format!("{}:{}", kind.name().to_ascii_lowercase(), id)))
-        .await
-        .map_err(|e| ScimResponse::from(ScimFailure::Service(e)))?;
     if not_modified(headers, version) {
         let mut res = StatusCode::NOT_MODIFIED.into_response();
         if let Ok(v) = HeaderValue::from_str(&etag(version)) {

@@ -81,7 +81,6 @@ pub async fn list_tokens(
     if let Some(owner) = owner {
         all.retain(|t| t.owner == owner);
     }
-    s.services.record_read(auth.caller(), &auth.op, None).await?;
     Ok(page_of(all, q.after.as_deref(), q.limit, |t| t.id.to_string()).into_response())
 }
 

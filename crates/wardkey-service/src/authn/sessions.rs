@@ -215,13 +215,18 @@ impl Services {
     /// Any user's sessions (admin).
     pub async fn list_sessions(
         &self,
-        _by: &Authorized<Admin>,
+        by: &Authorized<Admin>,
         query: SessionQuery,
         page: PageRequest,
     ) -> Result<Paged<Session>> {
-        let p = page.to_store();
-        let items = self.store.read().await?.list_sessions(&query, &p).await?;
-        Ok(Paged::new(items, p.limit, |s| s.id.to_string()))
+        let target = query.user.map(|u| u.target());
+        let result: Result<Paged<Session>> = async {
+            let p = page.to_store();
+            let items = self.store.read().await?.list_sessions(&query, &p).await?;
+            Ok(Paged::new(items, p.limit, |s| s.id.to_string()))
+        }
+        .await;
+        self.recorded(by.caller(), "list_sessions", target, result).await
     }
 
     /// Ends any session (admin).
@@ -297,7 +302,9 @@ impl Services {
     }
 
     /// Sign-in state of a user for admins: factors, lockout, password metadata.
-    pub async fn authn_status(&self, _by: &Authorized<Admin>, user: UserId) -> Result<serde_json::Value> {
+    pub async fn authn_status(&self, by: &Authorized<Admin>, user: UserId) -> Result<serde_json::Value> {
+        let target = Some(user.target());
+        let result: Result<serde_json::Value> = async {
         let mut r = self.store.read().await?;
         r.get_user(user).await?.ok_or(ServiceError::NotFound { kind: "user", id: user.to_string() })?;
         let factors = r.list_factors(user).await?;
@@ -308,6 +315,9 @@ impl Services {
         Ok(
             json!({ "factors": factors, "failures": failures, "locked": locked, "password": password, "recovery_codes_left": codes }),
         )
+        }
+        .await;
+        self.recorded(by.caller(), "authn_status", target, result).await
     }
 
     /// The caller's own account and session.
